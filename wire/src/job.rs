@@ -1,0 +1,317 @@
+//! The job: the message that asks for it, the record that tracks it, the report that ends it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, Language, Limits, UserId};
+
+/// How much of stdout, stderr and compiler output a record and the API show inline.
+pub const PREVIEW_BYTES: usize = 64 * 1024;
+
+/// Where a job is in its life. A terminal status never changes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    CompileError,
+    RuntimeError,
+    TimeLimit,
+    MemoryLimit,
+    OutputLimit,
+    DidNotConverge,
+    InvalidInput,
+    InternalError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CompileError => "compile_error",
+            Self::RuntimeError => "runtime_error",
+            Self::TimeLimit => "time_limit",
+            Self::MemoryLimit => "memory_limit",
+            Self::OutputLimit => "output_limit",
+            Self::DidNotConverge => "did_not_converge",
+            Self::InvalidInput => "invalid_input",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
+/// One file of a job's sources or data, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// What a program gets to read: its files and its standard input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub files: Vec<InputFile>,
+    #[serde(default)]
+    pub stdin: String,
+}
+
+impl Inputs {
+    /// Bytes of content, the measure used to decide whether inputs travel inline.
+    pub fn content_bytes(&self) -> usize {
+        self.stdin.len()
+            + self
+                .files
+                .iter()
+                .map(|f| f.name.len() + f.content.len())
+                .sum::<usize>()
+    }
+}
+
+/// The message published on `cola.<language>`: everything needed to run the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub id: JobId,
+    pub user: UserId,
+    pub language: Language,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub limits: Limits,
+    pub created_at: DateTime<Utc>,
+    /// The inputs, when they fit comfortably in one message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
+    /// Otherwise the object (`<user>/<job-id>-input.zip`) that holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_object: Option<String>,
+}
+
+/// A file of the job as the record summarises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// Milliseconds spent in each phase; a phase not reached is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub queue: Option<u64>,
+    pub compile: Option<u64>,
+    pub run: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// Which executor runs a job, so that another middleware replica can find it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorHandle {
+    /// `process`, `docker` or `kubernetes`.
+    pub backend: String,
+    /// The host (process backend) or cluster the executor lives on.
+    pub node: String,
+    /// Backend-specific id: a pid with its start time, a container id, a Pod name.
+    pub id: String,
+}
+
+/// The value stored under `<user>.<job-id>` in the `cola-jobs` bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub user: UserId,
+    pub language: Language,
+    pub status: Status,
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// Detail for operators (e.g. why an executor could not start); never the user's output.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub timings_ms: Timings,
+    pub limits: Limits,
+    #[serde(default)]
+    pub files: Vec<FileSummary>,
+    #[serde(default)]
+    pub stdin_bytes: u64,
+    #[serde(default)]
+    pub arg_count: u64,
+    #[serde(default)]
+    pub output_object: Option<String>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub compile_output: String,
+    /// Set by the gateway when the owner asks to cancel; the middleware acts on it.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// How many times a middleware has started this job.
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub executor: Option<ExecutorHandle>,
+}
+
+impl JobRecord {
+    /// The record of a job that has just been accepted.
+    pub fn queued(msg: &JobMessage, files: Vec<FileSummary>, stdin_bytes: u64) -> Self {
+        Self {
+            id: msg.id,
+            user: msg.user.clone(),
+            language: msg.language.clone(),
+            status: Status::Queued,
+            reason: None,
+            message: None,
+            exit_code: None,
+            signal: None,
+            created_at: msg.created_at,
+            started_at: None,
+            finished_at: None,
+            timings_ms: Timings::default(),
+            limits: msg.limits,
+            files,
+            stdin_bytes,
+            arg_count: msg.args.len() as u64,
+            output_object: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            compile_output: String::new(),
+            cancel_requested: false,
+            attempt: 0,
+            executor: None,
+        }
+    }
+
+    /// Ends the job with `status`/`reason`, stamping the finish time and total duration.
+    pub fn finish(&mut self, status: Status, reason: Option<Reason>, now: DateTime<Utc>) {
+        debug_assert!(status.is_terminal());
+        self.status = status;
+        self.reason = reason;
+        self.finished_at = Some(now);
+        self.timings_ms.total = Some(millis_between(self.created_at, now));
+    }
+
+    /// Copies what an executor reported into this record and ends the job.
+    pub fn apply_report(&mut self, report: &RunReport, now: DateTime<Utc>) {
+        self.exit_code = report.exit_code;
+        self.signal = report.signal;
+        self.timings_ms.compile = report.timings_ms.compile;
+        self.timings_ms.run = report.timings_ms.run;
+        self.stdout = preview(&report.stdout);
+        self.stderr = preview(&report.stderr);
+        self.compile_output = preview(&report.compile_output);
+        self.output_object = report.output_object.clone();
+        if report.message.is_some() {
+            self.message = report.message.clone();
+        }
+        self.finish(report.status, report.reason, now);
+    }
+}
+
+/// What an executor found out about one run: also the `result.json` in the output zip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timings_ms: Timings,
+    pub limits: Limits,
+    /// Operator-facing detail, e.g. the cause of an internal error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Previews of the program's output (not part of `result.json`).
+    #[serde(skip)]
+    pub stdout: String,
+    #[serde(skip)]
+    pub stderr: String,
+    #[serde(skip)]
+    pub compile_output: String,
+    #[serde(skip)]
+    pub output_object: Option<String>,
+}
+
+/// A preview of `text`: at most [`PREVIEW_BYTES`], cut at a character boundary.
+pub fn preview(text: &str) -> String {
+    if text.len() <= PREVIEW_BYTES {
+        return text.to_owned();
+    }
+    let mut end = PREVIEW_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Whole milliseconds from `from` to `to`, zero if `to` is earlier.
+pub fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    u64::try_from((to - from).num_milliseconds()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_reasons_use_the_documented_names() {
+        assert_eq!(
+            serde_json::to_string(&Status::Cancelled).unwrap(),
+            "\"cancelled\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Reason::MemoryLimit).unwrap(),
+            "\"memory_limit\""
+        );
+        assert_eq!(Reason::DidNotConverge.as_str(), "did_not_converge");
+        assert!(Status::Failed.is_terminal() && !Status::Running.is_terminal());
+    }
+
+    #[test]
+    fn previews_cut_at_a_character_boundary() {
+        let long = "é".repeat(PREVIEW_BYTES);
+        let p = preview(&long);
+        assert!(p.len() <= PREVIEW_BYTES && p.len() >= PREVIEW_BYTES - 1);
+        assert_eq!(preview("hi"), "hi");
+    }
+}
+
+/// A point in time on the wire (UTC, RFC 3339).
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time.
+pub fn now() -> Timestamp {
+    Utc::now()
+}

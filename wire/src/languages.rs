@@ -1,0 +1,215 @@
+//! The language table. Languages are data: adding one is one entry here plus a toolchain
+//! (an image, for the container backends).
+//!
+//! Commands are argument vectors run inside the sandbox with the job's directory as the working
+//! directory; `{sources}` expands to the job's files with one of `source_extensions`.
+
+use crate::{Language, Limits};
+
+/// Everything cola needs to know to accept, compile and run programs in one language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanguageDef {
+    /// The name in the API and in the subject `cola.<name>`.
+    pub name: &'static str,
+    /// The name shown to people.
+    pub title: &'static str,
+    /// The file that the `source` shorthand of the API fills in.
+    pub source_file: &'static str,
+    /// Extensions of the files handed to the compiler as `{sources}`.
+    pub source_extensions: &'static [&'static str],
+    /// Extensions any file of the job may have (sources, headers, data).
+    pub allowed_extensions: &'static [&'static str],
+    /// The compile step, if the language has one.
+    pub compile: Option<&'static [&'static str]>,
+    /// The run step.
+    pub run: &'static [&'static str],
+    /// A command that prints the toolchain's version.
+    pub version: &'static [&'static str],
+    /// Environment of both steps, on top of a minimal `PATH`, `HOME` and `LANG`.
+    pub env: &'static [(&'static str, &'static str)],
+    /// The executor image used by the container backends.
+    pub image: &'static str,
+    /// Limits of the run step when a request asks for none.
+    pub default_limits: Limits,
+    /// The most a request may ask for.
+    pub max_limits: Limits,
+    /// Limits of the compile step (not up to the request).
+    pub compile_limits: Limits,
+}
+
+const DEFAULT_LIMITS: Limits = Limits {
+    wall_time_ms: 5_000,
+    cpu_time_ms: 5_000,
+    memory_mb: 256,
+    processes: 64,
+    output_kb: 1_024,
+};
+const MAX_LIMITS: Limits = Limits {
+    wall_time_ms: 60_000,
+    cpu_time_ms: 60_000,
+    memory_mb: 2_048,
+    processes: 256,
+    output_kb: 16_384,
+};
+const COMPILE_LIMITS: Limits = Limits {
+    wall_time_ms: 30_000,
+    cpu_time_ms: 30_000,
+    memory_mb: 2_048,
+    processes: 64,
+    output_kb: 1_024,
+};
+
+static LANGUAGES: [LanguageDef; 3] = [
+    LanguageDef {
+        name: "c",
+        title: "C (gcc, C17)",
+        source_file: "main.c",
+        source_extensions: &["c"],
+        allowed_extensions: &["c", "h", "txt", "csv", "json", "dat", "in", "md"],
+        compile: Some(&["gcc", "-O2", "-std=c17", "-o", "main", "{sources}", "-lm"]),
+        run: &["./main"],
+        version: &["gcc", "-dumpfullversion"],
+        env: &[],
+        image: "cola-executor-c",
+        default_limits: DEFAULT_LIMITS,
+        max_limits: MAX_LIMITS,
+        compile_limits: COMPILE_LIMITS,
+    },
+    LanguageDef {
+        name: "go",
+        title: "Go",
+        source_file: "main.go",
+        source_extensions: &["go"],
+        allowed_extensions: &["go", "txt", "csv", "json", "dat", "in", "md"],
+        compile: Some(&["go", "build", "-o", "main", "{sources}"]),
+        run: &["./main"],
+        version: &["go", "env", "GOVERSION"],
+        env: &[
+            ("GO111MODULE", "off"),
+            ("CGO_ENABLED", "0"),
+            ("GOPATH", "/tmp/gopath"),
+            ("GOTOOLCHAIN", "local"),
+        ],
+        image: "cola-executor-go",
+        default_limits: DEFAULT_LIMITS,
+        max_limits: MAX_LIMITS,
+        compile_limits: COMPILE_LIMITS,
+    },
+    LanguageDef {
+        name: "javascript",
+        title: "JavaScript (Node.js)",
+        source_file: "main.js",
+        source_extensions: &["js", "mjs"],
+        allowed_extensions: &["js", "mjs", "txt", "csv", "json", "dat", "in", "md"],
+        compile: None,
+        run: &["node", "main.js"],
+        version: &["node", "--version"],
+        env: &[],
+        image: "cola-executor-javascript",
+        default_limits: DEFAULT_LIMITS,
+        max_limits: MAX_LIMITS,
+        compile_limits: COMPILE_LIMITS,
+    },
+];
+
+/// Every language cola runs.
+pub fn languages() -> &'static [LanguageDef] {
+    &LANGUAGES
+}
+
+/// The definition of `name`, if cola runs it.
+pub fn language(name: &Language) -> Option<&'static LanguageDef> {
+    LANGUAGES.iter().find(|l| l.name == name.as_str())
+}
+
+/// Why a file name is not acceptable for a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    #[error("file name must be 1 to 100 characters from A-Z a-z 0-9 . _ - (no directories)")]
+    Unsafe,
+    #[error("files of this language must end in one of: {0}")]
+    Extension(String),
+}
+
+impl LanguageDef {
+    /// The language's name as a [`Language`].
+    pub fn id(&self) -> Language {
+        Language::parse(self.name).expect("the table holds valid names")
+    }
+
+    /// Checks a job file name: a plain name (no path, no `..`, no hidden file) with an allowed
+    /// extension.
+    pub fn check_file_name(&self, name: &str) -> Result<(), FileNameError> {
+        let plain = !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !plain {
+            return Err(FileNameError::Unsafe);
+        }
+        let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        if self.allowed_extensions.contains(&ext) {
+            Ok(())
+        } else {
+            Err(FileNameError::Extension(self.allowed_extensions.join(", ")))
+        }
+    }
+
+    /// Whether a file of this name is handed to the compiler.
+    pub fn is_source(&self, name: &str) -> bool {
+        name.rsplit_once('.')
+            .is_some_and(|(_, e)| self.source_extensions.contains(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATA_EXTENSIONS: [&str; 6] = ["txt", "csv", "json", "dat", "in", "md"];
+
+    #[test]
+    fn the_table_is_consistent() {
+        for l in languages() {
+            assert_eq!(language(&l.id()).unwrap().name, l.name);
+            l.check_file_name(l.source_file).unwrap();
+            assert!(l.is_source(l.source_file));
+            assert!(
+                l.allowed_extensions
+                    .iter()
+                    .all(|e| l.source_extensions.contains(e)
+                        || DATA_EXTENSIONS.contains(e)
+                        || *e == "h")
+            );
+            assert!(l.default_limits.wall_time_ms <= l.max_limits.wall_time_ms);
+        }
+        assert!(language(&Language::parse("cobol").unwrap()).is_none());
+    }
+
+    #[test]
+    fn unsafe_file_names_are_rejected() {
+        let c = language(&Language::parse("c").unwrap()).unwrap();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../main.c",
+            "a/b.c",
+            ".hidden.c",
+            "main.c\0",
+            "ma in.c",
+        ] {
+            assert_eq!(
+                c.check_file_name(bad),
+                Err(FileNameError::Unsafe),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            c.check_file_name("main.py"),
+            Err(FileNameError::Extension(_))
+        ));
+        assert!(c.check_file_name("data.csv").is_ok() && !c.is_source("data.csv"));
+    }
+}

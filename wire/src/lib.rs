@@ -1,0 +1,23 @@
+//! Wire types shared by every cola process.
+//!
+//! This crate is the only place that defines what crosses a process boundary: the names of the
+//! NATS stream, subjects and buckets, the job message published by the gateway, the job record
+//! kept in the KV store, the job lifecycle (status and reason) and the language table.
+//! It has no I/O and no async code, so every other crate can depend on it cheaply.
+
+pub mod ids;
+pub mod job;
+pub mod languages;
+pub mod limits;
+pub mod names;
+
+pub use ids::{IdError, JobId, Language, UserId};
+pub use job::{
+    ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES, Reason,
+    RunReport, Status, Timings,
+};
+pub use languages::{FileNameError, LanguageDef, language, languages};
+pub use limits::{LimitError, Limits, LimitsRequest};
+
+#[cfg(feature = "nats")]
+pub mod nats;

@@ -1,0 +1,142 @@
+//! Resource limits of a job: what a request may ask for and what a job runs with.
+
+use serde::{Deserialize, Serialize};
+
+/// The limits a job runs under. Every field is always set and always enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall-clock time of the run step.
+    pub wall_time_ms: u64,
+    /// CPU time of the run step (all threads).
+    pub cpu_time_ms: u64,
+    /// Memory the program may allocate.
+    pub memory_mb: u64,
+    /// Processes and threads the program may have at once.
+    pub processes: u64,
+    /// Bytes of stdout plus stderr, and the size of any one file written.
+    pub output_kb: u64,
+}
+
+/// Limits as a request states them: any field may be left out for the language's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    pub wall_time_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub processes: Option<u64>,
+    pub output_kb: Option<u64>,
+}
+
+/// A requested limit that is zero or above the language's maximum (never silently clamped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limits.{field} must be between 1 and {max}, got {got}")]
+pub struct LimitError {
+    pub field: &'static str,
+    pub got: u64,
+    pub max: u64,
+}
+
+impl LimitsRequest {
+    /// The limits to run with: each requested value checked against `max`, defaults elsewhere.
+    pub fn resolve(&self, default: &Limits, max: &Limits) -> Result<Limits, LimitError> {
+        fn pick(
+            field: &'static str,
+            want: Option<u64>,
+            default: u64,
+            max: u64,
+        ) -> Result<u64, LimitError> {
+            match want {
+                None => Ok(default),
+                Some(got) if got == 0 || got > max => Err(LimitError { field, got, max }),
+                Some(got) => Ok(got),
+            }
+        }
+        Ok(Limits {
+            wall_time_ms: pick(
+                "wall_time_ms",
+                self.wall_time_ms,
+                default.wall_time_ms,
+                max.wall_time_ms,
+            )?,
+            cpu_time_ms: pick(
+                "cpu_time_ms",
+                self.cpu_time_ms,
+                default.cpu_time_ms,
+                max.cpu_time_ms,
+            )?,
+            memory_mb: pick(
+                "memory_mb",
+                self.memory_mb,
+                default.memory_mb,
+                max.memory_mb,
+            )?,
+            processes: pick(
+                "processes",
+                self.processes,
+                default.processes,
+                max.processes,
+            )?,
+            output_kb: pick(
+                "output_kb",
+                self.output_kb,
+                default.output_kb,
+                max.output_kb,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: Limits = Limits {
+        wall_time_ms: 5_000,
+        cpu_time_ms: 5_000,
+        memory_mb: 256,
+        processes: 32,
+        output_kb: 1024,
+    };
+    const MAX: Limits = Limits {
+        wall_time_ms: 60_000,
+        cpu_time_ms: 60_000,
+        memory_mb: 1024,
+        processes: 128,
+        output_kb: 16_384,
+    };
+
+    #[test]
+    fn defaults_fill_what_is_not_asked() {
+        let req = LimitsRequest {
+            memory_mb: Some(512),
+            ..Default::default()
+        };
+        let got = req.resolve(&DEFAULT, &MAX).unwrap();
+        assert_eq!(
+            got,
+            Limits {
+                memory_mb: 512,
+                ..DEFAULT
+            }
+        );
+    }
+
+    #[test]
+    fn over_the_maximum_or_zero_is_rejected_not_clamped() {
+        let req = LimitsRequest {
+            wall_time_ms: Some(60_001),
+            ..Default::default()
+        };
+        assert_eq!(
+            req.resolve(&DEFAULT, &MAX).unwrap_err().field,
+            "wall_time_ms"
+        );
+        let req = LimitsRequest {
+            processes: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(req.resolve(&DEFAULT, &MAX).unwrap_err().field, "processes");
+        assert!(serde_json::from_str::<LimitsRequest>(r#"{"wall":1}"#).is_err());
+    }
+}

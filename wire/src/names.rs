@@ -1,0 +1,80 @@
+//! Names on the wire, exactly as DESIGN.md lists them.
+
+use crate::{JobId, Language, UserId};
+
+/// The JetStream stream that holds submitted jobs (work-queue retention).
+pub const STREAM: &str = "COLA";
+/// Every job subject starts with this prefix followed by a dot and the language.
+pub const SUBJECT_PREFIX: &str = "cola";
+/// The subjects the stream captures.
+pub const STREAM_SUBJECTS: &str = "cola.>";
+/// The durable pull consumer shared by every middleware replica.
+pub const CONSUMER: &str = "middleware";
+/// KV bucket with one record per job, key `<user>.<job-id>`.
+pub const JOBS_BUCKET: &str = "cola-jobs";
+/// Object store with the output (and large input) zips.
+pub const OUTPUTS_BUCKET: &str = "cola-outputs";
+/// KV bucket with browser sessions.
+pub const SESSIONS_BUCKET: &str = "cola-sessions";
+/// KV bucket with API tokens, key = hex SHA-256 of the token (the token itself is never stored).
+pub const TOKENS_BUCKET: &str = "cola-tokens";
+/// KV bucket with facts the services publish about themselves (e.g. toolchain versions).
+pub const META_BUCKET: &str = "cola-meta";
+/// Key in [`META_BUCKET`] holding the JSON map language → toolchain version.
+pub const META_LANGUAGE_VERSIONS: &str = "languages";
+/// Header that makes JetStream drop a duplicate publish of the same job.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// `cola.<language>`: the subject a job of this language is published on.
+pub fn job_subject(language: &Language) -> String {
+    format!("{SUBJECT_PREFIX}.{}", language.as_str())
+}
+
+/// `<user>.<job-id>`: the job's key in [`JOBS_BUCKET`].
+pub fn job_key(user: &UserId, id: &JobId) -> String {
+    format!("{}.{}", user.as_str(), id)
+}
+
+/// `<user>.>`: every key of one user's jobs, for a KV watch.
+pub fn user_keys(user: &UserId) -> String {
+    format!("{}.>", user.as_str())
+}
+
+/// `<user>/<job-id>-output.zip`: the output zip's object name.
+pub fn output_object(user: &UserId, id: &JobId) -> String {
+    format!("{}/{}-output.zip", user.as_str(), id)
+}
+
+/// `<user>/<job-id>-input.zip`: where inputs too large for one message are kept.
+pub fn input_object(user: &UserId, id: &JobId) -> String {
+    format!("{}/{}-input.zip", user.as_str(), id)
+}
+
+/// Splits a [`JOBS_BUCKET`] key back into user and job id.
+pub fn parse_job_key(key: &str) -> Option<(UserId, JobId)> {
+    let (user, id) = key.split_once('.')?;
+    Some((UserId::parse(user).ok()?, id.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_design() {
+        let user = UserId::parse("alice").unwrap();
+        let id: JobId = "0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b".parse().unwrap();
+        let lang = Language::parse("c").unwrap();
+        assert_eq!(job_subject(&lang), "cola.c");
+        assert_eq!(
+            job_key(&user, &id),
+            "alice.0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b"
+        );
+        assert_eq!(
+            output_object(&user, &id),
+            "alice/0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b-output.zip"
+        );
+        assert_eq!(parse_job_key(&job_key(&user, &id)), Some((user, id)));
+        assert_eq!(parse_job_key("alice.not-a-uuid"), None);
+    }
+}

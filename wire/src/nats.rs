@@ -1,0 +1,352 @@
+//! The NATS side of the wire (feature `nats`): the stream and buckets with their settings,
+//! compare-and-set updates of job records, and a local `nats-server` for one machine and tests.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self, kv,
+    object_store::{self, ObjectStore},
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use bytes::Bytes;
+
+use crate::{JobRecord, names};
+
+/// A failure talking to NATS, with the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("{step}: {source}")]
+    Nats {
+        step: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("job record {key} is not valid JSON: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("could not start nats-server: {0}")]
+    Spawn(String),
+}
+
+impl NatsError {
+    pub fn nats(step: &'static str, source: impl Into<async_nats::Error>) -> Self {
+        Self::Nats {
+            step,
+            source: source.into(),
+        }
+    }
+}
+
+/// How the stream and buckets are created: retention and size limits, replicas.
+#[derive(Debug, Clone)]
+pub struct TopologyConfig {
+    /// Replicas of the stream and every bucket: 1 on one machine, 3 on a cluster.
+    pub replicas: usize,
+    /// How long job records and outputs are kept.
+    pub retention: Duration,
+    /// Size limit of the job stream and of the job records bucket, in bytes.
+    pub jobs_max_bytes: i64,
+    /// Size limit of the object store, in bytes.
+    pub outputs_max_bytes: i64,
+    /// How long a browser session lives without use.
+    pub session_ttl: Duration,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            jobs_max_bytes: 1 << 30,
+            outputs_max_bytes: 8 << 30,
+            session_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Handles on the stream and buckets every service uses.
+#[derive(Clone)]
+pub struct Topology {
+    pub js: jetstream::Context,
+    pub jobs: JobStore,
+    pub outputs: ObjectStore,
+    pub tokens: kv::Store,
+    pub meta: kv::Store,
+}
+
+impl Topology {
+    /// Creates (or brings up to date) the stream and every bucket. Idempotent.
+    pub async fn ensure(js: &jetstream::Context, cfg: &TopologyConfig) -> Result<Self, NatsError> {
+        js.create_or_update_stream(stream::Config {
+            name: names::STREAM.into(),
+            subjects: vec![names::STREAM_SUBJECTS.into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            num_replicas: cfg.replicas,
+            duplicate_window: Duration::from_secs(120),
+            max_bytes: cfg.jobs_max_bytes,
+            max_message_size: 1 << 20,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::nats("create stream COLA", e))?;
+        let kv_config = |bucket: &str, max_age: Duration, max_bytes: i64| kv::Config {
+            bucket: bucket.into(),
+            history: 1,
+            max_age,
+            max_bytes,
+            max_value_size: 1 << 20,
+            storage: StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        };
+        let jobs = js
+            .create_or_update_key_value(kv_config(
+                names::JOBS_BUCKET,
+                cfg.retention,
+                cfg.jobs_max_bytes,
+            ))
+            .await
+            .map_err(|e| NatsError::nats("create bucket cola-jobs", e))?;
+        js.create_or_update_key_value(kv_config(
+            names::SESSIONS_BUCKET,
+            cfg.session_ttl,
+            256 << 20,
+        ))
+        .await
+        .map_err(|e| NatsError::nats("create bucket cola-sessions", e))?;
+        let tokens = js
+            .create_or_update_key_value(kv_config(names::TOKENS_BUCKET, Duration::ZERO, 64 << 20))
+            .await
+            .map_err(|e| NatsError::nats("create bucket cola-tokens", e))?;
+        let meta = js
+            .create_or_update_key_value(kv_config(names::META_BUCKET, Duration::ZERO, 16 << 20))
+            .await
+            .map_err(|e| NatsError::nats("create bucket cola-meta", e))?;
+        let outputs = match js.get_object_store(names::OUTPUTS_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: names::OUTPUTS_BUCKET.into(),
+                    description: Some("cola job inputs and outputs".into()),
+                    max_age: cfg.retention,
+                    max_bytes: cfg.outputs_max_bytes,
+                    storage: StorageType::File,
+                    num_replicas: cfg.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| NatsError::nats("create object store cola-outputs", e))?,
+        };
+        Ok(Self {
+            js: js.clone(),
+            jobs: JobStore { kv: jobs },
+            outputs,
+            tokens,
+            meta,
+        })
+    }
+
+    /// Opens the stream and buckets, failing if any is missing (what `/readyz` checks).
+    pub async fn open(js: &jetstream::Context) -> Result<Self, NatsError> {
+        js.get_stream_no_info(names::STREAM)
+            .await
+            .map_err(|e| NatsError::nats("open stream COLA", e))?;
+        let kv = |e| NatsError::nats("open bucket", e);
+        let jobs = js.get_key_value(names::JOBS_BUCKET).await.map_err(kv)?;
+        js.get_key_value(names::SESSIONS_BUCKET).await.map_err(kv)?;
+        let tokens = js.get_key_value(names::TOKENS_BUCKET).await.map_err(kv)?;
+        let meta = js.get_key_value(names::META_BUCKET).await.map_err(kv)?;
+        let outputs = js
+            .get_object_store(names::OUTPUTS_BUCKET)
+            .await
+            .map_err(|e| NatsError::nats("open object store cola-outputs", e))?;
+        Ok(Self {
+            js: js.clone(),
+            jobs: JobStore { kv: jobs },
+            outputs,
+            tokens,
+            meta,
+        })
+    }
+}
+
+/// The `cola-jobs` bucket, typed: every change is a compare-and-set on the revision.
+#[derive(Clone)]
+pub struct JobStore {
+    pub kv: kv::Store,
+}
+
+/// What a compare-and-set transition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The record was changed; this is the new value and its revision.
+    Changed(JobRecord, u64),
+    /// The change function declined (e.g. the job was already terminal); the current record.
+    Unchanged(JobRecord, u64),
+    /// There is no record under the key.
+    Missing,
+}
+
+impl JobStore {
+    /// The record under `key` with its revision.
+    pub async fn get(&self, key: &str) -> Result<Option<(JobRecord, u64)>, NatsError> {
+        let Some(entry) = self
+            .kv
+            .entry(key)
+            .await
+            .map_err(|e| NatsError::nats("read job record", e))?
+        else {
+            return Ok(None);
+        };
+        if !matches!(entry.operation, kv::Operation::Put) {
+            return Ok(None);
+        }
+        let record = decode(key, &entry.value)?;
+        Ok(Some((record, entry.revision)))
+    }
+
+    /// Stores a new record; fails if the key exists.
+    pub async fn create(&self, key: &str, record: &JobRecord) -> Result<u64, NatsError> {
+        self.kv
+            .create(key, encode(record))
+            .await
+            .map_err(|e| NatsError::nats("create job record", e))
+    }
+
+    /// Removes a record (used only to roll back a job that could not be queued).
+    pub async fn remove(&self, key: &str) -> Result<(), NatsError> {
+        self.kv
+            .purge(key)
+            .await
+            .map_err(|e| NatsError::nats("remove job record", e))
+    }
+
+    /// Reads the record, lets `change` modify it, and writes it back only if nobody wrote in
+    /// between; on a conflict, reads again and retries. `change` returns `false` to leave the
+    /// record as it is. A terminal record is never passed to `change`: it never changes again.
+    pub async fn transition(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut JobRecord) -> bool,
+    ) -> Result<Transition, NatsError> {
+        loop {
+            let Some((mut record, revision)) = self.get(key).await? else {
+                return Ok(Transition::Missing);
+            };
+            if record.status.is_terminal() || !change(&mut record) {
+                return Ok(Transition::Unchanged(record, revision));
+            }
+            match self.kv.update(key, encode(&record), revision).await {
+                Ok(revision) => return Ok(Transition::Changed(record, revision)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(NatsError::nats("update job record", e)),
+            }
+        }
+    }
+}
+
+/// A job record as stored.
+pub fn encode(record: &JobRecord) -> Bytes {
+    Bytes::from(serde_json::to_vec(record).expect("a job record always serializes"))
+}
+
+/// A stored job record.
+pub fn decode(key: &str, value: &[u8]) -> Result<JobRecord, NatsError> {
+    serde_json::from_slice(value).map_err(|source| NatsError::Corrupt {
+        key: key.into(),
+        source,
+    })
+}
+
+/// A `nats-server` with JetStream, run as a child process with its store in a directory.
+/// Killed when dropped.
+pub struct LocalServer {
+    child: tokio::process::Child,
+    pub port: u16,
+    pub store: PathBuf,
+    binary: PathBuf,
+}
+
+impl LocalServer {
+    /// Starts `binary` on 127.0.0.1:`port` (0 = any free port) with its store under `store`,
+    /// and waits until it accepts connections.
+    pub async fn spawn(binary: &Path, store: &Path, port: u16) -> Result<Self, NatsError> {
+        let port = if port == 0 { free_port()? } else { port };
+        let child = start(binary, store, port).await?;
+        Ok(Self {
+            child,
+            port,
+            store: store.to_owned(),
+            binary: binary.to_owned(),
+        })
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port and store.
+    pub async fn restart(&mut self) -> Result<(), NatsError> {
+        self.stop().await;
+        self.child = start(&self.binary, &self.store, self.port).await?;
+        Ok(())
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn start(binary: &Path, store: &Path, port: u16) -> Result<tokio::process::Child, NatsError> {
+    std::fs::create_dir_all(store)
+        .map_err(|e| NatsError::Spawn(format!("{}: {e}", store.display())))?;
+    let mut child = tokio::process::Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| NatsError::Spawn(format!("{}: {e}", binary.display())))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| NatsError::Spawn(e.to_string()))?
+        {
+            return Err(NatsError::Spawn(format!(
+                "nats-server exited at start ({status}); is port {port} taken?"
+            )));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(NatsError::Spawn(format!(
+        "nats-server did not listen on {addr} within 5 s"
+    )))
+}
+
+/// A TCP port on loopback that nobody listens on right now.
+pub fn free_port() -> Result<u16, NatsError> {
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| NatsError::Spawn(e.to_string()))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| NatsError::Spawn(e.to_string()))
+}
