@@ -20,4 +20,6 @@ pub use languages::{FileNameError, LanguageDef, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
 
 #[cfg(feature = "nats")]
+pub mod input_zip;
+#[cfg(feature = "nats")]
 pub mod nats;
