@@ -1,1 +1,20 @@
-fn main() {}
+//! `cola`: one binary, a subcommand per service. Everything here is argument parsing and
+//! wiring; the services are libraries (`cola-gateway`, `cola-middleware`, `cola-executors`).
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    commands::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cola: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

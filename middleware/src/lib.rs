@@ -1,1 +1,174 @@
-//! cola middleware.
+//! The cola middleware: consumes jobs from the JetStream stream `COLA` through the durable pull
+//! consumer `middleware` (shared by every replica), records each job's progress in the KV bucket
+//! `cola-jobs` by compare-and-set, launches an executor per job through a [`Backend`], watches
+//! it, enforces deadlines and cancel requests, and acknowledges a message only once its job is
+//! terminal. It is the only component that talks to a backend.
+
+pub mod backend;
+mod cancels;
+mod error;
+mod job;
+pub mod process;
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, consumer::pull};
+use cola_wire::{
+    names,
+    nats::{NatsError, Topology, TopologyConfig},
+};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use backend::{Backend, BackendError, ExecutorExit};
+pub use error::MiddlewareError;
+
+/// How long one pull request waits for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// The middleware's settings.
+#[derive(Debug, Clone)]
+pub struct MiddlewareConfig {
+    pub nats_url: String,
+    /// Jobs run at once by this replica.
+    pub concurrency: usize,
+    /// On shutdown, how long running jobs may go on before they are left to redelivery.
+    pub grace: Duration,
+    /// How long the consumer waits for an ack before redelivering a job whose middleware went
+    /// silent (running jobs send progress acks well within it).
+    pub ack_wait: Duration,
+    /// Stream and bucket settings (created if missing).
+    pub topology: TopologyConfig,
+}
+
+impl MiddlewareConfig {
+    pub fn validate(&self) -> Result<(), MiddlewareError> {
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return Err(MiddlewareError::Config("concurrency must be between 1 and 10000".into()));
+        }
+        if self.ack_wait < Duration::from_secs(1) || self.ack_wait > Duration::from_secs(3600) {
+            return Err(MiddlewareError::Config("ack wait must be between 1 s and 1 h".into()));
+        }
+        if self.nats_url.trim().is_empty() {
+            return Err(MiddlewareError::Config("a NATS URL is required".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the middleware until `shutdown`, then drains within the grace period.
+pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: CancellationToken) -> Result<(), MiddlewareError> {
+    config.validate()?;
+    let client = async_nats::connect(&config.nats_url).await.map_err(|e| NatsError::nats("connect to NATS", e))?;
+    let js = jetstream::new(client);
+    let topology = Topology::ensure(&js, &config.topology).await?;
+    publish_versions(&topology, backend.as_ref()).await;
+
+    let consumer = consumer(&js, config.ack_wait).await?;
+    let ctx = Arc::new(job::Context {
+        jobs: topology.jobs.clone(),
+        backend,
+        cancels: cancels::CancelBoard::default(),
+        shutdown: shutdown.clone(),
+        grace: config.grace,
+        progress_every: config.ack_wait / 3,
+    });
+    let tasks = TaskTracker::new();
+    let watcher_stop = CancellationToken::new();
+    let watcher = tokio::spawn(cancels::watch(topology.jobs.clone(), ctx.cancels.clone(), watcher_stop.clone()));
+
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    tracing::info!(concurrency = config.concurrency, backend = ctx.backend.name(), "middleware pulling jobs");
+    'pull: while !shutdown.is_cancelled() {
+        // Ask for as many messages as there are free slots, so no message waits in this
+        // process while another replica could run it.
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let mut permits = vec![first];
+        while permits.len() < 64 {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let batch = consumer.fetch().max_messages(permits.len()).expires(PULL_EXPIRES).messages().await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull failed; retrying");
+                pause(&shutdown).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break 'pull,
+                next = batch.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let permit = permits.pop().expect("the batch holds at most one message per permit");
+                    let ctx = ctx.clone();
+                    tasks.spawn(async move {
+                        job::handle(ctx, msg).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "pull batch ended with an error");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    tracing::info!(grace_s = config.grace.as_secs(), "middleware stopping: draining running jobs");
+    tasks.close();
+    // Running jobs watch `shutdown` themselves and leave after the grace period.
+    tasks.wait().await;
+    watcher_stop.cancel();
+    watcher.await.ok();
+    Ok(())
+}
+
+async fn pause(shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+    }
+}
+
+/// The durable consumer shared by every replica (created if missing).
+async fn consumer(js: &jetstream::Context, ack_wait: Duration) -> Result<jetstream::consumer::Consumer<pull::Config>, NatsError> {
+    let stream = js.get_stream(names::STREAM).await.map_err(|e| NatsError::nats("open stream COLA", e))?;
+    stream
+        .get_or_create_consumer(
+            names::CONSUMER,
+            pull::Config {
+                durable_name: Some(names::CONSUMER.into()),
+                description: Some("cola middleware replicas".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                filter_subject: names::STREAM_SUBJECTS.into(),
+                max_ack_pending: 100_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| NatsError::nats("create consumer middleware", e))
+}
+
+/// Tells the gateways which toolchain versions this backend runs.
+async fn publish_versions(topology: &Topology, backend: &dyn Backend) {
+    let versions = backend.versions().await;
+    if versions.is_empty() {
+        return;
+    }
+    let body = serde_json::to_vec(&versions).expect("a map of strings serializes");
+    if let Err(e) = topology.meta.put(names::META_LANGUAGE_VERSIONS, body.into()).await {
+        tracing::warn!(error = %e, "cannot publish toolchain versions");
+    }
+}

@@ -1,0 +1,26 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
+.PHONY: run test setup build lint bench
+
+CARGO ?= cargo
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --bin cola
+
+## Run cola on http://127.0.0.1:8080 (dev mode: API token in .cola/dev-token).
+run: build
+	./target/release/cola up --dev
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Run every test (formatting and lints first).
+test: setup lint
+	$(CARGO) test --workspace
+
+## Measure latency and throughput against the targets (see BENCHMARKS.md).
+bench: build
+	scripts/bench.sh

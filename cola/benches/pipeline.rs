@@ -1,0 +1,171 @@
+//! `make bench`: submit → terminal latency of hello world per language through the HTTP API of a
+//! real `cola up`, against the same program run directly with the same environment, and the
+//! throughput of 200 C jobs from 8 concurrent clients. Prints a table for BENCHMARKS.md.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+const COLA: &str = env!("CARGO_BIN_EXE_cola");
+const RUNS: usize = 20;
+
+const PROGRAMS: [(&str, &str, &str); 3] = [
+    ("c", "main.c", "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"),
+    ("javascript", "main.js", "console.log('hello');\n"),
+    ("go", "main.go", "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"),
+];
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list: there is nothing to list.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut up = Command::new(COLA)
+        .args(["up", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token_file = dir.path().join("dev-token");
+    let start = Instant::now();
+    while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "cola up did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    println!("| language | direct p50 | direct p90 | cola p50 | cola p90 | ratio (p50) | target |");
+    println!("|---|---|---|---|---|---|---|");
+    for (language, file, source) in PROGRAMS {
+        let direct = direct_latencies(language, file, source, &dir.path().join(format!("direct-{language}")));
+        let api = runtime.block_on(api_latencies(&url, &token, language, source));
+        let target = match language {
+            "c" => "≤ 1.2×",
+            "javascript" => "≤ 1.25×",
+            _ => "≤ 1.3×",
+        };
+        println!(
+            "| {language} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {target} |",
+            ms(percentile(&direct, 50)),
+            ms(percentile(&direct, 90)),
+            ms(percentile(&api, 50)),
+            ms(percentile(&api, 90)),
+            ms(percentile(&api, 50)) / ms(percentile(&direct, 50)),
+        );
+    }
+    let (jobs, elapsed) = runtime.block_on(throughput(&url, &token, 200, 8));
+    println!("\nthroughput: {jobs} C hello-world jobs, 8 concurrent clients: {:.1} s, {:.1} jobs/s", elapsed.as_secs_f64(), jobs as f64 / elapsed.as_secs_f64());
+    nix_terminate(&mut up);
+}
+
+/// The program compiled (when it is) and run directly, in the environment the sandbox gives it.
+fn direct_latencies(language: &str, file: &str, source: &str, dir: &Path) -> Vec<Duration> {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(file), source).unwrap();
+    let gocache = dir.join("gocache");
+    let script = match language {
+        "c" => "gcc -O2 -std=c17 -o main main.c -lm && ./main",
+        "go" => "go build -o main main.go && ./main",
+        _ => "node main.js",
+    };
+    let run = || {
+        let out = Command::new("/bin/sh")
+            .args(["-c", script])
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", dir)
+            .env("LANG", "C.UTF-8")
+            .env("GO111MODULE", "off")
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", &gocache)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(); // warm caches (the Go build cache, the page cache)
+    (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed()
+        })
+        .collect()
+}
+
+async fn api_latencies(url: &str, token: &str, language: &str, source: &str) -> Vec<Duration> {
+    let http = reqwest::Client::new();
+    submit(&http, url, token, language, source).await; // warm-up
+    let mut latencies = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        submit(&http, url, token, language, source).await;
+        latencies.push(start.elapsed());
+    }
+    latencies
+}
+
+async fn submit(http: &reqwest::Client, url: &str, token: &str, language: &str, source: &str) {
+    let view: serde_json::Value = http
+        .post(format!("{url}/api/v1/jobs?wait=60"))
+        .bearer_auth(token)
+        .json(&json!({ "language": language, "source": source }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["stdout"], "hello\n");
+}
+
+async fn throughput(url: &str, token: &str, jobs: usize, clients: usize) -> (usize, Duration) {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (http, url, token) = (http.clone(), url.to_owned(), token.to_owned());
+        let share = jobs / clients + usize::from(client < jobs % clients);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..share {
+                submit(&http, &url, &token, "c", PROGRAMS[0].2).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (jobs, start.elapsed())
+}
+
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) * p) / 100]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn nix_terminate(child: &mut std::process::Child) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
+    child.wait().ok();
+}

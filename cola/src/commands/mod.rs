@@ -1,0 +1,60 @@
+//! What each subcommand does: turn flags into a service configuration and run the service.
+
+mod services;
+mod submit;
+mod up;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Command, TokenCommand};
+
+pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Gateway(args) => {
+            let config = services::gateway_config(&args.gateway, &args.nats.nats_url)?;
+            cola_gateway::run(config, shutdown_on_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Middleware(args) => {
+            let (config, backend) = services::middleware(&args.middleware, &args.sandbox, &args.data_dir, &args.nats.nats_url, None)?;
+            cola_middleware::run(config, backend, shutdown_on_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Executor(args) => services::executor(args).await,
+        Command::Submit(args) => submit::run(args).await,
+        Command::Token(TokenCommand::Issue { user, name, nats }) => {
+            let user = cola_wire::UserId::parse(&user).context("--user")?;
+            let topology = services::open_topology(&nats.nats_url).await?;
+            let token = cola_gateway::tokens::issue(&topology.tokens, &user, &name).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` selects what (default: info).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,252 @@
+//! One job message, from delivery to ack: start or adopt its executor, watch it, enforce the
+//! deadline, act on cancel requests, record the outcome, and only then acknowledge.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{AckKind, Message};
+use cola_wire::{
+    ExecutorHandle, JobMessage, JobRecord, Reason, Status, job::millis_between, job::now, language,
+    nats::{JobStore, NatsError, Transition},
+    names,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    backend::Backend,
+    cancels::{CancelBoard, CancelGuard},
+};
+
+/// Time allowed on top of the compile and run limits for preparing, zipping and uploading.
+const DEADLINE_SLACK: Duration = Duration::from_secs(20);
+
+/// What every job task shares.
+pub struct Context {
+    pub jobs: JobStore,
+    pub backend: Arc<dyn Backend>,
+    pub cancels: CancelBoard,
+    /// Cancelled when the middleware stops; running jobs then have `grace` to end.
+    pub shutdown: CancellationToken,
+    pub grace: Duration,
+    /// How often a running job's message is marked in progress (well inside the ack wait).
+    pub progress_every: Duration,
+}
+
+/// How a job task ended with its message.
+enum Disposition {
+    /// The job is terminal (or can never run): acknowledge.
+    Ack,
+    /// The message cannot be decoded: never deliver it again.
+    Terminate,
+    /// The middleware is stopping with the job unfinished: leave it for redelivery.
+    Leave,
+}
+
+/// Handles one delivered message to the end.
+pub async fn handle(ctx: Arc<Context>, msg: Message) {
+    let disposition = match serde_json::from_slice::<JobMessage>(&msg.payload) {
+        Err(e) => {
+            tracing::error!(subject = %msg.subject, error = %e, "undecodable job message; terminating it");
+            Disposition::Terminate
+        }
+        Ok(job) => {
+            let key = names::job_key(&job.user, &job.id);
+            let span = tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
+            match drive(&ctx, &msg, &job, &key).instrument(span).await {
+                Ok(d) => d,
+                Err(e) => {
+                    // NATS trouble: leave the message; it comes back after the ack wait.
+                    tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
+                    Disposition::Leave
+                }
+            }
+        }
+    };
+    let acked = match disposition {
+        Disposition::Ack => msg.double_ack().await,
+        Disposition::Terminate => msg.ack_with(AckKind::Term).await,
+        Disposition::Leave => msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await,
+    };
+    if let Err(e) = acked {
+        tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");
+    }
+}
+
+async fn drive(ctx: &Context, msg: &Message, job: &JobMessage, key: &str) -> Result<Disposition, NatsError> {
+    let Some((record, _)) = ctx.jobs.get(key).await? else {
+        tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
+        return Ok(Disposition::Ack);
+    };
+    if record.status.is_terminal() {
+        return Ok(Disposition::Ack);
+    }
+    if record.cancel_requested && record.status == Status::Queued {
+        end(ctx, key, Status::Cancelled, None, None).await?;
+        return Ok(Disposition::Ack);
+    }
+    if language(&job.language).is_none() {
+        end(ctx, key, Status::Failed, Some(Reason::InvalidInput), Some(format!("unknown language {}", job.language))).await?;
+        return Ok(Disposition::Ack);
+    }
+    let guard = ctx.cancels.register(key);
+    let handle = match record.executor {
+        Some(handle) if record.status == Status::Running => {
+            if ctx.backend.is_alive(&handle).await.unwrap_or(false) {
+                tracing::info!(job_id = %job.id, executor = %handle.id, "adopting running executor");
+                handle
+            } else {
+                // The executor is gone and never reported: its result is lost.
+                ctx.backend.cleanup(&handle).await.ok();
+                let detail = "executor ended without reporting a result (its middleware stopped)";
+                end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(detail.into())).await?;
+                return Ok(Disposition::Ack);
+            }
+        }
+        // Queued, or running with no executor recorded (the launch never completed): start it.
+        _ => match start(ctx, job, key).await? {
+            Some(handle) => handle,
+            None => return Ok(Disposition::Ack),
+        },
+    };
+    watch(ctx, msg, job, key, &handle, &guard).await
+}
+
+/// Marks the job running and launches its executor. `None` if the job ended instead.
+async fn start(ctx: &Context, job: &JobMessage, key: &str) -> Result<Option<ExecutorHandle>, NatsError> {
+    let started = now();
+    let moved = ctx
+        .jobs
+        .transition(key, |r| {
+            if r.cancel_requested {
+                r.finish(Status::Cancelled, None, started);
+            } else {
+                r.status = Status::Running;
+                r.started_at = Some(started);
+                r.timings_ms.queue = Some(millis_between(r.created_at, started));
+                r.attempt += 1;
+                r.executor = None;
+            }
+            true
+        })
+        .await?;
+    match moved {
+        Transition::Changed(r, _) if r.status == Status::Running => {}
+        _ => return Ok(None),
+    }
+    let handle = match ctx.backend.launch(job).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(job_id = %job.id, error = %e, "cannot launch executor");
+            end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(e.to_string())).await?;
+            return Ok(None);
+        }
+    };
+    let recorded = ctx
+        .jobs
+        .transition(key, |r| {
+            r.status == Status::Running && {
+                r.executor = Some(handle.clone());
+                true
+            }
+        })
+        .await?;
+    if !matches!(recorded, Transition::Changed(..)) {
+        // Ended meanwhile (cancelled, or the executor already reported): nothing more to run.
+        tracing::debug!(job_id = %job.id, "job ended while its executor started");
+    }
+    Ok(Some(handle))
+}
+
+/// Waits for the executor, enforcing the deadline and cancel requests, and keeps the message
+/// alive with progress acks. Returns once the job is terminal or the middleware is stopping.
+async fn watch(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+    handle: &ExecutorHandle,
+    cancel: &CancelGuard,
+) -> Result<Disposition, NatsError> {
+    let deadline = tokio::time::Instant::now() + deadline_of(job);
+    let mut progress = tokio::time::interval(ctx.progress_every);
+    progress.tick().await;
+    let stopping = async {
+        ctx.shutdown.cancelled().await;
+        tokio::time::sleep(ctx.grace).await;
+    };
+    tokio::pin!(stopping);
+    // A cancel request that arrived before this task registered.
+    let cancelled_early = matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested);
+    let exit = if cancelled_early {
+        None
+    } else {
+        let wait = ctx.backend.wait(handle);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                exit = &mut wait => break Some(exit),
+                _ = progress.tick() => {
+                    if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                        tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    kill(ctx, handle).await;
+                    let detail = "wall-time deadline exceeded; stopped by the middleware";
+                    end(ctx, key, Status::Failed, Some(Reason::TimeLimit), Some(detail.into())).await?;
+                    break None;
+                }
+                _ = cancel.requested() => break None,
+                _ = &mut stopping => return Ok(Disposition::Leave),
+            }
+        }
+    };
+    match exit {
+        Some(exit) => {
+            let detail = match exit {
+                Ok(exit) => format!("executor ended without reporting a result ({})", exit.description),
+                Err(e) => e.to_string(),
+            };
+            // The executor normally ended the record itself; if not, it failed internally.
+            end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(detail)).await?;
+        }
+        None => {
+            kill(ctx, handle).await;
+            // Only a cancel request reaches here with the record still open.
+            end(ctx, key, Status::Cancelled, None, None).await?;
+        }
+    }
+    if let Err(e) = ctx.backend.cleanup(handle).await {
+        tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
+    }
+    Ok(Disposition::Ack)
+}
+
+async fn kill(ctx: &Context, handle: &ExecutorHandle) {
+    if let Err(e) = ctx.backend.kill(handle).await {
+        tracing::warn!(executor = %handle.id, error = %e, "cannot kill executor");
+    }
+}
+
+/// The longest a job may take from launch to report.
+pub fn deadline_of(job: &JobMessage) -> Duration {
+    let compile = language(&job.language).filter(|l| l.compile.is_some()).map_or(0, |l| l.compile_limits.wall_time_ms);
+    Duration::from_millis(compile + job.limits.wall_time_ms) + DEADLINE_SLACK
+}
+
+/// Ends a job that is not yet terminal (a terminal one is left as it is).
+async fn end(
+    ctx: &Context,
+    key: &str,
+    status: Status,
+    reason: Option<Reason>,
+    message: Option<String>,
+) -> Result<Transition, NatsError> {
+    ctx.jobs
+        .transition(key, |r: &mut JobRecord| {
+            r.message = message.clone();
+            r.finish(status, reason, now());
+            true
+        })
+        .await
+}

