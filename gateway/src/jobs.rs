@@ -1,0 +1,248 @@
+//! The jobs API: submit, list, show, cancel, download the output.
+//!
+//! Every job path is looked up under the caller's own key prefix (`<user>.<job-id>`), so another
+//! user's job is not "forbidden" but simply not there: `404`, like a malformed or unknown id.
+
+use std::time::Duration;
+
+use async_nats::jetstream::object_store::GetErrorKind;
+use axum::{
+    Json,
+    body::Body,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use cola_wire::{JobId, JobRecord, UserId, names, nats::Transition};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::io::ReaderStream;
+
+use crate::{
+    GatewayError,
+    app::AppState,
+    auth::Authenticated,
+    extract::{JobIdParam, JsonBody, NO_SUCH_JOB, QueryParams},
+    listing, queue,
+    submit::SubmitRequest,
+    view::{JobView, job_path},
+    wait::{self, Seen},
+};
+
+/// Jobs per page when the client does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// The most jobs one page may hold.
+pub const MAX_PAGE_SIZE: usize = 200;
+/// Records read at once when filling a page.
+const PAGE_READ_CONCURRENCY: usize = 16;
+
+/// `?wait=N`, for the endpoints that can hold their answer until the job ends.
+#[derive(Debug, Default, Deserialize)]
+pub struct WaitParams {
+    wait: Option<String>,
+}
+
+/// `POST /api/v1/jobs[?wait=N]`: `201` with the job's view and its `Location`.
+pub async fn create(
+    State(app): State<AppState>,
+    Authenticated(user): Authenticated,
+    QueryParams(params): QueryParams<WaitParams>,
+    JsonBody(request): JsonBody<SubmitRequest>,
+) -> Result<Response, GatewayError> {
+    let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
+    let job = request.validate()?;
+    let id = JobId::new();
+    let language = job.language.name;
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    // Listen before the record exists: no change to it can be missed.
+    let events = (!wait.is_zero()).then(|| app.events.subscribe(&user));
+    let queued = queue::enqueue(&app.topology, &app.config, &user, id, job).await?;
+    tracing::info!(job_id = %id, user = %user, language, "job queued");
+    let record = match events {
+        None => queued.record,
+        Some(events) => {
+            let seen = Seen {
+                record: queued.record,
+                revision: queued.revision,
+            };
+            wait_for_end(&app, events, &user, id, seen, wait).await?
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, job_path(&id))],
+        Json(JobView::from(&record)),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/jobs/{id}[?wait=N]`: the job's view, optionally once it has ended.
+pub async fn show(
+    State(app): State<AppState>,
+    Authenticated(user): Authenticated,
+    JobIdParam(id): JobIdParam,
+    QueryParams(params): QueryParams<WaitParams>,
+) -> Result<Json<JobView>, GatewayError> {
+    let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let events = (!wait.is_zero()).then(|| app.events.subscribe(&user));
+    let (record, revision) = find(&app, &user, id).await?;
+    let record = match events {
+        None => record,
+        Some(events) => {
+            wait_for_end(&app, events, &user, id, Seen { record, revision }, wait).await?
+        }
+    };
+    Ok(Json(JobView::from(&record)))
+}
+
+async fn wait_for_end(
+    app: &AppState,
+    events: crate::events::UserEvents,
+    user: &UserId,
+    id: JobId,
+    seen: Seen,
+    wait: Duration,
+) -> Result<JobRecord, GatewayError> {
+    wait::until_terminal(
+        events,
+        &app.topology.jobs,
+        &names::job_key(user, &id),
+        id,
+        seen,
+        Instant::now() + wait,
+        &app.shutdown,
+    )
+    .await
+}
+
+/// The caller's job `id` with its revision, or `404`.
+async fn find(app: &AppState, user: &UserId, id: JobId) -> Result<(JobRecord, u64), GatewayError> {
+    app.topology
+        .jobs
+        .get(&names::job_key(user, &id))
+        .await?
+        .ok_or(NO_SUCH_JOB)
+}
+
+/// `?limit=N&before=<job-id>`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// The `before` of the next page; `null` on the last one.
+    pub next: Option<JobId>,
+}
+
+/// `GET /api/v1/jobs?limit=N&before=<job-id>`: the caller's jobs, newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    Authenticated(user): Authenticated,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<JobList>, GatewayError> {
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                GatewayError::invalid_field(
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                )
+            })?,
+    };
+    let before = params
+        .before
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<JobId>()
+                .map_err(|_| GatewayError::invalid_field("before", "before must be a job id"))
+        })
+        .transpose()?;
+    let ids = listing::job_ids(&app.topology.jobs.kv, &user).await?;
+    let (page, more) = listing::page(ids, before, limit);
+    let next = if more { page.last().copied() } else { None };
+    let (jobs, user) = (&app.topology.jobs, &user);
+    let jobs: Vec<JobView> = futures::stream::iter(page)
+        .map(|id| async move { jobs.get(&names::job_key(user, &id)).await })
+        .buffered(PAGE_READ_CONCURRENCY)
+        // A record removed since the listing is simply left out.
+        .try_filter_map(|found| async move { Ok(found.map(|(record, _)| JobView::from(&record))) })
+        .try_collect()
+        .await?;
+    Ok(Json(JobList { jobs, next }))
+}
+
+/// `DELETE /api/v1/jobs/{id}`: asks for the job to be cancelled (`202`); the middleware stops
+/// it. A job that has already ended answers `409`.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Authenticated(user): Authenticated,
+    JobIdParam(id): JobIdParam,
+) -> Result<(StatusCode, Json<JobView>), GatewayError> {
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let key = names::job_key(&user, &id);
+    let outcome = app
+        .topology
+        .jobs
+        .transition(&key, |record| {
+            let ask = !record.cancel_requested;
+            record.cancel_requested = true;
+            ask
+        })
+        .await?;
+    match outcome {
+        Transition::Missing => Err(NO_SUCH_JOB),
+        Transition::Unchanged(record, _) if record.status.is_terminal() => {
+            Err(GatewayError::Conflict("the job has already ended"))
+        }
+        Transition::Changed(record, _) | Transition::Unchanged(record, _) => {
+            tracing::info!(job_id = %id, user = %user, language = %record.language, "cancel requested");
+            Ok((StatusCode::ACCEPTED, Json(JobView::from(&record))))
+        }
+    }
+}
+
+/// `GET /api/v1/jobs/{id}/output.zip`: the output zip, streamed from the object store.
+pub async fn output_zip(
+    State(app): State<AppState>,
+    Authenticated(user): Authenticated,
+    JobIdParam(id): JobIdParam,
+) -> Result<Response, GatewayError> {
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    find(&app, &user, id).await?;
+    let object = match app
+        .topology
+        .outputs
+        .get(names::output_object(&user, &id))
+        .await
+    {
+        Ok(object) => object,
+        Err(error) if error.kind() == GetErrorKind::NotFound => {
+            return Err(GatewayError::NotFound("the job has no output yet"));
+        }
+        Err(error) => return Err(GatewayError::backend("read output zip", error)),
+    };
+    let size = object.info().size;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-output.zip\""),
+            ),
+        ],
+        Body::from_stream(ReaderStream::new(object)),
+    )
+        .into_response())
+}

@@ -1,0 +1,68 @@
+//! `GET /api/v1/languages`: the language table, with the toolchain versions the middleware
+//! publishes in the `cola-meta` bucket.
+
+use std::collections::HashMap;
+
+use axum::{Json, extract::State};
+use cola_wire::{Limits, languages, names};
+use serde::Serialize;
+
+use crate::{GatewayError, app::AppState, auth::Authenticated};
+
+/// The version shown while no middleware has said which toolchain it runs.
+pub const UNKNOWN_VERSION: &str = "unknown";
+
+#[derive(Debug, Serialize)]
+pub struct LanguageList {
+    pub languages: Vec<LanguageView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LanguageView {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub source_file: &'static str,
+    pub allowed_extensions: &'static [&'static str],
+    pub version: String,
+    pub default_limits: Limits,
+    pub max_limits: Limits,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Authenticated(_): Authenticated,
+) -> Result<Json<LanguageList>, GatewayError> {
+    let mut versions = toolchain_versions(&app).await?;
+    let languages = languages()
+        .iter()
+        .map(|l| LanguageView {
+            name: l.name,
+            title: l.title,
+            source_file: l.source_file,
+            allowed_extensions: l.allowed_extensions,
+            version: versions
+                .remove(l.name)
+                .unwrap_or_else(|| UNKNOWN_VERSION.into()),
+            default_limits: l.default_limits,
+            max_limits: l.max_limits,
+        })
+        .collect();
+    Ok(Json(LanguageList { languages }))
+}
+
+/// Language name → toolchain version, as last published; empty when nothing was.
+async fn toolchain_versions(app: &AppState) -> Result<HashMap<String, String>, GatewayError> {
+    let Some(value) = app
+        .topology
+        .meta
+        .get(names::META_LANGUAGE_VERSIONS)
+        .await
+        .map_err(|e| GatewayError::backend("read toolchain versions", e))?
+    else {
+        return Ok(HashMap::new());
+    };
+    Ok(serde_json::from_slice(&value).unwrap_or_else(|error| {
+        tracing::warn!(%error, "toolchain versions in cola-meta are not a JSON map of strings");
+        HashMap::new()
+    }))
+}

@@ -1,0 +1,109 @@
+//! Putting an accepted job on the queue: record first, then (large) inputs, then the message,
+//! undoing what was done when a later step fails, so a job is either fully queued or not at all.
+
+use async_nats::{HeaderMap, jetstream::object_store::ObjectStore};
+use cola_wire::{
+    JobId, JobMessage, JobRecord, UserId, input_zip, names,
+    nats::{JobStore, Topology},
+};
+
+use crate::{GatewayConfig, GatewayError, config::MAX_INLINE_MESSAGE_BYTES, submit::ValidJob};
+
+/// A job that is on the queue: its record as created and the record's revision.
+pub struct Queued {
+    pub record: JobRecord,
+    pub revision: u64,
+}
+
+/// Creates the job's record, stores its inputs in the object store if they are too large to
+/// travel inline, and publishes its message with `Nats-Msg-Id` = job id, waiting for the
+/// stream's acknowledgement.
+pub async fn enqueue(
+    topology: &Topology,
+    config: &GatewayConfig,
+    user: &UserId,
+    id: JobId,
+    job: ValidJob,
+) -> Result<Queued, GatewayError> {
+    let key = names::job_key(user, &id);
+    let (record, mut message) = job.into_job(id, user, cola_wire::job::now());
+    let revision = topology.jobs.create(&key, &record).await?;
+    let mut undo = Undo {
+        jobs: &topology.jobs,
+        outputs: &topology.outputs,
+        key: &key,
+        input_object: None,
+    };
+
+    let mut payload = encode(&message);
+    let inline_bytes = message.inputs.as_ref().map_or(0, |i| i.content_bytes());
+    if inline_bytes > config.inline_input_bytes || payload.len() > MAX_INLINE_MESSAGE_BYTES {
+        let name = names::input_object(user, &id);
+        let inputs = message.inputs.take().expect("inputs start inline");
+        let zip = input_zip::encode(&inputs);
+        if let Err(error) = topology
+            .outputs
+            .put(name.as_str(), &mut zip.as_slice())
+            .await
+        {
+            undo.run().await;
+            return Err(GatewayError::backend("store input zip", error));
+        }
+        tracing::debug!(object = %name, bytes = zip.len(), "inputs stored in the object store");
+        undo.input_object = Some(name.clone());
+        message.input_object = Some(name);
+        payload = encode(&message);
+    }
+
+    if let Err(error) = publish(topology, &message, payload).await {
+        undo.run().await;
+        return Err(error);
+    }
+    Ok(Queued { record, revision })
+}
+
+async fn publish(
+    topology: &Topology,
+    message: &JobMessage,
+    payload: Vec<u8>,
+) -> Result<(), GatewayError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(names::MSG_ID_HEADER, message.id.to_string().as_str());
+    let ack = topology
+        .js
+        .publish_with_headers(
+            names::job_subject(&message.language),
+            headers,
+            payload.into(),
+        )
+        .await
+        .map_err(|e| GatewayError::backend("publish job", e))?;
+    ack.await
+        .map_err(|e| GatewayError::backend("publish job (acknowledgement)", e))?;
+    Ok(())
+}
+
+fn encode(message: &JobMessage) -> Vec<u8> {
+    serde_json::to_vec(message).expect("a job message always serializes")
+}
+
+/// What to take back when a job cannot be queued.
+struct Undo<'a> {
+    jobs: &'a JobStore,
+    outputs: &'a ObjectStore,
+    key: &'a str,
+    input_object: Option<String>,
+}
+
+impl Undo<'_> {
+    async fn run(&self) {
+        if let Err(error) = self.jobs.remove(self.key).await {
+            tracing::error!(%error, key = self.key, "could not roll back the record of a job that was not queued");
+        }
+        if let Some(name) = &self.input_object
+            && let Err(error) = self.outputs.delete(name).await
+        {
+            tracing::error!(%error, object = %name, "could not remove the inputs of a job that was not queued");
+        }
+    }
+}

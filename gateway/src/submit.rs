@@ -1,0 +1,339 @@
+//! The body of `POST /api/v1/jobs` and the checks that turn it into a job, or into a `400`
+//! naming the field at fault. Nothing here does I/O: a request that fails these checks never
+//! reaches NATS.
+
+use std::collections::HashSet;
+
+use cola_wire::{
+    FileNameError, FileSummary, InputFile, Inputs, JobId, JobMessage, JobRecord, Language,
+    LanguageDef, Limits, LimitsRequest, UserId, job::Timestamp, language, languages,
+};
+use serde::Deserialize;
+
+use crate::GatewayError;
+
+/// Most files one job may have.
+pub const MAX_FILES: usize = 64;
+/// Most command-line arguments one job may have.
+pub const MAX_ARGS: usize = 256;
+/// Longest command-line argument, in bytes.
+pub const MAX_ARG_BYTES: usize = 4096;
+
+/// What a client sends to submit a job. Every field is optional at this level so that a missing
+/// one gets a clear error naming it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub language: Option<String>,
+    pub files: Option<Vec<InputFile>>,
+    /// Shorthand for one file named after the language's `source_file`.
+    pub source: Option<String>,
+    pub stdin: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub limits: Option<LimitsRequest>,
+}
+
+/// A submission that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidJob {
+    pub language: &'static LanguageDef,
+    pub inputs: Inputs,
+    pub args: Vec<String>,
+    pub limits: Limits,
+}
+
+impl SubmitRequest {
+    /// Checks everything about the request, in the order a person would fix it.
+    pub fn validate(self) -> Result<ValidJob, GatewayError> {
+        let language = known_language(self.language.as_deref())?;
+        let files = files_of(language, self.files, self.source)?;
+        let args = self.args.unwrap_or_default();
+        check_args(&args)?;
+        let limits = self
+            .limits
+            .unwrap_or_default()
+            .resolve(&language.default_limits, &language.max_limits)
+            .map_err(|e| {
+                GatewayError::invalid_field(format!("limits.{}", e.field), e.to_string())
+            })?;
+        Ok(ValidJob {
+            language,
+            inputs: Inputs {
+                files,
+                stdin: self.stdin.unwrap_or_default(),
+            },
+            args,
+            limits,
+        })
+    }
+}
+
+impl ValidJob {
+    /// The record of the job just accepted and the message that asks for it, with the inputs
+    /// inline (the caller moves them to the object store when they are too large).
+    pub fn into_job(
+        self,
+        id: JobId,
+        user: &UserId,
+        created_at: Timestamp,
+    ) -> (JobRecord, JobMessage) {
+        let files = self
+            .inputs
+            .files
+            .iter()
+            .map(|f| FileSummary {
+                name: f.name.clone(),
+                bytes: f.content.len() as u64,
+            })
+            .collect();
+        let stdin_bytes = self.inputs.stdin.len() as u64;
+        let message = JobMessage {
+            id,
+            user: user.clone(),
+            language: self.language.id(),
+            args: self.args,
+            limits: self.limits,
+            created_at,
+            inputs: Some(self.inputs),
+            input_object: None,
+        };
+        (JobRecord::queued(&message, files, stdin_bytes), message)
+    }
+}
+
+fn known_language(name: Option<&str>) -> Result<&'static LanguageDef, GatewayError> {
+    let name =
+        name.ok_or_else(|| GatewayError::invalid_field("language", "language is required"))?;
+    Language::parse(name)
+        .ok()
+        .and_then(|l| language(&l))
+        .ok_or_else(|| {
+            let known: Vec<_> = languages().iter().map(|l| l.name).collect();
+            GatewayError::invalid_field(
+                "language",
+                format!("unknown language {name:?} (known: {})", known.join(", ")),
+            )
+        })
+}
+
+fn files_of(
+    language: &LanguageDef,
+    files: Option<Vec<InputFile>>,
+    source: Option<String>,
+) -> Result<Vec<InputFile>, GatewayError> {
+    let files = match (files, source) {
+        (Some(_), Some(_)) => {
+            return Err(GatewayError::invalid_field(
+                "source",
+                "give either files or source, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(GatewayError::invalid_field(
+                "files",
+                format!(
+                    "no source: give files, or source for a single {}",
+                    language.source_file
+                ),
+            ));
+        }
+        (None, Some(source)) => {
+            if source.is_empty() {
+                return Err(GatewayError::invalid_field("source", "source is empty"));
+            }
+            return Ok(vec![InputFile {
+                name: language.source_file.to_owned(),
+                content: source,
+            }]);
+        }
+        (Some(files), None) => files,
+    };
+    if files.is_empty() {
+        return Err(GatewayError::invalid_field("files", "files is empty"));
+    }
+    if files.len() > MAX_FILES {
+        return Err(GatewayError::invalid_field(
+            "files",
+            format!("at most {MAX_FILES} files, got {}", files.len()),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, file) in files.iter().enumerate() {
+        let name_field = || format!("files[{i}].name");
+        language.check_file_name(&file.name).map_err(|e| {
+            GatewayError::invalid_field(name_field(), file_name_message(&file.name, e))
+        })?;
+        if !seen.insert(file.name.as_str()) {
+            return Err(GatewayError::invalid_field(
+                name_field(),
+                format!("duplicate file name {:?}", file.name),
+            ));
+        }
+        if file.content.is_empty() {
+            return Err(GatewayError::invalid_field(
+                format!("files[{i}].content"),
+                format!("file {:?} is empty", file.name),
+            ));
+        }
+    }
+    if !seen.contains(language.source_file) {
+        return Err(GatewayError::invalid_field(
+            "files",
+            format!(
+                "a {} job needs a file named {}",
+                language.name, language.source_file
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+fn file_name_message(name: &str, error: FileNameError) -> String {
+    format!("file name {name:?} is not allowed: {error}")
+}
+
+fn check_args(args: &[String]) -> Result<(), GatewayError> {
+    if args.len() > MAX_ARGS {
+        return Err(GatewayError::invalid_field(
+            "args",
+            format!("at most {MAX_ARGS} arguments, got {}", args.len()),
+        ));
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if arg.len() > MAX_ARG_BYTES {
+            return Err(GatewayError::invalid_field(
+                format!("args[{i}]"),
+                format!("an argument may be at most {MAX_ARG_BYTES} bytes"),
+            ));
+        }
+        if arg.contains('\0') {
+            return Err(GatewayError::invalid_field(
+                format!("args[{i}]"),
+                "an argument may not contain a NUL character",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> SubmitRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn field_of(json: serde_json::Value) -> String {
+        match request(json).validate().unwrap_err() {
+            GatewayError::Invalid { field, .. } => field.expect("a field is blamed"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn source_is_shorthand_for_the_source_file() {
+        let job = request(serde_json::json!({"language": "go", "source": "package main"}))
+            .validate()
+            .unwrap();
+        assert_eq!(job.inputs.files[0].name, "main.go");
+        assert_eq!(job.limits, job.language.default_limits);
+    }
+
+    #[test]
+    fn files_stdin_args_and_limits_are_kept() {
+        let job = request(serde_json::json!({
+            "language": "c",
+            "files": [{"name": "main.c", "content": "int main;"}, {"name": "data.txt", "content": "1"}],
+            "stdin": "in",
+            "args": ["-v"],
+            "limits": {"memory_mb": 64}
+        }))
+        .validate()
+        .unwrap();
+        assert_eq!(job.inputs.files.len(), 2);
+        assert_eq!(job.inputs.stdin, "in");
+        assert_eq!(job.args, ["-v"]);
+        assert_eq!(job.limits.memory_mb, 64);
+        let id = JobId::new();
+        let user = UserId::parse("alice").unwrap();
+        let inputs = job.inputs.clone();
+        let (record, msg) = job.into_job(id, &user, cola_wire::job::now());
+        assert_eq!((msg.id, msg.language.as_str()), (id, "c"));
+        assert_eq!(msg.inputs, Some(inputs));
+        assert_eq!((record.id, record.status), (id, cola_wire::Status::Queued));
+        assert_eq!(
+            (record.files[0].bytes, record.stdin_bytes, record.arg_count),
+            (9, 2, 1)
+        );
+    }
+
+    #[test]
+    fn each_mistake_blames_its_field() {
+        use serde_json::json;
+        let file = |name: &str, content: &str| json!({"name": name, "content": content});
+        let cases = [
+            (json!({"source": "x"}), "language"),
+            (json!({"language": "cobol", "source": "x"}), "language"),
+            (json!({"language": "C", "source": "x"}), "language"),
+            (json!({"language": "c"}), "files"),
+            (json!({"language": "c", "source": ""}), "source"),
+            (json!({"language": "c", "files": []}), "files"),
+            (
+                json!({"language": "c", "source": "x", "files": [file("main.c", "x")]}),
+                "source",
+            ),
+            (
+                json!({"language": "c", "files": [file("main.c", "")]}),
+                "files[0].content",
+            ),
+            (
+                json!({"language": "c", "files": [file("main.c", "x"), file("/etc/passwd", "x")]}),
+                "files[1].name",
+            ),
+            (
+                json!({"language": "c", "files": [file("../main.c", "x")]}),
+                "files[0].name",
+            ),
+            (
+                json!({"language": "c", "files": [file("main.py", "x")]}),
+                "files[0].name",
+            ),
+            (
+                json!({"language": "c", "files": [file("main.c", "x"), file("main.c", "y")]}),
+                "files[1].name",
+            ),
+            (
+                json!({"language": "c", "files": [file("util.c", "x")]}),
+                "files",
+            ),
+            (
+                json!({"language": "c", "source": "x", "limits": {"memory_mb": 999999}}),
+                "limits.memory_mb",
+            ),
+            (
+                json!({"language": "c", "source": "x", "limits": {"wall_time_ms": 0}}),
+                "limits.wall_time_ms",
+            ),
+            (
+                json!({"language": "c", "source": "x", "args": vec!["a"; MAX_ARGS + 1]}),
+                "args",
+            ),
+            (
+                json!({"language": "c", "source": "x", "args": ["ok", "x".repeat(MAX_ARG_BYTES + 1)]}),
+                "args[1]",
+            ),
+            (
+                json!({"language": "c", "source": "x", "args": ["a\u{0}b"]}),
+                "args[0]",
+            ),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(field_of(json.clone()), expected, "{json}");
+        }
+        let many: Vec<_> = (0..=MAX_FILES)
+            .map(|i| file(&format!("f{i}.c"), "x"))
+            .collect();
+        assert_eq!(field_of(json!({"language": "c", "files": many})), "files");
+    }
+}

@@ -1,0 +1,138 @@
+//! What the API shows of a job: the record, minus what is for operators only.
+
+use cola_wire::{
+    JobId, JobRecord, Reason, Status, Timings,
+    job::{Timestamp, millis_between},
+};
+use serde::Serialize;
+
+/// A job as the API shows it to its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub language: String,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub timings_ms: Timings,
+    /// First 64 KiB of each; the output zip has everything.
+    pub stdout: String,
+    pub stderr: String,
+    pub compile_output: String,
+    /// Whether the owner asked to cancel the job (the job ends `cancelled` once it is stopped).
+    pub cancel_requested: bool,
+    /// Where the output zip is, once there is one.
+    pub output_url: Option<String>,
+}
+
+/// The path of a job in the API.
+pub fn job_path(id: &JobId) -> String {
+    format!("/api/v1/jobs/{id}")
+}
+
+/// The path of a job's output zip in the API.
+pub fn output_path(id: &JobId) -> String {
+    format!("/api/v1/jobs/{id}/output.zip")
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(record: &JobRecord) -> Self {
+        let mut timings = record.timings_ms;
+        if timings.queue.is_none()
+            && let Some(started_at) = record.started_at
+        {
+            timings.queue = Some(millis_between(record.created_at, started_at));
+        }
+        Self {
+            id: record.id,
+            language: record.language.to_string(),
+            status: record.status,
+            reason: record.reason,
+            exit_code: record.exit_code,
+            signal: record.signal,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            timings_ms: timings,
+            stdout: record.stdout.clone(),
+            stderr: record.stderr.clone(),
+            compile_output: record.compile_output.clone(),
+            cancel_requested: record.cancel_requested,
+            output_url: record
+                .output_object
+                .as_ref()
+                .map(|_| output_path(&record.id)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cola_wire::{JobMessage, Language, UserId, languages};
+
+    fn record() -> JobRecord {
+        let msg = JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse("c").unwrap(),
+            args: vec![],
+            limits: languages()[0].default_limits,
+            created_at: cola_wire::job::now(),
+            inputs: None,
+            input_object: None,
+        };
+        JobRecord::queued(&msg, vec![], 0)
+    }
+
+    #[test]
+    fn a_queued_job_has_no_timings_and_no_output() {
+        let view = JobView::from(&record());
+        assert_eq!(view.timings_ms, Timings::default());
+        assert_eq!(view.output_url, None);
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["status"], "queued");
+        for key in [
+            "id",
+            "language",
+            "status",
+            "reason",
+            "exit_code",
+            "signal",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "timings_ms",
+            "stdout",
+            "stderr",
+            "compile_output",
+            "output_url",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        assert!(
+            json.get("message").is_none(),
+            "operator detail must not show"
+        );
+    }
+
+    #[test]
+    fn queue_time_is_derived_and_the_output_linked() {
+        let mut r = record();
+        r.started_at = Some(r.created_at + chrono::Duration::milliseconds(42));
+        r.output_object = Some(cola_wire::names::output_object(&r.user, &r.id));
+        r.message = Some("executor pid 123".into());
+        let view = JobView::from(&r);
+        assert_eq!(view.timings_ms.queue, Some(42));
+        assert_eq!(
+            view.output_url,
+            Some(format!("/api/v1/jobs/{}/output.zip", r.id))
+        );
+        r.timings_ms.queue = Some(7);
+        assert_eq!(JobView::from(&r).timings_ms.queue, Some(7));
+    }
+}

@@ -1,0 +1,7 @@
+//! The gateway's HTTP API against a real nats-server, with tests playing the middleware's part.
+
+mod jobs;
+mod service;
+mod submit;
+mod support;
+mod wait;
