@@ -1,8 +1,9 @@
 //! Who is asking: the [`Authenticated`] extractor and the pluggable [`Authenticator`]s behind it.
 //!
 //! Handlers only ever see `Authenticated(user)`. Where the user comes from is up to the chain of
-//! authenticators in the state: today a bearer API token; a browser session cookie (after an
-//! OIDC login) is one more [`Authenticator`] in the chain.
+//! authenticators in the state: a bearer API token. The browser session deliberately is not in
+//! this chain: a cookie never authorizes a JSON API call (so the API needs no CSRF defence);
+//! the pages have their own extractor, [`crate::pages::SignedIn`].
 
 use std::sync::Arc;
 

@@ -118,7 +118,11 @@ async fn wait_for_end(
 }
 
 /// The caller's job `id` with its revision, or `404`.
-async fn find(app: &AppState, user: &UserId, id: JobId) -> Result<(JobRecord, u64), GatewayError> {
+pub(crate) async fn find(
+    app: &AppState,
+    user: &UserId,
+    id: JobId,
+) -> Result<(JobRecord, u64), GatewayError> {
     app.topology
         .jobs
         .get(&names::job_key(user, &id))
@@ -168,18 +172,34 @@ pub async fn list(
                 .map_err(|_| GatewayError::invalid_field("before", "before must be a job id"))
         })
         .transpose()?;
-    let ids = listing::job_ids(&app.topology.jobs.kv, &user).await?;
+    let (records, next) = recent(&app, &user, before, limit).await?;
+    let jobs = records
+        .iter()
+        .map(|(record, _)| JobView::from(record))
+        .collect();
+    Ok(Json(JobList { jobs, next }))
+}
+
+/// One page of `user`'s jobs, newest first, strictly older than `before`, with their
+/// revisions; and the `before` of the next page, if there is one.
+pub(crate) async fn recent(
+    app: &AppState,
+    user: &UserId,
+    before: Option<JobId>,
+    limit: usize,
+) -> Result<(Vec<(JobRecord, u64)>, Option<JobId>), GatewayError> {
+    let ids = listing::job_ids(&app.topology.jobs.kv, user).await?;
     let (page, more) = listing::page(ids, before, limit);
     let next = if more { page.last().copied() } else { None };
-    let (jobs, user) = (&app.topology.jobs, &user);
-    let jobs: Vec<JobView> = futures::stream::iter(page)
+    let jobs = &app.topology.jobs;
+    let records = futures::stream::iter(page)
         .map(|id| async move { jobs.get(&names::job_key(user, &id)).await })
         .buffered(PAGE_READ_CONCURRENCY)
         // A record removed since the listing is simply left out.
-        .try_filter_map(|found| async move { Ok(found.map(|(record, _)| JobView::from(&record))) })
+        .try_filter_map(|found| async move { Ok(found) })
         .try_collect()
         .await?;
-    Ok(Json(JobList { jobs, next }))
+    Ok((records, next))
 }
 
 /// `DELETE /api/v1/jobs/{id}`: asks for the job to be cancelled (`202`); the middleware stops
@@ -190,7 +210,17 @@ pub async fn cancel(
     JobIdParam(id): JobIdParam,
 ) -> Result<(StatusCode, Json<JobView>), GatewayError> {
     tracing::Span::current().record("job_id", tracing::field::display(id));
-    let key = names::job_key(&user, &id);
+    let record = request_cancel(&app, &user, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(&record))))
+}
+
+/// Sets `cancel_requested` on `user`'s job `id` (compare-and-set); `409` if it has ended.
+pub(crate) async fn request_cancel(
+    app: &AppState,
+    user: &UserId,
+    id: JobId,
+) -> Result<JobRecord, GatewayError> {
+    let key = names::job_key(user, &id);
     let outcome = app
         .topology
         .jobs
@@ -207,7 +237,7 @@ pub async fn cancel(
         }
         Transition::Changed(record, _) | Transition::Unchanged(record, _) => {
             tracing::info!(job_id = %id, user = %user, language = %record.language, "cancel requested");
-            Ok((StatusCode::ACCEPTED, Json(JobView::from(&record))))
+            Ok(record)
         }
     }
 }
@@ -219,11 +249,20 @@ pub async fn output_zip(
     JobIdParam(id): JobIdParam,
 ) -> Result<Response, GatewayError> {
     tracing::Span::current().record("job_id", tracing::field::display(id));
-    find(&app, &user, id).await?;
+    output_response(&app, &user, id).await
+}
+
+/// The output zip of `user`'s job `id`, streamed from the object store.
+pub(crate) async fn output_response(
+    app: &AppState,
+    user: &UserId,
+    id: JobId,
+) -> Result<Response, GatewayError> {
+    find(app, user, id).await?;
     let object = match app
         .topology
         .outputs
-        .get(names::output_object(&user, &id))
+        .get(names::output_object(user, &id))
         .await
     {
         Ok(object) => object,

@@ -11,8 +11,8 @@
 //! - [`config`]: [`GatewayConfig`] and its checks.
 //! - [`connection`]: the NATS connection and its reconnect signal.
 //! - [`error`]: [`GatewayError`], the one error type, and its JSON answers.
-//! - [`auth`]: the [`auth::Authenticated`] extractor over pluggable authenticators (bearer
-//!   tokens now; browser sessions slot in as another authenticator).
+//! - [`auth`]: the [`auth::Authenticated`] extractor of the API over pluggable authenticators
+//!   (bearer tokens; the session cookie is for pages only).
 //! - [`tokens`]: API tokens in the `cola-tokens` bucket (only their hashes are stored).
 //! - [`extract`]: request extractors that answer malformed input with JSON errors.
 //! - [`submit`]: the submission body and its validation (no I/O).
@@ -22,9 +22,14 @@
 //! - [`events`]: the one KV watch per process and its in-memory fan-out per user.
 //! - [`wait`]: `?wait=N` on top of [`events`].
 //! - [`view`]: what the API shows of a job.
-//! - [`app`]: shared state and the router.
+//! - [`app`]: shared state, the router, the security headers of every answer.
+//! - [`session`]: browser sessions in the `cola-sessions` bucket, CSRF tokens.
+//! - [`oidc`]: OpenID Connect login (Google by default).
+//! - [`pages`]: the web app (HTML pages, live updates, the tokens page); [`assets`]: its
+//!   CSS, script and icon, built in.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod connection;
@@ -35,25 +40,30 @@ pub mod health;
 pub mod jobs;
 pub mod languages;
 pub mod listing;
+pub mod oidc;
+pub mod pages;
 pub mod queue;
+pub mod session;
 pub mod submit;
 pub mod tokens;
 pub mod view;
 pub mod wait;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
-use cola_wire::nats::Topology;
-use tokio::net::TcpListener;
+use axum::Router;
+use cola_wire::{names, nats::Topology};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::Authenticated;
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, OidcConfig, Secret};
 pub use error::GatewayError;
 
 use crate::{
-    app::{AppState, Shared},
+    app::{AppState, Shared, WebSettings},
     auth::{Authenticators, BearerTokens},
+    session::NatsSessionStore,
 };
 
 /// Runs the gateway on `config.listen` until `shutdown` is cancelled.
@@ -70,45 +80,142 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
 }
 
 /// Runs the gateway on an already bound `listener` until `shutdown` is cancelled; requests in
-/// flight are finished (a `?wait` answers at once with the job as it is).
+/// flight are finished (a `?wait` answers at once with the job as it is, live streams end).
 pub async fn serve(
     listener: TcpListener,
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    config.validate()?;
-    let (client, reconnects) = connection::connect(&config.nats_url).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    let topology = Topology::open(&js)
-        .await
-        .map_err(GatewayError::MissingTopology)?;
-
-    // Stopping the gateway stops the watch; the watch never stops the gateway.
-    let stopping = shutdown.child_token();
-    let (events, watch) =
-        events::start_watch(topology.jobs.kv.clone(), reconnects, stopping.clone()).await?;
-    let auth = Authenticators::new(vec![Arc::new(BearerTokens::new(topology.tokens.clone()))]);
-    let state = AppState::new(Shared {
-        config,
-        client,
-        topology,
-        events,
-        auth,
-        shutdown: stopping.clone(),
-    });
-
-    let addr = listener
+    let local = listener
         .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
-    tracing::info!(%addr, "gateway listening");
-    let served = axum::serve(listener, app::router(state))
+        .map_err(|source| GatewayError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let gateway = Gateway::start(config, local, &shutdown).await?;
+    tracing::info!(addr = %local, public_url = %gateway.state.web.public_url, "gateway listening");
+    let served = axum::serve(listener, gateway.router())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
-    stopping.cancel();
-    if let Err(error) = watch.await {
-        tracing::error!(%error, "job watch task failed");
-    }
-    tracing::info!(%addr, "gateway stopped");
+    gateway.stop().await;
+    tracing::info!(addr = %local, "gateway stopped");
     served.map_err(GatewayError::Serve)
+}
+
+/// A started gateway: connected to NATS, watching job records, ready to route requests. Tests
+/// drive its [`Gateway::router`] directly (`tower::ServiceExt::oneshot`).
+pub struct Gateway {
+    state: AppState,
+    watch: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Checks `config`, connects to NATS, opens the stream and buckets and starts the job
+    /// watch. `listen` is the address the router is served on (the developer login is offered
+    /// only on loopback).
+    pub async fn start(
+        config: GatewayConfig,
+        listen: SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        config.validate()?;
+        let (client, reconnects) = connection::connect(&config.nats_url).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let topology = Topology::open(&js)
+            .await
+            .map_err(GatewayError::MissingTopology)?;
+        let sessions = js
+            .get_key_value(names::SESSIONS_BUCKET)
+            .await
+            .map_err(|e| {
+                GatewayError::MissingTopology(cola_wire::nats::NatsError::nats(
+                    "open bucket cola-sessions",
+                    e,
+                ))
+            })?;
+        let web = web_settings(&config, listen, NatsSessionStore::new(sessions)).await?;
+
+        // Stopping the gateway stops the watch; the watch never stops the gateway.
+        let stopping = shutdown.child_token();
+        let (events, watch) =
+            events::start_watch(topology.jobs.kv.clone(), reconnects, stopping.clone()).await?;
+        let auth = Authenticators::new(vec![Arc::new(BearerTokens::new(topology.tokens.clone()))]);
+        let state = AppState::new(Shared {
+            config,
+            client,
+            topology,
+            events,
+            auth,
+            shutdown: stopping,
+            web,
+        });
+        Ok(Self { state, watch })
+    }
+
+    /// Every route, ready to serve.
+    pub fn router(&self) -> Router {
+        app::router(self.state.clone())
+    }
+
+    /// The shared state (for tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the job watch and waits for it.
+    pub async fn stop(self) {
+        self.state.shutdown.cancel();
+        if let Err(error) = self.watch.await {
+            tracing::error!(%error, "job watch task failed");
+        }
+    }
+}
+
+async fn web_settings(
+    config: &GatewayConfig,
+    listen: SocketAddr,
+    sessions: NatsSessionStore,
+) -> Result<WebSettings, GatewayError> {
+    let public_url = config.public_url(listen);
+    let oidc = match &config.oidc {
+        Some(oidc) => {
+            if !oidc.is_restricted() {
+                tracing::warn!(
+                    issuer = %oidc.issuer,
+                    "no COLA_ALLOWED_DOMAINS or COLA_ALLOWED_EMAILS: anybody with an account at \
+                     the identity provider can log in"
+                );
+            }
+            let provider = oidc::Provider::new(oidc.clone(), &public_url)
+                .map_err(|e| GatewayError::Config(e.to_string()))?;
+            tracing::info!(issuer = %oidc.issuer, redirect_uri = provider.redirect_uri(), "browser login enabled");
+            Some(Arc::new(provider))
+        }
+        None => None,
+    };
+    let dev_login = config.dev_login_allowed(listen);
+    if config.dev && !dev_login {
+        tracing::warn!(%listen, "dev login refused: not listening on a loopback address");
+    }
+    let max_age = sessions
+        .max_age()
+        .await
+        .map_err(|e| GatewayError::backend("read the cola-sessions bucket", e.to_string()))?;
+    let mut session_idle = config.session_idle;
+    if !max_age.is_zero() && session_idle > max_age {
+        tracing::warn!(
+            ?session_idle,
+            ?max_age,
+            "sessions cannot outlive the cola-sessions bucket's max age: using it as idle expiry"
+        );
+        session_idle = max_age;
+    }
+    Ok(WebSettings {
+        secure_cookies: config::cookie_must_be_secure(&public_url),
+        public_url,
+        dev_login,
+        oidc,
+        sessions,
+        session_idle,
+    })
 }

@@ -3,7 +3,7 @@
 
 use async_nats::{HeaderMap, jetstream::object_store::ObjectStore};
 use cola_wire::{
-    JobId, JobMessage, JobRecord, UserId, input_zip, names,
+    Inputs, JobId, JobMessage, JobRecord, UserId, input_zip, names,
     nats::{JobStore, Topology},
 };
 
@@ -13,6 +13,8 @@ use crate::{GatewayConfig, GatewayError, config::MAX_INLINE_MESSAGE_BYTES, submi
 pub struct Queued {
     pub record: JobRecord,
     pub revision: u64,
+    /// The object its inputs travelled through, when they were too large to go inline.
+    pub input_object: Option<String>,
 }
 
 /// Creates the job's record, stores its inputs in the object store if they are too large to
@@ -59,8 +61,60 @@ pub async fn enqueue(
         undo.run().await;
         return Err(error);
     }
-    Ok(Queued { record, revision })
+    Ok(Queued {
+        record,
+        revision,
+        input_object: message.input_object,
+    })
 }
+
+/// Keeps a copy of a queued job's inputs as its input object (`<user>/<job-id>-input.zip`)
+/// when they travelled inline, so that the web app can offer to edit and resubmit the job.
+/// The object expires with the bucket's retention like every output. Failing to keep it only
+/// loses that offer.
+pub async fn keep_inputs(
+    topology: &Topology,
+    user: &UserId,
+    id: JobId,
+    queued: &Queued,
+    inputs: &Inputs,
+) {
+    if queued.input_object.is_some() {
+        return;
+    }
+    let name = names::input_object(user, &id);
+    let zip = input_zip::encode(inputs);
+    if let Err(error) = topology
+        .outputs
+        .put(name.as_str(), &mut zip.as_slice())
+        .await
+    {
+        tracing::warn!(%error, job_id = %id, "could not keep the inputs for resubmission");
+    }
+}
+
+/// The inputs of `user`'s job `id`, if they were kept (see [`keep_inputs`]).
+pub async fn kept_inputs(topology: &Topology, user: &UserId, id: JobId) -> Option<Inputs> {
+    use tokio::io::AsyncReadExt as _;
+    let object = topology
+        .outputs
+        .get(names::input_object(user, &id))
+        .await
+        .ok()?;
+    let mut bytes = Vec::new();
+    // The input zip is never larger than a request body (1 MiB by default) plus zip overhead.
+    object
+        .take(MAX_KEPT_INPUT_BYTES)
+        .read_to_end(&mut bytes)
+        .await
+        .ok()?;
+    input_zip::decode(&bytes, MAX_KEPT_INPUT_BYTES)
+        .inspect_err(|error| tracing::warn!(%error, job_id = %id, "unreadable kept inputs"))
+        .ok()
+}
+
+/// The most bytes of kept inputs read back.
+const MAX_KEPT_INPUT_BYTES: u64 = 16 << 20;
 
 async fn publish(
     topology: &Topology,

@@ -33,17 +33,29 @@ impl Stack {
         stack
     }
 
+    /// NATS, the gateway configured further by `configure`, and one middleware.
+    pub async fn start_with_gateway(configure: impl FnOnce(&mut cola_gateway::GatewayConfig)) -> Self {
+        let mut stack = Self::without_middleware_with(configure).await;
+        stack.start_middleware();
+        stack
+    }
+
     /// NATS and the gateway only: jobs stay queued until a middleware starts.
     pub async fn without_middleware() -> Self {
+        Self::without_middleware_with(|_| {}).await
+    }
+
+    async fn without_middleware_with(configure: impl FnOnce(&mut cola_gateway::GatewayConfig)) -> Self {
         let nats = TestNats::start().await;
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let config = cola_gateway::GatewayConfig {
+        let mut config = cola_gateway::GatewayConfig {
             listen: listener.local_addr().unwrap(),
             nats_url: nats.url(),
             ..cola_gateway::GatewayConfig::default()
         };
+        configure(&mut config);
         let gateway_stop = CancellationToken::new();
         tokio::spawn(cola_gateway::serve(listener, config, gateway_stop.clone()));
         Self { nats, dir, url, http: reqwest::Client::new(), gateway_stop, middlewares: Vec::new() }

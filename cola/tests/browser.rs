@@ -1,0 +1,434 @@
+//! The web app in a real browser: Debian's Chromium driven through chromedriver (WebDriver),
+//! against the whole stack (gateway, real middleware, real bubblewrap) and a real OpenID
+//! provider on localhost (npm `oidc-provider`, `web/tests/oidc`) standing in for Google.
+//!
+//! Needs `scripts/setup-web.sh` (chromium, chromium-driver, `npm ci` of the provider). Set
+//! `COLA_SKIP_BROWSER_TESTS=1` to skip it where no browser can be installed. Screenshots land
+//! in `target/test-artifacts/` (or `$COLA_TEST_ARTIFACTS`).
+
+mod common;
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use cola_gateway::{OidcConfig, Secret};
+use common::Stack;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "cola-browser-test";
+const CLIENT_SECRET: &str = "browser-test-secret-not-used-anywhere-else";
+const TAB: &str = "\u{E004}";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("COLA_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/test-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    cola_wire::nats::free_port().unwrap()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited at start: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// The test OpenID provider on `port`, sending people back to `redirect_uri`.
+fn start_provider(port: u16, redirect_uri: &str) -> Guard {
+    let dir = workspace().join("web/tests/oidc");
+    assert!(
+        dir.join("node_modules/oidc-provider").exists(),
+        "the test OpenID provider is not installed: run scripts/setup-web.sh"
+    );
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .env("OIDC_PORT", port.to_string())
+        .env("OIDC_CLIENT_ID", CLIENT_ID)
+        .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("OIDC_REDIRECT_URI", redirect_uri)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs web/tests/oidc/server.mjs");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("ready "), "the provider said {first:?}");
+    // Keep reading what it says (a closed pipe would kill it), into the test's output.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().chain(stderr.lines()).map_while(Result::ok) {
+            eprintln!("oidc-provider: {line}");
+        }
+    });
+    wait_for_port(port, "the OpenID provider", &mut child);
+    Guard(child)
+}
+
+fn start_chromedriver(port: u16) -> Guard {
+    let mut child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian chromium-driver): run scripts/setup-web.sh");
+    wait_for_port(port, "chromedriver", &mut child);
+    Guard(child)
+}
+
+/// A fresh headless Chromium with its own profile and download directory.
+async fn browser(driver: u16, profile: &Path, downloads: &Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": args,
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+            },
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver}"))
+        .await
+        .expect("a WebDriver session with Chromium")
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn path_of(client: &Client) -> String {
+    let url = client.current_url().await.unwrap();
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Logs in through the test provider as `name`; lands on the job list.
+async fn log_in(client: &Client, base: &str, name: &str) {
+    client.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        path_of(client).await.starts_with("/login"),
+        "{}",
+        path_of(client).await
+    );
+    client
+        .find(Locator::Css("#login-oidc"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let login = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login"))
+        .await
+        .unwrap();
+    login.send_keys(name).await.unwrap();
+    client
+        .find(Locator::Css("#sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if let Err(error) = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#new-job"))
+        .await
+    {
+        screenshot(client, &format!("login-failed-{name}.png")).await;
+        panic!(
+            "{name} did not land on the job list ({error}): at {}\n{}",
+            client.current_url().await.unwrap(),
+            client.source().await.unwrap()
+        );
+    }
+    assert_eq!(client.current_url().await.unwrap().port(), url_port(base));
+    let who = text_of(client, ".who").await;
+    assert!(who.contains(&format!("{name}@example.edu")), "{who}");
+}
+
+fn url_port(base: &str) -> Option<u16> {
+    base.rsplit(':').next().and_then(|p| p.parse().ok())
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    client.execute("window.scrollTo(0, 0);", vec![]).await.ok();
+    let png = client.screenshot().await.unwrap();
+    let path = artifacts().join(name);
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
+    if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+        return;
+    }
+    let provider_port = free_port();
+    let issuer = format!("http://localhost:{provider_port}");
+    let stack = Stack::start_with_gateway(|config| {
+        config.oidc = Some(OidcConfig {
+            issuer: issuer.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            allowed_domains: vec!["example.edu".into()],
+            allowed_emails: vec![],
+        });
+    })
+    .await;
+    let gateway_port = url_port(&stack.url).unwrap();
+    // The public URL of a gateway on loopback: http://localhost:<port>.
+    let base = format!("http://localhost:{gateway_port}");
+    let _provider = start_provider(provider_port, &format!("{base}/auth/callback"));
+    let driver_port = free_port();
+    let _driver = start_chromedriver(driver_port);
+    let scratch = tempfile::tempdir().unwrap();
+    let downloads = scratch.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+
+    // Alice logs in with the "Google" button and submits a C program through the form.
+    let alice = browser(driver_port, &scratch.path().join("alice"), &downloads).await;
+    log_in(&alice, &base, "alice").await;
+    let source = alice.find(Locator::Css("#source")).await.unwrap();
+    source.clear().await.unwrap();
+    source
+        .send_keys(&format!(
+            "#include <stdio.h>\nint main(void) {{\n{TAB}printf(\"hello from the browser: %d\\n\", 6 * 7);\n}}\n"
+        ))
+        .await
+        .unwrap();
+    let typed = source.prop("value").await.unwrap().unwrap();
+    assert!(
+        typed.contains("\n    printf("),
+        "Tab indents in the editor: {typed:?}"
+    );
+    alice
+        .find(Locator::Css("#run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .for_element(Locator::Css("tr.fresh"))
+        .await
+        .unwrap();
+    let url = alice.current_url().await.unwrap();
+    let id = url
+        .query_pairs()
+        .find(|(k, _)| k == "submitted")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("{url}"));
+
+    // The status changes to succeeded on the list, without a reload.
+    alice
+        .execute("window.colaNoReload = 'still here';", vec![])
+        .await
+        .unwrap();
+    let badge = format!("#job-{id} .badge");
+    let start = Instant::now();
+    loop {
+        let status = text_of(&alice, &badge).await;
+        if status == "Succeeded" {
+            break;
+        }
+        if matches!(status.as_str(), "Failed" | "Cancelled") {
+            let user = cola_wire::UserId::from_identity(&issuer, "alice");
+            let key = format!("{user}.{id}");
+            let record = stack.jobs().get(&key).await.unwrap();
+            panic!(
+                "the job ended {status}: {record:#?}\n{}",
+                stack.middleware_log()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "still {status} after 120 s\n{}",
+            stack.middleware_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let marker = alice
+        .execute("return window.colaNoReload;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!("still here"), "the page was not reloaded");
+    assert!(
+        !text_of(&alice, "#live-status").await.is_empty(),
+        "live status shown"
+    );
+    screenshot(&alice, "job-list.png").await;
+
+    // Its page shows the output.
+    alice
+        .find(Locator::Css(&format!("#job-{id} a.job-link")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .for_element(Locator::Css("#stdout"))
+        .await
+        .unwrap();
+    assert_eq!(path_of(&alice).await, format!("/jobs/{id}"));
+    let stdout = text_of(&alice, "#stdout").await;
+    assert!(stdout.contains("hello from the browser: 42"), "{stdout}");
+    assert!(text_of(&alice, "#zip-files").await.contains("stdout.txt"));
+    screenshot(&alice, "job-page.png").await;
+
+    // The zip downloads.
+    alice
+        .find(Locator::Css("#download"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let zip_path = downloads.join(format!("{id}-output.zip"));
+    let start = Instant::now();
+    while !zip_path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {} in {:?}",
+            zip_path.display(),
+            std::fs::read_dir(&downloads).unwrap().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut stdout = String::new();
+    zip.by_name("stdout.txt")
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(stdout, "hello from the browser: 42\n");
+
+    // Bob logs in elsewhere and cannot see Alice's job.
+    let bob = browser(driver_port, &scratch.path().join("bob"), &downloads).await;
+    log_in(&bob, &base, "bob").await;
+    assert!(
+        !bob.source().await.unwrap().contains(&id),
+        "Alice's job is not on Bob's list"
+    );
+    for path in [format!("/jobs/{id}"), format!("/jobs/{id}/output.zip")] {
+        bob.goto(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(text_of(&bob, "h1").await, "Not found", "{path}");
+    }
+    bob.close().await.unwrap();
+
+    // Logging out ends Alice's session: her cookie opens nothing any more.
+    let cookies = alice.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "cola_session")
+        .expect("a session cookie");
+    let (name, value) = (session.name().to_owned(), session.value().to_owned());
+    assert_eq!(session.http_only(), Some(true));
+    alice
+        .find(Locator::Css(".who button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .for_element(Locator::Css("#login-title"))
+        .await
+        .unwrap();
+    assert!(text_of(&alice, "main").await.contains("You are logged out"));
+    alice.goto(&format!("{base}/jobs/{id}")).await.unwrap();
+    assert!(
+        path_of(&alice).await.starts_with("/login"),
+        "{}",
+        path_of(&alice).await
+    );
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}/"))
+        .header("cookie", format!("{name}={value}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 303);
+    assert!(
+        replay.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    alice.close().await.unwrap();
+}

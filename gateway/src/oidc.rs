@@ -1,0 +1,349 @@
+//! OpenID Connect login (authorization-code flow with PKCE, `state` and `nonce`), Google by
+//! default, any certified provider by changing the issuer.
+//!
+//! The provider's metadata and keys come from `<issuer>/.well-known/openid-configuration` on
+//! the first login and are read again after an hour, or at once when an ID token is
+//! signed with a key not seen yet (providers rotate their keys). The ID token's signature,
+//! `iss`, `aud`, `exp` and `nonce` are checked by `openidconnect`; the user is
+//! `UserId::from_identity(iss, sub)`: the provider's stable subject, never the e-mail.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use cola_wire::UserId;
+use openidconnect::{
+    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse as _,
+    core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType},
+    reqwest,
+    url::Url,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::config::OidcConfig;
+
+/// How long discovered metadata and keys are used before they are read again.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// How long a login may stay at the provider before its `state` is no longer accepted.
+pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Timeout of each request to the provider.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Signature algorithms accepted for ID tokens: asymmetric only (never `none` or HMAC).
+const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 8] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why a login did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// The provider could not be reached or its metadata is unusable.
+    #[error("identity provider unavailable: {0}")]
+    Provider(String),
+    /// The code could not be exchanged for tokens.
+    #[error("the identity provider refused the login: {0}")]
+    Exchange(String),
+    /// The answer has no ID token.
+    #[error("the identity provider sent no ID token")]
+    NoIdToken,
+    /// The ID token failed a check (signature, issuer, audience, expiry, nonce).
+    #[error("the ID token is not valid: {0}")]
+    Claims(#[from] ClaimsVerificationError),
+    /// The person is not on the allow-lists.
+    #[error("{0} may not use this service")]
+    NotAllowed(String),
+}
+
+/// A login on its way to the provider, kept in the session until the callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// Where to go after the login (a local path).
+    pub next: String,
+    /// Unix seconds.
+    pub started: i64,
+}
+
+/// Who the provider says logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+}
+
+/// The configured provider, discovered lazily.
+pub struct Provider {
+    config: OidcConfig,
+    redirect: RedirectUrl,
+    http: reqwest::Client,
+    cached: Mutex<Option<(Instant, Arc<Client>)>>,
+}
+
+impl Provider {
+    /// The provider for `config`, redirecting back to `<public_url>/auth/callback`.
+    pub fn new(config: OidcConfig, public_url: &Url) -> Result<Self, OidcError> {
+        let redirect = public_url
+            .join("/auth/callback")
+            .map_err(|e| OidcError::Provider(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            // Following redirects from the provider's endpoints would open an SSRF hole.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(PROVIDER_TIMEOUT)
+            .build()
+            .map_err(|e| OidcError::Provider(e.to_string()))?;
+        Ok(Self {
+            config,
+            redirect: RedirectUrl::from_url(redirect),
+            http,
+            cached: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.config
+    }
+
+    /// The redirect URI registered with the provider.
+    pub fn redirect_uri(&self) -> &str {
+        self.redirect.as_str()
+    }
+
+    /// What the login button calls the provider.
+    pub fn display_name(&self) -> String {
+        let issuer = self.config.issuer.trim_end_matches('/');
+        if issuer == crate::config::GOOGLE_ISSUER {
+            return "Google".into();
+        }
+        Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "your identity provider".into())
+    }
+
+    async fn client(&self, refresh: bool) -> Result<Arc<Client>, OidcError> {
+        let mut cached = self.cached.lock().await;
+        if !refresh
+            && let Some((at, client)) = cached.as_ref()
+            && at.elapsed() < METADATA_TTL
+        {
+            return Ok(client.clone());
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|e| OidcError::Provider(e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %error_chain(&e), issuer = %self.config.issuer, "OIDC discovery failed");
+                OidcError::Provider(e.to_string())
+            })?;
+        let client = Arc::new(
+            CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(self.config.client_id.clone()),
+                Some(ClientSecret::new(
+                    self.config.client_secret.expose().to_owned(),
+                )),
+            )
+            .set_redirect_uri(self.redirect.clone()),
+        );
+        tracing::info!(issuer = %self.config.issuer, "OIDC provider metadata loaded");
+        *cached = Some((Instant::now(), client.clone()));
+        Ok(client)
+    }
+
+    /// Starts a login: the provider's authorization URL and what the callback must check.
+    pub async fn begin(&self, next: String) -> Result<(Url, PendingLogin), OidcError> {
+        let client = self.client(false).await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let pending = PendingLogin {
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            next,
+            started: chrono::Utc::now().timestamp(),
+        };
+        Ok((url, pending))
+    }
+
+    /// Finishes a login whose `state` was already checked against `pending`: exchanges `code`
+    /// (with the PKCE verifier), verifies the ID token and the allow-lists.
+    pub async fn finish(
+        &self,
+        pending: &PendingLogin,
+        code: String,
+    ) -> Result<Identity, OidcError> {
+        let client = self.client(false).await?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| OidcError::Provider(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %error_chain(&e), "OIDC code exchange failed");
+                OidcError::Exchange(e.to_string())
+            })?;
+        let id_token = response.id_token().ok_or(OidcError::NoIdToken)?;
+        let nonce = Nonce::new(pending.nonce.clone());
+        let verify = |client: &Client| -> Result<Identity, ClaimsVerificationError> {
+            let verifier = client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
+            let claims = id_token.claims(&verifier, &nonce)?;
+            let issuer = claims.issuer().as_str().to_owned();
+            let subject = claims.subject().as_str().to_owned();
+            Ok(Identity {
+                user: UserId::from_identity(&issuer, &subject),
+                email: claims.email().map(|e| e.as_str().to_owned()),
+                email_verified: claims.email_verified().unwrap_or(false),
+                name: claims
+                    .name()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.as_str().to_owned()),
+                issuer,
+                subject,
+            })
+        };
+        let identity = match verify(&client) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // The provider may have rotated its keys since they were read.
+                let fresh = self.client(true).await?;
+                verify(&fresh)?
+            }
+            other => other?,
+        };
+        self.admit(&identity)?;
+        Ok(identity)
+    }
+
+    /// Checks the allow-lists: with any list set, only a verified e-mail on a list (or in a
+    /// listed domain) gets in.
+    pub fn admit(&self, identity: &Identity) -> Result<(), OidcError> {
+        if !self.config.is_restricted() {
+            return Ok(());
+        }
+        let who = identity
+            .email
+            .clone()
+            .unwrap_or_else(|| format!("the account {}", identity.subject));
+        let Some(email) = identity
+            .email
+            .as_deref()
+            .filter(|_| identity.email_verified)
+        else {
+            return Err(OidcError::NotAllowed(format!(
+                "{who} (no verified e-mail address)"
+            )));
+        };
+        let email = email.to_ascii_lowercase();
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if self.config.allowed_emails.contains(&email)
+            || self.config.allowed_domains.iter().any(|d| d == domain)
+        {
+            Ok(())
+        } else {
+            Err(OidcError::NotAllowed(who))
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn provider(domains: &[&str], emails: &[&str]) -> Provider {
+        let config = OidcConfig {
+            issuer: crate::config::GOOGLE_ISSUER.into(),
+            client_id: "id".into(),
+            client_secret: Secret::new("secret"),
+            allowed_domains: domains.iter().map(|s| s.to_string()).collect(),
+            allowed_emails: emails.iter().map(|s| s.to_string()).collect(),
+        };
+        Provider::new(config, &Url::parse("http://localhost:8080").unwrap()).unwrap()
+    }
+
+    fn identity(email: Option<&str>, verified: bool) -> Identity {
+        Identity {
+            user: UserId::from_identity("https://accounts.google.com", "1"),
+            issuer: "https://accounts.google.com".into(),
+            subject: "1".into(),
+            email: email.map(str::to_owned),
+            email_verified: verified,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn the_redirect_uri_is_under_the_public_url() {
+        let p = provider(&[], &[]);
+        assert_eq!(p.redirect_uri(), "http://localhost:8080/auth/callback");
+        assert_eq!(p.display_name(), "Google");
+    }
+
+    #[test]
+    fn allow_lists_need_a_verified_matching_email() {
+        let open = provider(&[], &[]);
+        assert!(open.admit(&identity(None, false)).is_ok());
+        let p = provider(&["example.edu"], &["guest@other.org"]);
+        assert!(p.admit(&identity(Some("Ada@Example.edu"), true)).is_ok());
+        assert!(p.admit(&identity(Some("guest@other.org"), true)).is_ok());
+        assert!(p.admit(&identity(Some("ada@example.edu"), false)).is_err());
+        assert!(
+            p.admit(&identity(Some("eve@example.edu.evil"), true))
+                .is_err()
+        );
+        assert!(
+            p.admit(&identity(Some("eve@sub.example.edu"), true))
+                .is_err()
+        );
+        assert!(p.admit(&identity(None, true)).is_err());
+    }
+}

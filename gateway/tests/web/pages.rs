@@ -1,0 +1,581 @@
+//! The pages of a logged-in person: submit form, job list, job page, cancel, download, tokens,
+//! live events; CSRF, security headers and other people's jobs.
+
+use std::{io::Write as _, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{Method, Request, header},
+};
+use cola_gateway::tokens;
+use cola_wire::{JobId, JobRecord, Reason, Status, UserId, names, nats::Transition};
+use futures::StreamExt as _;
+use tower::ServiceExt as _;
+
+use crate::support::{Browser, Web, input_value};
+
+const PROGRAM: &str = "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n";
+
+fn dev() -> UserId {
+    UserId::parse("dev").unwrap()
+}
+
+async fn logged_in(web: &Web) -> Browser {
+    let mut browser = web.browser();
+    let answer = browser.dev_login("/").await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    browser
+}
+
+/// Submits the form; the new job's id.
+async fn submit(browser: &mut Browser, fields: &[(&str, &str)]) -> JobId {
+    let csrf = browser.csrf().await;
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    let answer = browser.post_multipart("/jobs", &all).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let location = answer.location();
+    let id = location
+        .strip_prefix("/?submitted=")
+        .and_then(|rest| rest.split('#').next())
+        .unwrap_or_else(|| panic!("{location}"));
+    id.parse().unwrap()
+}
+
+async fn queued_messages(web: &Web) -> u64 {
+    let js = async_nats::jetstream::new(web.nats.client.clone());
+    let mut stream = js.get_stream(names::STREAM).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+async fn finish(web: &Web, user: &UserId, id: JobId, change: impl FnMut(&mut JobRecord) -> bool) {
+    let outcome = web
+        .nats
+        .topology
+        .jobs
+        .transition(&names::job_key(user, &id), change)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Transition::Changed(..)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_the_api_needs_a_token() {
+    let web = Web::start(|_| {}).await;
+    let mut anonymous = web.browser();
+    let id = JobId::new();
+    for (path, next) in [
+        ("/", "%2F"),
+        ("/tokens", "%2Ftokens"),
+        (
+            &format!("/jobs/{id}") as &str,
+            &format!("%2Fjobs%2F{id}") as &str,
+        ),
+    ] {
+        let answer = anonymous.get(path).await;
+        assert_eq!(answer.status, 303, "{path}");
+        assert_eq!(answer.location(), format!("/login?next={next}"));
+    }
+    assert_eq!(anonymous.get("/events").await.status, 401);
+
+    // A session cookie is no credential for the JSON API.
+    let mut browser = logged_in(&web).await;
+    for path in ["/api/v1/jobs", "/api/v1/languages"] {
+        let answer = browser.get(path).await;
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
+    }
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"language":"c","source":"int main;"}"#))
+        .unwrap();
+    assert_eq!(browser.send(request).await.status, 401);
+    assert_eq!(queued_messages(&web).await, 0);
+}
+
+#[tokio::test]
+async fn every_state_changing_form_needs_the_csrf_token() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let id = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
+    assert_eq!(queued_messages(&web).await, 1);
+
+    for csrf in [None, Some("wrong"), Some("")] {
+        let with = |fields: &[(&'static str, &'static str)]| -> Vec<(&'static str, String)> {
+            let mut all: Vec<(&str, String)> =
+                fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            if let Some(csrf) = csrf {
+                all.push(("csrf", csrf.into()));
+            }
+            all
+        };
+        let job = with(&[("language", "c"), ("source", PROGRAM)]);
+        let refs: Vec<(&str, &str)> = job.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = browser.post_multipart("/jobs", &refs).await;
+        assert_eq!(answer.status, 403, "{csrf:?}: {}", answer.body);
+        assert!(answer.body.contains("Form expired"));
+
+        let id_string = id.to_string();
+        for (path, fields) in [
+            ("/tokens".to_owned(), with(&[("name", "laptop")])),
+            ("/tokens/revoke".to_owned(), with(&[("id", "00")])),
+            (format!("/jobs/{id_string}/cancel"), with(&[])),
+            ("/logout".to_owned(), with(&[])),
+            ("/auth/dev".to_owned(), with(&[("next", "/")])),
+        ] {
+            let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let answer = browser.post_form(&path, &refs).await;
+            assert_eq!(answer.status, 403, "{path} with {csrf:?}");
+        }
+    }
+    assert_eq!(queued_messages(&web).await, 1);
+    assert!(
+        tokens::list(&web.nats.topology.tokens, &dev())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (record, _) = web
+        .nats
+        .topology
+        .jobs
+        .get(&names::job_key(&dev(), &id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.cancel_requested);
+    assert_eq!(browser.get("/").await.status, 200, "still logged in");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    for path in [
+        "/",
+        "/login",
+        "/tokens",
+        "/no/such/page",
+        "/api/v1/jobs",
+        "/static/app.js",
+    ] {
+        let answer = browser.get(path).await;
+        let csp = answer.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(answer.headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        assert_eq!(
+            answer.headers[header::REFERRER_POLICY],
+            "no-referrer",
+            "{path}"
+        );
+    }
+    let home = browser.get("/").await;
+    assert_eq!(home.headers[header::CACHE_CONTROL], "no-store");
+    assert!(!home.body.contains("<script>"), "no inline script");
+    assert!(home.body.contains("<script src=\"/static/app.js?v="));
+    let missing = browser.get("/no/such/page").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("<h1"), "a page, not JSON");
+    let js = browser.get("/static/app.js").await;
+    assert!(
+        js.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+}
+
+#[tokio::test]
+async fn the_form_queues_a_job_and_mistakes_come_back_next_to_their_field() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let home = browser.get("/").await;
+    assert!(home.body.contains("Hello from C!"), "a starter program");
+    assert!(
+        home.body.contains("data-starter="),
+        "starters for the script"
+    );
+
+    let csrf = browser.csrf().await;
+    let tricky = "int main(void) { return 1 < 2 && \"</textarea>\"[0]; }\n";
+    let answer = browser
+        .post_multipart(
+            "/jobs",
+            &[
+                ("csrf", &csrf),
+                ("language", "c"),
+                ("source", tricky),
+                ("memory_mb", "999999"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains("id=\"memory_mb-error\""),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("value=\"999999\""));
+    assert!(
+        answer.body.contains("&#60;/textarea&#62;") && !answer.body.contains("\"</textarea>\""),
+        "the code comes back, escaped"
+    );
+    let answer = browser
+        .post_multipart(
+            "/jobs",
+            &[
+                ("csrf", &csrf),
+                ("language", "c"),
+                ("source", PROGRAM),
+                ("upload:run.exe", "MZ"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body.contains("id=\"files-error\""),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("value=\"run.exe\""),
+        "the upload is kept as a file"
+    );
+    let answer = browser
+        .post_multipart(
+            "/jobs",
+            &[("csrf", &csrf), ("language", "c"), ("source", "")],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("id=\"source-error\""));
+    assert_eq!(queued_messages(&web).await, 0, "nothing queued");
+
+    let id = submit(
+        &mut browser,
+        &[
+            ("language", "c"),
+            ("source", PROGRAM),
+            ("stdin", "1 2\r\n"),
+            ("args", "-v\r\ntwo words"),
+            ("memory_mb", "64"),
+            ("upload:data.txt", "42\n"),
+        ],
+    )
+    .await;
+    assert_eq!(queued_messages(&web).await, 1);
+    let (record, _) = web
+        .nats
+        .topology
+        .jobs
+        .get(&names::job_key(&dev(), &id))
+        .await
+        .unwrap()
+        .expect("a record");
+    assert_eq!(record.status, Status::Queued);
+    assert_eq!(record.limits.memory_mb, 64);
+    assert_eq!(record.arg_count, 2);
+    let files: Vec<_> = record.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(files, ["main.c", "data.txt"]);
+
+    let list = browser.get(&format!("/?submitted={id}")).await;
+    assert!(
+        list.body.contains(&format!("id=\"job-{id}\"")),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("badge-queued"));
+    assert!(
+        list.body.contains("puts(&#34;hi&#34;)"),
+        "the program stays in the form"
+    );
+    let again = browser.get(&format!("/?from={id}")).await;
+    assert_eq!(
+        input_value(&again.body, "file_name").as_deref(),
+        Some("data.txt")
+    );
+    assert!(again.body.contains("arguments are not kept"));
+}
+
+#[tokio::test]
+async fn a_job_page_shows_escaped_output_and_other_people_get_404() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let id = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
+    let page = browser.get(&format!("/jobs/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"cancel\""),
+        "a running job can be cancelled"
+    );
+    assert!(!page.body.contains("id=\"download\""));
+
+    // The middleware's part: the job ends with output and a zip.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("stdout.txt", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(b"<script>alert(1)</script>\n").unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let object = names::output_object(&dev(), &id);
+    web.nats
+        .topology
+        .outputs
+        .put(object.as_str(), &mut zip.as_slice())
+        .await
+        .unwrap();
+    finish(&web, &dev(), id, |r| {
+        r.stdout = "<script>alert(1)</script>\n".into();
+        r.exit_code = Some(3);
+        r.output_object = Some(object.clone());
+        r.finish(
+            Status::Failed,
+            Some(Reason::RuntimeError),
+            cola_wire::job::now(),
+        );
+        true
+    })
+    .await;
+    let page = browser.get(&format!("/jobs/{id}")).await;
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>alert"));
+    assert!(page.body.contains("id=\"exit-code\">3<"));
+    assert!(page.body.contains("runtime error"));
+    assert!(
+        page.body.contains("<code>stdout.txt</code>"),
+        "the zip's files are listed"
+    );
+    assert!(page.body.contains("id=\"download\""));
+    assert!(
+        !page.body.contains("id=\"cancel\""),
+        "an ended job cannot be cancelled"
+    );
+    let download = browser.get(&format!("/jobs/{id}/output.zip")).await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.headers[header::CONTENT_TYPE], "application/zip");
+
+    // Bob's job, submitted through the API, is not there for dev.
+    let bob = UserId::parse("bob").unwrap();
+    let token = tokens::issue(&web.nats.topology.tokens, &bob, "t")
+        .await
+        .unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/jobs")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"language":"c","source":"int main(void){return 0;}"}"#,
+        ))
+        .unwrap();
+    let created = web.gateway.router().oneshot(request).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let bytes = axum::body::to_bytes(created.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let bobs = view["id"].as_str().unwrap();
+    for path in [
+        format!("/jobs/{bobs}"),
+        format!("/jobs/{bobs}/output.zip"),
+        format!("/?from={bobs}"),
+        "/jobs/not-a-job".to_owned(),
+    ] {
+        let answer = browser.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert!(answer.body.contains("Not found"));
+    }
+    let csrf = browser.csrf().await;
+    let cancel = browser
+        .post_form(&format!("/jobs/{bobs}/cancel"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(cancel.status, 404);
+    assert!(!browser.get("/").await.body.contains(bobs));
+}
+
+#[tokio::test]
+async fn a_running_job_is_cancelled_from_its_page() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let id = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
+    let csrf = browser.csrf().await;
+    let answer = browser
+        .post_form(&format!("/jobs/{id}/cancel"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.location(), format!("/jobs/{id}"));
+    let (record, _) = web
+        .nats
+        .topology
+        .jobs
+        .get(&names::job_key(&dev(), &id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.cancel_requested);
+    let page = browser.get(&format!("/jobs/{id}")).await;
+    assert!(page.body.contains("Cancel requested"));
+}
+
+#[tokio::test]
+async fn api_tokens_are_shown_once_listed_and_revoked() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let csrf = browser.csrf().await;
+    let created = browser
+        .post_form("/tokens", &[("csrf", &csrf), ("name", "laptop")])
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let token = input_value(&created.body, "new-token")
+        .or_else(|| {
+            let at = created.body.find("id=\"new-token\"")?;
+            let rest = &created.body[at..];
+            let value = rest.split("value=\"").nth(1)?;
+            Some(value[..value.find('"')?].to_owned())
+        })
+        .expect("the new token is shown");
+    assert!(token.starts_with("cola_"), "{token}");
+
+    let api = |token: &str| {
+        Request::get("/api/v1/jobs")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let router = web.gateway.router();
+    assert_eq!(
+        router.clone().oneshot(api(&token)).await.unwrap().status(),
+        200
+    );
+
+    let listed = browser.get("/tokens").await;
+    assert!(listed.body.contains("<td>laptop</td>"));
+    assert!(!listed.body.contains(&token), "a token is shown only once");
+    let id = input_value(&listed.body, "id").expect("a revoke form");
+
+    // Someone else's token cannot be revoked from here.
+    let bob = UserId::parse("bob").unwrap();
+    let bobs = tokens::issue(&web.nats.topology.tokens, &bob, "b")
+        .await
+        .unwrap();
+    let bobs_id = tokens::key_of(&bobs);
+    let refused = browser
+        .post_form("/tokens/revoke", &[("csrf", &csrf), ("id", &bobs_id)])
+        .await;
+    assert_eq!(refused.status, 404);
+    assert_eq!(
+        router.clone().oneshot(api(&bobs)).await.unwrap().status(),
+        200
+    );
+
+    let revoked = browser
+        .post_form("/tokens/revoke", &[("csrf", &csrf), ("id", &id)])
+        .await;
+    assert_eq!(revoked.status, 303);
+    assert_eq!(
+        router.clone().oneshot(api(&token)).await.unwrap().status(),
+        401
+    );
+    let listed = browser.get("/tokens?revoked=1").await;
+    assert!(!listed.body.contains("<td>laptop</td>"));
+    assert!(listed.body.contains("no longer works"));
+
+    let empty = browser
+        .post_form("/tokens", &[("csrf", &csrf), ("name", " ")])
+        .await;
+    assert_eq!(empty.status, 400);
+    assert!(empty.body.contains("id=\"token-name-error\""));
+}
+
+#[tokio::test]
+async fn live_events_carry_the_users_own_jobs_only() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let mine = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
+
+    let cookie: Vec<String> = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let request = Request::get("/events")
+        .header(header::COOKIE, cookie.join("; "))
+        .body(Body::empty())
+        .unwrap();
+    let response = web.gateway.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str, seen: &mut String| {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !seen.contains(needle) {
+                let chunk = body.next().await.expect("the stream goes on").unwrap();
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in {seen}"));
+    };
+    // Catch-up first: the job as it is.
+    read_until(&format!("\"id\":\"{mine}\""), &mut seen).await;
+    assert!(
+        seen.contains("event: job") && seen.contains("\"status\":\"queued\""),
+        "{seen}"
+    );
+
+    // Bob's job changes; then mine: only mine shows up.
+    let bob = UserId::parse("bob").unwrap();
+    let token = tokens::issue(&web.nats.topology.tokens, &bob, "t")
+        .await
+        .unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/jobs")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"language":"c","source":"int main(void){return 0;}"}"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        web.gateway
+            .router()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    finish(&web, &dev(), mine, |r| {
+        r.status = Status::Running;
+        true
+    })
+    .await;
+    read_until("\"status\":\"running\"", &mut seen).await;
+    finish(&web, &dev(), mine, |r| {
+        r.finish(Status::Succeeded, None, cola_wire::job::now());
+        true
+    })
+    .await;
+    read_until("\"status\":\"succeeded\"", &mut seen).await;
+    assert!(!seen.contains("\"user\""), "rows carry no user");
+    assert_eq!(
+        seen.matches("\"id\":\"").count(),
+        3,
+        "mine, three times: {seen}"
+    );
+}
