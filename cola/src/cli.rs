@@ -64,6 +64,27 @@ pub struct GatewayFlags {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "COLA_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// The address people reach the gateway at; the login redirect is <public-url>/auth/callback.
+    #[arg(long, env = "COLA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The OpenID Connect issuer people log in with.
+    #[arg(long, env = "COLA_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The OAuth client id registered with the issuer.
+    #[arg(long, env = "COLA_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The OAuth client secret (prefer the environment variable to the flag).
+    #[arg(long, env = "COLA_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Who may log in: e-mail domains, comma-separated.
+    #[arg(long, env = "COLA_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub allowed_domains: Vec<String>,
+    /// Who may log in: e-mail addresses, comma-separated.
+    #[arg(long, env = "COLA_ALLOWED_EMAILS", value_delimiter = ',')]
+    pub allowed_emails: Vec<String>,
+    /// Minutes a browser session lives without use.
+    #[arg(long, env = "COLA_SESSION_IDLE_MINUTES", default_value_t = 720)]
+    pub session_idle_minutes: u64,
 }
 
 #[derive(Debug, Args)]

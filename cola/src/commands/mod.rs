@@ -15,7 +15,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => {
-            let config = services::gateway_config(&args.gateway, &args.nats.nats_url)?;
+            let config = services::gateway_config(&args.gateway, &args.nats.nats_url, false)?;
             cola_gateway::run(config, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -11,11 +11,23 @@ use cola_wire::nats::{Topology, TopologyConfig};
 
 use crate::cli::{ExecutorArgs, GatewayFlags, MiddlewareFlags, SandboxFlags};
 
-pub fn gateway_config(flags: &GatewayFlags, nats_url: &str) -> anyhow::Result<cola_gateway::GatewayConfig> {
+/// The gateway's configuration; `dev` offers the "continue as local developer" login.
+pub fn gateway_config(flags: &GatewayFlags, nats_url: &str, dev: bool) -> anyhow::Result<cola_gateway::GatewayConfig> {
+    let oidc = cola_gateway::config::OidcConfig::from_options(
+        flags.oidc_issuer.clone(),
+        flags.oidc_client_id.clone(),
+        flags.oidc_client_secret.clone(),
+        flags.allowed_domains.clone(),
+        flags.allowed_emails.clone(),
+    )?;
     let config = cola_gateway::GatewayConfig {
         listen: flags.listen,
         nats_url: nats_url.to_owned(),
         max_body_bytes: flags.max_body_bytes,
+        public_url: flags.public_url.clone(),
+        oidc,
+        dev,
+        session_idle: Duration::from_secs(flags.session_idle_minutes.saturating_mul(60)),
         ..cola_gateway::GatewayConfig::default()
     };
     config.validate()?;

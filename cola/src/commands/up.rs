@@ -13,7 +13,7 @@ use crate::cli::UpArgs;
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
-    let gateway = services::gateway_config(&args.gateway, &args.nats.nats_url)?;
+    let gateway = services::gateway_config(&args.gateway, &args.nats.nats_url, args.dev)?;
     if args.dev && !args.gateway.listen.ip().is_loopback() {
         bail!("--dev creates a user without a password: it only listens on a loopback address, not {}", args.gateway.listen);
     }
