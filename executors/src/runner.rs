@@ -1,0 +1,661 @@
+//! What `cola executor` does with one job: inputs in, sandboxed compile and run, zip out, record
+//! ended.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    ffi::OsString,
+    fs::{File, OpenOptions},
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use async_nats::jetstream;
+use cola_wire::{
+    InputFile, Inputs, JobMessage, JobRecord, LanguageDef, Limits, PREVIEW_BYTES, Reason,
+    RunReport, Status, Timings, input_zip,
+    job::preview,
+    language, languages, names,
+    nats::{Topology, Transition},
+};
+use tokio::io::AsyncReadExt;
+use tracing::Instrument;
+
+pub use crate::sandbox::SandboxConfig;
+use crate::{
+    error::{ExecutorError, IoContext},
+    go_cache,
+    outputs::{self, StepUsage, Usage, ZipContents},
+    sandbox::{BASE_ENV, Output, Sandbox, SandboxUser, Step, StepOutcome, Verdict, verdict},
+    workspace::{Log, Workspace},
+};
+
+/// The largest file a compiler may write (binaries, build cache entries).
+const COMPILE_MAX_FILE_BYTES: u64 = 256 << 20;
+/// The most input content an input object may unpack to.
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Everything `cola executor` needs to run one job.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    pub nats_url: String,
+    /// The job message, as JSON.
+    pub job_file: PathBuf,
+    /// A private directory the backend made for this job; the executor works inside it.
+    pub job_dir: PathBuf,
+    pub sandbox: SandboxConfig,
+}
+
+/// What running a job produced.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub report: RunReport,
+    pub zip: Vec<u8>,
+}
+
+/// Runs the job described by `config.job_file` and ends its record with the outcome.
+///
+/// Returns the job's final report: the executor's, or — when the record was already terminal
+/// (cancelled, timed out by the middleware) — the record's, which is left as it is. A job that
+/// fails (including with `internal_error`) is still `Ok`: its outcome is recorded. `Err` means
+/// the outcome could not be recorded.
+pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
+    config.sandbox.validate()?;
+    let job = read_job(&config.job_file)?;
+    let span =
+        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
+    async {
+        let key = names::job_key(&job.user, &job.id);
+        let topology = connect(&config.nats_url).await?;
+        if let Some(ended) = terminal_record(&topology, &key).await? {
+            tracing::info!(
+                status = ended.status.as_str(),
+                "job already ended; not running it"
+            );
+            return Ok(report_of(&ended));
+        }
+        let report = match run_and_store(&topology, &job, &config).await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(error = %e, "job failed in the executor");
+                failed_report(&job.limits, Reason::InternalError, e.to_string())
+            }
+        };
+        end_record(&topology, &key, report).await
+    }
+    .instrument(span)
+    .await
+}
+
+fn read_job(path: &Path) -> Result<JobMessage, ExecutorError> {
+    let bytes = std::fs::read(path).context(|| format!("reading job file {}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|source| ExecutorError::JobFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+async fn connect(url: &str) -> Result<Topology, ExecutorError> {
+    let client = async_nats::connect(url)
+        .await
+        .map_err(|source| ExecutorError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    Ok(Topology::open(&jetstream::new(client)).await?)
+}
+
+/// The record under `key` if it is already terminal; an error if there is none.
+async fn terminal_record(
+    topology: &Topology,
+    key: &str,
+) -> Result<Option<JobRecord>, ExecutorError> {
+    match topology.jobs.get(key).await? {
+        None => Err(ExecutorError::NoRecord(key.to_owned())),
+        Some((record, _)) => Ok(record.status.is_terminal().then_some(record)),
+    }
+}
+
+/// Loads the inputs, runs the job and stores its zip; the report names the stored zip.
+async fn run_and_store(
+    topology: &Topology,
+    job: &JobMessage,
+    config: &ExecutorConfig,
+) -> Result<RunReport, ExecutorError> {
+    let refuse = |message: String| Ok(invalid_input(&job.limits, message));
+    let Some(lang) = language(&job.language) else {
+        return refuse(format!("unknown language {}", job.language));
+    };
+    if let Err(message) = check_runnable(lang) {
+        return refuse(message);
+    }
+    let inputs = match (&job.inputs, &job.input_object) {
+        (Some(inputs), _) => inputs.clone(),
+        (None, Some(object)) => match fetch_inputs(topology, object).await {
+            Err(ExecutorError::InputZip(e)) => return refuse(e.to_string()),
+            fetched => fetched?,
+        },
+        (None, None) => return refuse("the job has neither inputs nor an input object".into()),
+    };
+    let execution = execute(lang, job, &inputs, &config.job_dir, &config.sandbox).await?;
+    let name = names::output_object(&job.user, &job.id);
+    topology
+        .outputs
+        .put(name.as_str(), &mut execution.zip.as_slice())
+        .await
+        .map_err(|e| object_store_error("storing the output zip", e))?;
+    Ok(RunReport {
+        output_object: Some(name),
+        ..execution.report
+    })
+}
+
+/// The inputs kept in the input object `name`.
+async fn fetch_inputs(topology: &Topology, name: &str) -> Result<Inputs, ExecutorError> {
+    let object = topology
+        .outputs
+        .get(name)
+        .await
+        .map_err(|e| object_store_error("fetching the input object", e))?;
+    let mut bytes = Vec::new();
+    object
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| object_store_error("reading the input object", e))?;
+    Ok(input_zip::decode(&bytes, MAX_INPUT_BYTES)?)
+}
+
+fn object_store_error(step: &'static str, source: impl Into<async_nats::Error>) -> ExecutorError {
+    ExecutorError::ObjectStore {
+        step,
+        source: source.into(),
+    }
+}
+
+/// Ends the record with `report` if it is still running. A record that ended meanwhile stays
+/// as it is (and the zip just stored is removed, unless the record names it).
+async fn end_record(
+    topology: &Topology,
+    key: &str,
+    report: RunReport,
+) -> Result<RunReport, ExecutorError> {
+    let transition = topology
+        .jobs
+        .transition(key, |r| {
+            r.status == Status::Running && {
+                r.apply_report(&report, cola_wire::job::now());
+                true
+            }
+        })
+        .await?;
+    let record = match transition {
+        Transition::Changed(..) => return Ok(report),
+        Transition::Missing => return Err(ExecutorError::NoRecord(key.to_owned())),
+        Transition::Unchanged(record, _) => record,
+    };
+    discard_unrecorded_output(topology, &report, &record).await;
+    if record.status.is_terminal() {
+        tracing::info!(
+            status = record.status.as_str(),
+            "job ended elsewhere; its record stays"
+        );
+        Ok(report_of(&record))
+    } else {
+        Err(ExecutorError::NotRunning {
+            key: key.to_owned(),
+            status: record.status.as_str(),
+        })
+    }
+}
+
+async fn discard_unrecorded_output(topology: &Topology, report: &RunReport, record: &JobRecord) {
+    let Some(name) = &report.output_object else {
+        return;
+    };
+    if record.output_object.as_ref() == Some(name) {
+        return;
+    }
+    if let Err(e) = topology.outputs.delete(name).await {
+        tracing::warn!(object = %name, error = %e, "cannot remove an output nobody will read");
+    }
+}
+
+/// A record's outcome as a report.
+fn report_of(record: &JobRecord) -> RunReport {
+    RunReport {
+        status: record.status,
+        reason: record.reason,
+        exit_code: record.exit_code,
+        signal: record.signal,
+        timings_ms: record.timings_ms,
+        limits: record.limits,
+        message: record.message.clone(),
+        stdout: record.stdout.clone(),
+        stderr: record.stderr.clone(),
+        compile_output: record.compile_output.clone(),
+        output_object: record.output_object.clone(),
+    }
+}
+
+fn failed_report(limits: &Limits, reason: Reason, message: String) -> RunReport {
+    RunReport {
+        status: Status::Failed,
+        reason: Some(reason),
+        exit_code: None,
+        signal: None,
+        timings_ms: Timings::default(),
+        limits: *limits,
+        message: Some(message),
+        stdout: String::new(),
+        stderr: String::new(),
+        compile_output: String::new(),
+        output_object: None,
+    }
+}
+
+fn invalid_input(limits: &Limits, message: String) -> RunReport {
+    failed_report(limits, Reason::InvalidInput, message)
+}
+
+/// Runs one job in the sandbox — file checks, compile, run — and builds its zip. No NATS.
+pub async fn execute(
+    lang: &LanguageDef,
+    job: &JobMessage,
+    inputs: &Inputs,
+    job_dir: &Path,
+    sandbox: &SandboxConfig,
+) -> Result<Execution, ExecutorError> {
+    let (lang, job, inputs) = (*lang, job.clone(), inputs.clone());
+    let (job_dir, sandbox) = (job_dir.to_owned(), sandbox.clone());
+    // Blocking work (processes, files): off the async threads. A panic in there still drops
+    // the workspace, which removes the job's directories.
+    tokio::task::spawn_blocking(move || execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox))
+        .await
+        .map_err(|e| ExecutorError::Worker(e.to_string()))?
+}
+
+fn execute_blocking(
+    lang: &LanguageDef,
+    job: &JobMessage,
+    inputs: &Inputs,
+    job_dir: &Path,
+    config: &SandboxConfig,
+) -> Result<Execution, ExecutorError> {
+    config.validate()?;
+    if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
+        let report = invalid_input(&job.limits, message);
+        let zip = outputs::build_zip(&ZipContents {
+            report: &report,
+            usage: Usage::default(),
+            logs: &[],
+            out_dir: None,
+            max_bytes: config.max_zip_bytes,
+        })?;
+        return Ok(Execution { report, zip });
+    }
+    // Declared first, dropped last: the uid stays reserved until the workspace is gone.
+    let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
+    let workspace = Workspace::create(job_dir, user.host_ids())?;
+    workspace.write_files(&inputs.files)?;
+    let stdin = workspace.write_stdin(&inputs.stdin)?;
+    let sandbox = Sandbox::new(&config.bwrap, &user, workspace.work_dir());
+    let steps = JobSteps {
+        lang,
+        job,
+        files: &inputs.files,
+        workspace: &workspace,
+        sandbox: &sandbox,
+        config,
+    };
+    let (report, usage) = steps.compile_and_run(stdin)?;
+    let zip = steps.package(&report, usage)?;
+    Ok(Execution { report, zip })
+}
+
+/// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
+fn check_runnable(lang: &LanguageDef) -> Result<(), String> {
+    if lang.is_builtin() {
+        return Err(format!(
+            "{} jobs run in cola's built-in runtime, not in an executor",
+            lang.name
+        ));
+    }
+    Ok(())
+}
+
+/// Every file name is safe and allowed for the language, and none comes twice.
+fn check_files(lang: &LanguageDef, files: &[InputFile]) -> Result<(), String> {
+    if files.is_empty() {
+        return Err("the job has no files".into());
+    }
+    let mut seen = HashSet::new();
+    for file in files {
+        lang.check_file_name(&file.name)
+            .map_err(|e| format!("file {:?}: {e}", file.name))?;
+        if !seen.insert(file.name.as_str()) {
+            return Err(format!("file {:?} is given twice", file.name));
+        }
+    }
+    Ok(())
+}
+
+/// One job's steps in its sandbox.
+struct JobSteps<'a> {
+    lang: &'a LanguageDef,
+    job: &'a JobMessage,
+    files: &'a [InputFile],
+    workspace: &'a Workspace,
+    sandbox: &'a Sandbox<'a>,
+    config: &'a SandboxConfig,
+}
+
+impl JobSteps<'_> {
+    /// Compiles (if the language needs it), then runs; the report and what the steps used.
+    fn compile_and_run(&self, stdin: PathBuf) -> Result<(RunReport, Usage), ExecutorError> {
+        let mut usage = Usage::default();
+        let mut timings = Timings::default();
+        if let Some(template) = self.lang.compile {
+            let outcome = self.compile(template)?;
+            timings.compile = Some(millis(&outcome));
+            usage.compile = Some(step_usage(&outcome));
+            if let Err(message) = verdict::judge_compile(&outcome, &self.lang.compile_limits) {
+                self.note_in_compile_log(&message)?;
+                let report = RunReport {
+                    timings_ms: timings,
+                    ..self.report(failed_verdict(Reason::CompileError, message))
+                };
+                return Ok((report, usage));
+            }
+        }
+        let outcome = self.sandbox.run(&self.run_step(stdin))?;
+        timings.run = Some(millis(&outcome));
+        usage.run = Some(step_usage(&outcome));
+        let verdict = self.judge_run(&outcome)?;
+        let report = RunReport {
+            exit_code: outcome.ending.exit_code(),
+            signal: outcome.ending.signal(),
+            timings_ms: timings,
+            ..self.report(verdict)
+        };
+        Ok((report, usage))
+    }
+
+    fn compile(&self, template: &[&str]) -> Result<StepOutcome, ExecutorError> {
+        let mut step = Step {
+            command: expand_sources(template, &self.sources()),
+            env: language_env(self.lang),
+            limits: self.lang.compile_limits,
+            max_file_bytes: COMPILE_MAX_FILE_BYTES,
+            stdin: None,
+            output: Output::Merged(self.workspace.log(Log::Compile)),
+            read_only: Vec::new(),
+        };
+        if go_cache::applies_to(self.lang) {
+            go_cache::configure(&mut step, self.config.go_cache.as_deref());
+        }
+        self.sandbox.run(&step)
+    }
+
+    /// The job's source files (those handed to the compiler), sorted.
+    fn sources(&self) -> Vec<String> {
+        let mut sources: Vec<String> = self
+            .files
+            .iter()
+            .filter(|f| self.lang.is_source(&f.name))
+            .map(|f| f.name.clone())
+            .collect();
+        sources.sort();
+        sources
+    }
+
+    fn run_step(&self, stdin: PathBuf) -> Step {
+        let limits = self.job.limits;
+        let mut command: Vec<String> = self.lang.run.iter().map(|a| (*a).to_owned()).collect();
+        command.extend(self.job.args.iter().cloned());
+        Step {
+            command,
+            env: language_env(self.lang),
+            limits,
+            max_file_bytes: limits.output_kb * 1024,
+            stdin: Some(stdin),
+            output: Output::Separate {
+                stdout: self.workspace.log(Log::Stdout),
+                stderr: self.workspace.log(Log::Stderr),
+            },
+            read_only: Vec::new(),
+        }
+    }
+
+    fn judge_run(&self, outcome: &StepOutcome) -> Result<Verdict, ExecutorError> {
+        let failed = outcome.ending != verdict::Ending::Exited(0);
+        let stderr = self.workspace.log(Log::Stderr);
+        let oom_reported = failed
+            && verdict::reports_out_of_memory(&stderr)
+                .context(|| format!("reading {}", stderr.display()))?;
+        Ok(verdict::judge_run(outcome, &self.job.limits, oom_reported))
+    }
+
+    /// Appends the executor's word on a failed compilation to the compiler's output.
+    fn note_in_compile_log(&self, message: &str) -> Result<(), ExecutorError> {
+        let path = self.workspace.log(Log::Compile);
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .context(|| format!("opening {}", path.display()))?;
+        writeln!(log, "\n[cola] {message}").context(|| format!("writing {}", path.display()))
+    }
+
+    /// The report for `verdict`, with the previews of the logs.
+    fn report(&self, verdict: Verdict) -> RunReport {
+        RunReport {
+            status: verdict.status,
+            reason: verdict.reason,
+            exit_code: None,
+            signal: None,
+            timings_ms: Timings::default(),
+            limits: self.job.limits,
+            message: verdict.message,
+            stdout: read_preview(&self.workspace.log(Log::Stdout)),
+            stderr: read_preview(&self.workspace.log(Log::Stderr)),
+            compile_output: read_preview(&self.workspace.log(Log::Compile)),
+            output_object: None,
+        }
+    }
+
+    fn package(&self, report: &RunReport, usage: Usage) -> Result<Vec<u8>, ExecutorError> {
+        let (stdout, stderr, compile) = (
+            self.workspace.log(Log::Stdout),
+            self.workspace.log(Log::Stderr),
+            self.workspace.log(Log::Compile),
+        );
+        let mut logs = vec![
+            ("stdout.txt", stdout.as_path()),
+            ("stderr.txt", stderr.as_path()),
+        ];
+        if self.lang.compile.is_some() {
+            logs.push(("compile.txt", compile.as_path()));
+        }
+        outputs::build_zip(&ZipContents {
+            report,
+            usage,
+            logs: &logs,
+            out_dir: Some(&self.workspace.out_dir()),
+            max_bytes: self.config.max_zip_bytes,
+        })
+    }
+}
+
+fn failed_verdict(reason: Reason, message: String) -> Verdict {
+    Verdict {
+        status: Status::Failed,
+        reason: Some(reason),
+        message: Some(message),
+    }
+}
+
+fn millis(outcome: &StepOutcome) -> u64 {
+    u64::try_from(outcome.wall.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn step_usage(outcome: &StepOutcome) -> StepUsage {
+    StepUsage {
+        cpu_time_ms: u64::try_from(outcome.cpu.as_millis()).unwrap_or(u64::MAX),
+        peak_memory_kb: outcome.peak_memory_kb,
+    }
+}
+
+/// A command of the language table with `{sources}` replaced by the source files.
+fn expand_sources(template: &[&str], sources: &[String]) -> Vec<String> {
+    template
+        .iter()
+        .flat_map(|arg| match *arg {
+            "{sources}" => sources.to_vec(),
+            arg => vec![arg.to_owned()],
+        })
+        .collect()
+}
+
+fn language_env(lang: &LanguageDef) -> Vec<(String, String)> {
+    lang.env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The start of a log file as text, for a record's preview; empty if there is none.
+fn read_preview(path: &Path) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::new();
+    };
+    let mut bytes = Vec::new();
+    // A few bytes more than the preview so that a character cut by the limit is not lost.
+    let _ = file.take(PREVIEW_BYTES as u64 + 4).read_to_end(&mut bytes);
+    preview(&String::from_utf8_lossy(&bytes))
+}
+
+/// The environment of a toolchain command run on the host (not in the sandbox): the sandbox's
+/// base environment and the language's, with `HOME` in a private directory.
+pub(crate) fn host_env(lang: &LanguageDef, home: &Path) -> Vec<(String, OsString)> {
+    BASE_ENV
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .chain(lang.env.iter().copied())
+        .filter(|(k, _)| *k != "HOME")
+        .map(|(k, v)| (k.to_owned(), OsString::from(v)))
+        .chain([("HOME".to_owned(), home.as_os_str().to_owned())])
+        .collect()
+}
+
+/// Each program language's toolchain version (its `version` command's first line); a language
+/// whose command fails is left out, and so is a built-in runtime (it has no toolchain).
+pub fn toolchain_versions() -> BTreeMap<String, String> {
+    let Ok(home) = tempfile::tempdir() else {
+        tracing::warn!("no scratch directory for toolchain commands");
+        return BTreeMap::new();
+    };
+    languages()
+        .iter()
+        .filter(|lang| !lang.is_builtin())
+        .filter_map(|lang| Some((lang.name.to_owned(), toolchain_version(lang, home.path())?)))
+        .collect()
+}
+
+fn toolchain_version(lang: &LanguageDef, home: &Path) -> Option<String> {
+    let (program, args) = lang.version.split_first()?;
+    let out = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(host_env(lang, home))
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_owned),
+        Ok(out) => {
+            tracing::warn!(language = lang.name, status = %out.status, "toolchain version command failed");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(language = lang.name, error = %e, "cannot run the toolchain version command");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_expand_in_place() {
+        let sources = vec!["a.c".to_owned(), "b.c".to_owned()];
+        assert_eq!(
+            expand_sources(&["gcc", "-o", "main", "{sources}", "-lm"], &sources),
+            ["gcc", "-o", "main", "a.c", "b.c", "-lm"]
+        );
+        assert_eq!(
+            expand_sources(&["go", "build", "{sources}"], &[]),
+            ["go", "build"]
+        );
+    }
+
+    #[test]
+    fn file_names_are_checked_again() {
+        let c = &languages()[0];
+        let file = |name: &str| InputFile {
+            name: name.into(),
+            content: String::new(),
+        };
+        assert!(check_files(c, &[file("main.c"), file("util.h")]).is_ok());
+        assert!(
+            check_files(c, &[file("../main.c")])
+                .unwrap_err()
+                .contains("../main.c")
+        );
+        assert!(check_files(c, &[file("main.py")]).is_err());
+        assert!(
+            check_files(c, &[file("main.c"), file("main.c")])
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(check_files(c, &[]).is_err());
+        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
+        assert!(
+            check_runnable(numeric)
+                .unwrap_err()
+                .contains("built-in runtime")
+        );
+        assert!(check_runnable(c).is_ok());
+    }
+
+    #[test]
+    fn host_commands_get_a_private_home() {
+        let go = languages().iter().find(|l| l.name == "go").unwrap();
+        let env = host_env(go, Path::new("/private/home"));
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(get("HOME"), Some("/private/home".into()));
+        assert_eq!(get("GO111MODULE"), Some("off".into()));
+        assert_eq!(get("PATH"), Some("/usr/local/bin:/usr/bin:/bin".into()));
+        assert_eq!(env.iter().filter(|(k, _)| k == "HOME").count(), 1);
+    }
+
+    #[test]
+    fn every_language_reports_a_toolchain_version() {
+        let versions = toolchain_versions();
+        for lang in languages().iter().filter(|l| !l.is_builtin()) {
+            let version = versions
+                .get(lang.name)
+                .unwrap_or_else(|| panic!("{} has no version", lang.name));
+            assert!(
+                version.chars().any(|c| c.is_ascii_digit()),
+                "{}: {version}",
+                lang.name
+            );
+        }
+    }
+}

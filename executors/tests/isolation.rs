@@ -1,0 +1,357 @@
+//! User code sees nothing of the host but the toolchain: no network, no host files, no
+//! executor environment, no root, and no other job.
+
+mod common;
+
+use std::{
+    io::ErrorKind,
+    net::TcpListener,
+    os::unix::{fs::MetadataExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use common::TestJob;
+
+/// A file only the host has, readable by the executor's user and by everyone else.
+fn host_file(dir: &Path, content: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("host-secret.txt");
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn there_is_no_network_not_even_to_the_host() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let c = r#"#define _DEFAULT_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) { puts("connected"); return 0; }
+    printf("connect failed: %s\n", strerror(errno));
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c).args(&[&port]).execute().await;
+    done.assert_succeeded();
+    let said = done.entry("stdout.txt");
+    assert!(said.starts_with("connect failed"), "{said}");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "the host's listener saw a connection"
+    );
+
+    let js = format!(
+        "require('net').connect({port}, '127.0.0.1').on('connect', () => console.log('connected')).on('error', e => console.log('error', e.code));\n"
+    );
+    let done = TestJob::source("javascript", &js).execute().await;
+    assert!(
+        done.entry("stdout.txt").starts_with("error"),
+        "{}",
+        done.entry("stdout.txt")
+    );
+}
+
+#[tokio::test]
+async fn host_files_outside_the_toolchain_cannot_be_read() {
+    let in_tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let secrets = [
+        host_file(in_tmp.path(), "secret"),
+        host_file(elsewhere.path(), "secret"),
+    ];
+    let c = r#"#include <stdio.h>
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "r");
+        printf("%s: %s\n", argv[i], f ? "READ" : "no");
+    }
+    return 0;
+}
+"#;
+    let job_dir = tempfile::tempdir().unwrap();
+    let logs = job_dir.path().join("logs/stdin");
+    let mut paths: Vec<String> = secrets.iter().map(|p| p.display().to_string()).collect();
+    paths.extend(
+        [
+            "/etc/passwd",
+            "/etc/shadow",
+            "/root/.bashrc",
+            "../logs/stdin",
+            "/proc/1/root/etc/passwd",
+        ]
+        .map(String::from),
+    );
+    paths.push(logs.display().to_string());
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let done = TestJob::source("c", c)
+        .args(&args)
+        .execute_in(job_dir.path().to_owned())
+        .await;
+    done.assert_succeeded();
+    let said = done.entry("stdout.txt");
+    assert!(!said.contains("READ"), "{said}");
+    assert_eq!(said.lines().count(), paths.len());
+}
+
+#[tokio::test]
+async fn the_program_sees_only_its_own_environment_processes_and_writable_work_dir() {
+    let c = r#"#include <stdio.h>
+#include <dirent.h>
+#include <ctype.h>
+extern char **environ;
+int main(void) {
+    for (char **e = environ; *e; e++) printf("env %s\n", *e);
+    int procs = 0;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; (e = readdir(d));) procs += isdigit((unsigned char)e->d_name[0]) != 0;
+    printf("processes %d\n", procs);
+    printf("usr writable %d\n", fopen("/usr/x", "w") != NULL);
+    printf("root writable %d\n", fopen("/x", "w") != NULL);
+    printf("work writable %d\n", fopen("/work/x", "w") != NULL);
+    printf("tmp writable %d\n", fopen("/tmp/x", "w") != NULL);
+    printf("dev writable %d\n", fopen("/dev/x", "w") != NULL);
+    printf("shm writable %d\n", fopen("/dev/shm/x", "w") != NULL);
+    printf("null writable %d\n", fopen("/dev/null", "w") != NULL);
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c).execute().await;
+    done.assert_succeeded();
+    let said = done.entry("stdout.txt");
+    let mut env: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("env "))
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    env.sort();
+    assert_eq!(env, ["HOME", "LANG", "PATH", "PWD"], "{said}");
+    assert!(
+        said.contains("env HOME=/tmp\n")
+            && said.contains("env PATH=/usr/local/bin:/usr/bin:/bin\n")
+    );
+    // sh (PID 1) and the program.
+    assert!(said.contains("processes 2\n"), "{said}");
+    for expected in [
+        "usr writable 0",
+        "root writable 0",
+        "dev writable 0",
+        "work writable 1",
+        "tmp writable 1",
+        "shm writable 1",
+        "null writable 1",
+    ] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+}
+
+#[tokio::test]
+async fn the_program_is_not_root_and_cannot_gain_privileges() {
+    let c = r#"#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+    gid_t groups[64];
+    printf("uid %d gid %d groups %d\n", (int)getuid(), (int)getgid(), getgroups(64, groups));
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (fgets(line, sizeof line, f)) if (!strncmp(line, "CapEff", 6) || !strncmp(line, "Groups", 6)) fputs(line, stdout);
+    printf("unshare user %d\n", unshare(CLONE_NEWUSER));
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c).execute().await;
+    done.assert_succeeded();
+    let said = done.entry("stdout.txt");
+    let uid: u32 = said.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((200_000..250_000).contains(&uid), "{said}");
+    assert!(
+        said.contains(&format!("gid {uid} groups 0")),
+        "no supplementary groups: {said}"
+    );
+    assert!(said.contains("CapEff:\t0000000000000000"), "{said}");
+    assert!(said.contains("unshare user -1"), "{said}");
+}
+
+#[tokio::test]
+async fn a_symlink_in_out_does_not_bring_a_host_file_into_the_zip() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = host_file(dir.path(), "TOP-SECRET-CONTENT");
+    let c = r#"#define _DEFAULT_SOURCE
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    printf("%d ", symlink(argv[1], "out/leak.txt"));
+    printf("%d ", symlink("/", "out/root"));
+    printf("%d ", symlink("../..", "out/up"));
+    printf("%d\n", link(argv[1], "out/hard.txt"));
+    FILE *f = fopen("out/fine.txt", "w"); fputs("fine", f); fclose(f);
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c)
+        .args(&[&secret.display().to_string()])
+        .execute()
+        .await;
+    done.assert_succeeded();
+    assert_eq!(
+        done.entry("stdout.txt"),
+        "0 0 0 -1\n",
+        "the links were made (the hard one cannot be)"
+    );
+    assert_eq!(
+        done.names(),
+        [
+            "compile.txt",
+            "out/fine.txt",
+            "result.json",
+            "stderr.txt",
+            "stdout.txt"
+        ]
+    );
+    assert!(
+        done.zip
+            .values()
+            .all(|c| !String::from_utf8_lossy(c).contains("TOP-SECRET")),
+        "the host file leaked"
+    );
+    let notes = done.result()["notes"].to_string();
+    assert!(notes.contains("out/leak.txt is a symbolic link"), "{notes}");
+}
+
+#[tokio::test]
+async fn two_jobs_cannot_reach_each_others_files() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let a_secret = a_dir.path().join("work/secret.txt");
+    let a = TestJob::source(
+        "c",
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void) { FILE *f = fopen(\"secret.txt\", \"w\"); fputs(\"A's secret\", f); fclose(f); printf(\"%d\", (int)getuid()); fflush(stdout); sleep(3); return 0; }\n",
+    );
+    let a_run = tokio::spawn({
+        let a_dir = a_dir.path().to_owned();
+        async move { a.execute_in(a_dir).await }
+    });
+    while !a_secret.exists() {
+        assert!(!a_run.is_finished(), "job A ended before writing its file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a_owner = std::fs::metadata(a_secret.parent().unwrap()).unwrap();
+
+    let b = TestJob::source(
+        "c",
+        "#include <stdio.h>\n#include <unistd.h>\nint main(int argc, char **argv) { printf(\"%d %s\", (int)getuid(), fopen(argv[1], \"r\") ? \"READ\" : \"no\"); return 0; }\n",
+    )
+    .args(&[&a_secret.display().to_string()]);
+    let b_done = b.execute().await;
+    b_done.assert_succeeded();
+    let said = b_done.entry("stdout.txt");
+    let (b_uid, b_read) = said.split_once(' ').unwrap();
+    assert_eq!(b_read, "no", "B read A's file through its path");
+    let b_uid: u32 = b_uid.parse().unwrap();
+
+    // Outside any mount namespace too: A's work directory is A's alone.
+    assert_ne!(a_owner.uid(), b_uid);
+    assert_eq!(a_owner.mode() & 0o777, 0o700);
+    let as_b = Command::new("cat")
+        .arg(&a_secret)
+        .uid(b_uid)
+        .gid(b_uid)
+        .output()
+        .unwrap();
+    assert!(
+        !as_b.status.success(),
+        "uid {b_uid} read A's file on the host"
+    );
+    assert!(String::from_utf8_lossy(&as_b.stderr).contains("Permission denied"));
+
+    let a_done = a_run.await.unwrap();
+    a_done.assert_succeeded();
+    assert_eq!(
+        a_done.entry("stdout.txt").parse::<u32>().unwrap(),
+        a_owner.uid()
+    );
+}
+
+#[tokio::test]
+async fn the_writable_memory_file_systems_are_capped() {
+    // Many files below the file size limit, until the file system is full.
+    let c = r#"#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+static long fill(const char *dir) {
+    static char block[64 * 1024];
+    long total = 0;
+    for (int i = 0; i < 100000; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s/f%d", dir, i);
+        FILE *f = fopen(name, "w");
+        if (!f) break;
+        size_t n = fwrite(block, 1, sizeof block, f);
+        int full = fclose(f) != 0 || n < sizeof block;
+        total += n;
+        if (full) break;
+    }
+    return total >> 20;
+}
+int main(void) {
+    printf("tmp %ld MB\n", fill("/tmp"));
+    printf("shm %ld MB\n", fill("/dev/shm"));
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c)
+        .limits(|l| {
+            l.memory_mb = 64;
+            l.output_kb = 128;
+        })
+        .execute()
+        .await;
+    done.assert_succeeded();
+    let said = done.entry("stdout.txt");
+    let megabytes: Vec<u64> = said
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!((32..=64).contains(&megabytes[0]), "{said}");
+    assert!((8..=16).contains(&megabytes[1]), "{said}");
+}
+
+#[tokio::test]
+async fn job_directories_may_sit_where_only_root_can_go() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = tempfile::tempdir().unwrap();
+    let job_dir = private.path().join("jobs/one");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    for dir in [
+        private.path().to_owned(),
+        private.path().join("jobs"),
+        job_dir.clone(),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let done = TestJob::source(
+        "c",
+        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+    )
+    .execute_in(job_dir.clone())
+    .await;
+    done.assert_succeeded();
+    assert_eq!(done.entry("stdout.txt"), "hello\n");
+    let mode = std::fs::metadata(&job_dir).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the job directory stays private");
+}
