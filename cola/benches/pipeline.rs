@@ -15,9 +15,17 @@ const COLA: &str = env!("CARGO_BIN_EXE_cola");
 const RUNS: usize = 20;
 
 const PROGRAMS: [(&str, &str, &str); 3] = [
-    ("c", "main.c", "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"),
+    (
+        "c",
+        "main.c",
+        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+    ),
     ("javascript", "main.js", "console.log('hello');\n"),
-    ("go", "main.go", "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"),
+    (
+        "go",
+        "main.go",
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n",
+    ),
 ];
 
 fn main() {
@@ -40,16 +48,27 @@ fn main() {
     let token_file = dir.path().join("dev-token");
     let start = Instant::now();
     while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "cola up did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cola up did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!("| language | direct p50 | direct p90 | cola p50 | cola p90 | ratio (p50) | target |");
     println!("|---|---|---|---|---|---|---|");
     for (language, file, source) in PROGRAMS {
-        let direct = direct_latencies(language, file, source, &dir.path().join(format!("direct-{language}")));
+        let direct = direct_latencies(
+            language,
+            file,
+            source,
+            &dir.path().join(format!("direct-{language}")),
+        );
         let api = runtime.block_on(api_latencies(&url, &token, language, source));
         let target = match language {
             "c" => "≤ 1.2×",
@@ -66,7 +85,11 @@ fn main() {
         );
     }
     let (jobs, elapsed) = runtime.block_on(throughput(&url, &token, 200, 8));
-    println!("\nthroughput: {jobs} C hello-world jobs, 8 concurrent clients: {:.1} s, {:.1} jobs/s", elapsed.as_secs_f64(), jobs as f64 / elapsed.as_secs_f64());
+    println!(
+        "\nthroughput: {jobs} C hello-world jobs, 8 concurrent clients: {:.1} s, {:.1} jobs/s",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64()
+    );
     nix_terminate(&mut up);
 }
 
@@ -93,7 +116,12 @@ fn direct_latencies(language: &str, file: &str, source: &str, dir: &Path) -> Vec
             .env("GOCACHE", &gocache)
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(); // warm caches (the Go build cache, the page cache)
     (0..RUNS)
@@ -162,10 +190,18 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn nix_terminate(child: &mut std::process::Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .ok();
     child.wait().ok();
 }

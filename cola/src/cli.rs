@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cola", version, about = "cola: a NATS-native, serverless code-execution service")]
+#[command(
+    name = "cola",
+    version,
+    about = "cola: a NATS-native, serverless code-execution service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

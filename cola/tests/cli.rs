@@ -11,7 +11,11 @@ use std::{
 use common::COLA;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -20,7 +24,14 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
     let (http, nats) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{http}");
     let mut up = Command::new(COLA)
-        .args(["up", "--dev", "--listen", &format!("127.0.0.1:{http}"), "--nats-url", &format!("nats://127.0.0.1:{nats}")])
+        .args([
+            "up",
+            "--dev",
+            "--listen",
+            &format!("127.0.0.1:{http}"),
+            "--nats-url",
+            &format!("nats://127.0.0.1:{nats}"),
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -32,53 +43,113 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
     let token_file = dir.path().join("dev-token");
     let start = Instant::now();
     while !(token_file.exists() && ready(&url)) {
-        assert!(up.try_wait().unwrap().is_none(), "cola up exited: {}", log());
-        assert!(start.elapsed() < Duration::from_secs(60), "cola up not ready: {}", log());
+        assert!(
+            up.try_wait().unwrap().is_none(),
+            "cola up exited: {}",
+            log()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cola up not ready: {}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
 
     std::fs::write(dir.path().join("main.c"), common::C_HELLO).unwrap();
     let out = submit(&url, &token, &["--lang", "c"], &dir.path().join("main.c"));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
 
-    std::fs::write(dir.path().join("main.js"), "console.error('bad'); process.exit(3)\n").unwrap();
-    let out = submit(&url, &token, &["--lang", "javascript"], &dir.path().join("main.js"));
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        dir.path().join("main.js"),
+        "console.error('bad'); process.exit(3)\n",
+    )
+    .unwrap();
+    let out = submit(
+        &url,
+        &token,
+        &["--lang", "javascript"],
+        &dir.path().join("main.js"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad"));
 
-    let out = submit(&url, "not-a-token", &["--lang", "javascript"], &dir.path().join("main.js"));
+    let out = submit(
+        &url,
+        "not-a-token",
+        &["--lang", "javascript"],
+        &dir.path().join("main.js"),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // SIGTERM stops everything, the spawned nats-server included.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(status) = up.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "cola up did not stop: {}", log());
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "cola up did not stop: {}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{}", log());
-    assert!(TcpListener::bind(("127.0.0.1", nats)).is_ok(), "nats-server still runs");
+    assert!(
+        TcpListener::bind(("127.0.0.1", nats)).is_ok(),
+        "nats-server still runs"
+    );
 }
 
 #[test]
 fn cola_up_refuses_dev_mode_off_loopback_before_binding_anything() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(COLA)
-        .args(["up", "--dev", "--listen", "0.0.0.0:0", "--nats-url", "nats://127.0.0.1:1"])
+        .args([
+            "up",
+            "--dev",
+            "--listen",
+            "0.0.0.0:0",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
-    assert!(!dir.path().join("nats").exists(), "no NATS server was started");
+    assert!(
+        !dir.path().join("nats").exists(),
+        "no NATS server was started"
+    );
 }
 
 fn submit(url: &str, token: &str, lang: &[&str], file: &std::path::Path) -> std::process::Output {
@@ -92,8 +163,12 @@ fn submit(url: &str, token: &str, lang: &[&str], file: &std::path::Path) -> std:
 }
 
 fn ready(url: &str) -> bool {
-    let Some(addr) = url.strip_prefix("http://") else { return false };
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return false };
+    let Some(addr) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
     use std::io::{Read, Write};
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
     if stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").is_err() {

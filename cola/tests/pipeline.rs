@@ -12,7 +12,11 @@ use serde_json::json;
 async fn hello_world_in_every_language_succeeds_with_its_zip() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;
-    for (language, source, compiled) in [("c", C_HELLO, true), ("go", GO_HELLO, true), ("javascript", JS_HELLO, false)] {
+    for (language, source, compiled) in [
+        ("c", C_HELLO, true),
+        ("go", GO_HELLO, true),
+        ("javascript", JS_HELLO, false),
+    ] {
         let view = stack.run(&token, job(language, source)).await;
         assert_eq!(view["status"], "succeeded", "{language}: {view}");
         assert_eq!(view["stdout"], "hello\n", "{language}");
@@ -26,10 +30,16 @@ async fn hello_world_in_every_language_succeeds_with_its_zip() {
         for expected in ["stdout.txt", "stderr.txt", "result.json"] {
             assert!(names.contains(&expected), "{language}: {names:?}");
         }
-        assert_eq!(names.contains(&"compile.txt"), compiled, "{language}: {names:?}");
+        assert_eq!(
+            names.contains(&"compile.txt"),
+            compiled,
+            "{language}: {names:?}"
+        );
         let stdout = entries.iter().find(|(n, _)| n == "stdout.txt").unwrap();
         assert_eq!(stdout.1, "hello\n");
-        let result: serde_json::Value = serde_json::from_str(&entries.iter().find(|(n, _)| n == "result.json").unwrap().1).unwrap();
+        let result: serde_json::Value =
+            serde_json::from_str(&entries.iter().find(|(n, _)| n == "result.json").unwrap().1)
+                .unwrap();
         assert_eq!(result["status"], "succeeded");
     }
 }
@@ -55,8 +65,13 @@ int main(int argc, char **argv) {
     let view = stack.run(&token, body).await;
     assert_eq!(view["status"], "succeeded", "{view}");
     assert_eq!(view["stdout"], "args=2\n");
-    let entries = stack.zip_entries(&token, view["id"].as_str().unwrap()).await;
-    let file = entries.iter().find(|(n, _)| n == "out/result.txt").expect("out/result.txt in the zip");
+    let entries = stack
+        .zip_entries(&token, view["id"].as_str().unwrap())
+        .await;
+    let file = entries
+        .iter()
+        .find(|(n, _)| n == "out/result.txt")
+        .expect("out/result.txt in the zip");
     assert_eq!(file.1, "one|two words|from stdin\n");
 }
 
@@ -64,13 +79,27 @@ int main(int argc, char **argv) {
 async fn failures_end_with_their_reason() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;
-    let compile_error = stack.run(&token, job("c", "int main(void) { return nope; }\n")).await;
+    let compile_error = stack
+        .run(&token, job("c", "int main(void) { return nope; }\n"))
+        .await;
     assert_eq!(compile_error["status"], "failed");
     assert_eq!(compile_error["reason"], "compile_error");
-    assert!(compile_error["compile_output"].as_str().unwrap().contains("nope"), "{compile_error}");
+    assert!(
+        compile_error["compile_output"]
+            .as_str()
+            .unwrap()
+            .contains("nope"),
+        "{compile_error}"
+    );
 
-    let exit = stack.run(&token, job("javascript", "process.exit(3)\n")).await;
-    assert_eq!((exit["reason"].as_str(), exit["exit_code"].as_i64()), (Some("runtime_error"), Some(3)), "{exit}");
+    let exit = stack
+        .run(&token, job("javascript", "process.exit(3)\n"))
+        .await;
+    assert_eq!(
+        (exit["reason"].as_str(), exit["exit_code"].as_i64()),
+        (Some("runtime_error"), Some(3)),
+        "{exit}"
+    );
 
     let body = json!({ "language": "c", "source": "int main(void) { for (;;) {} }\n", "limits": { "wall_time_ms": 1000, "cpu_time_ms": 1000 } });
     let looping = stack.run(&token, body).await;
@@ -85,12 +114,24 @@ async fn a_running_job_can_be_cancelled() {
     let (status, view) = stack.submit(&token, body, 0).await;
     assert_eq!(status, 201);
     let id = view["id"].as_str().unwrap().to_owned();
-    stack.wait_for(&token, &id, Duration::from_secs(30), |v| v["status"] == "running").await;
+    stack
+        .wait_for(&token, &id, Duration::from_secs(30), |v| {
+            v["status"] == "running"
+        })
+        .await;
     // Let the program itself start (the record turns running before the compile step).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let response = stack.http.delete(format!("{}/api/v1/jobs/{id}", stack.url)).bearer_auth(&token).send().await.unwrap();
+    let response = stack
+        .http
+        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
-    let view = stack.wait_terminal(&token, &id, Duration::from_secs(10)).await;
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(10))
+        .await;
     assert_eq!(view["status"], "cancelled", "{view}");
     // The executor and its directory are gone.
     let jobs_dir = stack.data_dir().join("jobs").join(&id);
@@ -122,8 +163,15 @@ async fn a_killed_middleware_leaves_its_job_to_another_which_finishes_it_once() 
     }
     stack.kill_middleware();
     stack.start_middleware();
-    let view = stack.wait_terminal(&token, &id, Duration::from_secs(60)).await;
-    assert_eq!(view["status"], "succeeded", "{view}\n{}", stack.middleware_log());
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        view["status"],
+        "succeeded",
+        "{view}\n{}",
+        stack.middleware_log()
+    );
     assert_eq!(view["stdout"], "done\n");
     let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
     assert_eq!(record.attempt, 1, "the job ran once");
@@ -144,7 +192,9 @@ async fn queued_jobs_survive_a_nats_restart() {
     let token = stack.token("alice").await;
     let mut ids = Vec::new();
     for i in 0..4 {
-        let (status, view) = stack.submit(&token, job("javascript", &format!("console.log({i})\n")), 0).await;
+        let (status, view) = stack
+            .submit(&token, job("javascript", &format!("console.log({i})\n")), 0)
+            .await;
         assert_eq!(status, 201, "{view}");
         assert_eq!(view["status"], "queued");
         ids.push(view["id"].as_str().unwrap().to_owned());
@@ -152,7 +202,9 @@ async fn queued_jobs_survive_a_nats_restart() {
     stack.nats.server.restart().await.unwrap();
     stack.start_middleware();
     for (i, id) in ids.iter().enumerate() {
-        let view = stack.wait_terminal(&token, id, Duration::from_secs(60)).await;
+        let view = stack
+            .wait_terminal(&token, id, Duration::from_secs(60))
+            .await;
         assert_eq!(view["status"], "succeeded", "{view}");
         assert_eq!(view["stdout"], format!("{i}\n"));
     }
@@ -162,7 +214,11 @@ async fn queued_jobs_survive_a_nats_restart() {
 async fn an_undecodable_message_is_terminated_not_looped() {
     let stack = Stack::start().await;
     let js = &stack.nats.topology.js;
-    js.publish("cola.c", "not json".into()).await.unwrap().await.unwrap();
+    js.publish("cola.c", "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let mut stream = js.get_stream("COLA").await.unwrap();
     for _ in 0..100 {
         if stream.info().await.unwrap().state.messages == 0 {
@@ -170,10 +226,18 @@ async fn an_undecodable_message_is_terminated_not_looped() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(stream.info().await.unwrap().state.messages, 0, "{}", stack.middleware_log());
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        0,
+        "{}",
+        stack.middleware_log()
+    );
     // The middleware still works afterwards.
     let token = stack.token("alice").await;
-    assert_eq!(stack.run(&token, job("javascript", JS_HELLO)).await["status"], "succeeded");
+    assert_eq!(
+        stack.run(&token, job("javascript", JS_HELLO)).await["status"],
+        "succeeded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +247,35 @@ async fn users_see_only_their_own_jobs() {
     let bob = stack.token("bob").await;
     let view = stack.run(&alice, job("javascript", JS_HELLO)).await;
     let id = view["id"].as_str().unwrap();
-    assert_eq!(stack.get(&bob, &format!("/api/v1/jobs/{id}")).await.status(), 404);
-    assert_eq!(stack.get(&bob, &format!("/api/v1/jobs/{id}/output.zip")).await.status(), 404);
-    let cancel = stack.http.delete(format!("{}/api/v1/jobs/{id}", stack.url)).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(
+        stack
+            .get(&bob, &format!("/api/v1/jobs/{id}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        stack
+            .get(&bob, &format!("/api/v1/jobs/{id}/output.zip"))
+            .await
+            .status(),
+        404
+    );
+    let cancel = stack
+        .http
+        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cancel.status(), 404);
     let list: serde_json::Value = stack.get(&bob, "/api/v1/jobs").await.json().await.unwrap();
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
-    let list: serde_json::Value = stack.get(&alice, "/api/v1/jobs").await.json().await.unwrap();
+    let list: serde_json::Value = stack
+        .get(&alice, "/api/v1/jobs")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["jobs"][0]["id"], id);
 }

@@ -27,8 +27,15 @@ impl CancelBoard {
     /// Registers a running job; the returned guard unregisters it when dropped.
     pub fn register(&self, key: &str) -> CancelGuard {
         let notify = Arc::new(Notify::new());
-        self.running.lock().expect("not poisoned").insert(key.to_owned(), notify.clone());
-        CancelGuard { board: self.clone(), key: key.to_owned(), notify }
+        self.running
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_owned(), notify.clone());
+        CancelGuard {
+            board: self.clone(),
+            key: key.to_owned(),
+            notify,
+        }
     }
 
     fn cancel(&self, key: &str) -> bool {
@@ -58,7 +65,11 @@ impl CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        self.board.running.lock().expect("not poisoned").remove(&self.key);
+        self.board
+            .running
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.key);
     }
 }
 
@@ -91,10 +102,14 @@ pub async fn watch(jobs: JobStore, board: CancelBoard, shutdown: CancellationTok
 
 async fn on_update(jobs: &JobStore, board: &CancelBoard, entry: kv::Entry) {
     // Cheap filter first: almost no update is a cancel request.
-    if !matches!(entry.operation, kv::Operation::Put) || !contains(&entry.value, b"\"cancel_requested\":true") {
+    if !matches!(entry.operation, kv::Operation::Put)
+        || !contains(&entry.value, b"\"cancel_requested\":true")
+    {
         return;
     }
-    let Ok(record) = decode(&entry.key, &entry.value) else { return };
+    let Ok(record) = decode(&entry.key, &entry.value) else {
+        return;
+    };
     match record.status {
         Status::Running => {
             board.cancel(&entry.key);

@@ -5,9 +5,11 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
-    ExecutorHandle, JobMessage, JobRecord, Reason, Status, job::millis_between, job::now, language,
+    ExecutorHandle, JobMessage, JobRecord, Reason, Status,
+    job::millis_between,
+    job::now,
+    language, names,
     nats::{JobStore, NatsError, Transition},
-    names,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -65,14 +67,22 @@ pub async fn handle(ctx: Arc<Context>, msg: Message) {
     let acked = match disposition {
         Disposition::Ack => msg.double_ack().await,
         Disposition::Terminate => msg.ack_with(AckKind::Term).await,
-        Disposition::Leave => msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await,
+        Disposition::Leave => {
+            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await
+        }
     };
     if let Err(e) = acked {
         tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");
     }
 }
 
-async fn drive(ctx: &Context, msg: &Message, job: &JobMessage, key: &str) -> Result<Disposition, NatsError> {
+async fn drive(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+) -> Result<Disposition, NatsError> {
     let Some((record, _)) = ctx.jobs.get(key).await? else {
         tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
         return Ok(Disposition::Ack);
@@ -85,7 +95,14 @@ async fn drive(ctx: &Context, msg: &Message, job: &JobMessage, key: &str) -> Res
         return Ok(Disposition::Ack);
     }
     if language(&job.language).is_none() {
-        end(ctx, key, Status::Failed, Some(Reason::InvalidInput), Some(format!("unknown language {}", job.language))).await?;
+        end(
+            ctx,
+            key,
+            Status::Failed,
+            Some(Reason::InvalidInput),
+            Some(format!("unknown language {}", job.language)),
+        )
+        .await?;
         return Ok(Disposition::Ack);
     }
     let guard = ctx.cancels.register(key);
@@ -98,7 +115,14 @@ async fn drive(ctx: &Context, msg: &Message, job: &JobMessage, key: &str) -> Res
                 // The executor is gone and never reported: its result is lost.
                 ctx.backend.cleanup(&handle).await.ok();
                 let detail = "executor ended without reporting a result (its middleware stopped)";
-                end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(detail.into())).await?;
+                end(
+                    ctx,
+                    key,
+                    Status::Failed,
+                    Some(Reason::InternalError),
+                    Some(detail.into()),
+                )
+                .await?;
                 return Ok(Disposition::Ack);
             }
         }
@@ -112,7 +136,11 @@ async fn drive(ctx: &Context, msg: &Message, job: &JobMessage, key: &str) -> Res
 }
 
 /// Marks the job running and launches its executor. `None` if the job ended instead.
-async fn start(ctx: &Context, job: &JobMessage, key: &str) -> Result<Option<ExecutorHandle>, NatsError> {
+async fn start(
+    ctx: &Context,
+    job: &JobMessage,
+    key: &str,
+) -> Result<Option<ExecutorHandle>, NatsError> {
     let started = now();
     let moved = ctx
         .jobs
@@ -137,7 +165,14 @@ async fn start(ctx: &Context, job: &JobMessage, key: &str) -> Result<Option<Exec
         Ok(handle) => handle,
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "cannot launch executor");
-            end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(e.to_string())).await?;
+            end(
+                ctx,
+                key,
+                Status::Failed,
+                Some(Reason::InternalError),
+                Some(e.to_string()),
+            )
+            .await?;
             return Ok(None);
         }
     };
@@ -204,11 +239,21 @@ async fn watch(
     match exit {
         Some(exit) => {
             let detail = match exit {
-                Ok(exit) => format!("executor ended without reporting a result ({})", exit.description),
+                Ok(exit) => format!(
+                    "executor ended without reporting a result ({})",
+                    exit.description
+                ),
                 Err(e) => e.to_string(),
             };
             // The executor normally ended the record itself; if not, it failed internally.
-            end(ctx, key, Status::Failed, Some(Reason::InternalError), Some(detail)).await?;
+            end(
+                ctx,
+                key,
+                Status::Failed,
+                Some(Reason::InternalError),
+                Some(detail),
+            )
+            .await?;
         }
         None => {
             kill(ctx, handle).await;
@@ -230,7 +275,9 @@ async fn kill(ctx: &Context, handle: &ExecutorHandle) {
 
 /// The longest a job may take from launch to report.
 pub fn deadline_of(job: &JobMessage) -> Duration {
-    let compile = language(&job.language).filter(|l| l.compile.is_some()).map_or(0, |l| l.compile_limits.wall_time_ms);
+    let compile = language(&job.language)
+        .filter(|l| l.compile.is_some())
+        .map_or(0, |l| l.compile_limits.wall_time_ms);
     Duration::from_millis(compile + job.limits.wall_time_ms) + DEADLINE_SLACK
 }
 

@@ -45,10 +45,14 @@ pub struct MiddlewareConfig {
 impl MiddlewareConfig {
     pub fn validate(&self) -> Result<(), MiddlewareError> {
         if self.concurrency == 0 || self.concurrency > 10_000 {
-            return Err(MiddlewareError::Config("concurrency must be between 1 and 10000".into()));
+            return Err(MiddlewareError::Config(
+                "concurrency must be between 1 and 10000".into(),
+            ));
         }
         if self.ack_wait < Duration::from_secs(1) || self.ack_wait > Duration::from_secs(3600) {
-            return Err(MiddlewareError::Config("ack wait must be between 1 s and 1 h".into()));
+            return Err(MiddlewareError::Config(
+                "ack wait must be between 1 s and 1 h".into(),
+            ));
         }
         if self.nats_url.trim().is_empty() {
             return Err(MiddlewareError::Config("a NATS URL is required".into()));
@@ -58,9 +62,15 @@ impl MiddlewareConfig {
 }
 
 /// Runs the middleware until `shutdown`, then drains within the grace period.
-pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: CancellationToken) -> Result<(), MiddlewareError> {
+pub async fn run(
+    config: MiddlewareConfig,
+    backend: Arc<dyn Backend>,
+    shutdown: CancellationToken,
+) -> Result<(), MiddlewareError> {
     config.validate()?;
-    let client = async_nats::connect(&config.nats_url).await.map_err(|e| NatsError::nats("connect to NATS", e))?;
+    let client = async_nats::connect(&config.nats_url)
+        .await
+        .map_err(|e| NatsError::nats("connect to NATS", e))?;
     let js = jetstream::new(client);
     let topology = Topology::ensure(&js, &config.topology).await?;
     publish_versions(&topology, backend.as_ref()).await;
@@ -76,10 +86,18 @@ pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: 
     });
     let tasks = TaskTracker::new();
     let watcher_stop = CancellationToken::new();
-    let watcher = tokio::spawn(cancels::watch(topology.jobs.clone(), ctx.cancels.clone(), watcher_stop.clone()));
+    let watcher = tokio::spawn(cancels::watch(
+        topology.jobs.clone(),
+        ctx.cancels.clone(),
+        watcher_stop.clone(),
+    ));
 
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    tracing::info!(concurrency = config.concurrency, backend = ctx.backend.name(), "middleware pulling jobs");
+    tracing::info!(
+        concurrency = config.concurrency,
+        backend = ctx.backend.name(),
+        "middleware pulling jobs"
+    );
     'pull: while !shutdown.is_cancelled() {
         // Ask for as many messages as there are free slots, so no message waits in this
         // process while another replica could run it.
@@ -94,7 +112,12 @@ pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: 
                 Err(_) => break,
             }
         }
-        let batch = consumer.fetch().max_messages(permits.len()).expires(PULL_EXPIRES).messages().await;
+        let batch = consumer
+            .fetch()
+            .max_messages(permits.len())
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
@@ -110,7 +133,9 @@ pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: 
             };
             match next {
                 Some(Ok(msg)) => {
-                    let permit = permits.pop().expect("the batch holds at most one message per permit");
+                    let permit = permits
+                        .pop()
+                        .expect("the batch holds at most one message per permit");
                     let ctx = ctx.clone();
                     tasks.spawn(async move {
                         job::handle(ctx, msg).await;
@@ -125,7 +150,10 @@ pub async fn run(config: MiddlewareConfig, backend: Arc<dyn Backend>, shutdown: 
             }
         }
     }
-    tracing::info!(grace_s = config.grace.as_secs(), "middleware stopping: draining running jobs");
+    tracing::info!(
+        grace_s = config.grace.as_secs(),
+        "middleware stopping: draining running jobs"
+    );
     tasks.close();
     // Running jobs watch `shutdown` themselves and leave after the grace period.
     tasks.wait().await;
@@ -142,8 +170,14 @@ async fn pause(shutdown: &CancellationToken) {
 }
 
 /// The durable consumer shared by every replica (created if missing).
-async fn consumer(js: &jetstream::Context, ack_wait: Duration) -> Result<jetstream::consumer::Consumer<pull::Config>, NatsError> {
-    let stream = js.get_stream(names::STREAM).await.map_err(|e| NatsError::nats("open stream COLA", e))?;
+async fn consumer(
+    js: &jetstream::Context,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, NatsError> {
+    let stream = js
+        .get_stream(names::STREAM)
+        .await
+        .map_err(|e| NatsError::nats("open stream COLA", e))?;
     stream
         .get_or_create_consumer(
             names::CONSUMER,
@@ -168,7 +202,11 @@ async fn publish_versions(topology: &Topology, backend: &dyn Backend) {
         return;
     }
     let body = serde_json::to_vec(&versions).expect("a map of strings serializes");
-    if let Err(e) = topology.meta.put(names::META_LANGUAGE_VERSIONS, body.into()).await {
+    if let Err(e) = topology
+        .meta
+        .put(names::META_LANGUAGE_VERSIONS, body.into())
+        .await
+    {
         tracing::warn!(error = %e, "cannot publish toolchain versions");
     }
 }

@@ -44,9 +44,14 @@ pub struct ProcessBackend {
 
 impl ProcessBackend {
     pub fn new(config: ProcessBackendConfig) -> Result<Self, BackendError> {
-        std::fs::create_dir_all(&config.jobs_dir).map_err(|e| error(format!("{}: {e}", config.jobs_dir.display())))?;
+        std::fs::create_dir_all(&config.jobs_dir)
+            .map_err(|e| error(format!("{}: {e}", config.jobs_dir.display())))?;
         restrict_to_owner(&config.jobs_dir)?;
-        Ok(Self { config, node: hostname(), children: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            config,
+            node: hostname(),
+            children: Mutex::new(HashMap::new()),
+        })
     }
 
     fn job_dir(&self, job: &str) -> PathBuf {
@@ -67,7 +72,11 @@ impl ProcessBackend {
     }
 
     fn job_of(handle: &ExecutorHandle) -> Option<&str> {
-        handle.id.rsplit_once(':').map(|(_, job)| job).filter(|j| !j.contains('/') && !j.contains(".."))
+        handle
+            .id
+            .rsplit_once(':')
+            .map(|(_, job)| job)
+            .filter(|j| !j.contains('/') && !j.contains(".."))
     }
 }
 
@@ -82,15 +91,24 @@ impl Backend for ProcessBackend {
         let dir = self.job_dir(&job_id);
         if dir.exists() {
             // Left by an earlier attempt whose executor is gone (the caller checked): start clean.
-            tokio::fs::remove_dir_all(&dir).await.map_err(|e| error(format!("{}: {e}", dir.display())))?;
+            tokio::fs::remove_dir_all(&dir)
+                .await
+                .map_err(|e| error(format!("{}: {e}", dir.display())))?;
         }
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| error(format!("{}: {e}", dir.display())))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| error(format!("{}: {e}", dir.display())))?;
         restrict_to_owner(&dir)?;
         let job_file = dir.join(JOB_FILE);
         let body = serde_json::to_vec(job).map_err(|e| error(e.to_string()))?;
-        tokio::fs::write(&job_file, body).await.map_err(|e| error(format!("{}: {e}", job_file.display())))?;
-        let log = std::fs::File::create(dir.join(LOG_FILE)).map_err(|e| error(format!("executor log: {e}")))?;
-        let log2 = log.try_clone().map_err(|e| error(format!("executor log: {e}")))?;
+        tokio::fs::write(&job_file, body)
+            .await
+            .map_err(|e| error(format!("{}: {e}", job_file.display())))?;
+        let log = std::fs::File::create(dir.join(LOG_FILE))
+            .map_err(|e| error(format!("executor log: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| error(format!("executor log: {e}")))?;
         let child = Command::new(&self.config.executor_bin)
             .arg("executor")
             .arg("--job-file")
@@ -106,11 +124,26 @@ impl Backend for ProcessBackend {
             .stderr(log2)
             .process_group(0)
             .spawn()
-            .map_err(|e| error(format!("cannot start {}: {e}", self.config.executor_bin.display())))?;
-        let pid = child.id().ok_or_else(|| error("executor exited at once".into()))?;
-        let (_, started) = process_state(pid as i32).ok_or_else(|| error("executor exited at once".into()))?;
-        let handle = ExecutorHandle { backend: NAME.into(), node: self.node.clone(), id: format!("{pid}:{started}:{job_id}") };
-        self.children.lock().expect("not poisoned").insert(handle.id.clone(), child);
+            .map_err(|e| {
+                error(format!(
+                    "cannot start {}: {e}",
+                    self.config.executor_bin.display()
+                ))
+            })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| error("executor exited at once".into()))?;
+        let (_, started) =
+            process_state(pid as i32).ok_or_else(|| error("executor exited at once".into()))?;
+        let handle = ExecutorHandle {
+            backend: NAME.into(),
+            node: self.node.clone(),
+            id: format!("{pid}:{started}:{job_id}"),
+        };
+        self.children
+            .lock()
+            .expect("not poisoned")
+            .insert(handle.id.clone(), child);
         Ok(handle)
     }
 
@@ -119,7 +152,11 @@ impl Backend for ProcessBackend {
     }
 
     async fn wait(&self, handle: &ExecutorHandle) -> Result<ExecutorExit, BackendError> {
-        let child = self.children.lock().expect("not poisoned").remove(&handle.id);
+        let child = self
+            .children
+            .lock()
+            .expect("not poisoned")
+            .remove(&handle.id);
         let description = match child {
             Some(mut child) => match child.wait().await {
                 Ok(status) => status.to_string(),
@@ -133,8 +170,16 @@ impl Backend for ProcessBackend {
                 "exited (adopted executor)".to_owned()
             }
         };
-        let log_tail = Self::job_of(handle).map(|job| tail(&self.job_dir(job).join(LOG_FILE), 2048)).unwrap_or_default();
-        Ok(ExecutorExit { description: if log_tail.is_empty() { description } else { format!("{description}; log: {log_tail}") } })
+        let log_tail = Self::job_of(handle)
+            .map(|job| tail(&self.job_dir(job).join(LOG_FILE), 2048))
+            .unwrap_or_default();
+        Ok(ExecutorExit {
+            description: if log_tail.is_empty() {
+                description
+            } else {
+                format!("{description}; log: {log_tail}")
+            },
+        })
     }
 
     async fn kill(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
@@ -150,7 +195,9 @@ impl Backend for ProcessBackend {
     }
 
     async fn cleanup(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
-        let Some(job) = Self::job_of(handle) else { return Ok(()) };
+        let Some(job) = Self::job_of(handle) else {
+            return Ok(());
+        };
         let dir = self.job_dir(job);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
@@ -160,9 +207,14 @@ impl Backend for ProcessBackend {
     }
 
     async fn versions(&self) -> BTreeMap<String, String> {
-        let out = Command::new(&self.config.executor_bin).args(["executor", "--versions"]).output().await;
+        let out = Command::new(&self.config.executor_bin)
+            .args(["executor", "--versions"])
+            .output()
+            .await;
         match out {
-            Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).unwrap_or_default(),
+            Ok(out) if out.status.success() => {
+                serde_json::from_slice(&out.stdout).unwrap_or_default()
+            }
             Ok(out) => {
                 tracing::warn!(status = %out.status, "cola executor --versions failed");
                 BTreeMap::new()
@@ -176,12 +228,16 @@ impl Backend for ProcessBackend {
 }
 
 fn error(message: String) -> BackendError {
-    BackendError { backend: NAME, message }
+    BackendError {
+        backend: NAME,
+        message,
+    }
 }
 
 fn restrict_to_owner(dir: &Path) -> Result<(), BackendError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| error(format!("{}: {e}", dir.display())))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| error(format!("{}: {e}", dir.display())))
 }
 
 /// The state letter and start time (clock ticks since boot) of a process, from /proc.
@@ -196,11 +252,15 @@ fn process_state(pid: i32) -> Option<(char, u64)> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn tail(path: &Path, max: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }

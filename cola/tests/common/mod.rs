@@ -34,7 +34,9 @@ impl Stack {
     }
 
     /// NATS, the gateway configured further by `configure`, and one middleware.
-    pub async fn start_with_gateway(configure: impl FnOnce(&mut cola_gateway::GatewayConfig)) -> Self {
+    pub async fn start_with_gateway(
+        configure: impl FnOnce(&mut cola_gateway::GatewayConfig),
+    ) -> Self {
         let mut stack = Self::without_middleware_with(configure).await;
         stack.start_middleware();
         stack
@@ -45,7 +47,9 @@ impl Stack {
         Self::without_middleware_with(|_| {}).await
     }
 
-    async fn without_middleware_with(configure: impl FnOnce(&mut cola_gateway::GatewayConfig)) -> Self {
+    async fn without_middleware_with(
+        configure: impl FnOnce(&mut cola_gateway::GatewayConfig),
+    ) -> Self {
         let nats = TestNats::start().await;
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -58,7 +62,14 @@ impl Stack {
         configure(&mut config);
         let gateway_stop = CancellationToken::new();
         tokio::spawn(cola_gateway::serve(listener, config, gateway_stop.clone()));
-        Self { nats, dir, url, http: reqwest::Client::new(), gateway_stop, middlewares: Vec::new() }
+        Self {
+            nats,
+            dir,
+            url,
+            http: reqwest::Client::new(),
+            gateway_stop,
+            middlewares: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -77,7 +88,14 @@ impl Stack {
             .args(["--nats-url", &self.nats.url()])
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--concurrency", "2", "--grace-seconds", "2", "--ack-wait-seconds", "3"])
+            .args([
+                "--concurrency",
+                "2",
+                "--grace-seconds",
+                "2",
+                "--ack-wait-seconds",
+                "3",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -104,7 +122,13 @@ impl Stack {
 
     /// An API token for `user`.
     pub async fn token(&self, user: &str) -> String {
-        cola_gateway::tokens::issue(&self.nats.topology.tokens, &UserId::parse(user).unwrap(), "test").await.unwrap()
+        cola_gateway::tokens::issue(
+            &self.nats.topology.tokens,
+            &UserId::parse(user).unwrap(),
+            "test",
+        )
+        .await
+        .unwrap()
     }
 
     /// POST /api/v1/jobs?wait=N; the status code and the JSON answer.
@@ -125,38 +149,65 @@ impl Stack {
     pub async fn run(&self, token: &str, body: Value) -> Value {
         let (status, view) = self.submit(token, body, 60).await;
         assert_eq!(status, 201, "{view}");
-        self.wait_terminal(token, view["id"].as_str().unwrap(), Duration::from_secs(90)).await
+        self.wait_terminal(token, view["id"].as_str().unwrap(), Duration::from_secs(90))
+            .await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).bearer_auth(token).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn view(&self, token: &str, id: &str) -> Value {
-        self.get(token, &format!("/api/v1/jobs/{id}")).await.json().await.unwrap()
+        self.get(token, &format!("/api/v1/jobs/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Reads the job until it is terminal.
     pub async fn wait_terminal(&self, token: &str, id: &str, timeout: Duration) -> Value {
-        self.wait_for(token, id, timeout, |v| matches!(v["status"].as_str(), Some("succeeded" | "failed" | "cancelled")))
-            .await
+        self.wait_for(token, id, timeout, |v| {
+            matches!(
+                v["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        })
+        .await
     }
 
-    pub async fn wait_for(&self, token: &str, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let view = self.view(token, id).await;
             if done(&view) {
                 return view;
             }
-            assert!(start.elapsed() < timeout, "job {id} did not get there in {timeout:?}: {view}\n{}", self.middleware_log());
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} did not get there in {timeout:?}: {view}\n{}",
+                self.middleware_log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// The names of the entries of a job's output zip.
     pub async fn zip_entries(&self, token: &str, id: &str) -> Vec<(String, String)> {
-        let response = self.get(token, &format!("/api/v1/jobs/{id}/output.zip")).await;
+        let response = self
+            .get(token, &format!("/api/v1/jobs/{id}/output.zip"))
+            .await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.unwrap();
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
@@ -187,5 +238,6 @@ pub fn job(language: &str, source: &str) -> Value {
 }
 
 pub const C_HELLO: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
-pub const GO_HELLO: &str = "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
+pub const GO_HELLO: &str =
+    "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
 pub const JS_HELLO: &str = "console.log('hello');\n";
