@@ -315,7 +315,7 @@ fn execute_blocking(
 
 /// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
 fn check_runnable(lang: &LanguageDef) -> Result<(), String> {
-    if lang.is_builtin() {
+    if lang.compile.is_none() && lang.run.is_empty() {
         return Err(format!(
             "{} jobs run in cola's built-in runtime, not in an executor",
             lang.name
@@ -556,7 +556,6 @@ pub fn toolchain_versions() -> BTreeMap<String, String> {
     };
     languages()
         .iter()
-        .filter(|lang| !lang.is_builtin())
         .filter_map(|lang| Some((lang.name.to_owned(), toolchain_version(lang, home.path())?)))
         .collect()
 }
@@ -647,7 +646,7 @@ mod tests {
     #[test]
     fn every_language_reports_a_toolchain_version() {
         let versions = toolchain_versions();
-        for lang in languages().iter().filter(|l| !l.is_builtin()) {
+        for lang in languages().iter() {
             let version = versions
                 .get(lang.name)
                 .unwrap_or_else(|| panic!("{} has no version", lang.name));
