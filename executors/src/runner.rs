@@ -623,12 +623,6 @@ mod tests {
                 .contains("twice")
         );
         assert!(check_files(c, &[]).is_err());
-        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
-        assert!(
-            check_runnable(numeric)
-                .unwrap_err()
-                .contains("built-in runtime")
-        );
         assert!(check_runnable(c).is_ok());
     }
 
