@@ -281,6 +281,14 @@ pub fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     u64::try_from((to - from).num_milliseconds()).unwrap_or(0)
 }
 
+/// A point in time on the wire (UTC, RFC 3339).
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time.
+pub fn now() -> Timestamp {
+    Utc::now()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,12 +314,4 @@ mod tests {
         assert!(p.len() <= PREVIEW_BYTES && p.len() >= PREVIEW_BYTES - 1);
         assert_eq!(preview("hi"), "hi");
     }
-}
-
-/// A point in time on the wire (UTC, RFC 3339).
-pub type Timestamp = DateTime<Utc>;
-
-/// The current time.
-pub fn now() -> Timestamp {
-    Utc::now()
 }
