@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench
+.PHONY: run test setup build lint bench bench-numeric
 
 CARGO ?= cargo
 
@@ -24,3 +24,7 @@ test: setup lint
 ## Measure latency and throughput against the targets (see BENCHMARKS.md).
 bench: build
 	scripts/bench.sh
+
+## Numeric jobs through the HTTP API with wrk: latency and throughput (see BENCHMARKS.md).
+bench-numeric: setup
+	scripts/bench-numeric.sh

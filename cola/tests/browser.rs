@@ -294,10 +294,12 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
         .execute("window.colaNoReload = 'still here';", vec![])
         .await
         .unwrap();
-    let badge = format!("#job-{id} .badge");
+    // (Read by script: the live updates replace the badge element as it changes.)
+    let badge = format!("return document.querySelector('#job-{id} .badge')?.textContent ?? '';");
     let start = Instant::now();
     loop {
-        let status = text_of(&alice, &badge).await;
+        let status = alice.execute(&badge, vec![]).await.unwrap();
+        let status = status.as_str().unwrap_or_default().to_owned();
         if status == "Succeeded" {
             break;
         }
@@ -431,4 +433,111 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
             .starts_with("/login")
     );
     alice.close().await.unwrap();
+}
+
+async fn displayed(client: &Client, css: &str) -> bool {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_states_a_numeric_problem_in_the_form_and_sees_its_result_and_plot() {
+    if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+        return;
+    }
+    let provider_port = free_port();
+    let issuer = format!("http://localhost:{provider_port}");
+    let stack = Stack::start_with_gateway(|config| {
+        config.oidc = Some(OidcConfig {
+            issuer: issuer.clone(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            allowed_domains: vec!["example.edu".into()],
+            allowed_emails: vec![],
+        });
+    })
+    .await;
+    let base = format!("http://localhost:{}", url_port(&stack.url).unwrap());
+    let _provider = start_provider(provider_port, &format!("{base}/auth/callback"));
+    let driver_port = free_port();
+    let _driver = start_chromedriver(driver_port);
+    let scratch = tempfile::tempdir().unwrap();
+    let carol = browser(driver_port, &scratch.path().join("carol"), scratch.path()).await;
+    log_in(&carol, &base, "carol").await;
+
+    // The language select switches the form to a problem, in place.
+    assert!(displayed(&carol, "#source").await && !displayed(&carol, "#method").await);
+    let language = carol.find(Locator::Css("#language")).await.unwrap();
+    language.select_by_value("numeric").await.unwrap();
+    assert!(displayed(&carol, "#method").await, "the numeric mode shows");
+    assert!(!displayed(&carol, "#source").await, "the program is hidden");
+    let f = carol.find(Locator::Css("#p-bisection-f")).await.unwrap();
+    assert_eq!(
+        f.prop("value").await.unwrap().as_deref(),
+        Some("x^3 + 4*x^2 - 10")
+    );
+    // The method select shows exactly that method's fields.
+    let method = carol.find(Locator::Css("#method")).await.unwrap();
+    method.select_by_value("newton").await.unwrap();
+    assert!(displayed(&carol, "#p-newton-x0").await);
+    assert!(!displayed(&carol, "#p-bisection-f").await);
+    method.select_by_value("bisection").await.unwrap();
+    assert!(displayed(&carol, "#p-bisection-f").await);
+    screenshot(&carol, "numeric-form.png").await;
+
+    carol
+        .find(Locator::Css("#run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    carol
+        .wait()
+        .for_element(Locator::Css("tr.fresh"))
+        .await
+        .unwrap();
+    let url = carol.current_url().await.unwrap();
+    let id = url
+        .query_pairs()
+        .find(|(k, _)| k == "submitted")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("{url}"));
+    // (Read by script: the live updates replace the badge element as it changes.)
+    let badge = format!("return document.querySelector('#job-{id} .badge')?.textContent;");
+    let start = Instant::now();
+    while carol.execute(&badge, vec![]).await.unwrap() != json!("Succeeded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the numeric job did not succeed\n{}",
+            stack.middleware_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Its page: the result, the table and the plot (an image from the zip).
+    carol.goto(&format!("{base}/jobs/{id}")).await.unwrap();
+    let result = text_of(&carol, "#result").await;
+    assert!(result.contains("\"root\": 1.36523001"), "{result}");
+    assert!(
+        text_of(&carol, "#table-preview")
+            .await
+            .contains("f_midpoint")
+    );
+    let loaded = carol
+        .execute(
+            "const img = document.getElementById('plot'); return img.complete && img.naturalWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(loaded.as_u64().unwrap_or(0) > 0, "the plot loads: {loaded}");
+    screenshot(&carol, "numeric-job.png").await;
+    carol.close().await.unwrap();
 }

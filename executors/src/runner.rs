@@ -315,7 +315,7 @@ fn execute_blocking(
 
 /// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
 fn check_runnable(lang: &LanguageDef) -> Result<(), String> {
-    if lang.compile.is_none() && lang.run.is_empty() {
+    if lang.is_builtin() {
         return Err(format!(
             "{} jobs run in cola's built-in runtime, not in an executor",
             lang.name
@@ -556,6 +556,7 @@ pub fn toolchain_versions() -> BTreeMap<String, String> {
     };
     languages()
         .iter()
+        .filter(|lang| !lang.is_builtin())
         .filter_map(|lang| Some((lang.name.to_owned(), toolchain_version(lang, home.path())?)))
         .collect()
 }
@@ -623,6 +624,12 @@ mod tests {
                 .contains("twice")
         );
         assert!(check_files(c, &[]).is_err());
+        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
+        assert!(
+            check_runnable(numeric)
+                .unwrap_err()
+                .contains("built-in runtime")
+        );
         assert!(check_runnable(c).is_ok());
     }
 
@@ -640,7 +647,7 @@ mod tests {
     #[test]
     fn every_language_reports_a_toolchain_version() {
         let versions = toolchain_versions();
-        for lang in languages().iter() {
+        for lang in languages().iter().filter(|l| !l.is_builtin()) {
             let version = versions
                 .get(lang.name)
                 .unwrap_or_else(|| panic!("{} has no version", lang.name));

@@ -20,7 +20,7 @@ use tower_sessions::{
 
 use crate::{
     GatewayConfig, GatewayError, assets, auth::Authenticators, events::JobEvents,
-    extract::BodyLimit, health, jobs, languages, oidc, pages, session::NatsSessionStore,
+    extract::BodyLimit, health, jobs, languages, numeric, oidc, pages, session::NatsSessionStore,
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -37,6 +37,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The browser side: sessions, login.
     pub web: WebSettings,
+    /// API tokens already checked (a token revoked here is forgotten at once).
+    pub token_cache: crate::auth::TokenCache,
 }
 
 /// How the web app logs people in and keeps their sessions.
@@ -150,8 +152,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    // A handler may set a stricter policy of its own (e.g. a served SVG).
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -165,6 +170,7 @@ async fn security_headers(mut response: Response) -> Response {
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/languages", get(languages::list))
+        .route("/api/v1/numeric/methods", get(numeric::methods))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/api/v1/jobs/{id}/output.zip", get(jobs::output_zip))

@@ -2,8 +2,10 @@
 //! fanned out in memory to whoever waits on a user's jobs (a `?wait` request today, a live
 //! stream of a user's jobs tomorrow).
 //!
-//! Subscriptions are per user, matching the `<user>.<job-id>` keys: a change is decoded and sent
-//! only when someone listens to its user, and a subscriber only ever sees its user's jobs.
+//! Subscriptions are per user (a live page), or per job of a user (a `?wait`), matching the
+//! `<user>.<job-id>` keys: a change is decoded and sent only when someone listens to its user or
+//! to that job, a subscriber only ever sees its user's jobs, and a `?wait` is woken only by its
+//! own job (32 clients of one user waiting at once are not each woken by all 32 jobs).
 //! Subscribe first, then read the current record: nothing written after the read can be missed.
 //! When the watch ends or the connection comes back after a loss (a restarted server forgets
 //! the watch), a new watch resumes after the last revision seen, and every listener gets
@@ -25,6 +27,8 @@ use crate::{GatewayError, connection::Reconnects};
 
 /// Events a slow subscriber may fall behind by before it is told to resync.
 const CHANNEL_CAPACITY: usize = 256;
+/// The same for a listener to one job (a job changes a few times in its life).
+const JOB_CHANNEL_CAPACITY: usize = 16;
 /// Longest pause between two attempts to watch again.
 const MAX_REWATCH_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -43,58 +47,96 @@ pub enum JobEvent {
     Resync,
 }
 
-/// The fan-out side: who listens to which user's jobs.
+/// The fan-out side: who listens to which user's jobs, and who waits for which one job.
 #[derive(Clone, Default)]
 pub struct JobEvents {
     hub: Arc<Hub>,
 }
 
+/// What a listener follows: every job of a user (a live page), or one job (a `?wait`), so
+/// that a change wakes only those who follow it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Topic {
+    User(UserId),
+    Job(UserId, JobId),
+}
+
 #[derive(Default)]
 struct Hub {
-    users: Mutex<HashMap<UserId, broadcast::Sender<JobEvent>>>,
+    topics: Mutex<HashMap<Topic, broadcast::Sender<JobEvent>>>,
 }
 
 impl Hub {
-    fn users(&self) -> MutexGuard<'_, HashMap<UserId, broadcast::Sender<JobEvent>>> {
+    fn topics(&self) -> MutexGuard<'_, HashMap<Topic, broadcast::Sender<JobEvent>>> {
         // The map stays consistent even if a holder panicked: every update is one insert/remove.
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl JobEvents {
     /// Starts listening to `user`'s jobs. Events flow from this call on.
     pub fn subscribe(&self, user: &UserId) -> UserEvents {
+        self.listen(Topic::User(user.clone()), CHANNEL_CAPACITY)
+    }
+
+    /// Starts listening to `user`'s job `id` only. Events flow from this call on.
+    pub fn subscribe_job(&self, user: &UserId, id: JobId) -> UserEvents {
+        self.listen(Topic::Job(user.clone(), id), JOB_CHANNEL_CAPACITY)
+    }
+
+    fn listen(&self, topic: Topic, capacity: usize) -> UserEvents {
         let receiver = self
             .hub
-            .users()
-            .entry(user.clone())
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .topics()
+            .entry(topic.clone())
+            .or_insert_with(|| broadcast::channel(capacity).0)
             .subscribe();
         UserEvents {
-            user: user.clone(),
+            topic,
             receiver,
             hub: self.hub.clone(),
         }
     }
 
-    /// How many users someone listens to (for tests and metrics).
+    /// How many users or jobs someone listens to (for tests and metrics).
     pub fn watched_users(&self) -> usize {
-        self.hub.users().len()
+        self.hub.topics().len()
     }
 
-    fn sender(&self, user: &UserId) -> Option<broadcast::Sender<JobEvent>> {
-        self.hub.users().get(user).cloned()
+    /// The senders of whoever follows `user` or its job `id`, and whether somebody follows
+    /// the user (and so every change, not only a job's end).
+    fn senders(&self, user: UserId, id: JobId) -> (Vec<broadcast::Sender<JobEvent>>, bool) {
+        let topics = self.hub.topics();
+        if topics.is_empty() {
+            return (Vec::new(), false);
+        }
+        let mut senders = Vec::new();
+        let job = Topic::Job(user, id);
+        senders.extend(topics.get(&job).cloned());
+        let Topic::Job(user, _) = job else {
+            unreachable!("just built as a job topic")
+        };
+        let user = topics.get(&Topic::User(user)).cloned();
+        let follows_user = user.is_some();
+        senders.extend(user);
+        (senders, follows_user)
     }
 
-    /// Hands one watched KV entry to the listeners of its user, if there are any.
+    /// Hands one watched KV entry to its listeners, if there are any.
     fn dispatch(&self, entry: kv::Entry) {
         let Some((user, id)) = names::parse_job_key(&entry.key) else {
             tracing::warn!(key = %entry.key, "ignoring a job record under a malformed key");
             return;
         };
-        let Some(sender) = self.sender(&user) else {
+        let (senders, follows_user) = self.senders(user, id);
+        if senders.is_empty() {
             return;
-        };
+        }
+        // Who waits for one job waits for its end (and reads it again if the wait elapses):
+        // the other changes need not be decoded nor wake it.
+        if !follows_user && entry.operation == kv::Operation::Put && is_open(&entry.value) {
+            return;
+        }
         let event = match entry.operation {
             kv::Operation::Put => match nats::decode(&entry.key, &entry.value) {
                 Ok(record) => JobEvent::Updated {
@@ -103,7 +145,7 @@ impl JobEvents {
                     record: Arc::new(record),
                 },
                 Err(error) => {
-                    tracing::error!(%error, job_id = %id, user = %user, "undecodable job record");
+                    tracing::error!(%error, job_id = %id, key = %entry.key, "undecodable job record");
                     return;
                 }
             },
@@ -113,20 +155,35 @@ impl JobEvents {
             },
         };
         // No receiver left is fine: the last one is about to remove the channel.
-        let _ = sender.send(event);
+        for sender in senders {
+            let _ = sender.send(event.clone());
+        }
     }
 
     /// Tells every listener that changes may have been missed.
     fn resync_all(&self) {
-        for sender in self.hub.users().values() {
+        for sender in self.hub.topics().values() {
             let _ = sender.send(JobEvent::Resync);
         }
     }
 }
 
-/// One listener's view of one user's job changes. Dropping it stops the listening.
+/// Whether a stored record is certainly not terminal (`queued` or `running`), read without
+/// decoding it: a record serializes `id`, `user`, `language` (none of which can contain a
+/// quote) and then `status`, so the first `"status":"` is the record's own.
+fn is_open(value: &[u8]) -> bool {
+    const FIELD: &[u8] = b"\"status\":\"";
+    let Some(at) = value.windows(FIELD.len()).position(|w| w == FIELD) else {
+        return false;
+    };
+    let rest = &value[at + FIELD.len()..];
+    rest.starts_with(b"queued\"") || rest.starts_with(b"running\"")
+}
+
+/// One listener's view of one user's job changes (or of one job's). Dropping it stops the
+/// listening.
 pub struct UserEvents {
-    user: UserId,
+    topic: Topic,
     receiver: broadcast::Receiver<JobEvent>,
     hub: Arc<Hub>,
 }
@@ -138,7 +195,7 @@ impl UserEvents {
         match self.receiver.recv().await {
             Ok(event) => event,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::debug!(user = %self.user, missed, "job event listener fell behind");
+                tracing::debug!(topic = ?self.topic, missed, "job event listener fell behind");
                 JobEvent::Resync
             }
             // Every channel's sender lives in the hub as long as a receiver does.
@@ -151,14 +208,14 @@ impl UserEvents {
 
 impl Drop for UserEvents {
     fn drop(&mut self) {
-        let mut users = self.hub.users();
+        let mut topics = self.hub.topics();
         // Under the lock nobody can subscribe in between: if ours is the last receiver, the
         // channel goes.
-        if users
-            .get(&self.user)
+        if topics
+            .get(&self.topic)
             .is_some_and(|sender| sender.receiver_count() <= 1)
         {
-            users.remove(&self.user);
+            topics.remove(&self.topic);
         }
     }
 }
@@ -290,13 +347,66 @@ mod tests {
         assert_eq!(events.watched_users(), 1);
     }
 
+    #[test]
+    fn a_job_listener_hears_only_its_job_and_a_user_listener_all_the_users_jobs() {
+        let events = JobEvents::default();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let (mine, other) = (JobId::new(), JobId::new());
+        let count = |user: &UserId, id| events.senders(user.clone(), id).0.len();
+        let waiter = events.subscribe_job(&alice, mine);
+        assert_eq!(count(&alice, mine), 1);
+        assert!(
+            !events.senders(alice.clone(), mine).1,
+            "nobody follows every change"
+        );
+        assert_eq!(count(&alice, other), 0);
+        assert_eq!(count(&bob, mine), 0, "keys are per user");
+        let page = events.subscribe(&alice);
+        assert_eq!(count(&alice, mine), 2);
+        assert_eq!(count(&alice, other), 1);
+        assert!(events.senders(alice.clone(), other).1);
+        drop(waiter);
+        assert_eq!(count(&alice, mine), 1);
+        drop(page);
+        assert_eq!(events.watched_users(), 0);
+    }
+
+    #[test]
+    fn open_records_are_told_without_decoding() {
+        use cola_wire::{JobMessage, JobRecord, Language, Status, languages};
+        let msg = JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse("numeric").unwrap(),
+            args: vec![],
+            limits: languages()[0].default_limits,
+            created_at: cola_wire::job::now(),
+            inputs: None,
+            input_object: None,
+            problem: Some(serde_json::json!({"note": "\"status\":\"queued\""})),
+        };
+        let mut record = JobRecord::queued(&msg, vec![], 0);
+        for (status, open) in [
+            (Status::Queued, true),
+            (Status::Running, true),
+            (Status::Succeeded, false),
+            (Status::Failed, false),
+            (Status::Cancelled, false),
+        ] {
+            record.status = status;
+            assert_eq!(is_open(&nats::encode(&record)), open, "{status:?}");
+        }
+        assert!(!is_open(b"not a record"));
+    }
+
     #[tokio::test]
     async fn a_listener_that_falls_behind_is_told_to_resync() {
         let events = JobEvents::default();
         let alice = UserId::parse("alice").unwrap();
         let mut listener = events.subscribe(&alice);
         for revision in 0..(CHANNEL_CAPACITY as u64 + 10) {
-            let sender = events.sender(&alice).unwrap();
+            let sender = events.senders(alice.clone(), JobId::new()).0.pop().unwrap();
             sender
                 .send(JobEvent::Removed {
                     id: JobId::new(),

@@ -50,14 +50,17 @@ pub async fn create(
     QueryParams(params): QueryParams<WaitParams>,
     JsonBody(request): JsonBody<SubmitRequest>,
 ) -> Result<Response, GatewayError> {
+    let received = std::time::Instant::now();
     let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
     let job = request.validate()?;
+    let validated = received.elapsed();
     let id = JobId::new();
     let language = job.language.name;
     tracing::Span::current().record("job_id", tracing::field::display(id));
     // Listen before the record exists: no change to it can be missed.
-    let events = (!wait.is_zero()).then(|| app.events.subscribe(&user));
-    let queued = queue::enqueue(&app.topology, &app.config, &user, id, job).await?;
+    let events = (!wait.is_zero()).then(|| app.events.subscribe_job(&user, id));
+    let queued = queue::enqueue_detached(&app, &user, id, job).await?;
+    let queued_after = received.elapsed();
     tracing::info!(job_id = %id, user = %user, language, "job queued");
     let record = match events {
         None => queued.record,
@@ -69,6 +72,14 @@ pub async fn create(
             wait_for_end(&app, events, &user, id, seen, wait).await?
         }
     };
+    // Where a submission's time goes (`RUST_LOG=cola_gateway::jobs=debug`).
+    tracing::debug!(
+        job_id = %id,
+        validated_us = validated.as_micros() as u64,
+        queued_us = queued_after.as_micros() as u64,
+        answered_us = received.elapsed().as_micros() as u64,
+        "job answered"
+    );
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, job_path(&id))],
@@ -86,7 +97,7 @@ pub async fn show(
 ) -> Result<Json<JobView>, GatewayError> {
     let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
     tracing::Span::current().record("job_id", tracing::field::display(id));
-    let events = (!wait.is_zero()).then(|| app.events.subscribe(&user));
+    let events = (!wait.is_zero()).then(|| app.events.subscribe_job(&user, id));
     let (record, revision) = find(&app, &user, id).await?;
     let record = match events {
         None => record,

@@ -11,6 +11,8 @@ use crate::{GatewayError, app::AppState, auth::Authenticated};
 
 /// The version shown while no middleware has said which toolchain it runs.
 pub const UNKNOWN_VERSION: &str = "unknown";
+/// The version of the built-in runtime: the one built into this cola.
+pub const BUILTIN_VERSION: &str = concat!("built in (cola ", env!("CARGO_PKG_VERSION"), ")");
 
 #[derive(Debug, Serialize)]
 pub struct LanguageList {
@@ -21,6 +23,9 @@ pub struct LanguageList {
 pub struct LanguageView {
     pub name: &'static str,
     pub title: &'static str,
+    /// `program` (files run by an executor) or `builtin` (a `problem` solved in-process:
+    /// `numeric`, see `GET /api/v1/numeric/methods`).
+    pub runtime: &'static str,
     pub source_file: &'static str,
     pub allowed_extensions: &'static [&'static str],
     pub version: String,
@@ -38,11 +43,16 @@ pub async fn list(
         .map(|l| LanguageView {
             name: l.name,
             title: l.title,
+            runtime: l.runtime.as_str(),
             source_file: l.source_file,
             allowed_extensions: l.allowed_extensions,
-            version: versions
-                .remove(l.name)
-                .unwrap_or_else(|| UNKNOWN_VERSION.into()),
+            version: if l.is_builtin() {
+                BUILTIN_VERSION.into()
+            } else {
+                versions
+                    .remove(l.name)
+                    .unwrap_or_else(|| UNKNOWN_VERSION.into())
+            },
             default_limits: l.default_limits,
             max_limits: l.max_limits,
         })

@@ -17,7 +17,7 @@
 //! - [`extract`]: request extractors that answer malformed input with JSON errors.
 //! - [`submit`]: the submission body and its validation (no I/O).
 //! - [`queue`]: record → input zip → message, with rollback.
-//! - [`jobs`], [`languages`], [`health`]: the handlers.
+//! - [`jobs`], [`languages`], [`numeric`], [`health`]: the handlers.
 //! - [`listing`]: one user's job ids, read without scanning other users' keys.
 //! - [`events`]: the one KV watch per process and its in-memory fan-out per user.
 //! - [`wait`]: `?wait=N` on top of [`events`].
@@ -40,6 +40,7 @@ pub mod health;
 pub mod jobs;
 pub mod languages;
 pub mod listing;
+pub mod numeric;
 pub mod oidc;
 pub mod pages;
 pub mod queue;
@@ -107,6 +108,7 @@ pub async fn serve(
 pub struct Gateway {
     state: AppState,
     watch: JoinHandle<()>,
+    tokens_watch: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -137,9 +139,19 @@ impl Gateway {
 
         // Stopping the gateway stops the watch; the watch never stops the gateway.
         let stopping = shutdown.child_token();
+        let token_cache = auth::TokenCache::default();
+        let tokens_watch = tokio::spawn(auth::watch_tokens(
+            topology.tokens.clone(),
+            token_cache.clone(),
+            reconnects.clone(),
+            stopping.clone(),
+        ));
         let (events, watch) =
             events::start_watch(topology.jobs.kv.clone(), reconnects, stopping.clone()).await?;
-        let auth = Authenticators::new(vec![Arc::new(BearerTokens::new(topology.tokens.clone()))]);
+        let auth = Authenticators::new(vec![Arc::new(BearerTokens::new(
+            topology.tokens.clone(),
+            token_cache.clone(),
+        ))]);
         let state = AppState::new(Shared {
             config,
             client,
@@ -148,8 +160,13 @@ impl Gateway {
             auth,
             shutdown: stopping,
             web,
+            token_cache,
         });
-        Ok(Self { state, watch })
+        Ok(Self {
+            state,
+            watch,
+            tokens_watch,
+        })
     }
 
     /// Every route, ready to serve.
@@ -162,11 +179,14 @@ impl Gateway {
         &self.state
     }
 
-    /// Stops the job watch and waits for it.
+    /// Stops the job and token watches and waits for them.
     pub async fn stop(self) {
         self.state.shutdown.cancel();
         if let Err(error) = self.watch.await {
             tracing::error!(%error, "job watch task failed");
+        }
+        if let Err(error) = self.tokens_watch.await {
+            tracing::error!(%error, "token watch task failed");
         }
     }
 }

@@ -7,7 +7,9 @@ use cola_wire::{
     nats::{JobStore, Topology},
 };
 
-use crate::{GatewayConfig, GatewayError, config::MAX_INLINE_MESSAGE_BYTES, submit::ValidJob};
+use crate::{
+    GatewayConfig, GatewayError, app::AppState, config::MAX_INLINE_MESSAGE_BYTES, submit::ValidJob,
+};
 
 /// A job that is on the queue: its record as created and the record's revision.
 pub struct Queued {
@@ -18,8 +20,8 @@ pub struct Queued {
 }
 
 /// Creates the job's record, stores its inputs in the object store if they are too large to
-/// travel inline, and publishes its message with `Nats-Msg-Id` = job id, waiting for the
-/// stream's acknowledgement.
+/// travel inline, and publishes its message with `Nats-Msg-Id` = job id (and the record's
+/// revision in `Cola-Record-Revision`), waiting for the stream's acknowledgement.
 pub async fn enqueue(
     topology: &Topology,
     config: &GatewayConfig,
@@ -29,6 +31,14 @@ pub async fn enqueue(
 ) -> Result<Queued, GatewayError> {
     let key = names::job_key(user, &id);
     let (record, mut message) = job.into_job(id, user, cola_wire::job::now());
+    let mut payload = encode(&message);
+    if message.inputs.is_none() && payload.len() > MAX_INLINE_MESSAGE_BYTES {
+        // A problem statement always travels inline (the library bounds its size far below).
+        return Err(GatewayError::invalid_field(
+            "problem",
+            "the problem statement is too large",
+        ));
+    }
     let revision = topology.jobs.create(&key, &record).await?;
     let mut undo = Undo {
         jobs: &topology.jobs,
@@ -37,7 +47,6 @@ pub async fn enqueue(
         input_object: None,
     };
 
-    let mut payload = encode(&message);
     let inline_bytes = message.inputs.as_ref().map_or(0, |i| i.content_bytes());
     if inline_bytes > config.inline_input_bytes || payload.len() > MAX_INLINE_MESSAGE_BYTES {
         let name = names::input_object(user, &id);
@@ -57,7 +66,7 @@ pub async fn enqueue(
         payload = encode(&message);
     }
 
-    if let Err(error) = publish(topology, &message, payload).await {
+    if let Err(error) = publish(topology, &message, revision, payload).await {
         undo.run().await;
         return Err(error);
     }
@@ -66,6 +75,21 @@ pub async fn enqueue(
         revision,
         input_object: message.input_object,
     })
+}
+
+/// [`enqueue`], run to its end even if the request that asked for it goes away: a client that
+/// disconnects while its job is being queued would otherwise drop the work between the record
+/// and the message, leaving a record that is neither queued nor rolled back.
+pub async fn enqueue_detached(
+    app: &AppState,
+    user: &UserId,
+    id: JobId,
+    job: ValidJob,
+) -> Result<Queued, GatewayError> {
+    let (app, user) = (app.clone(), user.clone());
+    tokio::spawn(async move { enqueue(&app.topology, &app.config, &user, id, job).await })
+        .await
+        .map_err(|e| GatewayError::backend("queue job", e))?
 }
 
 /// Keeps a copy of a queued job's inputs as its input object (`<user>/<job-id>-input.zip`)
@@ -119,10 +143,15 @@ const MAX_KEPT_INPUT_BYTES: u64 = 16 << 20;
 async fn publish(
     topology: &Topology,
     message: &JobMessage,
+    record_revision: u64,
     payload: Vec<u8>,
 ) -> Result<(), GatewayError> {
     let mut headers = HeaderMap::new();
     headers.insert(names::MSG_ID_HEADER, message.id.to_string().as_str());
+    headers.insert(
+        names::RECORD_REVISION_HEADER,
+        record_revision.to_string().as_str(),
+    );
     let ack = topology
         .js
         .publish_with_headers(

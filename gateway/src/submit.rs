@@ -1,6 +1,10 @@
 //! The body of `POST /api/v1/jobs` and the checks that turn it into a job, or into a `400`
 //! naming the field at fault. Nothing here does I/O: a request that fails these checks never
 //! reaches NATS.
+//!
+//! A program (`c`, `go`, `javascript`) comes as `files` or `source`; a job for the built-in
+//! runtime (`numeric`) comes as a `problem`, validated completely by
+//! [`cola_numeric::parse_problem`] (fields such as `problem.f`).
 
 use std::collections::HashSet;
 
@@ -9,6 +13,7 @@ use cola_wire::{
     LanguageDef, Limits, LimitsRequest, UserId, job::Timestamp, language, languages,
 };
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::GatewayError;
 
@@ -31,21 +36,38 @@ pub struct SubmitRequest {
     pub stdin: Option<String>,
     pub args: Option<Vec<String>>,
     pub limits: Option<LimitsRequest>,
+    /// The problem statement of a `numeric` job, e.g. `{"method": "bisection", "f": ..., ...}`.
+    pub problem: Option<Value>,
 }
 
 /// A submission that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidJob {
     pub language: &'static LanguageDef,
+    /// Empty for a built-in (`numeric`) job.
     pub inputs: Inputs,
     pub args: Vec<String>,
     pub limits: Limits,
+    /// The validated problem statement of a built-in (`numeric`) job.
+    pub problem: Option<Value>,
 }
 
 impl SubmitRequest {
     /// Checks everything about the request, in the order a person would fix it.
     pub fn validate(self) -> Result<ValidJob, GatewayError> {
         let language = known_language(self.language.as_deref())?;
+        if language.is_builtin() {
+            return self.validate_problem(language);
+        }
+        if self.problem.is_some() {
+            return Err(GatewayError::invalid_field(
+                "problem",
+                format!(
+                    "only numeric jobs state a problem; a {} job sends files or source",
+                    language.name
+                ),
+            ));
+        }
         let files = files_of(language, self.files, self.source)?;
         let args = self.args.unwrap_or_default();
         check_args(&args)?;
@@ -64,6 +86,58 @@ impl SubmitRequest {
             },
             args,
             limits,
+            problem: None,
+        })
+    }
+
+    /// A job for the built-in runtime: a problem, and nothing a program would have.
+    fn validate_problem(self, language: &'static LanguageDef) -> Result<ValidJob, GatewayError> {
+        let not_here = |field: &str| {
+            GatewayError::invalid_field(
+                field,
+                format!(
+                    "a {} job states a problem; it takes no {field}",
+                    language.name
+                ),
+            )
+        };
+        if self.files.is_some() {
+            return Err(not_here("files"));
+        }
+        if self.source.is_some() {
+            return Err(not_here("source"));
+        }
+        if self.stdin.is_some_and(|s| !s.is_empty()) {
+            return Err(not_here("stdin"));
+        }
+        if self.args.is_some_and(|a| !a.is_empty()) {
+            return Err(not_here("args"));
+        }
+        let problem = self.problem.ok_or_else(|| {
+            GatewayError::invalid_field(
+                "problem",
+                format!(
+                    "a {} job needs a problem, e.g. {}",
+                    language.name,
+                    cola_numeric::example(cola_numeric::Method::Bisection)
+                ),
+            )
+        })?;
+        cola_numeric::parse_problem(&problem)
+            .map_err(|e| GatewayError::invalid_field(e.field, e.error))?;
+        let limits = self
+            .limits
+            .unwrap_or_default()
+            .resolve(&language.default_limits, &language.max_limits)
+            .map_err(|e| {
+                GatewayError::invalid_field(format!("limits.{}", e.field), e.to_string())
+            })?;
+        Ok(ValidJob {
+            language,
+            inputs: Inputs::default(),
+            args: Vec::new(),
+            limits,
+            problem: Some(problem),
         })
     }
 }
@@ -87,6 +161,7 @@ impl ValidJob {
             })
             .collect();
         let stdin_bytes = self.inputs.stdin.len() as u64;
+        let builtin = self.language.is_builtin();
         let message = JobMessage {
             id,
             user: user.clone(),
@@ -94,8 +169,9 @@ impl ValidJob {
             args: self.args,
             limits: self.limits,
             created_at,
-            inputs: Some(self.inputs),
+            inputs: (!builtin).then_some(self.inputs),
             input_object: None,
+            problem: self.problem,
         };
         (JobRecord::queued(&message, files, stdin_bytes), message)
     }
@@ -331,6 +407,42 @@ mod tests {
         for (json, expected) in cases {
             assert_eq!(field_of(json.clone()), expected, "{json}");
         }
+        let bisection = json!({"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 100});
+        let numeric_cases = [
+            (json!({"language": "numeric"}), "problem"),
+            (
+                json!({"language": "numeric", "problem": bisection, "source": "x"}),
+                "source",
+            ),
+            (
+                json!({"language": "numeric", "problem": bisection, "args": ["a"]}),
+                "args",
+            ),
+            (
+                json!({"language": "numeric", "problem": {"method": "bisection"}}),
+                "problem.f",
+            ),
+            (
+                json!({"language": "c", "source": "x", "problem": bisection}),
+                "problem",
+            ),
+        ];
+        for (json, expected) in numeric_cases {
+            assert_eq!(field_of(json.clone()), expected, "{json}");
+        }
+        let job = request(json!({"language": "numeric", "problem": bisection, "stdin": ""}))
+            .validate()
+            .unwrap();
+        assert!(job.language.is_builtin() && job.inputs.files.is_empty());
+        let (record, message) = job.into_job(
+            JobId::new(),
+            &UserId::parse("alice").unwrap(),
+            cola_wire::job::now(),
+        );
+        assert_eq!(message.inputs, None);
+        assert_eq!(message.problem.as_ref(), Some(&bisection));
+        assert_eq!(record.problem, Some(bisection));
+
         let many: Vec<_> = (0..=MAX_FILES)
             .map(|i| file(&format!("f{i}.c"), "x"))
             .collect();

@@ -5,6 +5,7 @@ use cola_wire::{
     job::{Timestamp, millis_between},
 };
 use serde::Serialize;
+use serde_json::Value;
 
 /// A job as the API shows it to its owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,12 @@ pub struct JobView {
     pub cancel_requested: bool,
     /// Where the output zip is, once there is one.
     pub output_url: Option<String>,
+    /// A `numeric` job's problem statement (`null` for programs).
+    pub problem: Option<Value>,
+    /// A `numeric` job's result once it has one, in its method family's shape (e.g. roots
+    /// `{root, f_root, iterations, converged}`); the zip's `result.json` has it with the
+    /// convergence and warnings.
+    pub result: Option<Value>,
 }
 
 /// The path of a job in the API.
@@ -66,6 +73,8 @@ impl From<&JobRecord> for JobView {
                 .output_object
                 .as_ref()
                 .map(|_| output_path(&record.id)),
+            problem: record.problem.clone(),
+            result: record.result.clone(),
         }
     }
 }
@@ -85,6 +94,7 @@ mod tests {
             created_at: cola_wire::job::now(),
             inputs: None,
             input_object: None,
+            problem: None,
         };
         JobRecord::queued(&msg, vec![], 0)
     }
@@ -111,6 +121,8 @@ mod tests {
             "stderr",
             "compile_output",
             "output_url",
+            "problem",
+            "result",
         ] {
             assert!(json.get(key).is_some(), "{key} missing from {json}");
         }

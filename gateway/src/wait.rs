@@ -40,7 +40,8 @@ pub struct Seen {
 
 /// Follows the job `id` (under `key`) from `seen` until it is terminal, `deadline` passes or the
 /// gateway shuts down, and returns its latest record. `events` must have been subscribed
-/// before `seen` was read, so that no change in between is missed.
+/// before `seen` was read, so that no change in between is missed. A listener to one job hears
+/// only its end, so a wait that elapses first reads the record again.
 pub async fn until_terminal(
     mut events: UserEvents,
     jobs: &JobStore,
@@ -77,6 +78,13 @@ pub async fn until_terminal(
             },
             _ => {}
         }
+    }
+    // (If NATS does not answer now, the record as last seen is the answer.)
+    if !seen.record.status.is_terminal()
+        && let Ok(Some((record, revision))) = jobs.get(key).await
+        && revision > seen.revision
+    {
+        seen = Seen { record, revision };
     }
     Ok(seen.record)
 }

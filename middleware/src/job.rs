@@ -32,12 +32,17 @@ pub struct Context {
     pub grace: Duration,
     /// How often a running job's message is marked in progress (well inside the ack wait).
     pub progress_every: Duration,
+    /// The built-in (numeric) runtime: its jobs never reach the backend.
+    pub numeric: crate::numeric::Numeric,
 }
 
 /// How a job task ended with its message.
-enum Disposition {
+pub(crate) enum Disposition {
     /// The job is terminal (or can never run): acknowledge.
     Ack,
+    /// The job is terminal: acknowledge without waiting for the server's confirmation (if the
+    /// ack is lost, the redelivered message finds the record terminal and is acked then).
+    AckNoWait,
     /// The message cannot be decoded: never deliver it again.
     Terminate,
     /// The middleware is stopping with the job unfinished: leave it for redelivery.
@@ -54,7 +59,14 @@ pub async fn handle(ctx: Arc<Context>, msg: Message) {
         Ok(job) => {
             let key = names::job_key(&job.user, &job.id);
             let span = tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
-            match drive(&ctx, &msg, &job, &key).instrument(span).await {
+            let driven = if crate::numeric::is_builtin(&job) {
+                crate::numeric::drive(&ctx, &msg, &job, &key)
+                    .instrument(span)
+                    .await
+            } else {
+                drive(&ctx, &msg, &job, &key).instrument(span).await
+            };
+            match driven {
                 Ok(d) => d,
                 Err(e) => {
                     // NATS trouble: leave the message; it comes back after the ack wait.
@@ -66,6 +78,7 @@ pub async fn handle(ctx: Arc<Context>, msg: Message) {
     };
     let acked = match disposition {
         Disposition::Ack => msg.double_ack().await,
+        Disposition::AckNoWait => msg.ack().await,
         Disposition::Terminate => msg.ack_with(AckKind::Term).await,
         Disposition::Leave => {
             msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))

@@ -8,6 +8,7 @@ pub mod backend;
 mod cancels;
 mod error;
 mod job;
+pub mod numeric;
 pub mod process;
 
 use std::{sync::Arc, time::Duration};
@@ -83,6 +84,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         grace: config.grace,
         progress_every: config.ack_wait / 3,
+        numeric: numeric::Numeric::new(&topology, numeric::Numeric::default_threads()),
     });
     let tasks = TaskTracker::new();
     let watcher_stop = CancellationToken::new();
@@ -133,9 +135,13 @@ pub async fn run(
             };
             match next {
                 Some(Ok(msg)) => {
-                    let permit = permits
+                    let mut permit = permits
                         .pop()
                         .expect("the batch holds at most one message per permit");
+                    if numeric::is_builtin_subject(&msg.subject) {
+                        // Built-in (numeric) jobs run in-process under their own bound.
+                        permit = ctx.numeric.slot().await;
+                    }
                     let ctx = ctx.clone();
                     tasks.spawn(async move {
                         job::handle(ctx, msg).await;

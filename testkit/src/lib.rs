@@ -68,6 +68,7 @@ mod tests {
             created_at: chrono_now(),
             inputs: None,
             input_object: None,
+            problem: None,
         };
         let key = names::job_key(&msg.user, &msg.id);
         let record = JobRecord::queued(&msg, vec![], 0);
@@ -125,6 +126,94 @@ mod tests {
         Topology::open(&async_nats::jetstream::new(client))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
+        let nats = TestNats::start().await;
+        let jobs = &nats.topology.jobs;
+        let msg = JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse("numeric").unwrap(),
+            args: vec![],
+            limits: languages()[0].default_limits,
+            created_at: chrono_now(),
+            inputs: None,
+            input_object: None,
+            problem: Some(serde_json::json!({"method": "bisection"})),
+        };
+        let key = names::job_key(&msg.user, &msg.id);
+        let record = JobRecord::queued(&msg, vec![], 0);
+        let rev = jobs.create(&key, &record).await.unwrap();
+        // Nobody wrote since: one write.
+        let t = jobs
+            .transition_from(&key, record.clone(), rev, |r| {
+                r.status = Status::Running;
+                true
+            })
+            .await
+            .unwrap();
+        let Transition::Changed(running, _) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(running.status, Status::Running);
+        // A stale revision: the write fails and the change is made again on the fresh record.
+        let mut seen = Vec::new();
+        let t = jobs
+            .transition_from(&key, record, rev, |r| {
+                seen.push(r.status);
+                r.result = Some(serde_json::json!({"root": 1.5}));
+                r.finish(Status::Succeeded, None, chrono_now());
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, [Status::Queued, Status::Running]);
+        assert!(matches!(t, Transition::Changed(ref r, _) if r.status == Status::Succeeded));
+        let (stored, _) = jobs.get(&key).await.unwrap().unwrap();
+        assert_eq!(stored.result, Some(serde_json::json!({"root": 1.5})));
+        assert_eq!(stored.problem, msg.problem);
+    }
+
+    #[tokio::test]
+    async fn an_object_put_in_one_round_trip_reads_back_as_usual() {
+        use tokio::io::AsyncReadExt as _;
+        let nats = TestNats::start().await;
+        let outputs = &nats.topology.outputs;
+        let small: Vec<u8> = b"result.json table.csv plot.svg".repeat(10);
+        let large: Vec<u8> = (0..(2 * cola_wire::nats::OBJECT_CHUNK_BYTES + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for (name, data) in [
+            ("alice/a-output.zip", &small),
+            ("alice/b-output.zip", &large),
+        ] {
+            cola_wire::nats::put_new_object(&nats.topology.js, names::OUTPUTS_BUCKET, name, data)
+                .await
+                .unwrap();
+            let info = outputs.info(name).await.unwrap();
+            assert_eq!(info.size, data.len());
+            let mut object = outputs.get(name).await.unwrap();
+            let mut read = Vec::new();
+            // Reading to the end checks the digest too.
+            object.read_to_end(&mut read).await.unwrap();
+            assert_eq!(&read, data, "{name}");
+        }
+        // The usual put replaces such an object.
+        outputs
+            .put("alice/a-output.zip", &mut &b"again"[..])
+            .await
+            .unwrap();
+        let mut read = Vec::new();
+        outputs
+            .get("alice/a-output.zip")
+            .await
+            .unwrap()
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert_eq!(read, b"again");
     }
 
     fn chrono_now() -> cola_wire::job::Timestamp {

@@ -1,5 +1,6 @@
 // cola: the only script of the web app. Everything works without it except live updates;
-// it adds a code editor's Tab key, per-language starters and limits, and live job status.
+// it adds a code editor's Tab key, per-language starters and limits, switching between a
+// program and a numeric problem (and between methods) in place, and live job status.
 "use strict";
 
 document.documentElement.classList.add("js");
@@ -52,8 +53,36 @@ function setupEditor(area) {
 }
 
 document.querySelectorAll("textarea.code").forEach((area) => {
-  if (area.id !== "stdin" && area.id !== "args") setupEditor(area);
+  // Numeric parameters are short: Tab moves on there.
+  if (area.id !== "stdin" && area.id !== "args" && !area.closest("fieldset.method")) setupEditor(area);
 });
+
+// ---- Program or numeric problem: the language select shows one and disables the other. ----
+function setMode(numeric) {
+  const program = document.getElementById("program-mode");
+  const problem = document.getElementById("numeric-mode");
+  const mode = document.getElementById("mode");
+  if (!program || !problem || !mode) return;
+  program.hidden = numeric;
+  program.disabled = numeric;
+  problem.hidden = !numeric;
+  problem.disabled = !numeric;
+  mode.value = numeric ? "numeric" : "program";
+}
+
+// ---- Numeric methods: the method select shows exactly that method's fields. ----
+const methodSelect = document.getElementById("method");
+if (methodSelect) {
+  methodSelect.addEventListener("change", () => {
+    for (const set of document.querySelectorAll("fieldset.method")) {
+      const shown = set.dataset.method === methodSelect.value;
+      set.hidden = !shown;
+      set.disabled = !shown;
+    }
+    const shownMethod = document.getElementById("shown-method");
+    if (shownMethod) shownMethod.value = methodSelect.value;
+  });
+}
 
 // ---- Language select: starter program, file name, extensions and limits follow it. ----
 const languageSelect = document.getElementById("language");
@@ -64,8 +93,9 @@ if (languageSelect) {
     const option = languageSelect.selectedOptions[0];
     if (!option) return;
     const data = option.dataset;
+    setMode(data.mode === "numeric");
     const current = source.value.trim();
-    if (current === "" || starters.includes(current)) {
+    if (data.mode !== "numeric" && (current === "" || starters.includes(current))) {
       source.value = data.starter || "";
     }
     const file = document.getElementById("source-file");

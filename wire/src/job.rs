@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{JobId, Language, Limits, UserId};
 
@@ -108,6 +109,10 @@ pub struct JobMessage {
     /// Otherwise the object (`<user>/<job-id>-input.zip`) that holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_object: Option<String>,
+    /// The problem statement of a job for the built-in runtime (`numeric`), as received and
+    /// validated by the gateway; such a job has no inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Value>,
 }
 
 /// A file of the job as the record summarises it.
@@ -183,6 +188,13 @@ pub struct JobRecord {
     pub attempt: u32,
     #[serde(default)]
     pub executor: Option<ExecutorHandle>,
+    /// The problem statement of a built-in (`numeric`) job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Value>,
+    /// The result of a built-in (`numeric`) job, in its method family's shape (e.g. roots
+    /// `{root, f_root, iterations, converged}`), once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 impl JobRecord {
@@ -212,6 +224,8 @@ impl JobRecord {
             cancel_requested: false,
             attempt: 0,
             executor: None,
+            problem: msg.problem.clone(),
+            result: None,
         }
     }
 
@@ -305,6 +319,40 @@ mod tests {
         );
         assert_eq!(Reason::DidNotConverge.as_str(), "did_not_converge");
         assert!(Status::Failed.is_terminal() && !Status::Running.is_terminal());
+    }
+
+    #[test]
+    fn problem_and_result_are_optional_on_the_wire() {
+        let msg = JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse("c").unwrap(),
+            args: vec![],
+            limits: crate::languages()[0].default_limits,
+            created_at: now(),
+            inputs: None,
+            input_object: None,
+            problem: None,
+        };
+        let json = serde_json::to_value(&msg).unwrap();
+        assert!(json.get("problem").is_none(), "{json}");
+        let record = JobRecord::queued(&msg, vec![], 0);
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json.get("problem").is_none() && json.get("result").is_none());
+        // Records and messages written before these fields existed still read.
+        let old: JobRecord = serde_json::from_value(json).unwrap();
+        assert_eq!((old.problem, old.result), (None, None));
+
+        let problem = serde_json::json!({"method": "bisection", "f": "x", "a": -1, "b": 1});
+        let numeric = JobMessage {
+            language: Language::parse("numeric").unwrap(),
+            problem: Some(problem.clone()),
+            ..msg
+        };
+        let back: JobMessage =
+            serde_json::from_slice(&serde_json::to_vec(&numeric).unwrap()).unwrap();
+        assert_eq!(back.problem.as_ref(), Some(&problem));
+        assert_eq!(JobRecord::queued(&back, vec![], 0).problem, Some(problem));
     }
 
     #[test]

@@ -3,8 +3,34 @@
 //!
 //! Commands are argument vectors run inside the sandbox with the job's directory as the working
 //! directory; `{sources}` expands to the job's files with one of `source_extensions`.
+//!
+//! A language's [`Runtime`] says how its jobs run: a [`Runtime::Program`] is files compiled and
+//! run by an executor in a sandbox, with the commands of its entry; the [`Runtime::Builtin`]
+//! (`numeric`) is cola's own numeric-methods library, which the middleware runs in-process on
+//! the job's `problem`: such an entry has no files, commands, toolchain or image (those fields
+//! are empty and unused).
 
 use crate::{Language, Limits};
+
+/// How the jobs of a language run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// Source files, compiled (maybe) and run by an executor in a sandbox.
+    Program,
+    /// Built into cola: the job states a `problem` (no files, no compiler, no process) that the
+    /// middleware solves in-process with the numeric-methods library.
+    Builtin,
+}
+
+impl Runtime {
+    /// `program` or `builtin`, as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Program => "program",
+            Self::Builtin => "builtin",
+        }
+    }
+}
 
 /// Everything cola needs to know to accept, compile and run programs in one language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +39,8 @@ pub struct LanguageDef {
     pub name: &'static str,
     /// The name shown to people.
     pub title: &'static str,
+    /// How its jobs run; a builtin runtime leaves the program fields below empty.
+    pub runtime: Runtime,
     /// The file that the `source` shorthand of the API fills in.
     pub source_file: &'static str,
     /// Extensions of the files handed to the compiler as `{sources}`.
@@ -59,10 +87,26 @@ const COMPILE_LIMITS: Limits = Limits {
     output_kb: 1_024,
 };
 
-static LANGUAGES: [LanguageDef; 3] = [
+/// Limits of a numeric job: `wall_time_ms` (and `cpu_time_ms`, the same on one thread) is its
+/// time budget; the library bounds its own memory and output sizes, recorded here as they are.
+const NUMERIC_DEFAULT_LIMITS: Limits = Limits {
+    wall_time_ms: 5_000,
+    cpu_time_ms: 5_000,
+    memory_mb: 256,
+    processes: 1,
+    output_kb: 16_384,
+};
+const NUMERIC_MAX_LIMITS: Limits = Limits {
+    wall_time_ms: 30_000,
+    cpu_time_ms: 30_000,
+    ..NUMERIC_DEFAULT_LIMITS
+};
+
+static LANGUAGES: [LanguageDef; 4] = [
     LanguageDef {
         name: "c",
         title: "C (gcc, C17)",
+        runtime: Runtime::Program,
         source_file: "main.c",
         source_extensions: &["c"],
         allowed_extensions: &["c", "h", "txt", "csv", "json", "dat", "in", "md"],
@@ -78,6 +122,7 @@ static LANGUAGES: [LanguageDef; 3] = [
     LanguageDef {
         name: "go",
         title: "Go",
+        runtime: Runtime::Program,
         source_file: "main.go",
         source_extensions: &["go"],
         allowed_extensions: &["go", "txt", "csv", "json", "dat", "in", "md"],
@@ -98,6 +143,7 @@ static LANGUAGES: [LanguageDef; 3] = [
     LanguageDef {
         name: "javascript",
         title: "JavaScript (Node.js)",
+        runtime: Runtime::Program,
         source_file: "main.js",
         source_extensions: &["js", "mjs"],
         allowed_extensions: &["js", "mjs", "txt", "csv", "json", "dat", "in", "md"],
@@ -109,6 +155,22 @@ static LANGUAGES: [LanguageDef; 3] = [
         default_limits: DEFAULT_LIMITS,
         max_limits: MAX_LIMITS,
         compile_limits: COMPILE_LIMITS,
+    },
+    LanguageDef {
+        name: "numeric",
+        title: "Numeric methods (built in)",
+        runtime: Runtime::Builtin,
+        source_file: "",
+        source_extensions: &[],
+        allowed_extensions: &[],
+        compile: None,
+        run: &[],
+        version: &[],
+        env: &[],
+        image: "",
+        default_limits: NUMERIC_DEFAULT_LIMITS,
+        max_limits: NUMERIC_MAX_LIMITS,
+        compile_limits: NUMERIC_DEFAULT_LIMITS,
     },
 ];
 
@@ -135,6 +197,11 @@ impl LanguageDef {
     /// The language's name as a [`Language`].
     pub fn id(&self) -> Language {
         Language::parse(self.name).expect("the table holds valid names")
+    }
+
+    /// Whether jobs of this language state a problem for the built-in runtime (no files).
+    pub fn is_builtin(&self) -> bool {
+        self.runtime == Runtime::Builtin
     }
 
     /// Checks a job file name: a plain name (no path, no `..`, no hidden file) with an allowed
@@ -174,6 +241,14 @@ mod tests {
     fn the_table_is_consistent() {
         for l in languages() {
             assert_eq!(language(&l.id()).unwrap().name, l.name);
+            assert!(l.default_limits.wall_time_ms <= l.max_limits.wall_time_ms);
+            if l.is_builtin() {
+                // No files, no commands, no toolchain, no image.
+                assert!(l.source_file.is_empty() && l.allowed_extensions.is_empty());
+                assert!(l.compile.is_none() && l.run.is_empty() && l.version.is_empty());
+                assert!(l.image.is_empty());
+                continue;
+            }
             l.check_file_name(l.source_file).unwrap();
             assert!(l.is_source(l.source_file));
             assert!(
@@ -183,9 +258,16 @@ mod tests {
                         || DATA_EXTENSIONS.contains(e)
                         || *e == "h")
             );
-            assert!(l.default_limits.wall_time_ms <= l.max_limits.wall_time_ms);
         }
         assert!(language(&Language::parse("cobol").unwrap()).is_none());
+        let numeric = language(&Language::parse("numeric").unwrap()).unwrap();
+        assert_eq!(numeric.runtime, Runtime::Builtin);
+        assert_eq!(crate::names::job_subject(&numeric.id()), "cola.numeric");
+        assert_eq!(
+            languages().iter().filter(|l| l.is_builtin()).count(),
+            1,
+            "one builtin runtime"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use job::{
     ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES, Reason,
     RunReport, Status, Timings,
 };
-pub use languages::{FileNameError, LanguageDef, language, languages};
+pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
 
 #[cfg(feature = "nats")]

@@ -24,6 +24,11 @@ pub const META_BUCKET: &str = "cola-meta";
 pub const META_LANGUAGE_VERSIONS: &str = "languages";
 /// Header that makes JetStream drop a duplicate publish of the same job.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// Header of a job message: the revision at which the gateway created the job's record (a
+/// `JobRecord::queued` of the message). A consumer that starts from it changes the record by
+/// compare-and-set without reading it first; if anybody wrote in between, the write fails and
+/// it reads the record as usual.
+pub const RECORD_REVISION_HEADER: &str = "Cola-Record-Revision";
 
 /// `cola.<language>`: the subject a job of this language is published on.
 pub fn job_subject(language: &Language) -> String {

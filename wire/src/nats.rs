@@ -253,6 +253,92 @@ impl JobStore {
             }
         }
     }
+
+    /// [`transition`](Self::transition), starting from `record` as read at `revision`: when
+    /// nobody wrote since, the change costs one write and no read. On a conflict it goes on as
+    /// `transition` does, from a fresh read.
+    pub async fn transition_from(
+        &self,
+        key: &str,
+        mut record: JobRecord,
+        revision: u64,
+        mut change: impl FnMut(&mut JobRecord) -> bool,
+    ) -> Result<Transition, NatsError> {
+        if record.status.is_terminal() || !change(&mut record) {
+            return Ok(Transition::Unchanged(record, revision));
+        }
+        match self.kv.update(key, encode(&record), revision).await {
+            Ok(revision) => Ok(Transition::Changed(record, revision)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                self.transition(key, change).await
+            }
+            Err(e) => Err(NatsError::nats("update job record", e)),
+        }
+    }
+}
+
+/// Size of the chunks of an object (as `ObjectStore::put` cuts them).
+pub const OBJECT_CHUNK_BYTES: usize = 128 * 1024;
+
+/// Stores `data` as the object `name` of the object store `bucket` in one round trip: its
+/// chunks and its metadata are published back to back and their acknowledgements awaited
+/// together. The layout is exactly `ObjectStore::put`'s (chunks on `$O.<bucket>.C.<nuid>`,
+/// metadata on `$O.<bucket>.M.<base64url(name)>` with a subject rollup), so
+/// `ObjectStore::get` reads the object as usual; `put` costs three round trips (it first looks
+/// up an earlier version).
+///
+/// For a name that has no object yet: a new version would replace an earlier one's metadata
+/// but leave its chunks behind until they expire, so use `ObjectStore::put` to replace an
+/// object. Until this returns `Ok`, the object may be incomplete: nobody must be told its name.
+pub async fn put_new_object(
+    js: &jetstream::Context,
+    bucket: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<(), NatsError> {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE};
+    use sha2::{Digest as _, Sha256};
+
+    let nuid = uuid::Uuid::now_v7().simple().to_string();
+    let chunk_subject = format!("$O.{bucket}.C.{nuid}");
+    let mut acks = Vec::with_capacity(data.len() / OBJECT_CHUNK_BYTES + 2);
+    let mut chunks = 0;
+    for chunk in data.chunks(OBJECT_CHUNK_BYTES) {
+        let ack = js
+            .publish(chunk_subject.clone(), Bytes::copy_from_slice(chunk))
+            .await
+            .map_err(|e| NatsError::nats("publish object chunk", e))?;
+        acks.push(ack);
+        chunks += 1;
+    }
+    let info = serde_json::json!({
+        "name": name,
+        "description": null,
+        "headers": null,
+        "options": {"max_chunk_size": OBJECT_CHUNK_BYTES},
+        "bucket": bucket,
+        "nuid": nuid,
+        "size": data.len(),
+        "chunks": chunks,
+        "mtime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "digest": format!("SHA-256={}", URL_SAFE.encode(Sha256::digest(data))),
+    });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
+    let meta = js
+        .publish_with_headers(
+            format!("$O.{bucket}.M.{}", URL_SAFE.encode(name)),
+            headers,
+            Bytes::from(serde_json::to_vec(&info).expect("object info serializes")),
+        )
+        .await
+        .map_err(|e| NatsError::nats("publish object metadata", e))?;
+    acks.push(meta);
+    for ack in acks {
+        ack.await
+            .map_err(|e| NatsError::nats("store object (acknowledgement)", e))?;
+    }
+    Ok(())
 }
 
 /// A job record as stored.

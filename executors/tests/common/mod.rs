@@ -67,6 +67,7 @@ impl TestJob {
                 created_at: cola_wire::job::now(),
                 inputs: None,
                 input_object: None,
+                problem: None,
             },
             inputs: Inputs {
                 files: files

@@ -1,18 +1,28 @@
-//! The submit form: what it shows (language, program, other files, stdin, arguments, limits),
-//! how its multipart body becomes a [`SubmitRequest`], and how a validation error comes back
-//! next to the field it blames, with everything typed kept.
+//! The submit form: what it shows (language, program, other files, stdin, arguments, limits;
+//! or, for `numeric`, a method and its parameters: [`super::numeric_form`]), how its multipart
+//! body becomes a [`SubmitRequest`], and how a validation error comes back next to the field
+//! it blames, with everything typed kept.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Multipart, multipart::MultipartError};
 use cola_wire::{InputFile, Inputs, LanguageDef, Limits, LimitsRequest, languages};
 
-use crate::{GatewayError, pages::PageError, submit::SubmitRequest};
+use crate::{
+    GatewayError,
+    pages::{
+        PageError,
+        numeric_form::{self, NumericForm},
+    },
+    submit::SubmitRequest,
+};
 
 /// One language of the select, with what the page's script needs to switch to it.
 #[derive(Debug)]
 pub struct LanguageOption {
     pub name: &'static str,
+    /// The built-in numeric runtime (a problem, not a program).
+    pub numeric: bool,
     pub title: &'static str,
     pub source_file: &'static str,
     pub starter: &'static str,
@@ -51,8 +61,11 @@ pub struct FormView {
     pub extra: Vec<ExtraFile>,
     pub limits: Vec<LimitField>,
     pub languages: Vec<LanguageOption>,
+    /// Whether the form shows the numeric mode (a problem) rather than a program.
+    pub numeric_mode: bool,
+    pub numeric: NumericForm,
     /// Field name → what is wrong with it.
-    pub errors: BTreeMap<&'static str, String>,
+    pub errors: BTreeMap<String, String>,
     /// A note above the form (e.g. what a resubmission could not keep).
     pub note: Option<String>,
 }
@@ -98,11 +111,13 @@ fn language_def(name: &str) -> &'static LanguageDef {
 }
 
 impl FormView {
-    /// A fresh form for `language` (the first language when unknown), with its starter.
-    pub fn new(language: Option<&str>) -> Self {
+    /// A fresh form for `language` (the first language when unknown), with its starter; for
+    /// `numeric`, with `method` (or the first one) shown with its worked example.
+    pub fn new(language: Option<&str>, method: Option<&str>) -> Self {
         let def = language_def(language.unwrap_or(""));
         let mut form = Self::empty(def);
         form.source = starter(def.name).to_owned();
+        form.numeric = NumericForm::new(method);
         form
     }
 
@@ -129,6 +144,7 @@ impl FormView {
                 .iter()
                 .map(|l| LanguageOption {
                     name: l.name,
+                    numeric: l.is_builtin(),
                     title: l.title,
                     source_file: l.source_file,
                     starter: starter(l.name),
@@ -146,8 +162,28 @@ impl FormView {
                         .join(","),
                 })
                 .collect(),
+            numeric_mode: def.is_builtin(),
+            numeric: NumericForm::new(None),
             errors: BTreeMap::new(),
             note: None,
+        }
+    }
+
+    /// The form filled from an earlier numeric job's problem and limits.
+    pub fn from_problem(language: &str, problem: &serde_json::Value, limits: &Limits) -> Self {
+        let mut form = Self::empty(language_def(language));
+        form.source = starter(languages()[0].name).to_owned();
+        form.numeric = NumericForm::from_problem(problem);
+        form.keep_limits(limits);
+        form
+    }
+
+    fn keep_limits(&mut self, limits: &Limits) {
+        for field in &mut self.limits {
+            let value = limit_value(limits, field.name);
+            if value != field.default {
+                field.value = value.to_string();
+            }
         }
     }
 
@@ -156,12 +192,7 @@ impl FormView {
     pub fn from_job(language: &str, inputs: Option<Inputs>, limits: &Limits) -> Self {
         let def = language_def(language);
         let mut form = Self::empty(def);
-        for field in &mut form.limits {
-            let value = limit_value(limits, field.name);
-            if value != field.default {
-                field.value = value.to_string();
-            }
-        }
+        form.keep_limits(limits);
         match inputs {
             Some(inputs) => {
                 for file in inputs.files {
@@ -208,6 +239,13 @@ impl FormView {
 pub struct Submitted {
     pub csrf: Option<String>,
     pub language: String,
+    /// `numeric` or `program`: the mode the form was shown in.
+    pub mode: String,
+    /// The numeric method chosen, and the one whose fields were shown.
+    pub method: String,
+    pub shown_method: String,
+    /// Numeric parameters, by field name (`<method>.<parameter>`).
+    pub params: BTreeMap<String, String>,
     pub source: String,
     pub stdin: String,
     pub args: String,
@@ -260,6 +298,9 @@ pub async fn read(mut multipart: Multipart, body_limit: usize) -> Result<Submitt
         match name.as_str() {
             "csrf" => form.csrf = Some(text),
             "language" => form.language = text,
+            "mode" => form.mode = text,
+            "method" => form.method = text,
+            "shown_method" => form.shown_method = text,
             "source" => form.source = normalize_newlines(text),
             "stdin" => form.stdin = normalize_newlines(text),
             "args" => form.args = text,
@@ -267,6 +308,14 @@ pub async fn read(mut multipart: Multipart, body_limit: usize) -> Result<Submitt
             "file_content" => contents.push(normalize_newlines(text)),
             limit if LIMITS.iter().any(|(n, _, _)| *n == limit) => {
                 form.limits.insert(limit.to_owned(), text);
+            }
+            param
+                if param
+                    .split_once('.')
+                    .is_some_and(|(method, _)| NumericForm::knows(method)) =>
+            {
+                form.params
+                    .insert(param.to_owned(), normalize_newlines(text));
             }
             _ => {}
         }
@@ -305,7 +354,17 @@ fn multipart_error(error: MultipartError, limit: usize) -> PageError {
 impl Submitted {
     /// The API request this form stands for, or the form to show again with its errors.
     pub fn into_request(self) -> Result<SubmitRequest, Box<FormView>> {
-        let mut errors: BTreeMap<&'static str, String> = BTreeMap::new();
+        let def = languages().iter().find(|l| l.name == self.language);
+        let numeric = def.is_some_and(|l| l.is_builtin());
+        // The language or method was changed without the page's script: show its form first.
+        let shown_numeric = self.mode == "numeric";
+        if def.is_some() && numeric != shown_numeric {
+            return Err(self.switched());
+        }
+        if numeric && self.method != self.shown_method && NumericForm::knows(&self.method) {
+            return Err(self.switched());
+        }
+        let mut errors: BTreeMap<String, String> = BTreeMap::new();
         let mut limits = LimitsRequest::default();
         for (name, _, _) in LIMITS {
             let raw = self.limits.get(name).map(|v| v.trim()).unwrap_or("");
@@ -324,13 +383,19 @@ impl Submitted {
                     *slot = Some(value);
                 }
                 Err(_) => {
-                    errors.insert(name, "enter a whole number, or leave it empty".into());
+                    errors.insert(
+                        name.to_owned(),
+                        "enter a whole number, or leave it empty".into(),
+                    );
                 }
             }
         }
+        if numeric {
+            return self.numeric_request(limits, errors);
+        }
         if !self.binary_uploads.is_empty() {
             errors.insert(
-                "files",
+                "files".into(),
                 format!(
                     "only text files (UTF-8) can be uploaded: {} is not",
                     self.binary_uploads.join(", ")
@@ -338,7 +403,7 @@ impl Submitted {
             );
         }
         if self.extra.iter().any(|f| f.name.is_empty()) {
-            errors.insert("files", "every file needs a name".into());
+            errors.insert("files".into(), "every file needs a name".into());
         }
         if !errors.is_empty() {
             return Err(self.back_with(errors));
@@ -372,23 +437,91 @@ impl Submitted {
             stdin: Some(self.stdin.clone()),
             args: Some(args),
             limits: Some(limits),
+            problem: None,
         };
         match request.clone().validate() {
             Ok(_) => Ok(request),
             Err(GatewayError::Invalid { message, field }) => {
                 let (field, message) = form_field(field.as_deref(), message);
-                Err(self.back_with(BTreeMap::from([(field, message)])))
+                Err(self.back_with(BTreeMap::from([(field.to_owned(), message)])))
             }
-            Err(other) => Err(self.back_with(BTreeMap::from([("form", other.to_string())]))),
+            Err(other) => {
+                Err(self.back_with(BTreeMap::from([("form".to_owned(), other.to_string())])))
+            }
         }
     }
 
+    /// The request of a numeric form: the chosen method's fields as a problem.
+    fn numeric_request(
+        self,
+        limits: LimitsRequest,
+        errors: BTreeMap<String, String>,
+    ) -> Result<SubmitRequest, Box<FormView>> {
+        if !errors.is_empty() {
+            return Err(self.back_with(errors));
+        }
+        let request = SubmitRequest {
+            language: Some(self.language.clone()),
+            limits: Some(limits),
+            problem: Some(numeric_form::problem_of(&self.method, &self.params)),
+            ..SubmitRequest::default()
+        };
+        match request.clone().validate() {
+            Ok(_) => Ok(request),
+            Err(GatewayError::Invalid { message, field }) => {
+                let field = match field.as_deref() {
+                    Some(f) if f.starts_with("limits.") => {
+                        form_field(Some(f), String::new()).0.to_owned()
+                    }
+                    Some(f) => numeric_form::field_of_error(&self.method, f),
+                    None => "form".to_owned(),
+                };
+                Err(self.back_with(BTreeMap::from([(field, message)])))
+            }
+            Err(other) => {
+                Err(self.back_with(BTreeMap::from([("form".to_owned(), other.to_string())])))
+            }
+        }
+    }
+
+    /// The form for the language and method now chosen, keeping what was typed (nothing is
+    /// submitted).
+    fn switched(self) -> Box<FormView> {
+        let numeric = languages()
+            .iter()
+            .any(|l| l.name == self.language && l.is_builtin());
+        let note = if numeric {
+            let title = cola_numeric::methods()
+                .into_iter()
+                .find(|m| m.name == self.method)
+                .map_or("the method", |m| m.title);
+            format!(
+                "These are the fields of {title}, with a worked example: change them and press Run."
+            )
+        } else {
+            "This is the form for the language you chose: write the program and press Run.".into()
+        };
+        let mut form = self.back_with(BTreeMap::new());
+        form.note = Some(note);
+        form
+    }
+
     /// The form as typed, with `errors`.
-    pub fn back_with(self, errors: BTreeMap<&'static str, String>) -> Box<FormView> {
+    pub fn back_with(self, errors: BTreeMap<String, String>) -> Box<FormView> {
         let def = languages().iter().find(|l| l.name == self.language);
         let mut form = FormView::empty(def.unwrap_or(&languages()[0]));
+        let method = if NumericForm::knows(&self.method) {
+            self.method.as_str()
+        } else {
+            numeric_form::DEFAULT_METHOD
+        };
+        form.numeric = NumericForm::from_typed(method, &self.shown_method, &self.params);
+        if form.numeric_mode && self.source.trim().is_empty() {
+            form.source = starter(languages()[0].name).to_owned();
+        } else {
+            form.source = self.source;
+        }
         form.language = self.language;
-        form.source = self.source;
         form.stdin = self.stdin;
         form.args = self.args;
         form.extra = self.extra;
@@ -402,7 +535,8 @@ impl Submitted {
     }
 }
 
-/// The form field an API validation error belongs to, and the message to show there.
+/// The form field an API validation error of a program belongs to, and the message to show
+/// there.
 fn form_field(api_field: Option<&str>, message: String) -> (&'static str, String) {
     let Some(field) = api_field else {
         return ("form", message);

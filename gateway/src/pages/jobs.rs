@@ -4,12 +4,12 @@
 //! Every job is looked up under the session user's own key prefix: another user's job is not
 //! found (`404`), like an unknown one.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read as _};
 
 use askama::Template;
 use axum::{
     extract::{Multipart, Query, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use cola_wire::{JobId, JobRecord, language, names};
@@ -23,7 +23,7 @@ use crate::{
     pages::{
         Chrome, PageError, PageForm, PageJobId, SignedIn,
         form::{self, FormView},
-        render, see_other,
+        numeric_form, render, see_other,
         view::{self, JobRow, Output},
     },
     queue,
@@ -56,6 +56,8 @@ pub struct IndexQuery {
     submitted: Option<String>,
     /// Start the form in this language.
     language: Option<String>,
+    /// Start the numeric form with this method.
+    method: Option<String>,
 }
 
 /// `GET /`: the user's jobs and the submit form.
@@ -81,8 +83,15 @@ pub async fn index(
     let form = match from {
         Some(id) => {
             let (record, _) = api::find(&app, user, id).await?;
-            let inputs = queue::kept_inputs(&app.topology, user, id).await;
-            let mut form = FormView::from_job(record.language.as_str(), inputs, &record.limits);
+            let mut form = match &record.problem {
+                Some(problem) => {
+                    FormView::from_problem(record.language.as_str(), problem, &record.limits)
+                }
+                None => {
+                    let inputs = queue::kept_inputs(&app.topology, user, id).await;
+                    FormView::from_job(record.language.as_str(), inputs, &record.limits)
+                }
+            };
             if record.arg_count > 0 {
                 form.args.clear();
                 let note = format!(
@@ -96,7 +105,7 @@ pub async fn index(
             }
             form
         }
-        None => FormView::new(query.language.as_deref()),
+        None => FormView::new(query.language.as_deref(), query.method.as_deref()),
     };
     let submitted = query
         .submitted
@@ -142,7 +151,13 @@ pub async fn submit(
     let request = match submitted.into_request() {
         Ok(request) => request,
         Err(form) => {
-            return page(&app, signed, *form, None, None, StatusCode::BAD_REQUEST).await;
+            // Without errors, the form was only switched to another language or method.
+            let status = if form.has_errors() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            return page(&app, signed, *form, None, None, status).await;
         }
     };
     let job = request.validate()?;
@@ -151,9 +166,13 @@ pub async fn submit(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let language = job.language.name;
-    let queued = queue::enqueue(&app.topology, &app.config, user, id, job).await?;
+    let builtin = job.language.is_builtin();
+    let queued = queue::enqueue_detached(&app, user, id, job).await?;
     tracing::info!(job_id = %id, user = %user, language, "job queued from the web form");
-    queue::keep_inputs(&app.topology, user, id, &queued, &inputs).await;
+    // A numeric job's record keeps its problem; a program's sources are kept aside.
+    if !builtin {
+        queue::keep_inputs(&app.topology, user, id, &queued, &inputs).await;
+    }
     Ok(see_other(&format!("/?submitted={id}#job-{id}")))
 }
 
@@ -173,9 +192,139 @@ pub struct JobPage {
     pub inputs: Vec<(String, String)>,
     pub outputs: Vec<Output>,
     pub zip: ZipListing,
+    /// What a numeric job asked and found.
+    pub numeric: Option<NumericView>,
     pub has_output: bool,
     pub can_cancel: bool,
 }
+
+/// Rows of `table.csv` the job page shows.
+pub const TABLE_PREVIEW_ROWS: usize = 20;
+/// The largest `table.csv` or `plot.svg` the pages read out of a zip.
+const MAX_SHOWN_ENTRY_BYTES: u64 = 4 << 20;
+
+/// A numeric job as its page shows it: the problem, the result, the start of its table and
+/// (through [`plot_svg`]) its plot.
+pub struct NumericView {
+    pub method: String,
+    /// The problem's parameters as written in the form.
+    pub problem: Vec<(String, String)>,
+    /// The result, as indented JSON.
+    pub result: Option<String>,
+    /// Warnings and messages (the job's `stderr`), one per line.
+    pub messages: Vec<String>,
+    pub table: Option<TablePreview>,
+    /// Where the plot is, when the zip has one.
+    pub plot_url: Option<String>,
+}
+
+/// The first rows of `table.csv`.
+pub struct TablePreview {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Rows of the file not shown.
+    pub more: usize,
+}
+
+impl NumericView {
+    fn new(record: &JobRecord, problem: &serde_json::Value, zip: Option<&[u8]>) -> Self {
+        let method = problem
+            .get("method")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        let catalogue = cola_numeric::methods();
+        let info = catalogue.iter().find(|m| m.name == method);
+        let problem = match (info, problem.as_object()) {
+            (Some(info), Some(_)) => info
+                .parameters
+                .iter()
+                .filter_map(|p| {
+                    let value = problem.get(p.name)?;
+                    Some((
+                        p.name.to_owned(),
+                        numeric_form::text_of(p.kind, value).replace('\n', "; "),
+                    ))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let table = zip
+            .and_then(|zip| zip_entry(zip, "table.csv", MAX_SHOWN_ENTRY_BYTES))
+            .map(|csv| {
+                let mut lines = csv.lines();
+                let header = lines
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
+                let rows: Vec<Vec<String>> = lines
+                    .by_ref()
+                    .take(TABLE_PREVIEW_ROWS)
+                    .map(|l| l.split(',').map(str::to_owned).collect())
+                    .collect();
+                TablePreview {
+                    header,
+                    rows,
+                    more: lines.count(),
+                }
+            });
+        let has_plot = zip.is_some_and(|zip| {
+            zip::ZipArchive::new(Cursor::new(zip))
+                .is_ok_and(|mut archive| archive.by_name("plot.svg").is_ok())
+        });
+        Self {
+            method: info.map_or(method, |i| i.title).to_owned(),
+            problem,
+            result: record
+                .result
+                .as_ref()
+                .and_then(|r| serde_json::to_string_pretty(r).ok()),
+            messages: record
+                .stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+            table,
+            plot_url: has_plot.then(|| format!("/jobs/{}/plot.svg", record.id)),
+        }
+    }
+}
+
+/// `GET /jobs/{id}/plot.svg`: a numeric job's plot, from its zip. The SVG is cola's own
+/// (drawn by the numeric library, every text escaped), served as an image with a policy that
+/// allows nothing but its own inline styles, so it renders in an `<img>` and does nothing if
+/// opened on its own.
+pub async fn plot_svg(
+    State(app): State<AppState>,
+    signed: SignedIn,
+    PageJobId(id): PageJobId,
+) -> Result<Response, PageError> {
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let (record, _) = api::find(&app, &signed.login.user, id).await?;
+    if record.output_object.is_none() {
+        return Err(PageError::NotFound("this job has no plot"));
+    }
+    let svg = read_output_zip(&app, &record)
+        .await
+        .ok()
+        .and_then(|zip| zip_entry(&zip, "plot.svg", MAX_SHOWN_ENTRY_BYTES))
+        .ok_or(PageError::NotFound("this job has no plot"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CONTENT_SECURITY_POLICY, SVG_CONTENT_SECURITY_POLICY),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// The content security policy of a served SVG: no script, no fetches, a sandbox.
+pub const SVG_CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 /// What the page can say about the files in the output zip.
 pub enum ZipListing {
@@ -195,22 +344,33 @@ pub async fn show(
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let user = &signed.login.user;
     let (record, revision) = api::find(&app, user, id).await?;
-    let zip = if record.output_object.is_some() {
-        zip_listing(&app, &record).await
-    } else {
-        ZipListing::None
+    let bytes = match record.output_object {
+        Some(_) => Some(read_output_zip(&app, &record).await),
+        None => None,
     };
+    let zip = match &bytes {
+        Some(bytes) => zip_listing(&record, bytes),
+        None => ZipListing::None,
+    };
+    let numeric = record.problem.as_ref().map(|problem| {
+        let zip = bytes.as_ref().and_then(|b| b.as_ref().ok());
+        NumericView::new(&record, problem, zip.map(Vec::as_slice))
+    });
     let compiled = language(&record.language).is_some_and(|l| l.compile.is_some());
     let mut outputs = Vec::new();
-    if compiled || !record.compile_output.is_empty() {
+    if numeric.is_some() {
+        // A numeric job has no program output: its messages are shown with its result.
+    } else if compiled || !record.compile_output.is_empty() {
         outputs.push(Output::new(
             "Compiler output",
             "compile-output",
             &record.compile_output,
         ));
     }
-    outputs.push(Output::new("Standard output", "stdout", &record.stdout));
-    outputs.push(Output::new("Standard error", "stderr", &record.stderr));
+    if numeric.is_none() {
+        outputs.push(Output::new("Standard output", "stdout", &record.stdout));
+        outputs.push(Output::new("Standard error", "stderr", &record.stderr));
+    }
     let t = record.timings_ms;
     let queue = t.queue.or_else(|| {
         record
@@ -227,13 +387,20 @@ pub async fn show(
     .filter_map(|(label, ms)| ms.map(|ms| (label, view::millis(ms))))
     .collect();
     let l = record.limits;
-    let limits = vec![
-        ("Wall time", view::millis(l.wall_time_ms)),
-        ("CPU time", view::millis(l.cpu_time_ms)),
-        ("Memory", format!("{} MB", l.memory_mb)),
-        ("Processes", l.processes.to_string()),
-        ("Output", format!("{} KB", l.output_kb)),
-    ];
+    let limits = if numeric.is_some() {
+        vec![(
+            "Time budget",
+            view::millis(l.wall_time_ms.min(l.cpu_time_ms)),
+        )]
+    } else {
+        vec![
+            ("Wall time", view::millis(l.wall_time_ms)),
+            ("CPU time", view::millis(l.cpu_time_ms)),
+            ("Memory", format!("{} MB", l.memory_mb)),
+            ("Processes", l.processes.to_string()),
+            ("Output", format!("{} KB", l.output_kb)),
+        ]
+    };
     let page = JobPage {
         chrome: Chrome::for_user(&signed),
         row: JobRow::new(&record, revision),
@@ -255,6 +422,7 @@ pub async fn show(
             .collect(),
         outputs,
         zip,
+        numeric,
         has_output: record.output_object.is_some(),
         can_cancel: !record.status.is_terminal(),
         record,
@@ -277,18 +445,19 @@ fn signal_name(signal: i32) -> String {
     format!("{signal}{name}")
 }
 
-async fn zip_listing(app: &AppState, record: &JobRecord) -> ZipListing {
+/// The output zip's bytes, or why the page cannot look into it.
+async fn read_output_zip(app: &AppState, record: &JobRecord) -> Result<Vec<u8>, String> {
     let name = names::output_object(&record.user, &record.id);
     let object = match app.topology.outputs.get(name.as_str()).await {
         Ok(object) => object,
         Err(error) => {
-            tracing::warn!(%error, job_id = %record.id, "cannot open the output zip to list it");
-            return ZipListing::Unlisted("The list of files is not available right now.".into());
+            tracing::warn!(%error, job_id = %record.id, "cannot open the output zip");
+            return Err("The list of files is not available right now.".into());
         }
     };
     let size = object.info().size as u64;
     if size > MAX_LISTED_ZIP_BYTES {
-        return ZipListing::Unlisted(format!(
+        return Err(format!(
             "The zip is {}: download it to see its files.",
             view::bytes(size)
         ));
@@ -299,9 +468,17 @@ async fn zip_listing(app: &AppState, record: &JobRecord) -> ZipListing {
         .read_to_end(&mut bytes)
         .await
     {
-        tracing::warn!(%error, job_id = %record.id, "cannot read the output zip to list it");
-        return ZipListing::Unlisted("The list of files is not available right now.".into());
+        tracing::warn!(%error, job_id = %record.id, "cannot read the output zip");
+        return Err("The list of files is not available right now.".into());
     }
+    Ok(bytes)
+}
+
+fn zip_listing(record: &JobRecord, zip: &Result<Vec<u8>, String>) -> ZipListing {
+    let bytes = match zip {
+        Ok(bytes) => bytes,
+        Err(why) => return ZipListing::Unlisted(why.clone()),
+    };
     let files = (|| -> zip::result::ZipResult<Vec<(String, String)>> {
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes))?;
         (0..archive.len())
@@ -318,6 +495,18 @@ async fn zip_listing(app: &AppState, record: &JobRecord) -> ZipListing {
             ZipListing::Unlisted("The zip could not be read: download it to look.".into())
         }
     }
+}
+
+/// The entry `name` of a zip, as text, if it is there and at most `max` bytes.
+fn zip_entry(zip: &[u8], name: &str, max: u64) -> Option<String> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).ok()?;
+    let entry = archive.by_name(name).ok()?;
+    if entry.size() > max {
+        return None;
+    }
+    let mut text = String::with_capacity(entry.size() as usize);
+    entry.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,8 @@
 //!
 //! - [`auth`]: the login page, OIDC login and callback, the local developer login, logout.
 //! - [`jobs`]: the job list with the submit form, a job's page, cancel, the zip download.
-//! - [`form`]: the submit form: multipart parsing, validation errors next to their fields.
+//! - [`form`]: the submit form: multipart parsing, validation errors next to their fields;
+//!   [`numeric_form`]: its numeric mode (a method and its parameters).
 //! - [`live`]: `/events`, Server-Sent Events of the user's job changes.
 //! - [`tokens`]: the personal API tokens page.
 //! - [`view`]: what the templates show.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod form;
 pub mod jobs;
 pub mod live;
+pub mod numeric_form;
 pub mod tokens;
 pub mod view;
 
@@ -45,6 +47,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/output.zip", get(jobs::output_zip))
+        .route("/jobs/{id}/plot.svg", get(jobs::plot_svg))
         .route("/events", get(live::events))
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/tokens/revoke", post(tokens::revoke))

@@ -134,5 +134,7 @@ pub async fn revoke(
     if !valid || !tokens::revoke_by_id(&app.topology.tokens, &signed.login.user, &id).await? {
         return Err(PageError::NotFound("no such token"));
     }
+    // This gateway forgets it at once; the others when their token watch sees the purge.
+    app.token_cache.forget(&id);
     Ok(see_other("/tokens?revoked=1"))
 }

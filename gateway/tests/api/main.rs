@@ -1,6 +1,7 @@
 //! The gateway's HTTP API against a real nats-server, with tests playing the middleware's part.
 
 mod jobs;
+mod numeric;
 mod service;
 mod submit;
 mod support;

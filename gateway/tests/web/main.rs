@@ -3,6 +3,7 @@
 //! signatures).
 
 mod auth;
+mod numeric;
 mod pages;
 mod provider;
 mod support;

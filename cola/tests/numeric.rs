@@ -1,0 +1,296 @@
+//! Numeric jobs end to end: HTTP API → JetStream → a real `cola middleware` process, which solves
+//! them in-process (no executor, no sandbox) → zip in the object store → job record.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Stack;
+use serde_json::{Value, json};
+
+fn bisection(tol: f64, max_iter: u64) -> Value {
+    json!({
+        "language": "numeric",
+        "problem": {"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": tol, "max_iter": max_iter}
+    })
+}
+
+fn entry<'a>(entries: &'a [(String, String)], name: &str) -> &'a str {
+    &entries
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} not in the zip: {entries:?}"))
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bisection_job_succeeds_with_the_root_and_its_zip() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let view = stack.run(&token, bisection(1e-10, 100)).await;
+    assert_eq!(
+        view["status"],
+        "succeeded",
+        "{view}\n{}",
+        stack.middleware_log()
+    );
+    assert_eq!(view["language"], "numeric");
+    assert!(view["reason"].is_null() && view["exit_code"].is_null());
+    let root = view["result"]["root"].as_f64().expect("a root in the view");
+    assert!((root - 1.365_230_013_414_096_8).abs() < 1e-9, "{view}");
+    assert_eq!(view["result"]["converged"], true);
+    assert_eq!(view["problem"]["method"], "bisection");
+    assert_eq!(view["stderr"], "");
+    assert!(
+        view["timings_ms"]["run"].as_u64().is_some()
+            && view["timings_ms"]["total"].as_u64().is_some(),
+        "{view}"
+    );
+    assert!(view["timings_ms"]["compile"].is_null());
+
+    let id = view["id"].as_str().unwrap();
+    assert_eq!(view["output_url"], format!("/api/v1/jobs/{id}/output.zip"));
+    let entries = stack.zip_entries(&token, id).await;
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["result.json", "table.csv", "plot.svg"]);
+    let result: Value = serde_json::from_str(entry(&entries, "result.json")).unwrap();
+    assert_eq!(result["method"], "bisection");
+    assert_eq!(result["statement"]["f"], "x^3 + 4*x^2 - 10");
+    assert_eq!(result["convergence"]["status"], "converged");
+    assert_eq!(result["result"]["root"], view["result"]["root"]);
+    let table = entry(&entries, "table.csv");
+    assert!(
+        table.starts_with("iteration,a,b,midpoint,f_midpoint,error\n"),
+        "{table}"
+    );
+    assert!(table.lines().count() > 30, "one row per iteration: {table}");
+    let svg = entry(&entries, "plot.svg");
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+
+    // No executor was involved: nothing was launched in the jobs directory.
+    let jobs_dir = stack.data_dir().join("jobs");
+    let launched = std::fs::read_dir(&jobs_dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(launched, 0, "a numeric job must not start an executor");
+    let (record, _) = stack
+        .jobs()
+        .get(&format!("alice.{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.attempt, 1);
+    assert!(record.executor.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_iterations_fails_did_not_converge_with_the_table_kept() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let view = stack.run(&token, bisection(1e-12, 5)).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert_eq!(view["reason"], "did_not_converge");
+    assert_eq!(view["result"]["converged"], false);
+    let entries = stack
+        .zip_entries(&token, view["id"].as_str().unwrap())
+        .await;
+    let table = entry(&entries, "table.csv");
+    assert!(
+        table.starts_with("iteration,a,b,midpoint,f_midpoint,error\n"),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        6,
+        "the header and five iterations: {table}"
+    );
+    assert!(entry(&entries, "plot.svg").contains("<svg"));
+    let result: Value = serde_json::from_str(entry(&entries, "result.json")).unwrap();
+    assert_eq!(result["convergence"]["status"], "did_not_converge");
+
+    // A value that cannot be computed: a runtime error, said in stderr, with the zip.
+    let body = json!({"language": "numeric", "problem": {"method": "fixed_point", "g": "exp(x)", "x0": 1, "tol": 1e-10, "max_iter": 100}});
+    let view = stack.run(&token, body).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert!(
+        matches!(
+            view["reason"].as_str(),
+            Some("runtime_error" | "did_not_converge")
+        ),
+        "{view}"
+    );
+    assert!(!view["stderr"].as_str().unwrap().is_empty(), "{view}");
+    assert!(view["output_url"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_spends_its_budget_ends_time_limit_without_holding_up_others() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    // Romberg to 25 levels: 33 million evaluations, far more than 1.5 s in any build.
+    let huge = json!({
+        "language": "numeric",
+        "problem": {"method": "romberg", "f": "sin(x)*exp(cos(x)) + sqrt(abs(x))", "a": 0, "b": 1000, "tol": 1e-15, "max_iter": 25},
+        "limits": {"wall_time_ms": 1500}
+    });
+    let (status, huge) = stack.submit(&token, huge, 0).await;
+    assert_eq!(status, 201, "{huge}");
+    let huge_id = huge["id"].as_str().unwrap().to_owned();
+    // It is picked up and marked running (it takes longer than a quick job).
+    stack
+        .wait_for(&token, &huge_id, Duration::from_secs(20), |v| {
+            v["status"] == "running"
+        })
+        .await;
+
+    let started = Instant::now();
+    let small = stack.run(&token, bisection(1e-10, 100)).await;
+    let small_took = started.elapsed();
+    assert_eq!(small["status"], "succeeded", "{small}");
+    let huge_now = stack.view(&token, &huge_id).await;
+    assert_eq!(
+        huge_now["status"], "running",
+        "the small job finished while the huge one still ran: {huge_now}"
+    );
+    assert!(
+        small_took < Duration::from_millis(1000),
+        "the small job took {small_took:?}"
+    );
+
+    let huge = stack
+        .wait_terminal(&token, &huge_id, Duration::from_secs(30))
+        .await;
+    assert_eq!(huge["status"], "failed", "{huge}");
+    assert_eq!(huge["reason"], "time_limit", "{huge}");
+    assert!(
+        huge["stderr"].as_str().unwrap().contains("time budget"),
+        "{huge}"
+    );
+    let run = huge["timings_ms"]["run"].as_u64().unwrap();
+    assert!(
+        (1500..5000).contains(&run),
+        "stopped near its budget: {run} ms"
+    );
+    // The zip is still produced.
+    let entries = stack.zip_entries(&token, &huge_id).await;
+    assert!(entries.iter().any(|(n, _)| n == "table.csv"), "{entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_numeric_job_can_be_cancelled() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let huge = json!({
+        "language": "numeric",
+        "problem": {"method": "romberg", "f": "sin(x)*exp(cos(x))", "a": 0, "b": 1000, "tol": 1e-15, "max_iter": 25},
+        "limits": {"wall_time_ms": 20000}
+    });
+    let (_, view) = stack.submit(&token, huge, 0).await;
+    let id = view["id"].as_str().unwrap().to_owned();
+    stack
+        .wait_for(&token, &id, Duration::from_secs(20), |v| {
+            v["status"] == "running"
+        })
+        .await;
+    let response = stack
+        .http
+        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(5))
+        .await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_job_cancelled_while_queued_never_runs() {
+    let mut stack = Stack::without_middleware().await;
+    let token = stack.token("alice").await;
+    let (status, view) = stack.submit(&token, bisection(1e-10, 100), 0).await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+    let response = stack
+        .http
+        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    stack.start_middleware();
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(30))
+        .await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert!(
+        view["result"].is_null() && view["output_url"].is_null(),
+        "{view}"
+    );
+    // The middleware goes on with the next job.
+    let next = stack.run(&token, bisection(1e-10, 100)).await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_job_whose_middleware_dies_is_solved_again_by_another_once() {
+    let mut stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let body = json!({
+        "language": "numeric",
+        "problem": {"method": "romberg", "f": "sin(x)*exp(cos(x))", "a": 0, "b": 1000, "tol": 1e-15, "max_iter": 25},
+        "limits": {"wall_time_ms": 1500}
+    });
+    let (_, view) = stack.submit(&token, body, 0).await;
+    let id = view["id"].as_str().unwrap().to_owned();
+    stack
+        .wait_for(&token, &id, Duration::from_secs(20), |v| {
+            v["status"] == "running"
+        })
+        .await;
+    stack.kill_middleware();
+    stack.start_middleware();
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("failed"), Some("time_limit")),
+        "{view}"
+    );
+    let (record, _) = stack
+        .jobs()
+        .get(&format!("alice.{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.attempt, 1, "ended once");
+    assert!(
+        stack
+            .zip_entries(&token, &id)
+            .await
+            .iter()
+            .any(|(n, _)| n == "result.json")
+    );
+}
+
+/// `examples/python/numeric_bisection.py` is not run here (it needs a running cola and
+/// matplotlib), but it must at least be valid Python.
+#[test]
+fn the_python_example_compiles() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/python/numeric_bisection.py"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("python3")
+        .args(["-m", "py_compile", example])
+        .env("PYTHONPYCACHEPREFIX", cache.path())
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "python3 -m py_compile {example} failed");
+}

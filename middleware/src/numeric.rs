@@ -1,0 +1,765 @@
+//! The built-in numeric runtime (`numeric` on `cola.numeric`): jobs that state a problem are
+//! solved here, in-process, with the `cola-numeric` library. No compiler, no process, no
+//! backend: the [`Backend`](crate::Backend) trait is for executors.
+//!
+//! One job, from delivery to ack:
+//! 1. know its record: on a first delivery, the record is the one the gateway created, at the
+//!    revision the message carries (`Cola-Record-Revision`), so it is not read at all; on a
+//!    redelivery it is read, while step 2 starts (terminal: ack; cancel requested: end
+//!    `cancelled`);
+//! 2. validate, solve, render `result.json`, `table.csv` and `plot.svg` and zip them, under
+//!    the job's time budget (`min(wall_time_ms, cpu_time_ms)`): inline when that takes at most
+//!    [`INLINE_BUDGET`] (most problems take tens of microseconds, less than a thread hand-off),
+//!    else from the start on a fixed pool of solver threads ([`SolverPool`]), so a pathological
+//!    problem holds one solver thread for at most its budget and an async worker for at most
+//!    [`INLINE_BUDGET`];
+//! 3. store the zip as `<user>/<job-id>-output.zip`;
+//! 4. end the record by compare-and-set from the revision of step 1 (falling back to the usual
+//!    read-modify-write loop if somebody wrote in between: a cancel request, say, which then
+//!    wins), then the message is acked.
+//!
+//! A job that solves within [`RUNNING_AFTER`] never writes `running`: it goes from `queued` to
+//! its end in one write, which is most of what a numeric job costs. A slower one is marked
+//! `running`, registered for cancel requests and kept alive with progress acks.
+//!
+//! Outcomes: converged → `succeeded`; did not converge → `failed`/`did_not_converge`; out of
+//! time → `failed`/`time_limit`; NaN or infinity → `failed`/`runtime_error`, with the message
+//! (and any warnings) in the job's `stderr`. The zip is produced whatever the outcome.
+//!
+//! Solving is deterministic, so a redelivered job (its middleware died mid-way) is simply
+//! solved again; the compare-and-set makes sure it ends once.
+
+use std::{
+    io::{Cursor, Write as _},
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver},
+    },
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::{self, AckKind, Message, object_store::ObjectStore};
+use cola_numeric::{Budget, Outcome};
+use cola_wire::{
+    JobMessage, JobRecord, Language, Limits, Reason, Status,
+    job::millis_between,
+    job::now,
+    language, names,
+    nats::{NatsError, Topology, Transition, put_new_object},
+};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::job::{Context, Disposition};
+
+/// A job still solving after this long is marked `running` (and can then be cancelled).
+pub const RUNNING_AFTER: Duration = Duration::from_millis(250);
+/// Numeric jobs one middleware process holds at once (solving or waiting for a solver).
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Stack of a solver thread. In a debug build every method's example solves in 384 KiB and
+/// the deepest expressions validation accepts (differentiated symbolically by Newton's method)
+/// need under 512 KiB; this is four times that. `every_example_solves_on_a_solver_thread` checks
+/// it.
+pub const SOLVER_STACK_BYTES: usize = 2 << 20;
+/// Time allowed past a job's budget before the middleware gives up on its solver thread.
+const BUDGET_SLACK: Duration = Duration::from_secs(5);
+/// The largest result (as JSON) the job record carries; a larger one is only in `result.json`.
+pub const MAX_RECORD_RESULT_BYTES: usize = 64 * 1024;
+
+/// The numeric runtime of one middleware process: its solver threads and its bound on jobs
+/// in flight.
+pub struct Numeric {
+    js: jetstream::Context,
+    outputs: ObjectStore,
+    pool: SolverPool,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Numeric {
+    /// A runtime storing zips in the topology's object store, with `threads` solver threads.
+    pub fn new(topology: &Topology, threads: usize) -> Self {
+        Self {
+            js: topology.js.clone(),
+            outputs: topology.outputs.clone(),
+            pool: SolverPool::new(threads, SOLVER_STACK_BYTES),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+
+    /// Solver threads for this machine: twice the cores, at least 4, so that a few jobs using
+    /// up their budget share the cores with the others instead of making them wait.
+    pub fn default_threads() -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (2 * cores).clamp(4, 64)
+    }
+
+    /// A slot for one more numeric job; waits while [`MAX_IN_FLIGHT`] are held. Numeric jobs
+    /// take these instead of the slots of executor jobs.
+    pub async fn slot(&self) -> OwnedSemaphorePermit {
+        self.in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
+/// Whether a message on `subject` is a job for the built-in runtime (decided by the language
+/// table, without decoding the message).
+pub fn is_builtin_subject(subject: &str) -> bool {
+    subject
+        .strip_prefix(names::SUBJECT_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|name| Language::parse(name).ok())
+        .and_then(|name| language(&name))
+        .is_some_and(|def| def.is_builtin())
+}
+
+/// Whether `job` is for the built-in runtime.
+pub fn is_builtin(job: &JobMessage) -> bool {
+    language(&job.language).is_some_and(|def| def.is_builtin())
+}
+
+/// Runs one numeric job to its end (see the module's documentation).
+pub(crate) async fn drive(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+) -> Result<Disposition, NatsError> {
+    let received = Instant::now();
+    let started_at = now();
+    let budget = budget_limit(&job.limits);
+    let statement = job.problem.as_ref().unwrap_or(&Value::Null);
+    let first_delivery = msg.info().is_ok_and(|info| info.delivered <= 1);
+    // The record as the gateway created it: it can be changed without reading it first.
+    let created = first_delivery
+        .then(|| {
+            msg.headers
+                .as_ref()?
+                .get(names::RECORD_REVISION_HEADER)?
+                .as_str()
+                .parse::<u64>()
+                .ok()
+        })
+        .flatten();
+    let (mut record, mut revision, solving) = match created {
+        Some(revision) => {
+            let solving = solve_now(ctx, statement, budget);
+            (JobRecord::queued(job, Vec::new(), 0), revision, solving)
+        }
+        None => {
+            // The record is asked for first, and arrives while the problem is solved.
+            let reading = ctx.jobs.get(key);
+            tokio::pin!(reading);
+            let early = futures::poll!(&mut reading);
+            let solving = solve_now(ctx, statement, budget);
+            let read = match early {
+                Poll::Ready(read) => read,
+                Poll::Pending => reading.await,
+            };
+            let Some((record, revision)) = read? else {
+                tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
+                return Ok(Disposition::Ack);
+            };
+            if record.status.is_terminal() {
+                return Ok(Disposition::Ack);
+            }
+            if record.cancel_requested {
+                ctx.jobs
+                    .transition_from(key, record, revision, |r| {
+                        r.finish(Status::Cancelled, None, now());
+                        true
+                    })
+                    .await?;
+                return Ok(Disposition::Ack);
+            }
+            (record, revision, solving)
+        }
+    };
+    let mut solving = solving;
+    let read = received.elapsed();
+    let solved = tokio::select! {
+        biased;
+        solved = &mut solving => solved,
+        () = tokio::time::sleep(RUNNING_AFTER) => {
+            // A slow one: show it running, let it be cancelled, keep its message alive.
+            let cancel = ctx.cancels.register(key);
+            let marked = ctx
+                .jobs
+                .transition_from(key, record, revision, |r| {
+                    r.status = Status::Running;
+                    r.started_at = Some(started_at);
+                    true
+                })
+                .await?;
+            match marked {
+                Transition::Changed(r, rev) => (record, revision) = (r, rev),
+                Transition::Unchanged(..) | Transition::Missing => return Ok(Disposition::Ack),
+            }
+            if record.cancel_requested {
+                end_cancelled(ctx, key).await?;
+                return Ok(Disposition::Ack);
+            }
+            let deadline = tokio::time::Instant::now() + budget_limit(&job.limits) + BUDGET_SLACK;
+            let mut progress = tokio::time::interval(ctx.progress_every);
+            progress.tick().await;
+            let stopping = async {
+                ctx.shutdown.cancelled().await;
+                tokio::time::sleep(ctx.grace).await;
+            };
+            tokio::pin!(stopping);
+            loop {
+                tokio::select! {
+                    solved = &mut solving => break solved,
+                    _ = progress.tick() => {
+                        if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                            tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
+                        }
+                    }
+                    () = cancel.requested() => {
+                        // The solver thread stops at its budget; its answer is not wanted.
+                        end_cancelled(ctx, key).await?;
+                        return Ok(Disposition::Ack);
+                    }
+                    () = tokio::time::sleep_until(deadline) => {
+                        tracing::error!(job_id = %job.id, "solver did not stop at its time budget");
+                        end_failed(ctx, key, Reason::TimeLimit, "the solver did not stop at its time budget").await?;
+                        return Ok(Disposition::Ack);
+                    }
+                    () = &mut stopping => return Ok(Disposition::Leave),
+                }
+            }
+        }
+    };
+
+    let solved = match solved {
+        Ok(solved) => solved,
+        Err(panic) => {
+            tracing::error!(job_id = %job.id, panic = %panic, "numeric solver panicked");
+            end_failed(
+                ctx,
+                key,
+                Reason::InternalError,
+                &format!("the numeric solver failed: {panic}"),
+            )
+            .await?;
+            return Ok(Disposition::Ack);
+        }
+    };
+    let solved_after = received.elapsed();
+    let output_object = match &solved.zip {
+        Some(zip) => {
+            let name = names::output_object(&job.user, &job.id);
+            // A first delivery has no earlier zip to replace: one round trip stores it.
+            if first_delivery {
+                put_new_object(&ctx.numeric.js, names::OUTPUTS_BUCKET, &name, zip).await?;
+            } else {
+                put_zip(&ctx.numeric.outputs, &name, zip).await?;
+            }
+            Some(name)
+        }
+        None => None,
+    };
+    let stored_after = received.elapsed();
+    let ended = ctx
+        .jobs
+        .transition_from(key, record, revision, |r| {
+            if r.cancel_requested {
+                // Asked before the answer was recorded: the owner's word wins.
+                r.finish(Status::Cancelled, None, now());
+            } else {
+                solved.apply(r, started_at, output_object.clone());
+            }
+            true
+        })
+        .await?;
+    if let Transition::Changed(r, _) = &ended {
+        tracing::debug!(
+            job_id = %job.id,
+            status = r.status.as_str(),
+            reason = r.reason.map(Reason::as_str),
+            solve_us = solved.solve.as_micros() as u64,
+            read_us = read.as_micros() as u64,
+            solved_us = solved_after.as_micros() as u64,
+            stored_us = stored_after.as_micros() as u64,
+            ended_us = received.elapsed().as_micros() as u64,
+            "numeric job ended"
+        );
+    }
+    // Solving again is harmless: a lost ack needs no confirmation round trip.
+    Ok(Disposition::AckNoWait)
+}
+
+/// Solves inline if that is quick, else starts solving on a solver thread.
+fn solve_now(ctx: &Context, statement: &Value, budget: Duration) -> Solving<Solved> {
+    match solve_inline(statement, budget) {
+        Some(solved) => Solving::ready(solved),
+        None => {
+            let statement = statement.clone();
+            ctx.numeric.pool.run(move || solve(&statement, budget))
+        }
+    }
+}
+
+/// The time budget of a job: its wall-time limit, or its CPU-time limit if lower (a solve
+/// runs on one thread).
+fn budget_limit(limits: &Limits) -> Duration {
+    Duration::from_millis(limits.wall_time_ms.min(limits.cpu_time_ms))
+}
+
+async fn put_zip(outputs: &ObjectStore, name: &str, zip: &[u8]) -> Result<(), NatsError> {
+    outputs
+        .put(name, &mut Cursor::new(zip))
+        .await
+        .map(drop)
+        .map_err(|e| NatsError::nats("store numeric output zip", e))
+}
+
+async fn end_cancelled(ctx: &Context, key: &str) -> Result<Transition, NatsError> {
+    ctx.jobs
+        .transition(key, |r| {
+            r.finish(Status::Cancelled, None, now());
+            true
+        })
+        .await
+}
+
+async fn end_failed(
+    ctx: &Context,
+    key: &str,
+    reason: Reason,
+    detail: &str,
+) -> Result<Transition, NatsError> {
+    ctx.jobs
+        .transition(key, |r| {
+            r.message = Some(detail.to_owned());
+            r.finish(Status::Failed, Some(reason), now());
+            true
+        })
+        .await
+}
+
+/// What a solver thread hands back: everything the record needs, and the zip.
+#[derive(Debug)]
+pub struct Solved {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    /// The result for the record (`None` when too large for it, or invalid input).
+    pub result: Option<Value>,
+    /// Warnings and error messages, one per line: the job's `stderr`.
+    pub stderr: String,
+    /// `result.json`, `table.csv` and `plot.svg`; `None` for a problem that did not validate.
+    pub zip: Option<Vec<u8>>,
+    /// Time spent solving (the `run` timing).
+    pub solve: Duration,
+}
+
+impl Solved {
+    /// Ends `record` with this outcome.
+    fn apply(
+        &self,
+        record: &mut JobRecord,
+        started_at: cola_wire::job::Timestamp,
+        output: Option<String>,
+    ) {
+        let started_at = record.started_at.unwrap_or(started_at);
+        record.started_at = Some(started_at);
+        record.timings_ms.queue = Some(millis_between(record.created_at, started_at));
+        record.timings_ms.run = Some(self.solve.as_millis() as u64);
+        record.attempt += 1;
+        record.result = self.result.clone();
+        record.stderr = cola_wire::job::preview(&self.stderr);
+        record.output_object = output;
+        record.finish(self.status, self.reason, now());
+    }
+}
+
+/// Validates, solves and renders one problem: what runs on a solver thread.
+pub fn solve(statement: &Value, budget: Duration) -> Solved {
+    let started = Instant::now();
+    let problem = match cola_numeric::parse_problem(statement) {
+        Ok(problem) => problem,
+        Err(error) => return invalid(&error, started),
+    };
+    let solution = cola_numeric::solve(&problem, &Budget::until(started + budget));
+    render(statement, &solution, budget, started.elapsed())
+}
+
+/// Solves taking at most this long run inline, on the task that handles the job: most
+/// problems take tens of microseconds, less than handing them to a solver thread costs.
+pub const INLINE_BUDGET: Duration = Duration::from_micros(200);
+/// Most table cells a solution rendered inline may have (rendering costs about a tenth of a
+/// microsecond per cell and per plotted point).
+pub const INLINE_RENDER_CELLS: usize = 4_000;
+
+/// [`solve`] within [`INLINE_BUDGET`], for the async task itself; `None` (having spent at most
+/// that) when the problem needs longer or its outputs are large: then it goes to a solver
+/// thread, from the start, with its whole budget.
+pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
+    let started = Instant::now();
+    let problem = match cola_numeric::parse_problem(statement) {
+        Ok(problem) => problem,
+        Err(error) => return Some(invalid(&error, started)),
+    };
+    let inline = budget.min(INLINE_BUDGET);
+    let solution = cola_numeric::solve(&problem, &Budget::until(started + inline));
+    let cells = solution.table.rows.len() * solution.table.header.len().max(1);
+    if (solution.outcome == Outcome::OutOfTime && budget > inline) || cells > INLINE_RENDER_CELLS {
+        return None;
+    }
+    Some(render(statement, &solution, budget, started.elapsed()))
+}
+
+/// A problem that did not validate (the gateway validates every problem: this is a message
+/// from another version).
+fn invalid(error: &cola_numeric::ProblemError, started: Instant) -> Solved {
+    Solved {
+        status: Status::Failed,
+        reason: Some(Reason::InvalidInput),
+        result: None,
+        stderr: error.to_string(),
+        zip: None,
+        solve: started.elapsed(),
+    }
+}
+
+/// The outcome of a solve with its files, zipped.
+fn render(
+    statement: &Value,
+    solution: &cola_numeric::Solution,
+    budget: Duration,
+    solve: Duration,
+) -> Solved {
+    let (status, reason) = match &solution.outcome {
+        Outcome::Converged => (Status::Succeeded, None),
+        Outcome::DidNotConverge => (Status::Failed, Some(Reason::DidNotConverge)),
+        Outcome::OutOfTime => (Status::Failed, Some(Reason::TimeLimit)),
+        Outcome::EvaluationError { .. } => (Status::Failed, Some(Reason::RuntimeError)),
+    };
+    let mut stderr = String::new();
+    if let Outcome::EvaluationError { message } = &solution.outcome {
+        stderr.push_str(message);
+        stderr.push('\n');
+    }
+    if solution.outcome == Outcome::OutOfTime {
+        stderr.push_str(&format!(
+            "stopped after its time budget of {} ms\n",
+            budget.as_millis()
+        ));
+    }
+    for warning in &solution.warnings {
+        stderr.push_str("warning: ");
+        stderr.push_str(warning);
+        stderr.push('\n');
+    }
+    let result = match serde_json::to_vec(&solution.result) {
+        Ok(json) if json.len() <= MAX_RECORD_RESULT_BYTES => Some(solution.result.clone()),
+        _ => {
+            stderr.push_str("the result is too large to show here: it is in result.json\n");
+            None
+        }
+    };
+    let zip = zip_files(&solution.files(statement));
+    Solved {
+        status,
+        reason,
+        result,
+        stderr,
+        zip: Some(zip),
+        solve,
+    }
+}
+
+/// Files up to this size are stored in the zip as they are: compressing a few kilobytes costs
+/// more CPU (mostly setting up the compressor) than it saves in storage.
+const STORE_UNCOMPRESSED_BELOW: usize = 32 * 1024;
+
+/// A zip of `files`; the larger ones deflated at the fastest level.
+pub fn zip_files(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let capacity = files.iter().map(|(_, c)| c.len() + 128).sum::<usize>() + 256;
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(capacity)));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    for (name, content) in files {
+        let options = if content.len() < STORE_UNCOMPRESSED_BELOW {
+            stored
+        } else {
+            deflated
+        };
+        zip.start_file(*name, options)
+            .and_then(|()| zip.write_all(content).map_err(Into::into))
+            .expect("writing to memory does not fail");
+    }
+    zip.finish()
+        .expect("writing to memory does not fail")
+        .into_inner()
+}
+
+/// A fixed set of solver threads, fed through one queue.
+struct SolverPool {
+    queue: mpsc::Sender<Task>,
+}
+
+type Task = Box<dyn FnOnce() + Send>;
+
+impl SolverPool {
+    fn new(threads: usize, stack: usize) -> Self {
+        let (queue, tasks) = mpsc::channel::<Task>();
+        let tasks = Arc::new(Mutex::new(tasks));
+        for i in 0..threads.max(1) {
+            let tasks = tasks.clone();
+            std::thread::Builder::new()
+                .name(format!("cola-numeric-{i}"))
+                .stack_size(stack)
+                .spawn(move || work(&tasks))
+                .expect("a solver thread starts");
+        }
+        Self { queue }
+    }
+
+    /// Runs `work` on a solver thread. The answer is `Err` with the message of a panic, or
+    /// when the pool is gone.
+    fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Solving<T> {
+        let (answer, answered) = oneshot::channel();
+        let task: Task = Box::new(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned())
+            });
+            let _ = answer.send(outcome);
+        });
+        // If the pool is gone, the task (and its sender) is dropped: the answer is an error.
+        let _ = self.queue.send(task);
+        Solving(answered)
+    }
+}
+
+/// The answer of a solver thread, to await.
+struct Solving<T>(oneshot::Receiver<Result<T, String>>);
+
+impl<T> Solving<T> {
+    /// An answer already there (solved inline).
+    fn ready(value: T) -> Self {
+        let (answer, answered) = oneshot::channel();
+        let _ = answer.send(Ok(value));
+        Self(answered)
+    }
+}
+
+impl<T> Future for Solving<T> {
+    type Output = Result<T, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err("the solver threads are gone".to_owned())))
+    }
+}
+
+/// A solver thread: takes tasks until the pool is dropped.
+fn work(tasks: &Mutex<Receiver<Task>>) {
+    loop {
+        let next = tasks.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match next {
+            Ok(task) => task(),
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn files_of(zip: &[u8]) -> Vec<(String, String)> {
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
+        (0..archive.len())
+            .map(|i| {
+                let mut entry = archive.by_index(i).unwrap();
+                let mut text = String::new();
+                entry.read_to_string(&mut text).unwrap();
+                (entry.name().to_owned(), text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builtin_subjects_come_from_the_table() {
+        assert!(is_builtin_subject("cola.numeric"));
+        for other in [
+            "cola.c",
+            "cola.go",
+            "cola.javascript",
+            "cola.cobol",
+            "numeric",
+            "cola.",
+            "colanumeric",
+            "x.numeric",
+        ] {
+            assert!(!is_builtin_subject(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn outcomes_map_to_status_and_reason() {
+        let budget = Duration::from_secs(10);
+        let converged = solve(
+            &cola_numeric::example(cola_numeric::Method::Bisection),
+            budget,
+        );
+        assert_eq!(
+            (converged.status, converged.reason),
+            (Status::Succeeded, None)
+        );
+        let root = converged.result.as_ref().unwrap()["root"].as_f64().unwrap();
+        assert!((root - 1.365_230_013_414_096_8).abs() < 1e-9, "{root}");
+        let names: Vec<_> = files_of(converged.zip.as_ref().unwrap())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["result.json", "table.csv", "plot.svg"]);
+
+        let stuck = serde_json::json!({"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-12, "max_iter": 3});
+        let stuck = solve(&stuck, budget);
+        assert_eq!(
+            (stuck.status, stuck.reason),
+            (Status::Failed, Some(Reason::DidNotConverge))
+        );
+        let files = files_of(stuck.zip.as_ref().unwrap());
+        assert!(
+            files[1]
+                .1
+                .starts_with("iteration,a,b,midpoint,f_midpoint,error\n"),
+            "{}",
+            files[1].1
+        );
+        assert_eq!(files[1].1.lines().count(), 4);
+
+        let invalid = solve(&serde_json::json!({"method": "bisection"}), budget);
+        assert_eq!(
+            (invalid.status, invalid.reason),
+            (Status::Failed, Some(Reason::InvalidInput))
+        );
+        assert!(
+            invalid.zip.is_none() && invalid.stderr.contains("problem."),
+            "{}",
+            invalid.stderr
+        );
+    }
+
+    #[test]
+    fn quick_problems_solve_inline_and_the_others_go_to_a_solver_thread() {
+        let budget = Duration::from_secs(10);
+        // (A tiny one: a debug build is ten times slower than the benchmarked release build.)
+        let tiny = serde_json::json!({"method": "gauss", "A": [[2]], "b": [4]});
+        let quick = solve_inline(&tiny, budget).expect("a tiny problem solves inline");
+        assert_eq!(quick.status, Status::Succeeded);
+        let invalid = solve_inline(&serde_json::json!({"method": "nope"}), budget).unwrap();
+        assert_eq!(invalid.reason, Some(Reason::InvalidInput));
+        let huge = serde_json::json!({"method": "romberg", "f": "sin(x)*exp(cos(x))", "a": 0, "b": 1000, "tol": 1e-15, "max_iter": 25});
+        let started = Instant::now();
+        assert!(solve_inline(&huge, budget).is_none());
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
+        // With a budget no longer than the inline one, running out is the answer.
+        let spent = solve_inline(&huge, Duration::from_micros(100)).unwrap();
+        assert_eq!(spent.reason, Some(Reason::TimeLimit));
+        // Large outputs are rendered on a solver thread.
+        let long = serde_json::json!({"method": "euler", "f": "y", "t0": 0, "y0": 1, "t_end": 1, "h": 0.0001});
+        assert!(solve_inline(&long, budget).is_none());
+    }
+
+    #[test]
+    fn a_spent_budget_is_a_time_limit() {
+        let huge = serde_json::json!({"method": "euler", "f": "sin(t*y) + cos(y)^2", "t0": 0, "y0": 1, "t_end": 100000, "h": 1});
+        let solved = solve(&huge, Duration::ZERO);
+        assert_eq!(
+            (solved.status, solved.reason),
+            (Status::Failed, Some(Reason::TimeLimit)),
+            "{}",
+            solved.stderr
+        );
+        assert!(solved.zip.is_some() && solved.stderr.contains("time budget"));
+    }
+
+    #[test]
+    fn every_example_solves_on_a_solver_thread() {
+        // The stack size is part of the contract with the library: check it in a debug build.
+        let pool = SolverPool::new(1, SOLVER_STACK_BYTES);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for method in cola_numeric::methods() {
+            let example = method.example.clone();
+            let solved = runtime
+                .block_on(pool.run(move || solve(&example, Duration::from_secs(30))))
+                .unwrap();
+            assert_eq!(
+                solved.status,
+                Status::Succeeded,
+                "{}: {}",
+                method.name,
+                solved.stderr
+            );
+        }
+        // The deepest expressions validation accepts, differentiated symbolically, and the
+        // largest linear system.
+        let deep = |depth: usize| format!("{}x{}", "sin(1+".repeat(depth), ")".repeat(depth));
+        let n = cola_numeric::limits::MAX_DIMENSION;
+        let matrix: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        if i == j {
+                            4.0 * n as f64
+                        } else {
+                            1.0 / (1 + i + j) as f64
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut hard = vec![
+            serde_json::json!({"method": "gauss", "A": matrix, "b": vec![1.0; n]}),
+            serde_json::json!({"method": "lu", "A": matrix, "b": vec![1.0; n]}),
+        ];
+        for depth in (8..=64).step_by(8) {
+            let statement = serde_json::json!({"method": "newton", "f": deep(depth), "x0": 0.5, "tol": 1e-10, "max_iter": 50});
+            if cola_numeric::parse_problem(&statement).is_ok() {
+                hard.push(statement);
+            }
+        }
+        assert!(hard.len() > 3, "some deep expressions validate");
+        for statement in hard {
+            let solved = runtime
+                .block_on(pool.run(move || solve(&statement, Duration::from_secs(30))))
+                .unwrap();
+            assert_ne!(
+                solved.reason,
+                Some(Reason::InvalidInput),
+                "{}",
+                solved.stderr
+            );
+        }
+        let panicked = runtime.block_on(pool.run(|| -> () { panic!("boom") }));
+        assert_eq!(panicked.unwrap_err(), "boom");
+        // The thread survives a panic.
+        assert_eq!(runtime.block_on(pool.run(|| 7)).unwrap(), 7);
+    }
+}
