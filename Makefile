@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric
+.PHONY: run test setup build lint bench bench-numeric images
 
 CARGO ?= cargo
 
@@ -28,3 +28,8 @@ bench: build
 ## Numeric jobs through the HTTP API with wrk: latency and throughput (see BENCHMARKS.md).
 bench-numeric: setup
 	scripts/bench-numeric.sh
+
+## Build cola's images (service and one executor per language) into the local Docker daemon,
+## making the Debian base locally when no registry answers (see docker/Dockerfile).
+images:
+	scripts/images.sh
