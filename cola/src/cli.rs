@@ -169,12 +169,17 @@ pub struct ExecutorArgs {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// The language: c, go or javascript.
+    /// The language: c, go, javascript or numeric.
     #[arg(long = "lang")]
     pub language: String,
     /// The source file (or more files: the first is the main one).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "problem")]
     pub files: Vec<PathBuf>,
+    /// A numeric problem instead of files: a JSON file such as
+    /// {"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 100}
+    /// (`GET /api/v1/numeric/methods` lists the methods and their parameters).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["files", "stdin", "args"])]
+    pub problem: Option<PathBuf>,
     /// A file whose content is the program's standard input.
     #[arg(long)]
     pub stdin: Option<PathBuf>,

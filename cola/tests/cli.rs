@@ -103,6 +103,37 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A numeric problem from a JSON file: the result is printed on stdout.
+    let problem = dir.path().join("bisection.json");
+    std::fs::write(
+        &problem,
+        r#"{"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 100}"#,
+    )
+    .unwrap();
+    let out = submit(&url, &token, &["--lang", "numeric", "--problem"], &problem);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = result["root"].as_f64().unwrap();
+    assert!((root - 1.365_230_013_414_097).abs() < 1e-9, "{result}");
+    // A problem the gateway refuses: the field is named and nothing runs.
+    std::fs::write(
+        &problem,
+        r#"{"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 2, "b": 1, "tol": 1e-10, "max_iter": 100}"#,
+    )
+    .unwrap();
+    let out = submit(&url, &token, &["--lang", "numeric", "--problem"], &problem);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("400") && stderr.contains("problem."),
+        "{stderr}"
+    );
+
     // SIGTERM stops everything, the spawned nats-server included.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(up.id() as i32),

@@ -22,6 +22,8 @@ struct JobView {
     stderr: String,
     #[serde(default)]
     compile_output: String,
+    /// A numeric job's result.
+    result: Option<serde_json::Value>,
 }
 
 impl JobView {
@@ -41,24 +43,10 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             "an API token is required: --token or COLA_TOKEN (with `cola up --dev`, it is in .cola/dev-token)"
         );
     };
-    let mut files = Vec::new();
-    for path in &args.files {
-        let content =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("a file name")?;
-        files.push(json!({ "name": name, "content": content }));
-    }
-    let stdin = match &args.stdin {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
-        None => String::new(),
+    let body = match &args.problem {
+        Some(path) => problem_body(&args.language, path)?,
+        None => program_body(&args)?,
     };
-    let body =
-        json!({ "language": args.language, "files": files, "stdin": stdin, "args": args.args });
     let base = args.url.trim_end_matches('/');
     let http = reqwest::Client::new();
     let wait = if args.wait { "?wait=60" } else { "" };
@@ -87,6 +75,42 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&view))
 }
 
+/// `{"language", "files", "stdin", "args"}` from the files named on the command line.
+fn program_body(args: &SubmitArgs) -> anyhow::Result<serde_json::Value> {
+    let mut files = Vec::new();
+    for path in &args.files {
+        let content =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("a file name")?;
+        files.push(json!({ "name": name, "content": content }));
+    }
+    let stdin = match &args.stdin {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => String::new(),
+    };
+    Ok(json!({ "language": args.language, "files": files, "stdin": stdin, "args": args.args }))
+}
+
+/// `{"language", "problem"}` from a JSON file holding the problem (the gateway validates it).
+fn problem_body(language: &str, path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let problem: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if !problem.is_object() {
+        bail!(
+            "{} must hold a JSON object such as {{\"method\": \"bisection\", ...}}",
+            path.display()
+        );
+    }
+    Ok(json!({ "language": language, "problem": problem }))
+}
+
 async fn parse(response: reqwest::Response) -> anyhow::Result<JobView> {
     let status = response.status();
     let text = response.text().await?;
@@ -111,7 +135,11 @@ fn print_outcome(view: &JobView) -> anyhow::Result<()> {
     if !view.compile_output.is_empty() {
         err.write_all(view.compile_output.as_bytes())?;
     }
-    std::io::stdout().lock().write_all(view.stdout.as_bytes())?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(view.stdout.as_bytes())?;
+    if let Some(result) = &view.result {
+        writeln!(out, "{}", serde_json::to_string_pretty(result)?)?;
+    }
     err.write_all(view.stderr.as_bytes())?;
     let mut line = format!("cola: job {} {}", view.id, view.status);
     if let Some(reason) = &view.reason {
