@@ -77,12 +77,23 @@ else
   rust_image="rust:${rust_version}-slim-bookworm"
   if ! have_image "$rust_image" && ! pull_quietly "$rust_image"; then
     echo "images: making $rust_image from $base and this machine's Rust toolchain"
+    # This machine's extra certificate authorities come along (an HTTPS proxy may stand between
+    # cargo and crates.io), then the toolchain itself.
+    cas=$(mktemp -d /tmp/cola-cas.XXXXXX)
+    cp /usr/local/share/ca-certificates/*.crt "$cas"/ 2>/dev/null || true
     printf '%s\n' \
       "FROM $base" \
       "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates && rm -rf /var/lib/apt/lists/*" \
+      "COPY . /usr/local/share/ca-certificates/" \
+      "RUN update-ca-certificates" \
+      | "${build[@]}" -q -t "$rust_image-toolchainless" -f - "$cas" >/dev/null
+    rm -rf "$cas"
+    printf '%s\n' \
+      "FROM $rust_image-toolchainless" \
       "COPY . /usr/local/rust" \
       "ENV PATH=/usr/local/rust/bin:/usr/local/cargo/bin:\$PATH CARGO_HOME=/usr/local/cargo" \
       | "${build[@]}" -q -t "$rust_image" -f - "$(rustc --print sysroot)" >/dev/null
+    docker rmi "$rust_image-toolchainless" >/dev/null
   fi
   build_args+=(--build-arg COLA_FROM=build --build-arg "RUST_IMAGE=$rust_image")
 fi
