@@ -17,9 +17,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Run every test (formatting and lints first).
+## Run every test (formatting and lints first): the workspace against real NATS, bubblewrap,
+## Docker and a browser, then the Kubernetes manifests offline.
 test: setup lint
 	$(CARGO) test --workspace
+	scripts/test-k8s-manifests.sh
 
 ## Measure latency and throughput against the targets (see BENCHMARKS.md).
 bench: build

@@ -3,16 +3,16 @@
 //! throughput of 200 C jobs from 8 concurrent clients. Prints a table for BENCHMARKS.md.
 
 use std::{
-    net::TcpListener,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use serde_json::json;
+mod support;
+
+use support::{api_latencies, free_port, ms, percentile, submit, timed_runs};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
-const RUNS: usize = 20;
 
 const PROGRAMS: [(&str, &str, &str); 3] = [
     (
@@ -123,41 +123,7 @@ fn direct_latencies(language: &str, file: &str, source: &str, dir: &Path) -> Vec
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(); // warm caches (the Go build cache, the page cache)
-    (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed()
-        })
-        .collect()
-}
-
-async fn api_latencies(url: &str, token: &str, language: &str, source: &str) -> Vec<Duration> {
-    let http = reqwest::Client::new();
-    submit(&http, url, token, language, source).await; // warm-up
-    let mut latencies = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        submit(&http, url, token, language, source).await;
-        latencies.push(start.elapsed());
-    }
-    latencies
-}
-
-async fn submit(http: &reqwest::Client, url: &str, token: &str, language: &str, source: &str) {
-    let view: serde_json::Value = http
-        .post(format!("{url}/api/v1/jobs?wait=60"))
-        .bearer_auth(token)
-        .json(&json!({ "language": language, "source": source }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(view["status"], "succeeded", "{view}");
-    assert_eq!(view["stdout"], "hello\n");
+    timed_runs(run) // the first run warms caches (the Go build cache, the page cache)
 }
 
 async fn throughput(url: &str, token: &str, jobs: usize, clients: usize) -> (usize, Duration) {
@@ -177,24 +143,6 @@ async fn throughput(url: &str, token: &str, jobs: usize, clients: usize) -> (usi
         task.await.unwrap();
     }
     (jobs, start.elapsed())
-}
-
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[((sorted.len() - 1) * p) / 100]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn nix_terminate(child: &mut std::process::Child) {

@@ -2,7 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cola_executors::SandboxKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,11 +19,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything on this machine: NATS (spawned if none answers), gateway and middleware.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run the HTTP gateway.
     Gateway(GatewayArgs),
     /// Run a middleware replica.
-    Middleware(MiddlewareArgs),
+    Middleware(Box<MiddlewareArgs>),
     /// Run one job next to the user's code (started by a backend, not by people).
     Executor(ExecutorArgs),
     /// Submit a program and print its output.
@@ -54,6 +55,8 @@ pub struct UpArgs {
     pub gateway: GatewayFlags,
     #[command(flatten)]
     pub middleware: MiddlewareFlags,
+    #[command(flatten)]
+    pub backend: BackendFlags,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
     #[command(flatten)]
@@ -110,6 +113,130 @@ pub struct MiddlewareFlags {
     pub retention_days: u64,
 }
 
+/// Where the middleware runs jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A local `cola executor` process per job, sandboxed with bubblewrap.
+    Process,
+    /// A Docker container per job, through the Docker Engine API.
+    Docker,
+    /// A Kubernetes Pod per job, through the Kubernetes API (in-cluster or kubeconfig).
+    Kubernetes,
+}
+
+#[derive(Debug, Args)]
+pub struct BackendFlags {
+    /// Where jobs run.
+    #[arg(long, env = "COLA_BACKEND", value_enum, default_value_t = BackendKind::Process)]
+    pub backend: BackendKind,
+    #[command(flatten)]
+    pub docker: DockerFlags,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct DockerFlags {
+    /// The Docker daemon, e.g. unix:///var/run/docker.sock (default: $DOCKER_HOST, else the
+    /// local socket).
+    #[arg(long, env = "COLA_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// The tag of the executor images (`cola-executor-<language>:<tag>`).
+    #[arg(long, env = "COLA_EXECUTOR_IMAGE_TAG", default_value = "latest")]
+    pub executor_image_tag: String,
+    /// Put before the executor images' names, e.g. a registry (`registry.example/`).
+    #[arg(long, env = "COLA_EXECUTOR_IMAGE_PREFIX", default_value = "")]
+    pub executor_image_prefix: String,
+    /// Size in MiB of each job container's work area /work (and of its /tmp).
+    #[arg(long, env = "COLA_DOCKER_WORK_MB", default_value_t = 256)]
+    pub docker_work_mb: u64,
+    /// CPUs each job's container may use.
+    #[arg(long, env = "COLA_DOCKER_CPUS", default_value_t = 1.0)]
+    pub docker_cpus: f64,
+}
+
+/// The Kubernetes backend (`--backend kubernetes`); the manifests in k8s/ set these through
+/// the ConfigMap `cola-middleware`.
+#[derive(Debug, Args)]
+pub struct KubeFlags {
+    /// Namespace the executor Pods run in.
+    #[arg(long, env = "COLA_KUBE_NAMESPACE", default_value = "cola-executors")]
+    pub kube_namespace: String,
+    /// Name of the cluster, recorded in executor handles.
+    #[arg(long, env = "COLA_KUBE_CLUSTER", default_value = "kubernetes")]
+    pub kube_cluster: String,
+    /// Registry and path of the executor images (e.g. `registry.example.com/cola`); empty for none.
+    #[arg(long, env = "COLA_KUBE_IMAGE_REGISTRY", default_value = "")]
+    pub kube_image_registry: String,
+    /// Tag of the executor images.
+    #[arg(long, env = "COLA_KUBE_IMAGE_TAG", default_value = "latest")]
+    pub kube_image_tag: String,
+    /// `IfNotPresent`, `Always` or `Never`.
+    #[arg(
+        long,
+        env = "COLA_KUBE_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    pub kube_image_pull_policy: String,
+    /// Image pull Secrets in the executor namespace (comma-separated).
+    #[arg(
+        long = "kube-image-pull-secret",
+        env = "COLA_KUBE_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub kube_image_pull_secrets: Vec<String>,
+    /// The Secret (in the executor namespace) holding the executors' NATS URL.
+    #[arg(
+        long,
+        env = "COLA_KUBE_NATS_SECRET",
+        default_value = "cola-executor-nats"
+    )]
+    pub kube_nats_secret: String,
+    /// The key of that Secret.
+    #[arg(long, env = "COLA_KUBE_NATS_SECRET_KEY", default_value = "url")]
+    pub kube_nats_secret_key: String,
+    /// The executor Pods' ServiceAccount (its token is never mounted).
+    #[arg(long, env = "COLA_KUBE_SERVICE_ACCOUNT")]
+    pub kube_service_account: Option<String>,
+    /// A RuntimeClass for executor Pods, e.g. `gvisor`.
+    #[arg(long, env = "COLA_KUBE_RUNTIME_CLASS")]
+    pub kube_runtime_class: Option<String>,
+    /// Node selector of executor Pods: `key=value,...`.
+    #[arg(long, env = "COLA_KUBE_NODE_SELECTOR", default_value = "")]
+    pub kube_node_selector: String,
+    /// Tolerations of executor Pods: `key[=value]:Effect[:seconds]` (comma-separated).
+    #[arg(
+        long = "kube-toleration",
+        env = "COLA_KUBE_TOLERATIONS",
+        value_delimiter = ','
+    )]
+    pub kube_tolerations: Vec<String>,
+    /// Run executor Pods in user namespaces (`hostUsers: false`; needs node support).
+    #[arg(long, env = "COLA_KUBE_USER_NAMESPACES")]
+    pub kube_user_namespaces: bool,
+    /// Size of each executor Pod's work area /work, in MiB.
+    #[arg(long, env = "COLA_KUBE_WORK_AREA_MB", default_value_t = 512)]
+    pub kube_work_area_mb: u64,
+    /// Size of each executor Pod's /tmp, in MiB.
+    #[arg(long, env = "COLA_KUBE_TMP_MB", default_value_t = 64)]
+    pub kube_tmp_mb: u64,
+    /// CPU request of an executor Pod, in millicores.
+    #[arg(long, env = "COLA_KUBE_CPU_REQUEST_MILLIS", default_value_t = 250)]
+    pub kube_cpu_request_millis: u64,
+    /// CPU limit of an executor Pod, in millicores.
+    #[arg(long, env = "COLA_KUBE_CPU_LIMIT_MILLIS", default_value_t = 1000)]
+    pub kube_cpu_limit_millis: u64,
+    /// Memory for the executor itself on top of the job's, in MiB.
+    #[arg(long, env = "COLA_KUBE_MEMORY_OVERHEAD_MB", default_value_t = 128)]
+    pub kube_memory_overhead_mb: u64,
+    /// Seconds a Pod may stay pending (scheduling, image pull) before its job fails.
+    #[arg(long, env = "COLA_KUBE_PENDING_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub kube_pending_timeout_seconds: u64,
+    /// Seconds between reconciliations of executor Pods with job records (0: at start-up only).
+    #[arg(long, env = "COLA_KUBE_RECONCILE_SECONDS", default_value_t = 600)]
+    pub kube_reconcile_seconds: u64,
+}
+
 #[derive(Debug, Args)]
 pub struct SandboxFlags {
     /// The bubblewrap binary.
@@ -139,7 +266,12 @@ pub struct MiddlewareArgs {
     #[command(flatten)]
     pub middleware: MiddlewareFlags,
     #[command(flatten)]
+    pub backend: BackendFlags,
+    #[command(flatten)]
     pub sandbox: SandboxFlags,
+    /// Serve `/healthz` and `/readyz` on this address (for orchestrators' probes).
+    #[arg(long, env = "COLA_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -153,11 +285,23 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "DIR")]
     pub prepare_go_cache: Option<PathBuf>,
     /// The job message (JSON) to run.
-    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache"])]
+    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache", "stdio", "job_env"])]
     pub job_file: Option<PathBuf>,
+    /// Read the job message from this environment variable instead (Kubernetes); it is removed
+    /// from the environment before anything else happens.
+    #[arg(long, value_name = "NAME", conflicts_with = "job_file")]
+    pub job_env: Option<String>,
+    /// Read the job message (every input inline) from standard input and, instead of talking to
+    /// NATS, write the outcome as one result frame to standard output (Docker).
+    #[arg(long, conflicts_with_all = ["job_file", "job_env"])]
+    pub stdio: bool,
     /// The job's private directory.
     #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache"])]
     pub job_dir: Option<PathBuf>,
+    /// How user code is isolated: `bubblewrap` (on a host), or `container` (the executor's
+    /// container is the sandbox: steps run as the executor's own non-root user).
+    #[arg(long = "sandbox", env = "COLA_SANDBOX", default_value = "bubblewrap", value_parser = parse_sandbox_kind)]
+    pub isolation: SandboxKind,
     /// A warm, read-only Go build cache shared by jobs.
     #[arg(long, env = "COLA_GO_CACHE")]
     pub go_cache: Option<PathBuf>,
@@ -165,6 +309,13 @@ pub struct ExecutorArgs {
     pub sandbox: SandboxFlags,
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// The job message taken from `--job-env` before the runtime started.
+    #[arg(skip)]
+    pub job_json: Option<Vec<u8>>,
+}
+
+fn parse_sandbox_kind(name: &str) -> Result<SandboxKind, String> {
+    SandboxKind::parse(name).ok_or_else(|| "expected bubblewrap or container".to_owned())
 }
 
 #[derive(Debug, Args)]

@@ -7,8 +7,13 @@ mod commands;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
     commands::init_tracing();
+    // Still one thread: the only time the environment can be changed safely.
+    if let Err(e) = commands::take_secrets_from_env(&mut cli.command) {
+        eprintln!("cola: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -209,3 +209,65 @@ fn ready(url: &str) -> bool {
     stream.read_to_string(&mut answer).ok();
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
+
+/// `cola executor --job-env` (the Kubernetes backend's executor): the job message comes from an
+/// environment variable, and the executor reports to NATS itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() {
+    use cola_wire::{InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Status, UserId};
+
+    let nats = cola_testkit::TestNats::start().await;
+    let lang = cola_wire::language(&Language::parse("c").unwrap()).unwrap();
+    let message = JobMessage {
+        id: JobId::new(),
+        user: UserId::parse("alice").unwrap(),
+        language: lang.id(),
+        args: Vec::new(),
+        limits: lang.default_limits,
+        created_at: cola_wire::job::now(),
+        inputs: Some(Inputs {
+            files: vec![InputFile {
+                name: "main.c".into(),
+                content: common::C_HELLO.into(),
+            }],
+            stdin: String::new(),
+        }),
+        input_object: None,
+        problem: None,
+    };
+    let mut record = JobRecord::queued(&message, Vec::new(), 0);
+    record.status = Status::Running;
+    let key = cola_wire::names::job_key(&message.user, &message.id);
+    nats.topology.jobs.create(&key, &record).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(COLA)
+        .args(["executor", "--job-env", "COLA_TEST_JOB", "--job-dir"])
+        .arg(dir.path())
+        .args(["--nats-url", &nats.url()])
+        .env("COLA_TEST_JOB", serde_json::to_string(&message).unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (record, _) = nats.topology.jobs.get(&key).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Succeeded, "{record:?}");
+    assert_eq!(record.stdout, "hello\n");
+    assert!(record.output_object.is_some());
+
+    // Without the variable, it says so.
+    let out = Command::new(COLA)
+        .args(["executor", "--job-env", "COLA_TEST_NO_JOB", "--job-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("COLA_TEST_NO_JOB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

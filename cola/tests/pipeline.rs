@@ -47,32 +47,7 @@ async fn hello_world_in_every_language_succeeds_with_its_zip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_args_and_out_files_make_the_round_trip() {
     let stack = Stack::start().await;
-    let token = stack.token("alice").await;
-    let source = r#"#include <stdio.h>
-#include <sys/stat.h>
-int main(int argc, char **argv) {
-    char line[64];
-    if (!fgets(line, sizeof line, stdin)) return 3;
-    mkdir("out", 0755);
-    FILE *f = fopen("out/result.txt", "w");
-    fprintf(f, "%s|%s|%s", argv[1], argv[2], line);
-    fclose(f);
-    printf("args=%d\n", argc - 1);
-    return 0;
-}
-"#;
-    let body = json!({ "language": "c", "files": [{ "name": "main.c", "content": source }], "stdin": "from stdin\n", "args": ["one", "two words"] });
-    let view = stack.run(&token, body).await;
-    assert_eq!(view["status"], "succeeded", "{view}");
-    assert_eq!(view["stdout"], "args=2\n");
-    let entries = stack
-        .zip_entries(&token, view["id"].as_str().unwrap())
-        .await;
-    let file = entries
-        .iter()
-        .find(|(n, _)| n == "out/result.txt")
-        .expect("out/result.txt in the zip");
-    assert_eq!(file.1, "one|two words|from stdin\n");
+    common::stdin_args_and_out_files_round_trip(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

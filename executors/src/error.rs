@@ -2,7 +2,7 @@
 
 use std::{io, path::PathBuf};
 
-use cola_wire::{input_zip::InputZipError, nats::NatsError};
+use cola_wire::nats::NatsError;
 
 /// Why an executor could not do its work. Problems of the job itself (a compile error, a limit
 /// hit, a bad file name) are not errors: they end the job with a reason in its report.
@@ -20,6 +20,8 @@ pub enum ExecutorError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("the job message is not valid: {0}")]
+    JobMessage(#[source] serde_json::Error),
     #[error("connecting to NATS at {url}: {source}")]
     Connect {
         url: String,
@@ -28,14 +30,6 @@ pub enum ExecutorError {
     },
     #[error(transparent)]
     Nats(#[from] NatsError),
-    #[error("object store: {step}: {source}")]
-    ObjectStore {
-        step: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
-    #[error("input object: {0}")]
-    InputZip(#[from] InputZipError),
     #[error("building the output zip: {0}")]
     Zip(#[from] zip::result::ZipError),
     #[error("invalid sandbox configuration: {0}")]

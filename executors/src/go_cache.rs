@@ -38,17 +38,20 @@ pub fn applies_to(lang: &LanguageDef) -> bool {
     lang.name == "go"
 }
 
-/// Points a Go compile step at the shared cache `template`, or at a private empty one.
-pub fn configure(step: &mut Step, template: Option<&Path>) {
+/// Points a Go compile step at the shared cache `template`, or at a private empty one. A
+/// sandbox that binds directories sees the template read-only at `/gocache`; one that cannot (a
+/// container, whose image holds the cache in its read-only root) uses it where it is.
+pub fn configure(step: &mut Step, template: Option<&Path>, binds_directories: bool) {
     let cache = match template {
-        Some(template) => {
+        Some(template) if binds_directories => {
             step.read_only
                 .push((template.to_owned(), SANDBOX_GO_CACHE.into()));
-            SANDBOX_GO_CACHE
+            SANDBOX_GO_CACHE.to_owned()
         }
-        None => PRIVATE_GO_CACHE,
+        Some(template) => template.display().to_string(),
+        None => PRIVATE_GO_CACHE.to_owned(),
     };
-    step.env.push(("GOCACHE".into(), cache.into()));
+    step.env.push(("GOCACHE".into(), cache));
 }
 
 /// Builds the standard library and a hello program with `GOCACHE=dir`, then makes the cache

@@ -9,6 +9,12 @@
 //! compare-and-set — unless the record already ended (cancelled, or timed out by the middleware),
 //! which stays as it is.
 //!
+//! In a container (Docker, Kubernetes) the container is the sandbox ([`SandboxKind::Container`]).
+//! An executor that cannot reach NATS (Docker: no network) runs [`run_offline`] instead of
+//! [`run`]: the job message, every input inline, comes from its standard input, and the outcome
+//! goes to its standard output as one result frame ([`cola_wire::frame`]), which the middleware
+//! reads back, stores and records exactly as [`run`] would.
+//!
 //! Invariants:
 //! - user code never runs as root on the host, never has a network, never sees the executor's
 //!   environment (NATS address, credentials), descriptors or any host file outside the
@@ -19,8 +25,9 @@
 //!   leaves them to the backend, which owns the job directory);
 //! - a terminal job record is never changed;
 //! - languages are data ([`cola_wire::languages()`]): nothing here names a language, except the Go
-//!   build cache ([`prepare_go_cache`]), which is a property of Go's toolchain. A built-in
-//!   runtime (`numeric`) is not run by executors.
+//!   build cache ([`prepare_go_cache`]), which is a property of Go's toolchain. A job of the
+//!   built-in runtime (`numeric`) has no files: [`run`] and [`run_offline`] solve its problem
+//!   with the numeric library, as the middleware does in-process (the numeric executor image).
 
 mod error;
 mod go_cache;
@@ -31,5 +38,8 @@ mod workspace;
 
 pub use error::ExecutorError;
 pub use go_cache::prepare_go_cache;
-pub use runner::{Execution, ExecutorConfig, execute, run, toolchain_versions};
-pub use sandbox::SandboxConfig;
+pub use runner::{
+    Execution, ExecutorConfig, JobSource, execute, read_job, read_job_bytes, run, run_offline,
+    toolchain_versions,
+};
+pub use sandbox::{SandboxConfig, SandboxKind};

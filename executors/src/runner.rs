@@ -13,34 +13,47 @@ use std::{
 use async_nats::jetstream;
 use cola_wire::{
     InputFile, Inputs, JobMessage, JobRecord, LanguageDef, Limits, PREVIEW_BYTES, Reason,
-    RunReport, Status, Timings, input_zip,
+    RunReport, Status, Timings,
+    frame::Outcome,
     job::preview,
     language, languages, names,
-    nats::{Topology, Transition},
+    nats::{InputError, NatsError, Reported, Topology, fetch_inputs, report_outcome},
 };
-use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
-pub use crate::sandbox::SandboxConfig;
+pub use crate::sandbox::{SandboxConfig, SandboxKind};
 use crate::{
     error::{ExecutorError, IoContext},
     go_cache,
     outputs::{self, StepUsage, Usage, ZipContents},
-    sandbox::{BASE_ENV, Output, Sandbox, SandboxUser, Step, StepOutcome, Verdict, verdict},
+    sandbox::{
+        BASE_ENV, Output, Sandbox, SandboxUser, Step, StepOutcome, Verdict, harden_container,
+        verdict,
+    },
     workspace::{Log, Workspace},
 };
 
 /// The largest file a compiler may write (binaries, build cache entries).
 const COMPILE_MAX_FILE_BYTES: u64 = 256 << 20;
-/// The most input content an input object may unpack to.
-const MAX_INPUT_BYTES: u64 = 64 << 20;
+const NO_INPUTS: &str = "the job has neither inputs nor an input object";
+/// The largest job message `cola executor` reads (inline inputs of up to 64 MiB, escaped).
+const MAX_JOB_MESSAGE_BYTES: u64 = 256 << 20;
 
-/// Everything `cola executor` needs to run one job.
+/// Where the job message comes from.
+#[derive(Debug, Clone)]
+pub enum JobSource {
+    /// A file the backend wrote (the process backend).
+    File(PathBuf),
+    /// The message itself, as read from standard input or an environment variable.
+    Json(Vec<u8>),
+}
+
+/// Everything `cola executor` needs to run one job and report to NATS.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     pub nats_url: String,
     /// The job message, as JSON.
-    pub job_file: PathBuf,
+    pub job: JobSource,
     /// A private directory the backend made for this job; the executor works inside it.
     pub job_dir: PathBuf,
     pub sandbox: SandboxConfig,
@@ -53,15 +66,15 @@ pub struct Execution {
     pub zip: Vec<u8>,
 }
 
-/// Runs the job described by `config.job_file` and ends its record with the outcome.
+/// Runs the job of `config.job` and ends its record with the outcome.
 ///
 /// Returns the job's final report: the executor's, or — when the record was already terminal
 /// (cancelled, timed out by the middleware) — the record's, which is left as it is. A job that
 /// fails (including with `internal_error`) is still `Ok`: its outcome is recorded. `Err` means
 /// the outcome could not be recorded.
 pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
-    config.sandbox.validate()?;
-    let job = read_job(&config.job_file)?;
+    prepare(&config.sandbox)?;
+    let job = read_job(&config.job)?;
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
@@ -74,25 +87,108 @@ pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
             );
             return Ok(report_of(&ended));
         }
-        let report = match run_and_store(&topology, &job, &config).await {
-            Ok(report) => report,
+        let inputs = match inline_or_fetched(&topology, &job).await {
+            Ok(inputs) => inputs,
             Err(e) => {
-                tracing::error!(error = %e, "job failed in the executor");
-                failed_report(&job.limits, Reason::InternalError, e.to_string())
+                let report = failed_report(&job.limits, Reason::InternalError, e.to_string());
+                return end_record(&topology, &job, report, None).await;
             }
         };
-        end_record(&topology, &key, report).await
+        let (report, zip) = match run_job(&job, inputs, &config.job_dir, &config.sandbox).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "job failed in the executor");
+                (
+                    failed_report(&job.limits, Reason::InternalError, e.to_string()),
+                    None,
+                )
+            }
+        };
+        end_record(&topology, &job, report, zip).await
     }
     .instrument(span)
     .await
 }
 
-fn read_job(path: &Path) -> Result<JobMessage, ExecutorError> {
-    let bytes = std::fs::read(path).context(|| format!("reading job file {}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|source| ExecutorError::JobFile {
-        path: path.to_owned(),
-        source,
-    })
+/// Runs the job message `job` (JSON, every input inline) without NATS, for a backend that
+/// carries the outcome itself (`cola executor --stdio`, Docker). A job that fails, even
+/// internally, is still `Ok`: its report says why.
+pub async fn run_offline(
+    job: &[u8],
+    job_dir: &Path,
+    sandbox: &SandboxConfig,
+) -> Result<Outcome, ExecutorError> {
+    prepare(sandbox)?;
+    let job: JobMessage = serde_json::from_slice(job).map_err(ExecutorError::JobMessage)?;
+    let span =
+        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
+    async {
+        let inputs = match (&job.inputs, &job.input_object) {
+            (Some(inputs), _) => Ok(inputs.clone()),
+            (None, Some(_)) => Err(
+                "the job's inputs are in the object store, which this executor cannot reach"
+                    .to_owned(),
+            ),
+            (None, None) => Err(NO_INPUTS.to_owned()),
+        };
+        let (report, zip) = match run_job(&job, inputs, job_dir, sandbox).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "job failed in the executor");
+                (
+                    failed_report(&job.limits, Reason::InternalError, e.to_string()),
+                    None,
+                )
+            }
+        };
+        Ok(Outcome { report, zip })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Checks the sandbox settings, and hardens an executor whose sandbox is its container.
+fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
+    sandbox.validate()?;
+    if sandbox.kind == SandboxKind::Container {
+        harden_container()?;
+    }
+    Ok(())
+}
+
+/// Reads a job message from `source`.
+pub fn read_job(source: &JobSource) -> Result<JobMessage, ExecutorError> {
+    match source {
+        JobSource::File(path) => {
+            let bytes = std::fs::File::open(path)
+                .and_then(|f| {
+                    let mut bytes = Vec::new();
+                    f.take(MAX_JOB_MESSAGE_BYTES).read_to_end(&mut bytes)?;
+                    Ok(bytes)
+                })
+                .context(|| format!("reading job file {}", path.display()))?;
+            serde_json::from_slice(&bytes).map_err(|source| ExecutorError::JobFile {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        JobSource::Json(bytes) => serde_json::from_slice(bytes).map_err(ExecutorError::JobMessage),
+    }
+}
+
+/// Reads a job message (at most [`MAX_JOB_MESSAGE_BYTES`]) from `reader`, e.g. standard input.
+pub fn read_job_bytes(reader: impl Read) -> Result<Vec<u8>, ExecutorError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_JOB_MESSAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .context(|| "reading the job message")?;
+    if bytes.len() as u64 > MAX_JOB_MESSAGE_BYTES {
+        return Err(ExecutorError::Config(format!(
+            "the job message is larger than {MAX_JOB_MESSAGE_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 async fn connect(url: &str) -> Result<Topology, ExecutorError> {
@@ -116,108 +212,107 @@ async fn terminal_record(
     }
 }
 
-/// Loads the inputs, runs the job and stores its zip; the report names the stored zip.
-async fn run_and_store(
+/// The job's inputs: inline, or from its input object; `Err` inside when the job has none
+/// usable (its fault), `Err` outside when NATS failed.
+async fn inline_or_fetched(
     topology: &Topology,
     job: &JobMessage,
-    config: &ExecutorConfig,
-) -> Result<RunReport, ExecutorError> {
-    let refuse = |message: String| Ok(invalid_input(&job.limits, message));
-    let Some(lang) = language(&job.language) else {
-        return refuse(format!("unknown language {}", job.language));
-    };
-    if let Err(message) = check_runnable(lang) {
-        return refuse(message);
-    }
-    let inputs = match (&job.inputs, &job.input_object) {
-        (Some(inputs), _) => inputs.clone(),
-        (None, Some(object)) => match fetch_inputs(topology, object).await {
-            Err(ExecutorError::InputZip(e)) => return refuse(e.to_string()),
-            fetched => fetched?,
+) -> Result<Result<Inputs, String>, NatsError> {
+    Ok(match (&job.inputs, &job.input_object) {
+        (Some(inputs), _) => Ok(inputs.clone()),
+        (None, Some(object)) => match fetch_inputs(&topology.outputs, object).await {
+            Ok(inputs) => Ok(inputs),
+            Err(InputError::Invalid(e)) => Err(e.to_string()),
+            Err(InputError::Nats(e)) => return Err(e),
         },
-        (None, None) => return refuse("the job has neither inputs nor an input object".into()),
-    };
-    let execution = execute(lang, job, &inputs, &config.job_dir, &config.sandbox).await?;
-    let name = names::output_object(&job.user, &job.id);
-    topology
-        .outputs
-        .put(name.as_str(), &mut execution.zip.as_slice())
-        .await
-        .map_err(|e| object_store_error("storing the output zip", e))?;
-    Ok(RunReport {
-        output_object: Some(name),
-        ..execution.report
+        (None, None) => Err(NO_INPUTS.to_owned()),
     })
 }
 
-/// The inputs kept in the input object `name`.
-async fn fetch_inputs(topology: &Topology, name: &str) -> Result<Inputs, ExecutorError> {
-    let object = topology
-        .outputs
-        .get(name)
-        .await
-        .map_err(|e| object_store_error("fetching the input object", e))?;
-    let mut bytes = Vec::new();
-    object
-        .take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| object_store_error("reading the input object", e))?;
-    Ok(input_zip::decode(&bytes, MAX_INPUT_BYTES)?)
-}
-
-fn object_store_error(step: &'static str, source: impl Into<async_nats::Error>) -> ExecutorError {
-    ExecutorError::ObjectStore {
-        step,
-        source: source.into(),
+/// Runs `job` on `inputs` (or refuses it with `invalid_input` and the message of `inputs`):
+/// its report, and its zip when it ran.
+async fn run_job(
+    job: &JobMessage,
+    inputs: Result<Inputs, String>,
+    job_dir: &Path,
+    sandbox: &SandboxConfig,
+) -> Result<(RunReport, Option<Vec<u8>>), ExecutorError> {
+    let refuse = |message: String| Ok((invalid_input(&job.limits, message), None));
+    let Some(lang) = language(&job.language) else {
+        return refuse(format!("unknown language {}", job.language));
+    };
+    if lang.is_builtin() {
+        return solve_builtin(job).await;
     }
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(message) => return refuse(message),
+    };
+    let execution = execute(lang, job, &inputs, job_dir, sandbox).await?;
+    Ok((execution.report, Some(execution.zip)))
 }
 
-/// Ends the record with `report` if it is still running. A record that ended meanwhile stays
-/// as it is (and the zip just stored is removed, unless the record names it).
+/// A job of the built-in runtime (numeric): its problem solved by the numeric library under its
+/// time budget, as the middleware solves it in-process (the numeric executor image runs it
+/// here). The record's `result` is left to `result.json` in the zip.
+async fn solve_builtin(job: &JobMessage) -> Result<(RunReport, Option<Vec<u8>>), ExecutorError> {
+    let statement = job.problem.clone().unwrap_or_default();
+    let budget = cola_numeric::job::budget_of(&job.limits);
+    let solved = tokio::task::spawn_blocking(move || cola_numeric::job::solve(&statement, budget))
+        .await
+        .map_err(|e| ExecutorError::Worker(e.to_string()))?;
+    let report = RunReport {
+        status: solved.status,
+        reason: solved.reason,
+        exit_code: None,
+        signal: None,
+        timings_ms: Timings {
+            run: Some(u64::try_from(solved.solve.as_millis()).unwrap_or(u64::MAX)),
+            ..Timings::default()
+        },
+        limits: job.limits,
+        message: None,
+        stdout: String::new(),
+        stderr: preview(&solved.stderr),
+        compile_output: String::new(),
+        output_object: None,
+    };
+    Ok((report, solved.zip))
+}
+
+/// Stores the zip and ends the record with `report` if it is still running (see
+/// [`report_outcome`]). A record that ended meanwhile stays as it is; its outcome is returned.
 async fn end_record(
     topology: &Topology,
-    key: &str,
+    job: &JobMessage,
     report: RunReport,
+    zip: Option<Vec<u8>>,
 ) -> Result<RunReport, ExecutorError> {
-    let transition = topology
-        .jobs
-        .transition(key, |r| {
-            r.status == Status::Running && {
-                r.apply_report(&report, cola_wire::job::now());
-                true
+    let key = names::job_key(&job.user, &job.id);
+    let reported =
+        match report_outcome(topology, &job.user, &job.id, report.clone(), zip.as_deref()).await {
+            Err(e) if zip.is_some() => {
+                // The zip could not be stored: the job still ends, without it.
+                tracing::error!(error = %e, "cannot store the output zip");
+                let report = failed_report(&job.limits, Reason::InternalError, e.to_string());
+                report_outcome(topology, &job.user, &job.id, report, None).await?
             }
-        })
-        .await?;
-    let record = match transition {
-        Transition::Changed(..) => return Ok(report),
-        Transition::Missing => return Err(ExecutorError::NoRecord(key.to_owned())),
-        Transition::Unchanged(record, _) => record,
-    };
-    discard_unrecorded_output(topology, &report, &record).await;
-    if record.status.is_terminal() {
-        tracing::info!(
-            status = record.status.as_str(),
-            "job ended elsewhere; its record stays"
-        );
-        Ok(report_of(&record))
-    } else {
-        Err(ExecutorError::NotRunning {
-            key: key.to_owned(),
+            reported => reported?,
+        };
+    match reported {
+        Reported::Recorded(report) => Ok(report),
+        Reported::EndedElsewhere(record) => {
+            tracing::info!(
+                status = record.status.as_str(),
+                "job ended elsewhere; its record stays"
+            );
+            Ok(report_of(&record))
+        }
+        Reported::NotRunning(record) => Err(ExecutorError::NotRunning {
+            key,
             status: record.status.as_str(),
-        })
-    }
-}
-
-async fn discard_unrecorded_output(topology: &Topology, report: &RunReport, record: &JobRecord) {
-    let Some(name) = &report.output_object else {
-        return;
-    };
-    if record.output_object.as_ref() == Some(name) {
-        return;
-    }
-    if let Err(e) = topology.outputs.delete(name).await {
-        tracing::warn!(object = %name, error = %e, "cannot remove an output nobody will read");
+        }),
+        Reported::Missing => Err(ExecutorError::NoRecord(key)),
     }
 }
 
@@ -299,7 +394,7 @@ fn execute_blocking(
     let workspace = Workspace::create(job_dir, user.host_ids())?;
     workspace.write_files(&inputs.files)?;
     let stdin = workspace.write_stdin(&inputs.stdin)?;
-    let sandbox = Sandbox::new(&config.bwrap, &user, workspace.work_dir());
+    let sandbox = Sandbox::for_config(config, &user, workspace.work_dir());
     let steps = JobSteps {
         lang,
         job,
@@ -392,7 +487,11 @@ impl JobSteps<'_> {
             read_only: Vec::new(),
         };
         if go_cache::applies_to(self.lang) {
-            go_cache::configure(&mut step, self.config.go_cache.as_deref());
+            go_cache::configure(
+                &mut step,
+                self.config.go_cache.as_deref(),
+                self.sandbox.binds_directories(),
+            );
         }
         self.sandbox.run(&step)
     }
@@ -631,6 +730,50 @@ mod tests {
                 .contains("built-in runtime")
         );
         assert!(check_runnable(c).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_numeric_job_is_solved_offline_with_its_zip() {
+        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
+        let job = serde_json::json!({
+            "id": cola_wire::JobId::new(),
+            "user": "alice",
+            "language": numeric.name,
+            "limits": numeric.default_limits,
+            "created_at": cola_wire::job::now(),
+            "problem": {"method": "bisection", "f": "x^2 - 2", "a": 0, "b": 2, "tol": 1e-10, "max_iter": 200},
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = run_offline(
+            &serde_json::to_vec(&job).unwrap(),
+            dir.path(),
+            &SandboxConfig::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcome.report.status,
+            Status::Succeeded,
+            "{:?}",
+            outcome.report
+        );
+        assert!(outcome.report.timings_ms.run.is_some());
+        let zip = zip::ZipArchive::new(std::io::Cursor::new(outcome.zip.unwrap())).unwrap();
+        let mut names: Vec<&str> = zip.file_names().collect();
+        names.sort();
+        assert_eq!(names, ["plot.svg", "result.json", "table.csv"]);
+
+        let mut invalid = job;
+        invalid["problem"] = serde_json::json!({"method": "bisection"});
+        let outcome = run_offline(
+            &serde_json::to_vec(&invalid).unwrap(),
+            dir.path(),
+            &SandboxConfig::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.report.reason, Some(Reason::InvalidInput));
+        assert!(outcome.zip.is_none() && !outcome.report.stderr.is_empty());
     }
 
     #[test]

@@ -40,7 +40,7 @@ async fn prepare(nats: &TestNats, job: &TestJob, status: Status) -> Prepared {
         key,
         config: ExecutorConfig {
             nats_url: nats.url(),
-            job_file,
+            job: cola_executors::JobSource::File(job_file),
             job_dir: job_dir.clone(),
             sandbox: job.config.clone(),
         },

@@ -1,10 +1,15 @@
-//! The backend trait: how the middleware starts, finds, watches and stops executors.
-//! The process backend implements it now; Docker and Kubernetes implement the same trait.
+//! The backend trait: how the middleware starts, finds, watches and stops executors: local
+//! processes, Docker containers or Kubernetes Pods.
+//!
+//! Most executors report to NATS themselves (store the zip, end the record). An executor that
+//! cannot (a Docker container without network) hands its outcome back through its backend:
+//! such a backend says so with [`Backend::needs_inline_inputs`] and returns the outcome from
+//! [`Backend::outcome`], and the middleware reports it exactly as an executor would.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use cola_wire::{ExecutorHandle, JobMessage};
+use cola_wire::{ExecutorHandle, JobMessage, frame::Outcome, nats::Topology};
 
 /// A failure of a backend, with the backend's own words (kept in the job record for operators).
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,14 @@ pub trait Backend: Send + Sync + 'static {
     /// `process`, `docker` or `kubernetes`: recorded in the executor handle.
     fn name(&self) -> &'static str;
 
+    /// Called once the middleware has opened the stream and buckets, before it takes jobs: a
+    /// backend that records what only it can see (the Kubernetes backend: OOM kills, deadlines,
+    /// Pods that never start) keeps `topology`, and reconciles what an earlier run left behind.
+    async fn attach(&self, topology: &Topology) -> Result<(), BackendError> {
+        let _ = topology;
+        Ok(())
+    }
+
     /// Starts an executor for `job` and returns how to find it again. Must be idempotent for a
     /// job id: launching a job whose executor exists returns (adopts) that executor.
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError>;
@@ -45,4 +58,24 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The version of each language's toolchain, as this backend runs it.
     async fn versions(&self) -> BTreeMap<String, String>;
+
+    /// Whether this backend's executors need every input inline in the job message (they
+    /// cannot reach the object store): the middleware then fetches an input object itself and
+    /// launches the job with its inputs inline.
+    fn needs_inline_inputs(&self) -> bool {
+        false
+    }
+
+    /// What the ended executor behind `handle` reported, for a backend whose executors cannot
+    /// report to NATS themselves: the middleware then stores the zip and ends the record with
+    /// it. `Ok(None)`, the default, when executors report on their own. An executor that ended
+    /// without a valid outcome is an `Err` saying what happened. Called before
+    /// [`cleanup`](Self::cleanup), which may destroy the outcome.
+    async fn outcome(
+        &self,
+        _job: &JobMessage,
+        _handle: &ExecutorHandle,
+    ) -> Result<Option<Outcome>, BackendError> {
+        Ok(None)
+    }
 }

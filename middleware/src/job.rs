@@ -6,10 +6,11 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
     ExecutorHandle, JobMessage, JobRecord, Reason, Status,
+    frame::Outcome,
     job::millis_between,
     job::now,
     language, names,
-    nats::{JobStore, NatsError, Transition},
+    nats::{InputError, JobStore, NatsError, Reported, Topology, Transition, report_outcome},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,6 +26,8 @@ const DEADLINE_SLACK: Duration = Duration::from_secs(20);
 /// What every job task shares.
 pub struct Context {
     pub jobs: JobStore,
+    /// The buckets, for backends whose outcomes the middleware reports (see [`report`]).
+    pub topology: Topology,
     pub backend: Arc<dyn Backend>,
     pub cancels: CancelBoard,
     /// Cancelled when the middleware stops; running jobs then have `grace` to end.
@@ -121,21 +124,34 @@ async fn drive(
     let guard = ctx.cancels.register(key);
     let handle = match record.executor {
         Some(handle) if record.status == Status::Running => {
-            if ctx.backend.is_alive(&handle).await.unwrap_or(false) {
+            let alive = match ctx.backend.is_alive(&handle).await {
+                Ok(alive) => alive,
+                Err(e) => {
+                    // The backend cannot tell (its API is unreachable): failing a job that may
+                    // still run would be wrong, so leave the message for a later delivery.
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot tell whether the executor lives; retrying later");
+                    return Ok(Disposition::Leave);
+                }
+            };
+            if alive {
                 tracing::info!(job_id = %job.id, executor = %handle.id, "adopting running executor");
                 handle
             } else {
-                // The executor is gone and never reported: its result is lost.
-                ctx.backend.cleanup(&handle).await.ok();
-                let detail = "executor ended without reporting a result (its middleware stopped)";
-                end(
-                    ctx,
-                    key,
-                    Status::Failed,
-                    Some(Reason::InternalError),
-                    Some(detail.into()),
-                )
-                .await?;
+                // The executor ended while no middleware watched it. A backend that carries
+                // outcomes may still hold its report; otherwise the result is lost.
+                let ended = match ctx.backend.outcome(job, &handle).await {
+                    Ok(Some(outcome)) => report(ctx, job, outcome).await.map(|_| ()),
+                    Ok(None) => {
+                        let detail =
+                            "executor ended without reporting a result (its middleware stopped)";
+                        internal_error(ctx, key, detail.into()).await
+                    }
+                    Err(e) => internal_error(ctx, key, e.to_string()).await,
+                };
+                if let Err(e) = ctx.backend.cleanup(&handle).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
+                }
+                ended?;
                 return Ok(Disposition::Ack);
             }
         }
@@ -174,6 +190,28 @@ async fn start(
         Transition::Changed(r, _) if r.status == Status::Running => {}
         _ => return Ok(None),
     }
+    let inlined;
+    let job = if ctx.backend.needs_inline_inputs() && job.inputs.is_none() {
+        match inline_inputs(ctx, job).await? {
+            Ok(job) => {
+                inlined = job;
+                &inlined
+            }
+            Err(message) => {
+                end(
+                    ctx,
+                    key,
+                    Status::Failed,
+                    Some(Reason::InvalidInput),
+                    Some(message),
+                )
+                .await?;
+                return Ok(None);
+            }
+        }
+    } else {
+        job
+    };
     let handle = match ctx.backend.launch(job).await {
         Ok(handle) => handle,
         Err(e) => {
@@ -250,24 +288,26 @@ async fn watch(
         }
     };
     match exit {
-        Some(exit) => {
-            let detail = match exit {
-                Ok(exit) => format!(
+        Some(Err(e)) => {
+            internal_error(ctx, key, e.to_string()).await?;
+        }
+        Some(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
+            Ok(Some(outcome)) => {
+                report(ctx, job, outcome).await?;
+            }
+            // The executor normally ended the record itself; if not, it failed internally.
+            Ok(None) => {
+                let detail = format!(
                     "executor ended without reporting a result ({})",
                     exit.description
-                ),
-                Err(e) => e.to_string(),
-            };
-            // The executor normally ended the record itself; if not, it failed internally.
-            end(
-                ctx,
-                key,
-                Status::Failed,
-                Some(Reason::InternalError),
-                Some(detail),
-            )
-            .await?;
-        }
+                );
+                internal_error(ctx, key, detail).await?;
+            }
+            // The backend's error says how the executor ended.
+            Err(e) => {
+                internal_error(ctx, key, e.to_string()).await?;
+            }
+        },
         None => {
             kill(ctx, handle).await;
             // Only a cancel request reaches here with the record still open.
@@ -292,6 +332,68 @@ pub fn deadline_of(job: &JobMessage) -> Duration {
         .filter(|l| l.compile.is_some())
         .map_or(0, |l| l.compile_limits.wall_time_ms);
     Duration::from_millis(compile + job.limits.wall_time_ms) + DEADLINE_SLACK
+}
+
+/// The job with the inputs of its input object inline; `Err` inside with the reason when the
+/// object is not a valid input zip (the job's fault), outside when NATS failed.
+async fn inline_inputs(
+    ctx: &Context,
+    job: &JobMessage,
+) -> Result<Result<JobMessage, String>, NatsError> {
+    let Some(object) = &job.input_object else {
+        return Ok(Err("the job has neither inputs nor an input object".into()));
+    };
+    match cola_wire::nats::fetch_inputs(&ctx.topology.outputs, object).await {
+        Ok(inputs) => Ok(Ok(JobMessage {
+            inputs: Some(inputs),
+            input_object: None,
+            ..job.clone()
+        })),
+        Err(InputError::Invalid(e)) => Ok(Err(e.to_string())),
+        Err(InputError::Nats(e)) => Err(e),
+    }
+}
+
+/// Reports an outcome its backend carried back, as an executor that talks to NATS would: the
+/// zip stored, the record ended by compare-and-set (unless it ended meanwhile).
+async fn report(ctx: &Context, job: &JobMessage, outcome: Outcome) -> Result<Reported, NatsError> {
+    let reported = report_outcome(
+        &ctx.topology,
+        &job.user,
+        &job.id,
+        outcome.report,
+        outcome.zip.as_deref(),
+    )
+    .await?;
+    match &reported {
+        Reported::Recorded(report) => tracing::info!(
+            job_id = %job.id,
+            status = report.status.as_str(),
+            reason = report.reason.map(|r| r.as_str()),
+            "job ended"
+        ),
+        Reported::EndedElsewhere(record) => tracing::debug!(
+            job_id = %job.id,
+            status = record.status.as_str(),
+            "job had ended already; its outcome is dropped"
+        ),
+        Reported::NotRunning(_) | Reported::Missing => {
+            tracing::warn!(job_id = %job.id, "job record is not running; its outcome is dropped")
+        }
+    }
+    Ok(reported)
+}
+
+async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {
+    end(
+        ctx,
+        key,
+        Status::Failed,
+        Some(Reason::InternalError),
+        Some(detail),
+    )
+    .await
+    .map(drop)
 }
 
 /// Ends a job that is not yet terminal (a terminal one is left as it is).

@@ -6,8 +6,11 @@
 
 pub mod backend;
 mod cancels;
+pub mod docker;
 mod error;
+pub mod health;
 mod job;
+pub mod kube;
 pub mod numeric;
 pub mod process;
 
@@ -68,17 +71,31 @@ pub async fn run(
     backend: Arc<dyn Backend>,
     shutdown: CancellationToken,
 ) -> Result<(), MiddlewareError> {
+    run_with_probes(config, backend, shutdown, health::Probes::new()).await
+}
+
+/// [`run`], reporting readiness to `probes` (served by [`health::serve`]): ready from the first
+/// pull while connected to NATS, not ready once stopping.
+pub async fn run_with_probes(
+    config: MiddlewareConfig,
+    backend: Arc<dyn Backend>,
+    shutdown: CancellationToken,
+    probes: health::Probes,
+) -> Result<(), MiddlewareError> {
     config.validate()?;
     let client = async_nats::connect(&config.nats_url)
         .await
         .map_err(|e| NatsError::nats("connect to NATS", e))?;
+    probes.connected(&client);
     let js = jetstream::new(client);
     let topology = Topology::ensure(&js, &config.topology).await?;
+    backend.attach(&topology).await?;
     publish_versions(&topology, backend.as_ref()).await;
 
     let consumer = consumer(&js, config.ack_wait).await?;
     let ctx = Arc::new(job::Context {
         jobs: topology.jobs.clone(),
+        topology: topology.clone(),
         backend,
         cancels: cancels::CancelBoard::default(),
         shutdown: shutdown.clone(),
@@ -100,6 +117,7 @@ pub async fn run(
         backend = ctx.backend.name(),
         "middleware pulling jobs"
     );
+    probes.set_pulling(true);
     'pull: while !shutdown.is_cancelled() {
         // Ask for as many messages as there are free slots, so no message waits in this
         // process while another replica could run it.
@@ -156,6 +174,7 @@ pub async fn run(
             }
         }
     }
+    probes.set_pulling(false);
     tracing::info!(
         grace_s = config.grace.as_secs(),
         "middleware stopping: draining running jobs"

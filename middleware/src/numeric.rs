@@ -30,7 +30,7 @@
 //! solved again; the compare-and-set makes sure it ends once.
 
 use std::{
-    io::{Cursor, Write as _},
+    io::Cursor,
     panic::AssertUnwindSafe,
     sync::{
         Arc, Mutex,
@@ -41,7 +41,11 @@ use std::{
 };
 
 use async_nats::jetstream::{self, AckKind, Message, object_store::ObjectStore};
-use cola_numeric::{Budget, Outcome};
+pub use cola_numeric::job::{MAX_RECORD_RESULT_BYTES, Solved, solve, zip_files};
+use cola_numeric::{
+    Budget, Outcome,
+    job::{invalid, render},
+};
 use cola_wire::{
     JobMessage, JobRecord, Language, Limits, Reason, Status,
     job::millis_between,
@@ -65,8 +69,6 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const SOLVER_STACK_BYTES: usize = 2 << 20;
 /// Time allowed past a job's budget before the middleware gives up on its solver thread.
 const BUDGET_SLACK: Duration = Duration::from_secs(5);
-/// The largest result (as JSON) the job record carries; a larger one is only in `result.json`.
-pub const MAX_RECORD_RESULT_BYTES: usize = 64 * 1024;
 
 /// The numeric runtime of one middleware process: its solver threads and its bound on jobs
 /// in flight.
@@ -271,7 +273,7 @@ pub(crate) async fn drive(
                 // Asked before the answer was recorded: the owner's word wins.
                 r.finish(Status::Cancelled, None, now());
             } else {
-                solved.apply(r, started_at, output_object.clone());
+                apply(&solved, r, started_at, output_object.clone());
             }
             true
         })
@@ -304,10 +306,8 @@ fn solve_now(ctx: &Context, statement: &Value, budget: Duration) -> Solving<Solv
     }
 }
 
-/// The time budget of a job: its wall-time limit, or its CPU-time limit if lower (a solve
-/// runs on one thread).
 fn budget_limit(limits: &Limits) -> Duration {
-    Duration::from_millis(limits.wall_time_ms.min(limits.cpu_time_ms))
+    cola_numeric::job::budget_of(limits)
 }
 
 async fn put_zip(outputs: &ObjectStore, name: &str, zip: &[u8]) -> Result<(), NatsError> {
@@ -342,50 +342,22 @@ async fn end_failed(
         .await
 }
 
-/// What a solver thread hands back: everything the record needs, and the zip.
-#[derive(Debug)]
-pub struct Solved {
-    pub status: Status,
-    pub reason: Option<Reason>,
-    /// The result for the record (`None` when too large for it, or invalid input).
-    pub result: Option<Value>,
-    /// Warnings and error messages, one per line: the job's `stderr`.
-    pub stderr: String,
-    /// `result.json`, `table.csv` and `plot.svg`; `None` for a problem that did not validate.
-    pub zip: Option<Vec<u8>>,
-    /// Time spent solving (the `run` timing).
-    pub solve: Duration,
-}
-
-impl Solved {
-    /// Ends `record` with this outcome.
-    fn apply(
-        &self,
-        record: &mut JobRecord,
-        started_at: cola_wire::job::Timestamp,
-        output: Option<String>,
-    ) {
-        let started_at = record.started_at.unwrap_or(started_at);
-        record.started_at = Some(started_at);
-        record.timings_ms.queue = Some(millis_between(record.created_at, started_at));
-        record.timings_ms.run = Some(self.solve.as_millis() as u64);
-        record.attempt += 1;
-        record.result = self.result.clone();
-        record.stderr = cola_wire::job::preview(&self.stderr);
-        record.output_object = output;
-        record.finish(self.status, self.reason, now());
-    }
-}
-
-/// Validates, solves and renders one problem: what runs on a solver thread.
-pub fn solve(statement: &Value, budget: Duration) -> Solved {
-    let started = Instant::now();
-    let problem = match cola_numeric::parse_problem(statement) {
-        Ok(problem) => problem,
-        Err(error) => return invalid(&error, started),
-    };
-    let solution = cola_numeric::solve(&problem, &Budget::until(started + budget));
-    render(statement, &solution, budget, started.elapsed())
+/// Ends `record` with the outcome `solved`.
+fn apply(
+    solved: &Solved,
+    record: &mut JobRecord,
+    started_at: cola_wire::job::Timestamp,
+    output: Option<String>,
+) {
+    let started_at = record.started_at.unwrap_or(started_at);
+    record.started_at = Some(started_at);
+    record.timings_ms.queue = Some(millis_between(record.created_at, started_at));
+    record.timings_ms.run = Some(solved.solve.as_millis() as u64);
+    record.attempt += 1;
+    record.result = solved.result.clone();
+    record.stderr = cola_wire::job::preview(&solved.stderr);
+    record.output_object = output;
+    record.finish(solved.status, solved.reason, now());
 }
 
 /// Solves taking at most this long run inline, on the task that handles the job: most
@@ -411,94 +383,6 @@ pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
         return None;
     }
     Some(render(statement, &solution, budget, started.elapsed()))
-}
-
-/// A problem that did not validate (the gateway validates every problem: this is a message
-/// from another version).
-fn invalid(error: &cola_numeric::ProblemError, started: Instant) -> Solved {
-    Solved {
-        status: Status::Failed,
-        reason: Some(Reason::InvalidInput),
-        result: None,
-        stderr: error.to_string(),
-        zip: None,
-        solve: started.elapsed(),
-    }
-}
-
-/// The outcome of a solve with its files, zipped.
-fn render(
-    statement: &Value,
-    solution: &cola_numeric::Solution,
-    budget: Duration,
-    solve: Duration,
-) -> Solved {
-    let (status, reason) = match &solution.outcome {
-        Outcome::Converged => (Status::Succeeded, None),
-        Outcome::DidNotConverge => (Status::Failed, Some(Reason::DidNotConverge)),
-        Outcome::OutOfTime => (Status::Failed, Some(Reason::TimeLimit)),
-        Outcome::EvaluationError { .. } => (Status::Failed, Some(Reason::RuntimeError)),
-    };
-    let mut stderr = String::new();
-    if let Outcome::EvaluationError { message } = &solution.outcome {
-        stderr.push_str(message);
-        stderr.push('\n');
-    }
-    if solution.outcome == Outcome::OutOfTime {
-        stderr.push_str(&format!(
-            "stopped after its time budget of {} ms\n",
-            budget.as_millis()
-        ));
-    }
-    for warning in &solution.warnings {
-        stderr.push_str("warning: ");
-        stderr.push_str(warning);
-        stderr.push('\n');
-    }
-    let result = match serde_json::to_vec(&solution.result) {
-        Ok(json) if json.len() <= MAX_RECORD_RESULT_BYTES => Some(solution.result.clone()),
-        _ => {
-            stderr.push_str("the result is too large to show here: it is in result.json\n");
-            None
-        }
-    };
-    let zip = zip_files(&solution.files(statement));
-    Solved {
-        status,
-        reason,
-        result,
-        stderr,
-        zip: Some(zip),
-        solve,
-    }
-}
-
-/// Files up to this size are stored in the zip as they are: compressing a few kilobytes costs
-/// more CPU (mostly setting up the compressor) than it saves in storage.
-const STORE_UNCOMPRESSED_BELOW: usize = 32 * 1024;
-
-/// A zip of `files`; the larger ones deflated at the fastest level.
-pub fn zip_files(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let capacity = files.iter().map(|(_, c)| c.len() + 128).sum::<usize>() + 256;
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(capacity)));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let deflated = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(1));
-    for (name, content) in files {
-        let options = if content.len() < STORE_UNCOMPRESSED_BELOW {
-            stored
-        } else {
-            deflated
-        };
-        zip.start_file(*name, options)
-            .and_then(|()| zip.write_all(content).map_err(Into::into))
-            .expect("writing to memory does not fail");
-    }
-    zip.finish()
-        .expect("writing to memory does not fail")
-        .into_inner()
 }
 
 /// A fixed set of solver threads, fed through one queue.

@@ -20,6 +20,8 @@ pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
 
 #[cfg(feature = "nats")]
+pub mod frame;
+#[cfg(feature = "nats")]
 pub mod input_zip;
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -15,7 +15,11 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
-use crate::{JobRecord, names};
+use crate::{
+    Inputs, JobId, JobRecord, RunReport, Status, UserId,
+    input_zip::{self, InputZipError},
+    names,
+};
 
 /// A failure talking to NATS, with the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +343,111 @@ pub async fn put_new_object(
             .map_err(|e| NatsError::nats("store object (acknowledgement)", e))?;
     }
     Ok(())
+}
+
+/// The most content an input object may unpack to.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Why a job's input object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// NATS trouble (the job itself may be fine).
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// The object is not a valid input zip: the job's fault.
+    #[error("input object: {0}")]
+    Invalid(#[from] InputZipError),
+}
+
+/// The inputs kept in the input object `name` (at most [`MAX_INPUT_BYTES`] of content).
+pub async fn fetch_inputs(outputs: &ObjectStore, name: &str) -> Result<Inputs, InputError> {
+    use tokio::io::AsyncReadExt as _;
+
+    let object = outputs
+        .get(name)
+        .await
+        .map_err(|e| NatsError::nats("fetch the input object", e))?;
+    let mut bytes = Vec::new();
+    object
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| NatsError::nats("read the input object", e))?;
+    Ok(input_zip::decode(&bytes, MAX_INPUT_BYTES)?)
+}
+
+/// What [`report_outcome`] did with a job's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reported {
+    /// The record ended with the report (which names the stored zip, if any).
+    Recorded(RunReport),
+    /// The record had already ended (cancelled, timed out by the middleware): it stays.
+    EndedElsewhere(JobRecord),
+    /// The record is neither running nor terminal: nobody started this job.
+    NotRunning(JobRecord),
+    /// There is no record.
+    Missing,
+}
+
+/// How the outcome of a job ends its record, whoever produced it (an executor that talks to
+/// NATS, or the middleware for an executor that cannot): stores `zip`, if any, as the job's
+/// output object `<user>/<job-id>-output.zip`, then ends the record with `report` by
+/// compare-and-set if it is still running. A record that ended meanwhile stays as it is, and
+/// the zip just stored is removed again, unless the record names it.
+pub async fn report_outcome(
+    topology: &Topology,
+    user: &UserId,
+    id: &JobId,
+    mut report: RunReport,
+    zip: Option<&[u8]>,
+) -> Result<Reported, NatsError> {
+    let key = names::job_key(user, id);
+    report.output_object = None;
+    if let Some(mut zip) = zip {
+        let name = names::output_object(user, id);
+        topology
+            .outputs
+            .put(name.as_str(), &mut zip)
+            .await
+            .map_err(|e| NatsError::nats("store the output zip", e))?;
+        report.output_object = Some(name);
+    }
+    let transition = topology
+        .jobs
+        .transition(&key, |r| {
+            r.status == Status::Running && {
+                r.apply_report(&report, crate::job::now());
+                true
+            }
+        })
+        .await?;
+    let record = match transition {
+        Transition::Changed(..) => return Ok(Reported::Recorded(report)),
+        Transition::Unchanged(record, _) => record,
+        Transition::Missing => {
+            discard_output(topology, &report, None).await;
+            return Ok(Reported::Missing);
+        }
+    };
+    discard_output(topology, &report, Some(&record)).await;
+    Ok(if record.status.is_terminal() {
+        Reported::EndedElsewhere(record)
+    } else {
+        Reported::NotRunning(record)
+    })
+}
+
+/// Removes the zip named by `report` unless `record` names it too: nobody would read it.
+async fn discard_output(topology: &Topology, report: &RunReport, record: Option<&JobRecord>) {
+    let Some(name) = &report.output_object else {
+        return;
+    };
+    if record.and_then(|r| r.output_object.as_ref()) == Some(name) {
+        return;
+    }
+    if let Err(e) = topology.outputs.delete(name).await {
+        tracing::warn!(object = %name, error = %e, "cannot remove an output nobody will read");
+    }
 }
 
 /// A job record as stored.

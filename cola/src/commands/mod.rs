@@ -13,7 +13,7 @@ use crate::cli::{Command, TokenCommand};
 
 pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Up(args) => up::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => {
             let config = services::gateway_config(&args.gateway, &args.nats.nats_url, false)?;
             cola_gateway::run(config, shutdown_on_signal()).await?;
@@ -22,12 +22,31 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Middleware(args) => {
             let (config, backend) = services::middleware(
                 &args.middleware,
+                &args.backend,
                 &args.sandbox,
                 &args.data_dir,
                 &args.nats.nats_url,
                 None,
-            )?;
-            cola_middleware::run(config, backend, shutdown_on_signal()).await?;
+            )
+            .await?;
+            let probes = cola_middleware::health::Probes::new();
+            let probes_stop = CancellationToken::new();
+            if let Some(addr) = args.health_listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--health-listen {addr}"))?;
+                tokio::spawn(cola_middleware::health::serve(
+                    listener,
+                    probes.clone(),
+                    probes_stop.clone(),
+                ));
+            }
+            let ran =
+                cola_middleware::run_with_probes(config, backend, shutdown_on_signal(), probes)
+                    .await;
+            // Only after the drain: liveness holds while running jobs finish.
+            probes_stop.cancel();
+            ran?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Executor(args) => services::executor(args).await,
@@ -40,6 +59,29 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// For `cola executor`: moves the job message of `--job-env` out of the environment, and drops
+/// the NATS URL (which may hold credentials) from it, so that nothing the executor starts could
+/// inherit them. (User code gets an empty environment anyway, and an executor in a container
+/// makes itself non-dumpable, which closes its `/proc/<pid>/environ`.)
+///
+/// Must be called while the process has one thread: changing the environment is unsound once
+/// other threads may read it.
+pub fn take_secrets_from_env(command: &mut Command) -> anyhow::Result<()> {
+    let Command::Executor(args) = command else {
+        return Ok(());
+    };
+    if let Some(name) = &args.job_env {
+        let value = std::env::var_os(name)
+            .with_context(|| format!("--job-env: the environment has no variable {name}"))?;
+        args.job_json = Some(value.into_encoded_bytes());
+        // SAFETY: the caller guarantees that no other thread exists yet.
+        unsafe { std::env::remove_var(name) };
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("COLA_NATS_URL") };
+    Ok(())
 }
 
 /// Logs to stderr; `RUST_LOG` selects what (default: info).

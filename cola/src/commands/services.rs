@@ -1,15 +1,21 @@
 //! Service configurations built from flags, shared by `cola up` and the single-service commands.
 
-use std::{path::Path, process::ExitCode, sync::Arc, time::Duration};
+use std::{io::Write as _, path::Path, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
+use cola_executors::SandboxKind;
 use cola_middleware::{
     Backend, MiddlewareConfig,
+    docker::{DockerBackend, DockerConfig},
+    kube::{self, KubeBackend, KubeBackendConfig, SecretKeyRef},
     process::{ProcessBackend, ProcessBackendConfig},
 };
 use cola_wire::nats::{Topology, TopologyConfig};
 
-use crate::cli::{ExecutorArgs, GatewayFlags, MiddlewareFlags, SandboxFlags};
+use crate::cli::{
+    BackendFlags, BackendKind, DockerFlags, ExecutorArgs, GatewayFlags, KubeFlags, MiddlewareFlags,
+    SandboxFlags,
+};
 
 /// The gateway's configuration; `dev` offers the "continue as local developer" login.
 pub fn gateway_config(
@@ -52,10 +58,11 @@ pub fn topology_config(flags: &MiddlewareFlags) -> anyhow::Result<TopologyConfig
     })
 }
 
-/// The middleware configuration and its process backend. `go_cache` is a prepared warm Go
-/// build cache to share with executors.
-pub fn middleware(
+/// The middleware configuration and its backend. `go_cache` is a prepared warm Go build cache
+/// to share with executors of the process backend.
+pub async fn middleware(
     flags: &MiddlewareFlags,
+    backend: &BackendFlags,
     sandbox: &SandboxFlags,
     data_dir: &Path,
     nats_url: &str,
@@ -71,6 +78,20 @@ pub fn middleware(
         topology: topology_config(flags)?,
     };
     config.validate()?;
+    let backend: Arc<dyn Backend> = match backend.backend {
+        BackendKind::Process => Arc::new(process_backend(sandbox, data_dir, nats_url, go_cache)?),
+        BackendKind::Docker => Arc::new(docker_backend(&backend.docker).await?),
+        BackendKind::Kubernetes => Arc::new(kube_backend(&backend.kube).await?),
+    };
+    Ok((config, backend))
+}
+
+fn process_backend(
+    sandbox: &SandboxFlags,
+    data_dir: &Path,
+    nats_url: &str,
+    go_cache: Option<&Path>,
+) -> anyhow::Result<ProcessBackend> {
     if !sandbox.bwrap.exists() {
         bail!(
             "bubblewrap not found at {} (install the Debian package bubblewrap)",
@@ -88,20 +109,68 @@ pub fn middleware(
     if let Some(cache) = go_cache {
         executor_args.extend(["--go-cache".to_owned(), cache.display().to_string()]);
     }
-    let backend = ProcessBackend::new(ProcessBackendConfig {
+    Ok(ProcessBackend::new(ProcessBackendConfig {
         executor_bin: std::env::current_exe().context("locating the cola binary")?,
         jobs_dir: absolute(&data_dir.join("jobs"))?,
         nats_url: nats_url.to_owned(),
         executor_args,
-    })?;
-    Ok((config, Arc::new(backend)))
+    })?)
+}
+
+async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<DockerBackend> {
+    let config = DockerConfig {
+        host: flags.docker_host.clone(),
+        image_prefix: flags.executor_image_prefix.clone(),
+        image_tag: flags.executor_image_tag.clone(),
+        work_mb: flags.docker_work_mb,
+        cpus: flags.docker_cpus,
+        ..DockerConfig::default()
+    };
+    Ok(DockerBackend::connect(config).await?)
+}
+
+async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<KubeBackend> {
+    let mut config = KubeBackendConfig::new(
+        flags.kube_namespace.clone(),
+        SecretKeyRef {
+            name: flags.kube_nats_secret.clone(),
+            key: flags.kube_nats_secret_key.clone(),
+        },
+    );
+    config.cluster = flags.kube_cluster.clone();
+    config.image_registry = flags.kube_image_registry.clone();
+    config.image_tag = flags.kube_image_tag.clone();
+    config.image_pull_policy = flags.kube_image_pull_policy.clone();
+    config.image_pull_secrets = flags.kube_image_pull_secrets.clone();
+    config.service_account = flags.kube_service_account.clone();
+    config.runtime_class = flags.kube_runtime_class.clone();
+    config.user_namespaces = flags.kube_user_namespaces;
+    config.node_selector =
+        kube::parse_node_selector(&flags.kube_node_selector).map_err(anyhow::Error::msg)?;
+    config.tolerations = flags
+        .kube_tolerations
+        .iter()
+        .map(|t| kube::parse_toleration(t))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    config.work_area_mb = flags.kube_work_area_mb;
+    config.tmp_mb = flags.kube_tmp_mb;
+    config.cpu_request_millis = flags.kube_cpu_request_millis;
+    config.cpu_limit_millis = flags.kube_cpu_limit_millis;
+    config.memory_overhead_mb = flags.kube_memory_overhead_mb;
+    config.pending_timeout = Duration::from_secs(flags.kube_pending_timeout_seconds);
+    config.reconcile_every = (flags.kube_reconcile_seconds > 0)
+        .then(|| Duration::from_secs(flags.kube_reconcile_seconds));
+    Ok(KubeBackend::connect(config).await?)
 }
 
 pub fn sandbox_config(
     flags: &SandboxFlags,
     go_cache: Option<&Path>,
+    kind: SandboxKind,
 ) -> cola_executors::SandboxConfig {
     cola_executors::SandboxConfig {
+        kind,
         bwrap: flags.bwrap.clone(),
         uid_base: flags.uid_base,
         uid_count: flags.uid_count,
@@ -123,22 +192,50 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         cola_executors::prepare_go_cache(dir)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (Some(job_file), Some(job_dir)) = (args.job_file, args.job_dir) else {
-        bail!("--job-file and --job-dir are required");
+    let Some(job_dir) = args.job_dir else {
+        bail!("--job-dir is required");
+    };
+    let sandbox = sandbox_config(&args.sandbox, args.go_cache.as_deref(), args.isolation);
+    if args.isolation == SandboxKind::Container && std::process::id() != 1 {
+        tracing::warn!(
+            "the container sandbox runs as PID {} rather than 1: processes that leave the \
+             program's process group outlive their step until the container ends",
+            std::process::id()
+        );
+    }
+    if args.stdio {
+        let job = cola_executors::read_job_bytes(std::io::stdin().lock())?;
+        let outcome = cola_executors::run_offline(&job, &job_dir, &sandbox).await?;
+        log_end(&outcome.report);
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&cola_wire::frame::encode(&outcome))
+            .and_then(|()| stdout.flush())
+            .context("writing the result frame")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let job = match (args.job_file, args.job_json) {
+        (Some(file), _) => cola_executors::JobSource::File(file),
+        (None, Some(json)) => cola_executors::JobSource::Json(json),
+        (None, None) => bail!("one of --job-file, --job-env and --stdio is required"),
     };
     let config = cola_executors::ExecutorConfig {
         nats_url: args.nats.nats_url,
-        job_file,
+        job,
         job_dir,
-        sandbox: sandbox_config(&args.sandbox, args.go_cache.as_deref()),
+        sandbox,
     };
     let report = cola_executors::run(config).await?;
+    log_end(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn log_end(report: &cola_wire::RunReport) {
     tracing::info!(
         status = report.status.as_str(),
         reason = report.reason.map(|r| r.as_str()),
         "job ended"
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn open_topology(nats_url: &str) -> anyhow::Result<Topology> {

@@ -9,7 +9,7 @@ use cola_wire::{
 };
 
 use super::{services, shutdown_on_signal};
-use crate::cli::UpArgs;
+use crate::cli::{BackendKind, UpArgs};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
@@ -32,21 +32,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let topology = Topology::ensure(&async_nats::jetstream::new(client), &topology_config).await?;
 
-    let go_cache = data_dir.join("go-cache");
-    let go_cache = match cola_executors::prepare_go_cache(&go_cache) {
-        Ok(()) => Some(go_cache),
-        Err(e) => {
-            tracing::warn!(error = %e, "no warm Go build cache: Go jobs build the standard library themselves");
-            None
-        }
+    // The process backend's executors share a warm Go build cache; executor images have their
+    // own.
+    let go_cache = match args.backend.backend {
+        BackendKind::Process => prepare_go_cache(&data_dir.join("go-cache")),
+        BackendKind::Docker | BackendKind::Kubernetes => None,
     };
     let (middleware, backend) = services::middleware(
         &args.middleware,
+        &args.backend,
         &args.sandbox,
         &data_dir,
         &nats_url,
         go_cache.as_deref(),
-    )?;
+    )
+    .await?;
     if args.dev {
         write_dev_token(&topology, &data_dir).await?;
     }
@@ -79,6 +79,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     );
     first.context("a service panicked")?
+}
+
+fn prepare_go_cache(dir: &Path) -> Option<std::path::PathBuf> {
+    match cola_executors::prepare_go_cache(dir) {
+        Ok(()) => Some(dir.to_owned()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no warm Go build cache: Go jobs build the standard library themselves");
+            None
+        }
+    }
 }
 
 /// Uses the NATS server at `url`, or spawns one with its store in the data dir when none

@@ -1,6 +1,8 @@
 //! A whole cola on this machine for end-to-end tests: a real nats-server, the gateway (in
 //! process, on a free port), and real `cola middleware` processes with the process backend,
-//! which run every job in a real `cola executor` inside real bubblewrap.
+//! which run every job in a real `cola executor` inside real bubblewrap — or with the Docker
+//! backend ([`Stack::start_docker`]), which runs every job in a real container of a real dockerd
+//! ([`docker`]).
 #![allow(dead_code)]
 
 use std::{
@@ -23,6 +25,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     gateway_stop: CancellationToken,
     middlewares: Vec<Child>,
+    /// Arguments of `cola middleware` beyond the NATS URL, data directory and timings.
+    pub middleware_args: Vec<String>,
 }
 
 impl Stack {
@@ -69,7 +73,29 @@ impl Stack {
             http: reqwest::Client::new(),
             gateway_stop,
             middlewares: Vec::new(),
+            middleware_args: Vec::new(),
         }
+    }
+
+    /// NATS, the gateway and one middleware with the Docker backend, running the executor
+    /// images built from the `cola` binary under test (see [`docker::images`]).
+    pub async fn start_docker() -> Self {
+        let mut stack = Self::docker_without_middleware().await;
+        stack.start_middleware();
+        stack
+    }
+
+    /// NATS and the gateway; middlewares started later use the Docker backend.
+    pub async fn docker_without_middleware() -> Self {
+        let tag = docker::images();
+        let mut stack = Self::without_middleware().await;
+        stack.middleware_args = vec![
+            "--backend".into(),
+            "docker".into(),
+            "--executor-image-tag".into(),
+            tag,
+        ];
+        stack
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -96,6 +122,7 @@ impl Stack {
                 "--ack-wait-seconds",
                 "3",
             ])
+            .args(&self.middleware_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -241,3 +268,183 @@ pub const C_HELLO: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\");
 pub const GO_HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
 pub const JS_HELLO: &str = "console.log('hello');\n";
+
+/// The Docker daemon and cola's executor images for the tests. Nothing is skipped: without a
+/// daemon (and one cannot be started) or images, the tests fail and say why.
+pub mod docker {
+    use std::{
+        path::Path,
+        process::Command,
+        sync::OnceLock,
+        time::{Duration, Instant},
+    };
+
+    /// The repository root.
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the cola crate is in the workspace")
+    }
+
+    /// Makes sure a daemon answers (`scripts/dockerd.sh` starts Debian's dockerd when none
+    /// does) and that the executor images of the `cola` binary under test exist, building them
+    /// with `scripts/images.sh --cola-binary` when not; returns their tag. The tag names the
+    /// binary (its size and modification time), so a rebuilt binary gets new images and an
+    /// unchanged one reuses them. Once per test process; concurrent test processes serialise on
+    /// a lock file.
+    pub fn images() -> String {
+        static TAG: OnceLock<String> = OnceLock::new();
+        TAG.get_or_init(|| {
+            run(
+                Command::new(root().join("scripts/dockerd.sh")),
+                "scripts/dockerd.sh",
+            );
+            let binary = Path::new(super::COLA);
+            let meta = std::fs::metadata(binary).expect("the cola binary");
+            let modified = meta
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            let tag = format!("test-{:x}-{:x}", meta.len(), modified.as_nanos());
+            let lock = std::fs::File::create(std::env::temp_dir().join("cola-test-images.lock"))
+                .expect("the images lock file");
+            lock.lock().expect("locking the images lock file");
+            let languages = ["c", "go", "javascript", "numeric"];
+            if !languages
+                .iter()
+                .all(|l| image_exists(&format!("cola-executor-{l}:{tag}")))
+            {
+                let mut build = Command::new(root().join("scripts/images.sh"));
+                build.arg("--cola-binary").arg(binary).args(["--tag", &tag]);
+                run(build, "scripts/images.sh");
+                remove_other_test_images(&tag);
+            }
+            tag
+        })
+        .clone()
+    }
+
+    /// Images of earlier test binaries (`*:test-*` but `tag`): each set weighs gigabytes.
+    fn remove_other_test_images(tag: &str) {
+        let images = docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .expect("docker image ls");
+        let stale: Vec<&str> = images
+            .lines()
+            .filter(|image| {
+                image.starts_with("cola")
+                    && image.rsplit_once(':').is_some_and(|(_, t)| {
+                        t.starts_with("test-") && t != tag && !t.starts_with(&format!("{tag}-"))
+                    })
+            })
+            .collect();
+        if !stale.is_empty() {
+            let mut args = vec!["image", "rm", "--force"];
+            args.extend(&stale);
+            if let Err(e) = docker(&args) {
+                eprintln!("cannot remove stale test images: {e}");
+            }
+        }
+    }
+
+    fn image_exists(image: &str) -> bool {
+        docker(&["image", "inspect", image]).is_ok()
+    }
+
+    fn run(mut command: Command, what: &str) {
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs the docker CLI; its standard output, or what went wrong.
+    pub fn docker(args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Names of the containers labelled as cola's job containers, running or not.
+    pub fn job_containers() -> Vec<String> {
+        docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=cola.job-id",
+            "--format",
+            "{{.Names}}",
+        ])
+        .expect("docker ps")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// Whether the job's container exists.
+    pub fn container_of(job_id: &str) -> Option<String> {
+        let name = format!("cola-{job_id}");
+        job_containers().into_iter().find(|n| *n == name)
+    }
+
+    /// Volumes, by name.
+    pub fn volumes() -> Vec<String> {
+        docker(&["volume", "ls", "--format", "{{.Name}}"])
+            .expect("docker volume ls")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until `done` holds, polling; panics with `what` after `timeout`.
+    pub async fn eventually(timeout: Duration, what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A C job reads stdin, gets two arguments and writes a file under `out/`: all three come back
+/// (stdout in the view, the file in the zip).
+pub async fn stdin_args_and_out_files_round_trip(stack: &Stack) {
+    let token = stack.token("alice").await;
+    let source = r#"#include <stdio.h>
+#include <sys/stat.h>
+int main(int argc, char **argv) {
+    char line[64];
+    if (!fgets(line, sizeof line, stdin)) return 3;
+    mkdir("out", 0755);
+    FILE *f = fopen("out/result.txt", "w");
+    fprintf(f, "%s|%s|%s", argv[1], argv[2], line);
+    fclose(f);
+    printf("args=%d\n", argc - 1);
+    return 0;
+}
+"#;
+    let body = json!({ "language": "c", "files": [{ "name": "main.c", "content": source }], "stdin": "from stdin\n", "args": ["one", "two words"] });
+    let view = stack.run(&token, body).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["stdout"], "args=2\n");
+    let entries = stack
+        .zip_entries(&token, view["id"].as_str().unwrap())
+        .await;
+    let file = entries
+        .iter()
+        .find(|(n, _)| n == "out/result.txt")
+        .expect("out/result.txt in the zip");
+    assert_eq!(file.1, "one|two words|from stdin\n");
+}

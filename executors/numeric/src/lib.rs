@@ -29,6 +29,7 @@ pub mod expr;
 mod integrals;
 mod interpolation;
 mod iteration;
+pub mod job;
 mod linear;
 mod method;
 mod odes;

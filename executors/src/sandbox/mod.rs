@@ -26,6 +26,15 @@
 //! command ended comes from bubblewrap's `--json-status-fd`, whose `exit-code` is written only
 //! once the command was started: without it, the sandbox failed to set up.
 //!
+//! In a container ([`SandboxKind::Container`]: the Docker and Kubernetes backends) bubblewrap
+//! cannot work (no capabilities, Docker's seccomp profile), and the container is the sandbox:
+//! its own namespaces, no network, a read-only root, a size-capped `/work` and `/tmp`, a memory,
+//! CPU and pids cgroup, all set from outside by the backend. Steps then run directly as the
+//! executor's own (non-root) user, with the same rlimits (but `RLIMIT_NPROC`), environment, wall
+//! time and output cap. The executor makes itself non-dumpable ([`harden_container`]), so user
+//! code of the same uid can neither read its `/proc` entries (environment, descriptors, memory)
+//! nor trace it.
+//!
 //! Not bounded by rlimits: shared memory (`MAP_SHARED` mappings, SysV and POSIX shared memory)
 //! does not count against `RLIMIT_DATA`; only a memory cgroup can cap it.
 
@@ -57,9 +66,31 @@ pub const BASE_ENV: [(&str, &str); 3] = [
     ("LANG", "C.UTF-8"),
 ];
 
+/// How user code is isolated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SandboxKind {
+    /// bubblewrap on the host (the process backend).
+    #[default]
+    Bubblewrap,
+    /// The container the executor runs in is the sandbox (Docker, Kubernetes).
+    Container,
+}
+
+impl SandboxKind {
+    /// `bubblewrap` or `container`, as `cola executor --sandbox` takes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "bubblewrap" => Some(Self::Bubblewrap),
+            "container" => Some(Self::Container),
+            _ => None,
+        }
+    }
+}
+
 /// How executors sandbox user code on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
+    pub kind: SandboxKind,
     /// The bubblewrap binary.
     pub bwrap: PathBuf,
     /// First host uid (and gid) given to sandboxes when the executor runs as root.
@@ -75,11 +106,12 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
+            kind: SandboxKind::Bubblewrap,
             bwrap: PathBuf::from("/usr/bin/bwrap"),
             uid_base: 200_000,
             uid_count: 50_000,
             go_cache: None,
-            max_zip_bytes: 64 << 20,
+            max_zip_bytes: cola_wire::frame::MAX_ZIP_CONTENT_BYTES,
         }
     }
 }
@@ -88,6 +120,19 @@ impl SandboxConfig {
     /// Checks the settings before any job uses them.
     pub fn validate(&self) -> Result<(), ExecutorError> {
         let bad = |m: String| Err(ExecutorError::Config(m));
+        if self.max_zip_bytes == 0 || self.max_zip_bytes > cola_wire::frame::MAX_ZIP_CONTENT_BYTES {
+            return bad(format!(
+                "max_zip_bytes must be between 1 and {}",
+                cola_wire::frame::MAX_ZIP_CONTENT_BYTES
+            ));
+        }
+        if self.kind == SandboxKind::Container {
+            // User code runs as the executor's own user: never root.
+            if nix::unistd::geteuid().is_root() {
+                return bad("the container sandbox runs user code as the executor's own user, which must not be root".into());
+            }
+            return Ok(());
+        }
         if !self.bwrap.is_absolute() {
             return bad(format!(
                 "bwrap must be an absolute path, not {}",
@@ -103,9 +148,6 @@ impl SandboxConfig {
             .is_none_or(|end| end == u32::MAX)
         {
             return bad("the sandbox uid range ends beyond the largest valid uid".into());
-        }
-        if self.max_zip_bytes == 0 {
-            return bad("max_zip_bytes must be positive".into());
         }
         Ok(())
     }
@@ -137,29 +179,74 @@ pub struct Step {
     pub read_only: Vec<(PathBuf, String)>,
 }
 
-/// The sandbox of one job: the host identity its steps run as, and its work directory.
+/// The sandbox of one job: how its steps are isolated, and its work directory.
 #[derive(Debug)]
 pub struct Sandbox<'a> {
-    bwrap: &'a Path,
-    user: &'a SandboxUser,
+    mode: Mode<'a>,
     work_dir: &'a Path,
 }
 
+#[derive(Debug)]
+enum Mode<'a> {
+    /// bubblewrap, as the host identity `user`.
+    Bubblewrap {
+        bwrap: &'a Path,
+        user: &'a SandboxUser,
+    },
+    /// Directly, as the executor's own user, inside the container that is the sandbox.
+    Container,
+}
+
 impl<'a> Sandbox<'a> {
-    /// A sandbox whose steps run as `user` with `work_dir` (which `user` owns) at [`WORK_DIR`].
-    /// Borrowing the user keeps its uid reserved for as long as the sandbox can run.
+    /// A bubblewrap sandbox whose steps run as `user` with `work_dir` (which `user` owns) at
+    /// [`WORK_DIR`]. Borrowing the user keeps its uid reserved for as long as the sandbox can run.
     pub fn new(bwrap: &'a Path, user: &'a SandboxUser, work_dir: &'a Path) -> Self {
         Self {
-            bwrap,
-            user,
+            mode: Mode::Bubblewrap { bwrap, user },
             work_dir,
         }
     }
 
+    /// The sandbox `config` asks for: bubblewrap as `user`, or the container.
+    pub fn for_config(
+        config: &'a SandboxConfig,
+        user: &'a SandboxUser,
+        work_dir: &'a Path,
+    ) -> Self {
+        match config.kind {
+            SandboxKind::Bubblewrap => Self::new(&config.bwrap, user, work_dir),
+            SandboxKind::Container => Self {
+                mode: Mode::Container,
+                work_dir,
+            },
+        }
+    }
+
+    /// Whether steps can see host directories at other paths (`Step::read_only`); in a
+    /// container they can only use paths as they are.
+    pub fn binds_directories(&self) -> bool {
+        matches!(self.mode, Mode::Bubblewrap { .. })
+    }
+
     /// Runs `step` to its end (blocking) and says how it ended.
     pub fn run(&self, step: &Step) -> Result<StepOutcome, ExecutorError> {
-        process::run(self.bwrap, self.work_dir, self.user.host_ids(), step)
+        match self.mode {
+            Mode::Bubblewrap { bwrap, user } => {
+                process::run(bwrap, self.work_dir, user.host_ids(), step)
+            }
+            Mode::Container => process::run_direct(self.work_dir, step),
+        }
     }
+}
+
+/// Makes this process non-dumpable, for an executor whose sandbox is its container: user code
+/// runs as the same uid, and a dumpable process's `/proc` entries (environment, descriptors,
+/// memory) are open to its uid, as is tracing it. (A step's program is dumpable again once it
+/// executes: that changes nothing for the executor.)
+pub fn harden_container() -> Result<(), ExecutorError> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })
+        .map_err(|e| ExecutorError::io("making the executor non-dumpable", e))
 }
 
 /// The result of a system call that returns -1 and sets `errno` on failure. Async-signal-safe.

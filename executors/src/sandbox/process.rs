@@ -60,29 +60,17 @@ pub(super) fn run(
         .env_clear()
         .stdin(open_stdin(step.stdin.as_deref())?)
         .process_group(0);
-    let sinks = connect_output(&mut command, &step.output)?;
-    let mut child_setup = ChildSetup {
+    let setup = ChildSetup {
         switch,
         rlimits: Rlimits::for_step(&step.limits, step.max_file_bytes),
-        status_fd: status_writer.as_raw_fd(),
+        status_fd: Some(status_writer.as_raw_fd()),
         parent: std::process::id(),
     };
-    // SAFETY: the closure only makes async-signal-safe system calls and does not allocate.
-    unsafe {
-        command.pre_exec(move || child_setup.apply());
-    }
-    let started = Instant::now();
-    let child = command
-        .spawn()
-        .context(|| format!("starting {}", bwrap_bin.display()))?;
-    // Our copies of the pipes' write ends must go, or the readers would never see EOF.
-    drop(command);
-    drop(status_writer);
-
-    let group = Group::new(child.id() as i32);
-    let (waited, output_bytes) =
-        supervise(&group, sinks, &step.limits, started).context(|| "waiting for the sandbox")?;
-    let killed = group.killed_for();
+    let name = bwrap_bin.display().to_string();
+    let (waited, killed, output_bytes) = spawn_and_supervise(command, setup, step, &name, || {
+        // Our copy of the status pipe's write end must go, or its reader would never see EOF.
+        drop(status_writer)
+    })?;
     let ending = match command_status(status_reader)? {
         Some(status) => Ending::from_shell_status(status),
         None if killed.is_some() => waited.ending,
@@ -96,6 +84,95 @@ pub(super) fn run(
         peak_memory_kb: waited.peak_memory_kb,
         output_bytes,
     })
+}
+
+/// Runs `step` directly as the executor's own user, without bubblewrap: the container the
+/// executor runs in is the sandbox. The same rlimits (but `RLIMIT_NPROC`, which counts every
+/// process of the uid on the host, so containers sharing a uid would share it: the container's
+/// pids limit bounds processes instead), the same cleared environment, no inherited descriptor,
+/// the process group killed at the wall time. When the executor is PID 1 of its container, every
+/// process the step left behind (also those that left the process group) is killed and reaped
+/// once the step ends.
+pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, ExecutorError> {
+    if !step.read_only.is_empty() {
+        return Err(ExecutorError::Config(
+            "the container sandbox cannot bind directories into a step".into(),
+        ));
+    }
+    let (program, args) = step
+        .command
+        .split_first()
+        .ok_or_else(|| ExecutorError::Config("a step without a command".into()))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(super::BASE_ENV.iter().map(|(k, v)| (*k, *v)))
+        .envs(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(work_dir)
+        .stdin(open_stdin(step.stdin.as_deref())?)
+        .process_group(0);
+    let setup = ChildSetup {
+        switch: None,
+        rlimits: Rlimits {
+            processes: None,
+            ..Rlimits::for_step(&step.limits, step.max_file_bytes)
+        },
+        status_fd: None,
+        parent: std::process::id(),
+    };
+    let spawned = spawn_and_supervise(command, setup, step, program, || {});
+    if std::process::id() == 1 {
+        kill_everything_else();
+    }
+    let (waited, killed, output_bytes) = spawned?;
+    Ok(StepOutcome {
+        ending: waited.ending,
+        killed,
+        wall: waited.elapsed,
+        cpu: waited.cpu,
+        peak_memory_kb: waited.peak_memory_kb,
+        output_bytes,
+    })
+}
+
+/// Starts `command` (its process group led by the child, `setup` applied between `fork` and
+/// `exec`), copies its output under the step's cap and waits for it under the wall-time limit.
+/// `after_spawn` drops what the parent must not keep open once the child has it.
+fn spawn_and_supervise(
+    mut command: Command,
+    mut setup: ChildSetup,
+    step: &Step,
+    name: &str,
+    after_spawn: impl FnOnce(),
+) -> Result<(Waited, Option<Kill>, u64), ExecutorError> {
+    let sinks = connect_output(&mut command, &step.output)?;
+    // SAFETY: the closure only makes async-signal-safe system calls and does not allocate.
+    unsafe {
+        command.pre_exec(move || setup.apply());
+    }
+    let started = Instant::now();
+    let child = command.spawn().context(|| format!("starting {name}"))?;
+    // Our copies of the pipes' write ends must go, or the readers would never see EOF.
+    drop(command);
+    after_spawn();
+    let group = Group::new(child.id() as i32);
+    let (waited, output_bytes) =
+        supervise(&group, sinks, &step.limits, started).context(|| "waiting for the sandbox")?;
+    Ok((waited, group.killed_for(), output_bytes))
+}
+
+/// As PID 1 of a container: SIGKILLs every other process of the container (`kill(-1)` spares
+/// only the caller) and reaps them all.
+fn kill_everything_else() {
+    // SAFETY: plain system calls. The caller is PID 1, so -1 means "this container's processes".
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(-1, &mut status, 0) > 0
+            || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
 }
 
 /// Copies the output into its files while waiting for bubblewrap under the wall-time limit;
@@ -173,7 +250,8 @@ fn connect_output(
 struct Rlimits {
     cpu_seconds: u64,
     data_bytes: u64,
-    processes: u64,
+    /// `RLIMIT_NPROC`, where it can be used (see [`run_direct`]).
+    processes: Option<u64>,
     file_bytes: u64,
     stack_bytes: u64,
 }
@@ -185,7 +263,7 @@ impl Rlimits {
             cpu_seconds: limits.cpu_time_ms.div_ceil(1000),
             // Not RLIMIT_AS: V8 and the Go runtime reserve far more address space than they use.
             data_bytes,
-            processes: limits.processes + SANDBOX_PROCESSES,
+            processes: Some(limits.processes + SANDBOX_PROCESSES),
             file_bytes: max_file_bytes,
             stack_bytes: data_bytes.min(MAX_STACK_BYTES),
         }
@@ -196,7 +274,9 @@ impl Rlimits {
         // SIGXCPU at the limit, SIGKILL a second later if the program ignores it.
         setrlimit(Resource::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1)?;
         setrlimit(Resource::RLIMIT_DATA, self.data_bytes, self.data_bytes)?;
-        setrlimit(Resource::RLIMIT_NPROC, self.processes, self.processes)?;
+        if let Some(processes) = self.processes {
+            setrlimit(Resource::RLIMIT_NPROC, processes, processes)?;
+        }
         setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
         setrlimit(Resource::RLIMIT_FSIZE, self.file_bytes, self.file_bytes)?;
         setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
@@ -249,7 +329,8 @@ fn user_switch(
 struct ChildSetup {
     switch: Option<UserSwitch>,
     rlimits: Rlimits,
-    status_fd: RawFd,
+    /// bubblewrap's status pipe, the one descriptor beyond stdio the child keeps.
+    status_fd: Option<RawFd>,
     parent: u32,
 }
 
@@ -271,7 +352,9 @@ impl ChildSetup {
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
             );
-            check(libc::fcntl(self.status_fd, libc::F_SETFD, 0))?;
+            if let Some(fd) = self.status_fd {
+                check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+            }
             // bubblewrap dies with the executor's thread that started it (and takes the sandbox
             // with it, through --die-with-parent). Set after the user switch, which clears it.
             check(libc::prctl(
@@ -518,7 +601,7 @@ mod tests {
         let r = Rlimits::for_step(&limits, 4096);
         assert_eq!(r.cpu_seconds, 2);
         assert_eq!(r.data_bytes, 32 << 20);
-        assert_eq!(r.processes, 12);
+        assert_eq!(r.processes, Some(12));
         assert_eq!(r.file_bytes, 4096);
         assert_eq!(r.stack_bytes, 8 << 20);
         let tiny = Rlimits::for_step(
