@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric images
+.PHONY: run test setup build lint bench bench-numeric bench-docker images
 
 CARGO ?= cargo
 
@@ -30,6 +30,10 @@ bench: build
 ## Numeric jobs through the HTTP API with wrk: latency and throughput (see BENCHMARKS.md).
 bench-numeric: setup
 	scripts/bench-numeric.sh
+
+## The Docker backend against a bare `docker run` of the same image (see BENCHMARKS.md).
+bench-docker: setup
+	scripts/bench-docker.sh
 
 ## Build cola's images (service and one executor per language) into the local Docker daemon,
 ## making the Debian base locally when no registry answers (see docker/Dockerfile).
