@@ -497,3 +497,76 @@ async fn daemon_errors_and_bad_result_frames_are_internal_errors_for_operators()
     assert_eq!(view["stderr"], "");
     assert_no_container(&view).await;
 }
+
+/// The executor image as the Kubernetes backend runs it, under the Pod's security context
+/// (read-only root, uid 10001, no capabilities, no privilege escalation, `/work` and `/tmp` as
+/// the only writable places) and with the Pod's arguments: the job comes from `COLA_JOB`, the
+/// executor reports to NATS itself, and user code cannot read the NATS URL or the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executor_image_runs_a_pod_job_under_the_pods_security_context() {
+    use cola_wire::{InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Status, UserId};
+
+    let tag = docker::images();
+    let nats = cola_testkit::TestNats::start().await;
+    let lang = cola_wire::language(&Language::parse("c").unwrap()).unwrap();
+    // The program prints what it can see of the executor's secrets.
+    let source = r#"#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    FILE *f = fopen("/proc/1/environ", "r");
+    printf("environ:%s job:%s url:%s\n", f ? "readable" : "closed",
+           getenv("COLA_JOB") ? "set" : "unset", getenv("COLA_NATS_URL") ? "set" : "unset");
+    return 0;
+}
+"#;
+    let message = JobMessage {
+        id: JobId::new(),
+        user: UserId::parse("alice").unwrap(),
+        language: lang.id(),
+        args: Vec::new(),
+        limits: lang.default_limits,
+        created_at: cola_wire::job::now(),
+        inputs: Some(Inputs {
+            files: vec![InputFile {
+                name: "main.c".into(),
+                content: source.into(),
+            }],
+            stdin: String::new(),
+        }),
+        input_object: None,
+        problem: None,
+    };
+    let mut record = JobRecord::queued(&message, Vec::new(), 0);
+    record.status = Status::Running;
+    let key = cola_wire::names::job_key(&message.user, &message.id);
+    nats.topology.jobs.create(&key, &record).await.unwrap();
+
+    let tmpfs = "rw,exec,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700";
+    let out = tokio::process::Command::new("docker")
+        // The host network only to reach the test's NATS on loopback (in a cluster, a
+        // NetworkPolicy lets the Pod reach NATS and nothing else).
+        .args(["run", "--rm", "--network", "host", "--read-only"])
+        .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+        .args(["--user", "10001:10001"])
+        .args(["--tmpfs", &format!("/work:{tmpfs}")])
+        .args(["--tmpfs", &format!("/tmp:{tmpfs}")])
+        .args([
+            "-e",
+            &format!("COLA_JOB={}", serde_json::to_string(&message).unwrap()),
+        ])
+        .args(["-e", &format!("COLA_NATS_URL={}", nats.url())])
+        .arg(format!("cola-executor-c:{tag}"))
+        .args(cola_middleware::kube::default_executor_args())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (record, _) = nats.topology.jobs.get(&key).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Succeeded, "{record:?}");
+    assert_eq!(record.stdout, "environ:closed job:unset url:unset\n");
+    assert!(record.output_object.is_some());
+}
