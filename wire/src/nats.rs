@@ -504,12 +504,28 @@ impl LocalServer {
     }
 }
 
+/// The JetStream store limit of a spawned server (see [`start`]).
+const LOCAL_MAX_FILE_STORE: &str = "16GB";
+
 async fn start(binary: &Path, store: &Path, port: u16) -> Result<tokio::process::Child, NatsError> {
     std::fs::create_dir_all(store)
         .map_err(|e| NatsError::Spawn(format!("{}: {e}", store.display())))?;
+    // JetStream's own default store limit is 75% of the disk free at start: on a fuller disk it
+    // refuses the topology's reservations (about 10.4 GiB in all), though a bucket only ever
+    // takes what is written to it. An explicit limit above the reservations keeps `cola up`
+    // (and every test server) working on any disk; the buckets' limits bound the real use.
+    let config = store.join("cola-nats.conf");
+    let store_dir = serde_json::to_string(&store.to_string_lossy()).expect("a path serializes");
+    std::fs::write(
+        &config,
+        format!(
+            "jetstream {{\n  store_dir: {store_dir}\n  max_file_store: {LOCAL_MAX_FILE_STORE}\n}}\n"
+        ),
+    )
+    .map_err(|e| NatsError::Spawn(format!("{}: {e}", config.display())))?;
     let mut child = tokio::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+        .arg(&config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
