@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker images
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware images
 
 CARGO ?= cargo
 
@@ -34,6 +34,10 @@ bench-numeric: setup
 ## The Docker backend against a bare `docker run` of the same image (see BENCHMARKS.md).
 bench-docker: setup
 	scripts/bench-docker.sh
+
+## The middleware's CPU at 100 jobs/s and its memory with 10,000 queued jobs (see BENCHMARKS.md).
+bench-middleware: setup
+	scripts/bench-middleware.sh
 
 ## Build cola's images (service and one executor per language) into the local Docker daemon,
 ## making the Debian base locally when no registry answers (see docker/Dockerfile).

@@ -35,7 +35,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct NatsArgs {
-    /// The NATS server to use.
+    /// The NATS server to use (a cluster: its nodes' URLs, comma-separated).
     #[arg(long, env = "COLA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 }

@@ -46,6 +46,9 @@ pub enum ExecutorError {
     NotRunning { key: String, status: &'static str },
     #[error("the executor's worker failed: {0}")]
     Worker(String),
+    /// The job ended (or its record could not be read) before its program was run: it is not.
+    #[error("the job was stopped before its program ran")]
+    Halted,
 }
 
 impl ExecutorError {

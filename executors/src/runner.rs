@@ -17,7 +17,7 @@ use cola_wire::{
     frame::Outcome,
     job::preview,
     language, languages, names,
-    nats::{InputError, NatsError, Reported, Topology, fetch_inputs, report_outcome},
+    nats::{InputError, JobStore, NatsError, Reported, Topology, fetch_inputs, report_outcome},
 };
 use tracing::Instrument;
 
@@ -72,6 +72,10 @@ pub struct Execution {
 /// (cancelled, timed out by the middleware) — the record's, which is left as it is. A job that
 /// fails (including with `internal_error`) is still `Ok`: its outcome is recorded. `Err` means
 /// the outcome could not be recorded.
+///
+/// A program whose inputs are inline is prepared and compiled while the executor connects to
+/// NATS and reads the record; its run step, the first to execute user code, waits for that
+/// check, so the code of a job that has already ended (or has no record) never runs.
 pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
     prepare(&config.sandbox)?;
     let job = read_job(&config.job)?;
@@ -79,35 +83,93 @@ pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
         let key = names::job_key(&job.user, &job.id);
-        let topology = connect(&config.nats_url).await?;
-        if let Some(ended) = terminal_record(&topology, &key).await? {
+        let early = match (language(&job.language), &job.inputs) {
+            (Some(lang), Some(inputs)) if !lang.is_builtin() => {
+                let (go, gate) = tokio::sync::oneshot::channel();
+                let execution = spawn_execute(
+                    lang,
+                    &job,
+                    inputs,
+                    &config.job_dir,
+                    &config.sandbox,
+                    Some(gate),
+                );
+                Some((go, execution))
+            }
+            _ => None,
+        };
+        let (topology, ended) = match connect_and_read(&config.nats_url, &key).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                halt(early).await;
+                return Err(e);
+            }
+        };
+        if let Some(ended) = ended {
+            halt(early).await;
             tracing::info!(
                 status = ended.status.as_str(),
                 "job already ended; not running it"
             );
             return Ok(report_of(&ended));
         }
-        let inputs = match inline_or_fetched(&topology, &job).await {
-            Ok(inputs) => inputs,
-            Err(e) => {
-                let report = failed_report(&job.limits, Reason::InternalError, e.to_string());
-                return end_record(&topology, &job, report, None).await;
+        let (report, zip) = match early {
+            Some((go, execution)) => {
+                // The run step may start. (One that never comes, after a failed compilation or
+                // an error, does not receive this.)
+                let _ = go.send(());
+                match joined(execution).await {
+                    Ok(execution) => (execution.report, Some(execution.zip)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "job failed in the executor");
+                        (
+                            failed_report(&job.limits, Reason::InternalError, e.to_string()),
+                            None,
+                        )
+                    }
+                }
             }
-        };
-        let (report, zip) = match run_job(&job, inputs, &config.job_dir, &config.sandbox).await {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, "job failed in the executor");
-                (
-                    failed_report(&job.limits, Reason::InternalError, e.to_string()),
-                    None,
-                )
+            None => {
+                let inputs = match inline_or_fetched(&topology, &job).await {
+                    Ok(inputs) => inputs,
+                    Err(e) => {
+                        let report =
+                            failed_report(&job.limits, Reason::InternalError, e.to_string());
+                        return end_record(&topology, &job, report, None).await;
+                    }
+                };
+                match run_job(&job, inputs, &config.job_dir, &config.sandbox).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(error = %e, "job failed in the executor");
+                        (
+                            failed_report(&job.limits, Reason::InternalError, e.to_string()),
+                            None,
+                        )
+                    }
+                }
             }
         };
         end_record(&topology, &job, report, zip).await
     }
     .instrument(span)
     .await
+}
+
+/// An execution started before the record was checked, and the sender that lets its run step
+/// start.
+type EarlyExecution = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<Execution, ExecutorError>>,
+);
+
+/// Stops an execution started early before its run step (its user code never runs), and waits
+/// until it has cleaned up after itself.
+async fn halt(early: Option<EarlyExecution>) {
+    if let Some((go, execution)) = early {
+        drop(go);
+        let _ = execution.await;
+    }
 }
 
 /// Runs the job message `job` (JSON, every input inline) without NATS, for a backend that
@@ -191,25 +253,50 @@ pub fn read_job_bytes(reader: impl Read) -> Result<Vec<u8>, ExecutorError> {
     Ok(bytes)
 }
 
-async fn connect(url: &str) -> Result<Topology, ExecutorError> {
-    let client = async_nats::connect(url)
+/// Connects to NATS and opens the buckets an executor uses, all at once (one round trip rather
+/// than one each), reading the record under `key` as soon as its bucket is open. Returns the
+/// record when it is already terminal; an error if there is none.
+async fn connect_and_read(
+    url: &str,
+    key: &str,
+) -> Result<(Topology, Option<JobRecord>), ExecutorError> {
+    let client = async_nats::connect(cola_wire::nats::server_urls(url))
         .await
         .map_err(|source| ExecutorError::Connect {
             url: url.to_owned(),
             source,
         })?;
-    Ok(Topology::open(&jetstream::new(client)).await?)
-}
-
-/// The record under `key` if it is already terminal; an error if there is none.
-async fn terminal_record(
-    topology: &Topology,
-    key: &str,
-) -> Result<Option<JobRecord>, ExecutorError> {
-    match topology.jobs.get(key).await? {
-        None => Err(ExecutorError::NoRecord(key.to_owned())),
-        Some((record, _)) => Ok(record.status.is_terminal().then_some(record)),
-    }
+    let js = jetstream::new(client);
+    let open = |e| NatsError::nats("open bucket", e);
+    let jobs_and_record = async {
+        let jobs = JobStore {
+            kv: js.get_key_value(names::JOBS_BUCKET).await.map_err(open)?,
+        };
+        let record = jobs.get(key).await?;
+        Ok::<_, NatsError>((jobs, record))
+    };
+    let ((jobs, record), tokens, meta, outputs) = tokio::try_join!(
+        jobs_and_record,
+        async { js.get_key_value(names::TOKENS_BUCKET).await.map_err(open) },
+        async { js.get_key_value(names::META_BUCKET).await.map_err(open) },
+        async {
+            js.get_object_store(names::OUTPUTS_BUCKET)
+                .await
+                .map_err(|e| NatsError::nats("open object store cola-outputs", e))
+        },
+    )?;
+    let ended = match record {
+        None => return Err(ExecutorError::NoRecord(key.to_owned())),
+        Some((record, _)) => record.status.is_terminal().then_some(record),
+    };
+    let topology = Topology {
+        js,
+        jobs,
+        outputs,
+        tokens,
+        meta,
+    };
+    Ok((topology, ended))
 }
 
 /// The job's inputs: inline, or from its input object; `Err` inside when the job has none
@@ -361,13 +448,37 @@ pub async fn execute(
     job_dir: &Path,
     sandbox: &SandboxConfig,
 ) -> Result<Execution, ExecutorError> {
+    joined(spawn_execute(lang, job, inputs, job_dir, sandbox, None)).await
+}
+
+/// What an execution task returned; a worker that failed is an [`ExecutorError::Worker`].
+async fn joined(
+    task: tokio::task::JoinHandle<Result<Execution, ExecutorError>>,
+) -> Result<Execution, ExecutorError> {
+    task.await
+        .map_err(|e| ExecutorError::Worker(e.to_string()))?
+}
+
+/// What lets a job's run step start: a value. If its sender is dropped instead, the step is not
+/// run (see [`run`]).
+type RunGate = tokio::sync::oneshot::Receiver<()>;
+
+/// [`execute`] as a task of its own, whose run step waits for `gate` if there is one.
+fn spawn_execute(
+    lang: &LanguageDef,
+    job: &JobMessage,
+    inputs: &Inputs,
+    job_dir: &Path,
+    sandbox: &SandboxConfig,
+    gate: Option<RunGate>,
+) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
     let (lang, job, inputs) = (*lang, job.clone(), inputs.clone());
     let (job_dir, sandbox) = (job_dir.to_owned(), sandbox.clone());
     // Blocking work (processes, files): off the async threads. A panic in there still drops
     // the workspace, which removes the job's directories.
-    tokio::task::spawn_blocking(move || execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox))
-        .await
-        .map_err(|e| ExecutorError::Worker(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox, gate)
+    })
 }
 
 fn execute_blocking(
@@ -376,6 +487,7 @@ fn execute_blocking(
     inputs: &Inputs,
     job_dir: &Path,
     config: &SandboxConfig,
+    gate: Option<RunGate>,
 ) -> Result<Execution, ExecutorError> {
     config.validate()?;
     if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
@@ -403,7 +515,7 @@ fn execute_blocking(
         sandbox: &sandbox,
         config,
     };
-    let (report, usage) = steps.compile_and_run(stdin)?;
+    let (report, usage) = steps.compile_and_run(stdin, gate)?;
     let zip = steps.package(&report, usage)?;
     Ok(Execution { report, zip })
 }
@@ -446,8 +558,13 @@ struct JobSteps<'a> {
 }
 
 impl JobSteps<'_> {
-    /// Compiles (if the language needs it), then runs; the report and what the steps used.
-    fn compile_and_run(&self, stdin: PathBuf) -> Result<(RunReport, Usage), ExecutorError> {
+    /// Compiles (if the language needs it), then runs once `gate` (if any) lets it; the report
+    /// and what the steps used.
+    fn compile_and_run(
+        &self,
+        stdin: PathBuf,
+        gate: Option<RunGate>,
+    ) -> Result<(RunReport, Usage), ExecutorError> {
         let mut usage = Usage::default();
         let mut timings = Timings::default();
         if let Some(template) = self.lang.compile {
@@ -462,6 +579,11 @@ impl JobSteps<'_> {
                 };
                 return Ok((report, usage));
             }
+        }
+        if let Some(gate) = gate
+            && gate.blocking_recv().is_err()
+        {
+            return Err(ExecutorError::Halted);
         }
         let outcome = self.sandbox.run(&self.run_step(stdin))?;
         timings.run = Some(millis(&outcome));
@@ -774,6 +896,50 @@ mod tests {
         .unwrap();
         assert_eq!(outcome.report.reason, Some(Reason::InvalidInput));
         assert!(outcome.zip.is_none() && !outcome.report.stderr.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_run_step_waits_for_its_gate_and_never_starts_without_it() {
+        let c = &languages()[0];
+        let job = || JobMessage {
+            id: cola_wire::JobId::new(),
+            user: cola_wire::UserId::parse("tester").unwrap(),
+            language: c.id(),
+            args: Vec::new(),
+            limits: c.default_limits,
+            created_at: cola_wire::job::now(),
+            inputs: None,
+            input_object: None,
+            problem: None,
+        };
+        let inputs = Inputs {
+            files: vec![InputFile {
+                name: c.source_file.into(),
+                content: "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
+                    .into(),
+            }],
+            stdin: String::new(),
+        };
+        let config = SandboxConfig::default();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(gate));
+        drop(go);
+        let stopped = joined(task).await;
+        assert!(matches!(stopped, Err(ExecutorError::Halted)), "{stopped:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (go, gate) = tokio::sync::oneshot::channel();
+        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(gate));
+        go.send(()).unwrap();
+        let done = joined(task).await.unwrap();
+        assert_eq!(
+            (done.report.status, done.report.stdout.as_str()),
+            (Status::Succeeded, "hello\n"),
+            "{:?}",
+            done.report
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::GatewayError;
 /// Counts the reconnections of one NATS client; `changed()` fires after each.
 pub type Reconnects = watch::Receiver<u64>;
 
-/// Connects to `url`, logging connection events, and returns the client with its reconnects.
+/// Connects to `url` (one URL, or a cluster's, comma-separated), logging connection events, and
+/// returns the client with its reconnects.
 pub async fn connect(url: &str) -> Result<(async_nats::Client, Reconnects), GatewayError> {
     let (reconnected, reconnects) = watch::channel(0u64);
     let reconnected = Arc::new(reconnected);
@@ -38,7 +39,7 @@ pub async fn connect(url: &str) -> Result<(async_nats::Client, Reconnects), Gate
                 }
             }
         })
-        .connect(url)
+        .connect(cola_wire::nats::server_urls(url))
         .await
         .map_err(|source| GatewayError::Connect {
             url: url.to_owned(),

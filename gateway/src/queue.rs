@@ -39,12 +39,21 @@ pub async fn enqueue(
             "the problem statement is too large",
         ));
     }
-    let revision = topology.jobs.create(&key, &record).await?;
     let mut undo = Undo {
         jobs: &topology.jobs,
         outputs: &topology.outputs,
         key: &key,
         input_object: None,
+    };
+    let revision = match topology.jobs.create(&key, &record).await {
+        Ok(revision) => revision,
+        Err(error) => {
+            // A create whose answer was lost (a timeout while a cluster elects a new leader)
+            // may have been written all the same: remove it, so no record is left queued
+            // without a message. The key is this job's own (a fresh id).
+            undo.run().await;
+            return Err(error.into());
+        }
     };
 
     let inline_bytes = message.inputs.as_ref().map_or(0, |i| i.content_bytes());
@@ -178,10 +187,30 @@ struct Undo<'a> {
     input_object: Option<String>,
 }
 
+/// How long a rollback keeps trying to remove a record: longer than a cluster takes to elect a
+/// new leader for the bucket after losing a node (a few seconds).
+const UNDO_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Undo<'_> {
     async fn run(&self) {
-        if let Err(error) = self.jobs.remove(self.key).await {
-            tracing::error!(%error, key = self.key, "could not roll back the record of a job that was not queued");
+        // The failure that brought us here (a node lost, the bucket without a leader for a
+        // moment) often fails the removal too: a record left behind would stay `queued`
+        // forever, with no message to end it. Try again until it goes.
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.jobs.remove(self.key).await {
+                Ok(()) => break,
+                Err(error) if start.elapsed() < UNDO_PATIENCE => {
+                    tracing::warn!(%error, key = self.key, "cannot roll back the record of a job that was not queued yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(error) => {
+                    tracing::error!(%error, key = self.key, "could not roll back the record of a job that was not queued");
+                    break;
+                }
+            }
         }
         if let Some(name) = &self.input_object
             && let Err(error) = self.outputs.delete(name).await

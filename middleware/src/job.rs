@@ -99,7 +99,7 @@ async fn drive(
     job: &JobMessage,
     key: &str,
 ) -> Result<Disposition, NatsError> {
-    let Some((record, _)) = ctx.jobs.get(key).await? else {
+    let Some((record, revision)) = ctx.jobs.get(key).await? else {
         tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
         return Ok(Disposition::Ack);
     };
@@ -122,7 +122,7 @@ async fn drive(
         return Ok(Disposition::Ack);
     }
     let guard = ctx.cancels.register(key);
-    let handle = match record.executor {
+    let handle = match record.executor.clone() {
         Some(handle) if record.status == Status::Running => {
             let alive = match ctx.backend.is_alive(&handle).await {
                 Ok(alive) => alive,
@@ -156,7 +156,7 @@ async fn drive(
             }
         }
         // Queued, or running with no executor recorded (the launch never completed): start it.
-        _ => match start(ctx, job, key).await? {
+        _ => match start(ctx, job, key, record, revision).await? {
             Some(handle) => handle,
             None => return Ok(Disposition::Ack),
         },
@@ -164,16 +164,20 @@ async fn drive(
     watch(ctx, msg, job, key, &handle, &guard).await
 }
 
-/// Marks the job running and launches its executor. `None` if the job ended instead.
+/// Marks the job running (from `record`, as read at `revision`) and launches its executor.
+/// `None` if the job ended instead.
 async fn start(
     ctx: &Context,
     job: &JobMessage,
     key: &str,
+    record: JobRecord,
+    revision: u64,
 ) -> Result<Option<ExecutorHandle>, NatsError> {
     let started = now();
+    // From the record just read: one write, and no read unless someone wrote meanwhile.
     let moved = ctx
         .jobs
-        .transition(key, |r| {
+        .transition_from(key, record, revision, |r| {
             if r.cancel_requested {
                 r.finish(Status::Cancelled, None, started);
             } else {
@@ -186,10 +190,10 @@ async fn start(
             true
         })
         .await?;
-    match moved {
-        Transition::Changed(r, _) if r.status == Status::Running => {}
+    let (running, revision) = match moved {
+        Transition::Changed(r, revision) if r.status == Status::Running => (r, revision),
         _ => return Ok(None),
-    }
+    };
     let inlined;
     let job = if ctx.backend.needs_inline_inputs() && job.inputs.is_none() {
         match inline_inputs(ctx, job).await? {
@@ -227,9 +231,10 @@ async fn start(
             return Ok(None);
         }
     };
+    // Usually nobody wrote since the job was marked running: one write, no read.
     let recorded = ctx
         .jobs
-        .transition(key, |r| {
+        .transition_from(key, running, revision, |r| {
             r.status == Status::Running && {
                 r.executor = Some(handle.clone());
                 true

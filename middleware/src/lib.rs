@@ -83,7 +83,7 @@ pub async fn run_with_probes(
     probes: health::Probes,
 ) -> Result<(), MiddlewareError> {
     config.validate()?;
-    let client = async_nats::connect(&config.nats_url)
+    let client = async_nats::connect(cola_wire::nats::server_urls(&config.nats_url))
         .await
         .map_err(|e| NatsError::nats("connect to NATS", e))?;
     probes.connected(&client);

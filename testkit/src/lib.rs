@@ -1,9 +1,14 @@
 //! Test support shared by the crates' tests: a real `nats-server` per test, on a free port with
-//! a temporary store, with cola's stream and buckets created exactly as `cola up` creates them.
+//! a temporary store, with cola's stream and buckets created exactly as `cola up` creates them;
+//! or a three-node JetStream cluster ([`TestCluster`]) with them at three replicas.
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
-use cola_wire::nats::{LocalServer, Topology, TopologyConfig};
+use cola_wire::nats::{LocalServer, Topology, TopologyConfig, free_port};
 
 /// A running `nats-server` with JetStream and cola's topology. Killed when dropped.
 pub struct TestNats {
@@ -45,6 +50,162 @@ pub fn nats_server_binary() -> PathBuf {
     std::env::var_os("COLA_NATS_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| "nats-server".into())
+}
+
+/// A JetStream cluster of three `nats-server` nodes on loopback (client and route ports free at
+/// start, one store directory each), with cola's stream and buckets at three replicas. Every
+/// node still running is killed when dropped.
+pub struct TestCluster {
+    pub nodes: Vec<ClusterNode>,
+    _dir: tempfile::TempDir,
+}
+
+/// One node of a [`TestCluster`].
+pub struct ClusterNode {
+    /// The node's `server_name`, as JetStream reports leaders and peers.
+    pub name: String,
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl ClusterNode {
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the node has not been killed.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// How long a fresh cluster gets to elect its leaders and take cola's topology.
+const CLUSTER_READY: Duration = Duration::from_secs(60);
+
+impl TestCluster {
+    /// Starts three nodes routed to each other, waits until JetStream answers, and creates the
+    /// stream and buckets with `replicas: 3`.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| {
+                (
+                    free_port().expect("a free port"),
+                    free_port().expect("a free port"),
+                )
+            })
+            .collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (port, route)) in ports.iter().enumerate() {
+            let name = format!("n{i}");
+            let store = dir.path().join(&name);
+            std::fs::create_dir_all(&store).expect("node store dir");
+            let store_dir = format!("{:?}", store.to_string_lossy());
+            // As `LocalServer`: an explicit store limit, so the topology's reservations fit on
+            // a fuller disk (three nodes share it here, each reserving its replica).
+            let config = format!(
+                "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
+                 jetstream {{\n  store_dir: {store_dir}\n  max_file_store: 16GB\n}}\n\
+                 cluster {{\n  name: cola-test\n  listen: \"127.0.0.1:{route}\"\n  \
+                 routes: [{}]\n}}\n",
+                routes.join(", ")
+            );
+            let path = store.join("cola-nats.conf");
+            std::fs::write(&path, config).expect("write the node's config");
+            let child = tokio::process::Command::new(nats_server_binary())
+                .arg("-c")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(store.join("nats-server.log"))
+                        .map(Stdio::from)
+                        .unwrap_or_else(|_| Stdio::null()),
+                )
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn nats-server (is it installed?)");
+            nodes.push(ClusterNode {
+                name,
+                port: *port,
+                child: Some(child),
+            });
+        }
+        let cluster = Self { nodes, _dir: dir };
+        let start = Instant::now();
+        loop {
+            match cluster.try_topology().await {
+                Ok(()) => break,
+                Err(e) => {
+                    for node in &cluster.nodes {
+                        assert!(
+                            std::net::TcpStream::connect(("127.0.0.1", node.port)).is_ok()
+                                || start.elapsed() < Duration::from_secs(10),
+                            "cluster node {} does not listen on port {}",
+                            node.name,
+                            node.port
+                        );
+                    }
+                    assert!(
+                        start.elapsed() < CLUSTER_READY,
+                        "the 3-node cluster did not take cola's topology (3 replicas) within \
+                         {CLUSTER_READY:?}: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        cluster
+    }
+
+    async fn try_topology(&self) -> Result<(), String> {
+        let client = async_nats::connect(self.urls())
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::new(client);
+        let config = TopologyConfig {
+            replicas: 3,
+            ..TopologyConfig::default()
+        };
+        Topology::ensure(&js, &config)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Client URLs of the nodes still running.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(ClusterNode::url)
+            .collect()
+    }
+
+    /// Every node's client URL, comma-separated, as `--nats-url` takes a server list.
+    pub fn url_list(&self) -> String {
+        self.nodes
+            .iter()
+            .map(ClusterNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILLs the node named `name`, as a machine loss would, and waits for it to exit.
+    pub async fn kill(&mut self, name: &str) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no cluster node {name}"));
+        let mut child = node.child.take().expect("the node runs");
+        child.kill().await.expect("kill nats-server");
+    }
 }
 
 #[cfg(test)]

@@ -504,6 +504,15 @@ impl LocalServer {
     }
 }
 
+/// The servers named by a NATS URL option: one URL, or a cluster as a comma-separated list of
+/// its nodes' URLs (`nats://a:4222,nats://b:4222`), for `async_nats::connect`.
+pub fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// The JetStream store limit of a spawned server (see [`start`]).
 const LOCAL_MAX_FILE_STORE: &str = "16GB";
 
