@@ -8,12 +8,12 @@
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 mod support;
 
-use support::{api_latencies, free_port, ms, percentile, timed_runs};
+use support::{ColaUp, api_latencies, ms, percentile, timed_runs};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
@@ -42,33 +42,8 @@ fn main() {
         return; // `cargo test --benches` asks for a list: there is nothing to list.
     }
     let tag = std::env::var("COLA_EXECUTOR_IMAGE_TAG").unwrap_or_else(|_| "latest".into());
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut up = Command::new(COLA)
-        .args(["up", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
-        .args(["--backend", "docker", "--executor-image-tag", &tag])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let token_file = dir.path().join("dev-token");
-    let start = Instant::now();
-    while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "cola up --backend docker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let token = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let up = ColaUp::start(COLA, &["--backend", "docker", "--executor-image-tag", &tag]);
+    let (url, token) = (&up.url, &up.token);
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!(
@@ -78,7 +53,7 @@ fn main() {
     for (language, source, script) in PROGRAMS {
         let image = format!("cola-executor-{language}:{tag}");
         let bare = bare_latencies(&image, source, script);
-        let api = runtime.block_on(api_latencies(&url, &token, language, source));
+        let api = runtime.block_on(api_latencies(url, token, language, source));
         println!(
             "| {language} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
             ms(percentile(&bare, 50)),
@@ -88,12 +63,6 @@ fn main() {
             ms(percentile(&api, 50)) / ms(percentile(&bare, 50)),
         );
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(up.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .ok();
-    up.wait().ok();
 }
 
 /// `docker run --rm -i` of the image, with the same isolation as a job's container, compiling

@@ -4,13 +4,13 @@
 
 use std::{
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 mod support;
 
-use support::{api_latencies, free_port, ms, percentile, submit, timed_runs};
+use support::{ColaUp, api_latencies, ms, percentile, submit, timed_runs};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
@@ -32,32 +32,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list: there is nothing to list.
     }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut up = Command::new(COLA)
-        .args(["up", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let token_file = dir.path().join("dev-token");
-    let start = Instant::now();
-    while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "cola up did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let token = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let up = ColaUp::start(COLA, &[]);
+    let (url, token) = (&up.url, &up.token);
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!("| language | direct p50 | direct p90 | cola p50 | cola p90 | ratio (p50) | target |");
@@ -67,9 +43,9 @@ fn main() {
             language,
             file,
             source,
-            &dir.path().join(format!("direct-{language}")),
+            &up.dir.path().join(format!("direct-{language}")),
         );
-        let api = runtime.block_on(api_latencies(&url, &token, language, source));
+        let api = runtime.block_on(api_latencies(url, token, language, source));
         let target = match language {
             "c" => "≤ 1.2×",
             "javascript" => "≤ 1.25×",
@@ -84,13 +60,12 @@ fn main() {
             ms(percentile(&api, 50)) / ms(percentile(&direct, 50)),
         );
     }
-    let (jobs, elapsed) = runtime.block_on(throughput(&url, &token, 200, 8));
+    let (jobs, elapsed) = runtime.block_on(throughput(url, token, 200, 8));
     println!(
         "\nthroughput: {jobs} C hello-world jobs, 8 concurrent clients: {:.1} s, {:.1} jobs/s",
         elapsed.as_secs_f64(),
         jobs as f64 / elapsed.as_secs_f64()
     );
-    nix_terminate(&mut up);
 }
 
 /// The program compiled (when it is) and run directly, in the environment the sandbox gives it.
@@ -143,13 +118,4 @@ async fn throughput(url: &str, token: &str, jobs: usize, clients: usize) -> (usi
         task.await.unwrap();
     }
     (jobs, start.elapsed())
-}
-
-fn nix_terminate(child: &mut std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .ok();
-    child.wait().ok();
 }

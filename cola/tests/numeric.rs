@@ -193,14 +193,7 @@ async fn a_slow_numeric_job_can_be_cancelled() {
             v["status"] == "running"
         })
         .await;
-    let response = stack
-        .http
-        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(stack.cancel(&token, &id).await, 202);
     let view = stack
         .wait_terminal(&token, &id, Duration::from_secs(5))
         .await;
@@ -214,14 +207,7 @@ async fn a_numeric_job_cancelled_while_queued_never_runs() {
     let (status, view) = stack.submit(&token, bisection(1e-10, 100), 0).await;
     assert_eq!(status, 201, "{view}");
     let id = view["id"].as_str().unwrap().to_owned();
-    let response = stack
-        .http
-        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(stack.cancel(&token, &id).await, 202);
     stack.start_middleware();
     let view = stack
         .wait_terminal(&token, &id, Duration::from_secs(30))

@@ -96,14 +96,7 @@ async fn a_running_job_can_be_cancelled() {
         .await;
     // Let the program itself start (the record turns running before the compile step).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let response = stack
-        .http
-        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(stack.cancel(&token, &id).await, 202);
     let view = stack
         .wait_terminal(&token, &id, Duration::from_secs(10))
         .await;
@@ -236,14 +229,7 @@ async fn users_see_only_their_own_jobs() {
             .status(),
         404
     );
-    let cancel = stack
-        .http
-        .delete(format!("{}/api/v1/jobs/{id}", stack.url))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancel.status(), 404);
+    assert_eq!(stack.cancel(&bob, id).await, 404);
     let list: serde_json::Value = stack.get(&bob, "/api/v1/jobs").await.json().await.unwrap();
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
     let list: serde_json::Value = stack

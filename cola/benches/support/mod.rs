@@ -5,6 +5,7 @@
 
 use std::{
     net::TcpListener,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -71,4 +72,62 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A release `cola up --dev` on free ports with its own data directory, stopped (SIGTERM) when
+/// dropped.
+pub struct ColaUp {
+    pub url: String,
+    pub token: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl ColaUp {
+    /// Starts `cola_bin up --dev` with `extra` arguments and waits for its API and dev token.
+    pub fn start(cola_bin: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(cola_bin)
+            .args(["up", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let token_file = dir.path().join("dev-token");
+        let start = Instant::now();
+        while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "cola up {extra:?} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+            dir,
+            child,
+        }
+    }
+}
+
+impl Drop for ColaUp {
+    fn drop(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .ok();
+        self.child.wait().ok();
+    }
 }

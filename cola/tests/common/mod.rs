@@ -189,6 +189,18 @@ impl Stack {
             .unwrap()
     }
 
+    /// `DELETE /api/v1/jobs/{id}`: asks to cancel a job; the answer's status code.
+    pub async fn cancel(&self, token: &str, id: &str) -> u16 {
+        self.http
+            .delete(format!("{}/api/v1/jobs/{id}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub async fn view(&self, token: &str, id: &str) -> Value {
         self.get(token, &format!("/api/v1/jobs/{id}"))
             .await
