@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cola_middleware::{
-    Backend, MiddlewareConfig,
+    Backend, BackendError, ExecutorExit, MiddlewareConfig,
     kube::{self as kb, KubeBackend, KubeBackendConfig, SecretKeyRef},
 };
 use cola_testkit::TestNats;
@@ -248,6 +248,15 @@ fn pod_name(job: &JobMessage) -> String {
     format!("cola-job-{}", job.id)
 }
 
+/// `backend.wait(handle)` on a task of its own, so the test can answer the API calls it makes.
+fn wait_in_background(
+    backend: &Arc<KubeBackend>,
+    handle: ExecutorHandle,
+) -> tokio::task::JoinHandle<Result<ExecutorExit, BackendError>> {
+    let backend = backend.clone();
+    tokio::spawn(async move { backend.wait(&handle).await })
+}
+
 fn handle_of(job: &JobMessage) -> ExecutorHandle {
     ExecutorHandle {
         backend: "kubernetes".into(),
@@ -428,10 +437,7 @@ async fn a_watch_that_ends_or_expires_is_resumed_from_a_fresh_read() {
     let (backend, mut api, _nats) = attached(config()).await;
     let job = job();
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     api.get(&job, existing_pod(&backend, &job, "5", running()))
         .await;
     // The watch closes without news, then a second one says 410 Gone: read again each time.
@@ -463,10 +469,7 @@ async fn an_oom_killed_pod_ends_the_job_with_memory_limit() {
     let job = job();
     let key = running_record(&nats.topology, &job).await;
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     api.get(&job, existing_pod(&backend, &job, "4", running()))
         .await;
     api.watch(
@@ -496,10 +499,7 @@ async fn a_pod_past_its_active_deadline_ends_the_job_with_time_limit() {
     let job = job();
     let key = running_record(&nats.topology, &job).await;
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     api.get(&job, existing_pod(&backend, &job, "4", running()))
         .await;
     let status = json!({
@@ -545,10 +545,7 @@ async fn the_executors_own_report_wins_over_what_the_cluster_saw() {
         .await
         .unwrap();
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     api.get(
         &job,
         existing_pod(&backend, &job, "4", terminated("Failed", 137, "OOMKilled")),
@@ -569,10 +566,7 @@ async fn a_pod_that_cannot_pull_its_image_is_deleted_and_the_job_ends_internal_e
     let job = job();
     let key = running_record(&nats.topology, &job).await;
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     let mut pod = existing_pod(
         &backend,
         &job,
@@ -610,10 +604,7 @@ async fn an_unschedulable_pod_fails_when_its_pending_time_runs_out_without_news(
     let job = job();
     let key = running_record(&nats.topology, &job).await;
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     let unschedulable = json!({"phase": "Pending", "conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": "0/3 nodes are available: 3 Insufficient memory."
@@ -715,10 +706,7 @@ async fn api_errors_surface_with_the_api_servers_words() {
 
     // Following a Pod: a few failures are retried, then the error is returned.
     let handle = handle_of(&job);
-    let wait = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.wait(&handle).await }
-    });
+    let wait = wait_in_background(&backend, handle);
     for _ in 0..5 {
         api.get(
             &job,
