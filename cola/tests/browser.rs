@@ -214,6 +214,55 @@ async fn log_in(client: &Client, base: &str, name: &str) {
     assert!(who.contains(&format!("{name}@example.edu")), "{who}");
 }
 
+/// What every browser test stands on: a stack whose gateway logs in with the test OpenID
+/// provider, that provider, chromedriver, and a scratch directory for browser profiles.
+/// `None` when `COLA_SKIP_BROWSER_TESTS` is set.
+struct Stage {
+    stack: Stack,
+    /// The gateway's public URL on loopback: `http://localhost:<port>`.
+    base: String,
+    /// The test OpenID provider's issuer URL.
+    issuer: String,
+    driver_port: u16,
+    scratch: tempfile::TempDir,
+    _provider: Guard,
+    _driver: Guard,
+}
+
+impl Stage {
+    async fn start() -> Option<Self> {
+        if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
+            eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+            return None;
+        }
+        let provider_port = free_port();
+        let issuer = format!("http://localhost:{provider_port}");
+        let stack = Stack::start_with_gateway(|config| {
+            config.oidc = Some(OidcConfig {
+                issuer: issuer.clone(),
+                client_id: CLIENT_ID.into(),
+                client_secret: Secret::new(CLIENT_SECRET),
+                allowed_domains: vec!["example.edu".into()],
+                allowed_emails: vec![],
+            });
+        })
+        .await;
+        let base = format!("http://localhost:{}", url_port(&stack.url).unwrap());
+        let provider = start_provider(provider_port, &format!("{base}/auth/callback"));
+        let driver_port = free_port();
+        let driver = start_chromedriver(driver_port);
+        Some(Self {
+            stack,
+            base,
+            issuer,
+            driver_port,
+            scratch: tempfile::tempdir().unwrap(),
+            _provider: provider,
+            _driver: driver,
+        })
+    }
+}
+
 fn url_port(base: &str) -> Option<u16> {
     base.rsplit(':').next().and_then(|p| p.parse().ok())
 }
@@ -228,35 +277,23 @@ async fn screenshot(client: &Client, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
-    if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
-        eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+    let Some(stage) = Stage::start().await else {
         return;
-    }
-    let provider_port = free_port();
-    let issuer = format!("http://localhost:{provider_port}");
-    let stack = Stack::start_with_gateway(|config| {
-        config.oidc = Some(OidcConfig {
-            issuer: issuer.clone(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-            allowed_domains: vec!["example.edu".into()],
-            allowed_emails: vec![],
-        });
-    })
-    .await;
-    let gateway_port = url_port(&stack.url).unwrap();
-    // The public URL of a gateway on loopback: http://localhost:<port>.
-    let base = format!("http://localhost:{gateway_port}");
-    let _provider = start_provider(provider_port, &format!("{base}/auth/callback"));
-    let driver_port = free_port();
-    let _driver = start_chromedriver(driver_port);
-    let scratch = tempfile::tempdir().unwrap();
+    };
+    let Stage {
+        stack,
+        base,
+        issuer,
+        scratch,
+        ..
+    } = &stage;
+    let driver_port = stage.driver_port;
     let downloads = scratch.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
 
     // Alice logs in with the "Google" button and submits a C program through the form.
     let alice = browser(driver_port, &scratch.path().join("alice"), &downloads).await;
-    log_in(&alice, &base, "alice").await;
+    log_in(&alice, base, "alice").await;
     let source = alice.find(Locator::Css("#source")).await.unwrap();
     source.clear().await.unwrap();
     source
@@ -304,7 +341,7 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
             break;
         }
         if matches!(status.as_str(), "Failed" | "Cancelled") {
-            let user = cola_wire::UserId::from_identity(&issuer, "alice");
+            let user = cola_wire::UserId::from_identity(issuer, "alice");
             let key = format!("{user}.{id}");
             let record = stack.jobs().get(&key).await.unwrap();
             panic!(
@@ -378,7 +415,7 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
 
     // Bob logs in elsewhere and cannot see Alice's job.
     let bob = browser(driver_port, &scratch.path().join("bob"), &downloads).await;
-    log_in(&bob, &base, "bob").await;
+    log_in(&bob, base, "bob").await;
     assert!(
         !bob.source().await.unwrap().contains(&id),
         "Alice's job is not on Bob's list"
@@ -447,29 +484,19 @@ async fn displayed(client: &Client, css: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_states_a_numeric_problem_in_the_form_and_sees_its_result_and_plot() {
-    if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
-        eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+    let Some(stage) = Stage::start().await else {
         return;
-    }
-    let provider_port = free_port();
-    let issuer = format!("http://localhost:{provider_port}");
-    let stack = Stack::start_with_gateway(|config| {
-        config.oidc = Some(OidcConfig {
-            issuer: issuer.clone(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
-            allowed_domains: vec!["example.edu".into()],
-            allowed_emails: vec![],
-        });
-    })
-    .await;
-    let base = format!("http://localhost:{}", url_port(&stack.url).unwrap());
-    let _provider = start_provider(provider_port, &format!("{base}/auth/callback"));
-    let driver_port = free_port();
-    let _driver = start_chromedriver(driver_port);
-    let scratch = tempfile::tempdir().unwrap();
+    };
+    let Stage {
+        stack,
+        base,
+        issuer: _,
+        scratch,
+        ..
+    } = &stage;
+    let driver_port = stage.driver_port;
     let carol = browser(driver_port, &scratch.path().join("carol"), scratch.path()).await;
-    log_in(&carol, &base, "carol").await;
+    log_in(&carol, base, "carol").await;
 
     // The language select switches the form to a problem, in place.
     assert!(displayed(&carol, "#source").await && !displayed(&carol, "#method").await);
