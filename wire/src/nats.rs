@@ -473,11 +473,11 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts `binary` on 127.0.0.1:`port` (0 = any free port) with its store under `store`,
-    /// and waits until it accepts connections.
+    /// Starts `binary` on 127.0.0.1:`port` (0 = a port the server picks itself, so no other
+    /// process can take it between choosing and binding) with its store under `store`, and
+    /// waits until it accepts connections.
     pub async fn spawn(binary: &Path, store: &Path, port: u16) -> Result<Self, NatsError> {
-        let port = if port == 0 { free_port()? } else { port };
-        let child = start(binary, store, port).await?;
+        let (child, port) = start(binary, store, (port != 0).then_some(port)).await?;
         Ok(Self {
             child,
             port,
@@ -494,7 +494,7 @@ impl LocalServer {
     /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port and store.
     pub async fn restart(&mut self) -> Result<(), NatsError> {
         self.stop().await;
-        self.child = start(&self.binary, &self.store, self.port).await?;
+        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
         Ok(())
     }
 
@@ -516,7 +516,13 @@ pub fn server_urls(url: &str) -> Vec<&str> {
 /// The JetStream store limit of a spawned server (see [`start`]).
 const LOCAL_MAX_FILE_STORE: &str = "16GB";
 
-async fn start(binary: &Path, store: &Path, port: u16) -> Result<tokio::process::Child, NatsError> {
+/// Starts a server on `port`, or on a port of its own choosing (`None`), which it then reports
+/// in a ports file in `store`. Returns the server and its port once it accepts connections.
+async fn start(
+    binary: &Path,
+    store: &Path,
+    port: Option<u16>,
+) -> Result<(tokio::process::Child, u16), NatsError> {
     std::fs::create_dir_all(store)
         .map_err(|e| NatsError::Spawn(format!("{}: {e}", store.display())))?;
     // JetStream's own default store limit is 75% of the disk free at start: on a fuller disk it
@@ -532,33 +538,56 @@ async fn start(binary: &Path, store: &Path, port: u16) -> Result<tokio::process:
         ),
     )
     .map_err(|e| NatsError::Spawn(format!("{}: {e}", config.display())))?;
-    let mut child = tokio::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
-        .arg(&config)
+    let mut command = tokio::process::Command::new(binary);
+    command.args(["-a", "127.0.0.1", "-c"]).arg(&config);
+    match port {
+        Some(port) => command.args(["-p", &port.to_string()]),
+        None => command.args(["-p", "-1", "--ports_file_dir"]).arg(store),
+    };
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| NatsError::Spawn(format!("{}: {e}", binary.display())))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let pid = child.id();
     for _ in 0..200 {
         if let Some(status) = child
             .try_wait()
             .map_err(|e| NatsError::Spawn(e.to_string()))?
         {
+            let port = port.map_or_else(|| "its port".into(), |p| format!("port {p}"));
             return Err(NatsError::Spawn(format!(
-                "nats-server exited at start ({status}); is port {port} taken?"
+                "nats-server exited at start ({status}); is {port} taken?"
             )));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return Ok(child);
+        let listening = port.or_else(|| pid.and_then(|pid| reported_port(store, pid)));
+        if let Some(port) = listening {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok((child, port));
+            }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Err(NatsError::Spawn(format!(
-        "nats-server did not listen on {addr} within 5 s"
-    )))
+    Err(NatsError::Spawn(
+        "nats-server did not accept connections within 5 s".into(),
+    ))
+}
+
+/// The client port a server with `pid` wrote to its ports file
+/// (`<executable>_<pid>.ports` in `dir`: `{"nats": ["nats://127.0.0.1:<port>"], ...}`).
+fn reported_port(dir: &Path, pid: u32) -> Option<u16> {
+    let suffix = format!("_{pid}.ports");
+    let file = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?;
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    let url = ports["nats"].as_array()?.first()?.as_str()?;
+    url.rsplit(':').next()?.parse().ok()
 }
 
 /// A TCP port on loopback that nobody listens on right now.
