@@ -129,6 +129,10 @@ pub struct BackendFlags {
     /// Where jobs run.
     #[arg(long, env = "COLA_BACKEND", value_enum, default_value_t = BackendKind::Process)]
     pub backend: BackendKind,
+    /// Process backend: executors kept started ahead of their jobs, each connected to NATS and
+    /// waiting for exactly one job (0: each starts with its job).
+    #[arg(long, env = "COLA_WARM_EXECUTORS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub warm_executors: u16,
     #[command(flatten)]
     pub docker: DockerFlags,
     #[command(flatten)]
@@ -285,7 +289,7 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "DIR")]
     pub prepare_go_cache: Option<PathBuf>,
     /// The job message (JSON) to run.
-    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache", "stdio", "job_env"])]
+    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache", "stdio", "job_env", "wait_for_job"])]
     pub job_file: Option<PathBuf>,
     /// Read the job message from this environment variable instead (Kubernetes); it is removed
     /// from the environment before anything else happens.
@@ -295,6 +299,11 @@ pub struct ExecutorArgs {
     /// NATS, write the outcome as one result frame to standard output (Docker).
     #[arg(long, conflicts_with_all = ["job_file", "job_env"])]
     pub stdio: bool,
+    /// Connect to NATS first, then wait for the job message on standard input (a pre-started
+    /// executor of the process backend). Standard input closed without a job: remove --job-dir
+    /// and exit.
+    #[arg(long, conflicts_with_all = ["job_file", "job_env", "stdio"])]
+    pub wait_for_job: bool,
     /// The job's private directory.
     #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache"])]
     pub job_dir: Option<PathBuf>,

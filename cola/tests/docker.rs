@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// The job's id, after checking that it is gone from Docker.
 async fn assert_no_container(view: &Value) -> String {
     let id = view["id"].as_str().unwrap().to_owned();
-    docker::eventually(
+    common::eventually(
         Duration::from_secs(20),
         &format!("the container of job {id} is removed"),
         || docker::container_of(&id).is_none(),
@@ -285,7 +285,7 @@ async fn a_hundred_jobs_with_cancels_and_timeouts_leave_no_container_or_volume()
             "job {i}: {view}"
         );
     }
-    docker::eventually(
+    common::eventually(
         Duration::from_secs(30),
         "every job's container is removed",
         || {
@@ -360,7 +360,7 @@ async fn the_sweep_at_start_up_removes_containers_of_ended_jobs() {
     let (_, view) = stack.submit(&token, body, 0).await;
     let id = view["id"].as_str().unwrap().to_owned();
     stack.start_middleware();
-    docker::eventually(Duration::from_secs(60), "the container runs", || {
+    common::eventually(Duration::from_secs(60), "the container runs", || {
         docker::container_of(&id).is_some()
     })
     .await;
@@ -376,7 +376,7 @@ async fn the_sweep_at_start_up_removes_containers_of_ended_jobs() {
         .await
         .unwrap();
     stack.start_middleware();
-    docker::eventually(
+    common::eventually(
         Duration::from_secs(30),
         "the sweep removes the container",
         || docker::container_of(&id).is_none(),

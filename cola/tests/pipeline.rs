@@ -240,3 +240,92 @@ async fn users_see_only_their_own_jobs() {
         .unwrap();
     assert_eq!(list["jobs"][0]["id"], id);
 }
+
+/// The directories of pre-started executors under `jobs_dir`.
+fn warm_dirs(jobs_dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(jobs_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("warm-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Live `cola executor --wait-for-job` processes working under `jobs_dir`.
+fn waiting_executors(jobs_dir: &std::path::Path) -> Vec<i32> {
+    let jobs_dir = jobs_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("--wait-for-job") && cmdline.contains(&jobs_dir)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_started_executors_run_jobs_refill_and_leave_with_their_middleware() {
+    let mut stack = Stack::without_middleware().await;
+    stack.middleware_args = vec!["--warm-executors".into(), "2".into()];
+    stack.start_middleware();
+    let jobs_dir = stack.data_dir().join("jobs");
+    let pool_is_full =
+        || warm_dirs(&jobs_dir).len() == 2 && waiting_executors(&jobs_dir).len() == 2;
+    common::eventually(Duration::from_secs(30), "two executors wait", pool_is_full).await;
+    let token = stack.token("alice").await;
+
+    // A job runs in one of the waiting executors; another takes its place.
+    let waiting = warm_dirs(&jobs_dir);
+    let view = stack.run(&token, job("c", C_HELLO)).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    let key = format!("alice.{}", view["id"].as_str().unwrap());
+    let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
+    let handle = record.executor.expect("the executor is recorded");
+    let used = handle.id.rsplit(':').next().unwrap().to_owned();
+    assert!(
+        waiting.contains(&used),
+        "{used} was not waiting: {waiting:?}"
+    );
+    common::eventually(Duration::from_secs(30), "the pool refilled", || {
+        pool_is_full() && !warm_dirs(&jobs_dir).contains(&used)
+    })
+    .await;
+
+    // Executors that died while waiting are passed over: the job still runs.
+    for pid in waiting_executors(&jobs_dir) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    let view = stack.run(&token, job("javascript", JS_HELLO)).await;
+    assert_eq!(
+        view["status"],
+        "succeeded",
+        "{view}\n{}",
+        stack.middleware_log()
+    );
+    assert!(
+        stack
+            .middleware_log()
+            .contains("a pre-started executor ended before its job"),
+        "{}",
+        stack.middleware_log()
+    );
+    common::eventually(Duration::from_secs(30), "the pool refilled", pool_is_full).await;
+
+    // Without their middleware, waiting executors end and remove their directories.
+    stack.kill_middleware();
+    common::eventually(
+        Duration::from_secs(30),
+        "waiting executors gone with their directories",
+        || waiting_executors(&jobs_dir).is_empty() && warm_dirs(&jobs_dir).is_empty(),
+    )
+    .await;
+}

@@ -46,6 +46,10 @@ pub enum JobSource {
     File(PathBuf),
     /// The message itself, as read from standard input or an environment variable.
     Json(Vec<u8>),
+    /// Standard input, read only once the executor is connected to NATS: a pre-started executor
+    /// (the process backend's warm pool) waits there for its one job. Closed without a message,
+    /// it means there is no job: the executor ends without running anything.
+    Stdin,
 }
 
 /// Everything `cola executor` needs to run one job and report to NATS.
@@ -71,14 +75,38 @@ pub struct Execution {
 /// Returns the job's final report: the executor's, or — when the record was already terminal
 /// (cancelled, timed out by the middleware) — the record's, which is left as it is. A job that
 /// fails (including with `internal_error`) is still `Ok`: its outcome is recorded. `Err` means
-/// the outcome could not be recorded.
+/// the outcome could not be recorded. `None`: a pre-started executor ([`JobSource::Stdin`])
+/// was given no job.
 ///
 /// A program whose inputs are inline is prepared and compiled while the executor connects to
-/// NATS and reads the record; its run step, the first to execute user code, waits for that
-/// check, so the code of a job that has already ended (or has no record) never runs.
-pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
+/// NATS (unless it connected before its job came) and reads the record; its run step, the first
+/// to execute user code, waits for that check, so the code of a job that has already ended (or
+/// has no record) never runs.
+pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
     prepare(&config.sandbox)?;
-    let job = read_job(&config.job)?;
+    let (job, connected) = match &config.job {
+        JobSource::Stdin => {
+            let topology = connect(&config.nats_url).await?;
+            let bytes = tokio::task::spawn_blocking(|| read_job_bytes(std::io::stdin().lock()))
+                .await
+                .map_err(|e| ExecutorError::Worker(e.to_string()))??;
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            let job = serde_json::from_slice(&bytes).map_err(ExecutorError::JobMessage)?;
+            (job, Some(topology))
+        }
+        source => (read_job(source)?, None),
+    };
+    run_job_message(job, connected, &config).await.map(Some)
+}
+
+/// [`run`] once the job message is read; `connected` when the executor connected before.
+async fn run_job_message(
+    job: JobMessage,
+    connected: Option<Topology>,
+    config: &ExecutorConfig,
+) -> Result<RunReport, ExecutorError> {
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
@@ -98,7 +126,15 @@ pub async fn run(config: ExecutorConfig) -> Result<RunReport, ExecutorError> {
             }
             _ => None,
         };
-        let (topology, ended) = match connect_and_read(&config.nats_url, &key).await {
+        let checked = async {
+            let topology = match connected {
+                Some(topology) => topology,
+                None => connect(&config.nats_url).await?,
+            };
+            let ended = ended_record(&topology.jobs, &key).await?;
+            Ok::<_, ExecutorError>((topology, ended))
+        };
+        let (topology, ended) = match checked.await {
             Ok(checked) => checked,
             Err(e) => {
                 halt(early).await;
@@ -235,6 +271,8 @@ pub fn read_job(source: &JobSource) -> Result<JobMessage, ExecutorError> {
             })
         }
         JobSource::Json(bytes) => serde_json::from_slice(bytes).map_err(ExecutorError::JobMessage),
+        JobSource::Stdin => serde_json::from_slice(&read_job_bytes(std::io::stdin().lock())?)
+            .map_err(ExecutorError::JobMessage),
     }
 }
 
@@ -254,12 +292,8 @@ pub fn read_job_bytes(reader: impl Read) -> Result<Vec<u8>, ExecutorError> {
 }
 
 /// Connects to NATS and opens the buckets an executor uses, all at once (one round trip rather
-/// than one each), reading the record under `key` as soon as its bucket is open. Returns the
-/// record when it is already terminal; an error if there is none.
-async fn connect_and_read(
-    url: &str,
-    key: &str,
-) -> Result<(Topology, Option<JobRecord>), ExecutorError> {
+/// than one each).
+async fn connect(url: &str) -> Result<Topology, ExecutorError> {
     let client = async_nats::connect(cola_wire::nats::server_urls(url))
         .await
         .map_err(|source| ExecutorError::Connect {
@@ -268,15 +302,8 @@ async fn connect_and_read(
         })?;
     let js = jetstream::new(client);
     let open = |e| NatsError::nats("open bucket", e);
-    let jobs_and_record = async {
-        let jobs = JobStore {
-            kv: js.get_key_value(names::JOBS_BUCKET).await.map_err(open)?,
-        };
-        let record = jobs.get(key).await?;
-        Ok::<_, NatsError>((jobs, record))
-    };
-    let ((jobs, record), tokens, meta, outputs) = tokio::try_join!(
-        jobs_and_record,
+    let (jobs, tokens, meta, outputs) = tokio::try_join!(
+        async { js.get_key_value(names::JOBS_BUCKET).await.map_err(open) },
         async { js.get_key_value(names::TOKENS_BUCKET).await.map_err(open) },
         async { js.get_key_value(names::META_BUCKET).await.map_err(open) },
         async {
@@ -285,18 +312,21 @@ async fn connect_and_read(
                 .map_err(|e| NatsError::nats("open object store cola-outputs", e))
         },
     )?;
-    let ended = match record {
-        None => return Err(ExecutorError::NoRecord(key.to_owned())),
-        Some((record, _)) => record.status.is_terminal().then_some(record),
-    };
-    let topology = Topology {
+    Ok(Topology {
         js,
-        jobs,
+        jobs: JobStore { kv: jobs },
         outputs,
         tokens,
         meta,
-    };
-    Ok((topology, ended))
+    })
+}
+
+/// The record under `key` when it is already terminal; an error if there is none.
+async fn ended_record(jobs: &JobStore, key: &str) -> Result<Option<JobRecord>, ExecutorError> {
+    match jobs.get(key).await? {
+        None => Err(ExecutorError::NoRecord(key.to_owned())),
+        Some((record, _)) => Ok(record.status.is_terminal().then_some(record)),
+    }
 }
 
 /// The job's inputs: inline, or from its input object; `Err` inside when the job has none

@@ -64,7 +64,10 @@ async fn a_running_job_ends_succeeded_with_its_zip_stored() {
     let job = TestJob::source("c", C_ECHO).stdin("hello\n");
     let prepared = prepare(&nats, &job, Status::Running).await;
 
-    let report = cola_executors::run(prepared.config.clone()).await.unwrap();
+    let report = cola_executors::run(prepared.config.clone())
+        .await
+        .unwrap()
+        .expect("a job was given");
     assert_eq!((report.status, report.reason), (Status::Succeeded, None));
     let output = names::output_object(&job.message.user, &job.message.id);
     assert_eq!(report.output_object.as_deref(), Some(output.as_str()));
@@ -103,7 +106,10 @@ async fn inputs_come_from_the_input_object() {
     job.message.input_object = Some(object);
     let prepared = prepare(&nats, &job, Status::Running).await;
 
-    let report = cola_executors::run(prepared.config).await.unwrap();
+    let report = cola_executors::run(prepared.config)
+        .await
+        .unwrap()
+        .expect("a job was given");
     assert_eq!(report.status, Status::Succeeded, "{report:?}");
     assert_eq!(report.stdout, "got from the object store\n");
 }
@@ -121,7 +127,10 @@ async fn an_unreadable_input_object_is_invalid_input() {
     job.message.input_object = Some(object);
     let prepared = prepare(&nats, &job, Status::Running).await;
 
-    let report = cola_executors::run(prepared.config).await.unwrap();
+    let report = cola_executors::run(prepared.config)
+        .await
+        .unwrap()
+        .expect("a job was given");
     assert_eq!(
         (report.status, report.reason),
         (Status::Failed, Some(Reason::InvalidInput))
@@ -149,7 +158,10 @@ async fn a_job_already_ended_is_left_alone_and_not_run() {
         .unwrap()
         .unwrap();
 
-    let report = cola_executors::run(prepared.config).await.unwrap();
+    let report = cola_executors::run(prepared.config)
+        .await
+        .unwrap()
+        .expect("a job was given");
     assert_eq!(report.status, Status::Cancelled);
     let (record, after) = nats
         .topology
@@ -189,7 +201,7 @@ async fn a_job_cancelled_while_it_runs_stays_cancelled_and_its_zip_is_dropped() 
         .await
         .unwrap();
 
-    let report = running.await.unwrap().unwrap();
+    let report = running.await.unwrap().unwrap().expect("a job was given");
     assert_eq!(report.status, Status::Cancelled);
     let (record, _) = nats
         .topology

@@ -1,9 +1,17 @@
 //! The process backend: each job's executor is a local `cola executor` process, which runs the
 //! user's code in bubblewrap. Executors are detached from the middleware (own process group), so
 //! a restarted middleware can adopt the ones still running.
+//!
+//! A small warm pool keeps executors started ahead of their jobs (`--wait-for-job`): each is
+//! already connected to NATS and waits on its standard input for exactly one job message, runs
+//! it, and exits, as a cold one would — it is never reused. Taking one saves the process start
+//! and the NATS connection from a job's latency; the pool refills as jobs end (and when a job
+//! found it empty). A pooled
+//! executor whose middleware goes away sees its standard input close, removes its directory and
+//! exits.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     path::{Path, PathBuf},
     process::Stdio,
     sync::Mutex,
@@ -13,7 +21,10 @@ use std::{
 use async_trait::async_trait;
 use cola_wire::{ExecutorHandle, JobMessage};
 use nix::{sys::signal, unistd::Pid};
-use tokio::process::{Child, Command};
+use tokio::{
+    io::AsyncWriteExt,
+    process::{Child, ChildStdin, Command},
+};
 
 use crate::backend::{Backend, BackendError, ExecutorExit};
 
@@ -32,6 +43,8 @@ pub struct ProcessBackendConfig {
     pub nats_url: String,
     /// Extra arguments for `cola executor` (sandbox settings).
     pub executor_args: Vec<String>,
+    /// Executors kept started ahead of their jobs (0: every executor starts with its job).
+    pub warm_executors: usize,
 }
 
 /// Runs executors as local processes.
@@ -40,6 +53,15 @@ pub struct ProcessBackend {
     node: String,
     /// Executors this process started, so their exit can be awaited (and reaped) directly.
     children: Mutex<HashMap<String, Child>>,
+    /// Executors started ahead of their jobs, oldest first.
+    warm: Mutex<VecDeque<WarmExecutor>>,
+}
+
+/// An executor waiting for its job on `stdin`.
+struct WarmExecutor {
+    child: Child,
+    stdin: ChildStdin,
+    handle: ExecutorHandle,
 }
 
 impl ProcessBackend {
@@ -51,11 +73,148 @@ impl ProcessBackend {
             config,
             node: hostname(),
             children: Mutex::new(HashMap::new()),
+            warm: Mutex::new(VecDeque::new()),
         })
     }
 
-    fn job_dir(&self, job: &str) -> PathBuf {
-        self.config.jobs_dir.join(job)
+    /// Fills the warm pool (call from within the Tokio runtime). Executors that cannot be started
+    /// are logged and left out: jobs then start theirs cold.
+    pub fn prestart(&self) {
+        let mut warm = self.warm.lock().expect("not poisoned");
+        while warm.len() < self.config.warm_executors {
+            match self.start_warm() {
+                Ok(executor) => warm.push_back(executor),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pre-start an executor");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start_warm(&self) -> Result<WarmExecutor, BackendError> {
+        let dir_name = format!("warm-{}", uuid::Uuid::now_v7().simple());
+        let dir = self.make_dir(&dir_name)?;
+        let mut command = self.executor_command(&dir)?;
+        command.arg("--wait-for-job").stdin(Stdio::piped());
+        let (mut child, handle) = self.spawn(command, &dir_name)?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| error("the executor has no standard input".into()))?;
+        Ok(WarmExecutor {
+            child,
+            stdin,
+            handle,
+        })
+    }
+
+    /// Gives `job` to a pooled executor that is still waiting, if there is one.
+    async fn launch_warm(&self, job: &[u8]) -> Option<ExecutorHandle> {
+        loop {
+            let mut warm = self.warm.lock().expect("not poisoned").pop_front()?;
+            if !matches!(warm.child.try_wait(), Ok(None)) {
+                // It ended while waiting (NATS unreachable when it started, say): its log says why.
+                let dir = Self::dir_of(&warm.handle).map(|d| self.job_dir(d));
+                let log = dir.as_ref().map(|d| tail(&d.join(LOG_FILE), 512));
+                tracing::warn!(executor = %warm.handle.id, log = log.unwrap_or_default(), "a pre-started executor ended before its job");
+                let _ = self.remove_dir_of(&warm.handle).await;
+                continue;
+            }
+            let given = async {
+                warm.stdin.write_all(job).await?;
+                warm.stdin.shutdown().await
+            };
+            match given.await {
+                Ok(()) => {
+                    let WarmExecutor { child, handle, .. } = warm;
+                    self.children
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(handle.id.clone(), child);
+                    return Some(handle);
+                }
+                Err(e) => {
+                    tracing::warn!(executor = %warm.handle.id, error = %e, "cannot give a job to a pre-started executor");
+                    let _ = self.kill(&warm.handle).await;
+                    let _ = warm.child.wait().await;
+                    let _ = self.remove_dir_of(&warm.handle).await;
+                }
+            }
+        }
+    }
+
+    /// Removes the executor's directory (gone already is fine).
+    async fn remove_dir_of(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
+        let Some(job) = Self::dir_of(handle) else {
+            return Ok(());
+        };
+        let dir = self.job_dir(job);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(error(format!("remove {}: {e}", dir.display()))),
+        }
+    }
+
+    fn job_dir(&self, name: &str) -> PathBuf {
+        self.config.jobs_dir.join(name)
+    }
+
+    /// Makes the private directory `name` for one executor.
+    fn make_dir(&self, name: &str) -> Result<PathBuf, BackendError> {
+        let dir = self.job_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| error(format!("{}: {e}", dir.display())))?;
+        restrict_to_owner(&dir)?;
+        Ok(dir)
+    }
+
+    /// `cola executor` working in `dir`, its output going to the directory's log.
+    fn executor_command(&self, dir: &Path) -> Result<Command, BackendError> {
+        let log = std::fs::File::create(dir.join(LOG_FILE))
+            .map_err(|e| error(format!("executor log: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| error(format!("executor log: {e}")))?;
+        let mut command = Command::new(&self.config.executor_bin);
+        command
+            .arg("executor")
+            .arg("--job-dir")
+            .arg(dir)
+            .arg("--nats-url")
+            .arg(&self.config.nats_url)
+            .args(&self.config.executor_args)
+            .env_remove("COLA_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0);
+        Ok(command)
+    }
+
+    /// Starts `command`; its handle names the process and its directory `dir_name`.
+    fn spawn(
+        &self,
+        mut command: Command,
+        dir_name: &str,
+    ) -> Result<(Child, ExecutorHandle), BackendError> {
+        let child = command.spawn().map_err(|e| {
+            error(format!(
+                "cannot start {}: {e}",
+                self.config.executor_bin.display()
+            ))
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| error("executor exited at once".into()))?;
+        let (_, started) =
+            process_state(pid as i32).ok_or_else(|| error("executor exited at once".into()))?;
+        let handle = ExecutorHandle {
+            backend: NAME.into(),
+            node: self.node.clone(),
+            id: format!("{pid}:{started}:{dir_name}"),
+        };
+        Ok((child, handle))
     }
 
     /// The pid behind a handle, if the handle names a process of this host that is still the
@@ -71,7 +230,8 @@ impl ProcessBackend {
         (started.to_string() == start && state != 'Z').then(|| Pid::from_raw(pid))
     }
 
-    fn job_of(handle: &ExecutorHandle) -> Option<&str> {
+    /// The name of the executor's directory (the job id, or a pooled executor's own name).
+    fn dir_of(handle: &ExecutorHandle) -> Option<&str> {
         handle
             .id
             .rsplit_once(':')
@@ -87,6 +247,12 @@ impl Backend for ProcessBackend {
     }
 
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
+        let body = serde_json::to_vec(job).map_err(|e| error(e.to_string()))?;
+        if let Some(handle) = self.launch_warm(&body).await {
+            // The pool refills when a job ends (see `cleanup`), not now: a new executor's start
+            // would take CPU from this job's.
+            return Ok(handle);
+        }
         let job_id = job.id.to_string();
         let dir = self.job_dir(&job_id);
         if dir.exists() {
@@ -95,55 +261,19 @@ impl Backend for ProcessBackend {
                 .await
                 .map_err(|e| error(format!("{}: {e}", dir.display())))?;
         }
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| error(format!("{}: {e}", dir.display())))?;
-        restrict_to_owner(&dir)?;
+        let dir = self.make_dir(&job_id)?;
         let job_file = dir.join(JOB_FILE);
-        let body = serde_json::to_vec(job).map_err(|e| error(e.to_string()))?;
         tokio::fs::write(&job_file, body)
             .await
             .map_err(|e| error(format!("{}: {e}", job_file.display())))?;
-        let log = std::fs::File::create(dir.join(LOG_FILE))
-            .map_err(|e| error(format!("executor log: {e}")))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| error(format!("executor log: {e}")))?;
-        let child = Command::new(&self.config.executor_bin)
-            .arg("executor")
-            .arg("--job-file")
-            .arg(&job_file)
-            .arg("--job-dir")
-            .arg(&dir)
-            .arg("--nats-url")
-            .arg(&self.config.nats_url)
-            .args(&self.config.executor_args)
-            .env_remove("COLA_NATS_URL")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                error(format!(
-                    "cannot start {}: {e}",
-                    self.config.executor_bin.display()
-                ))
-            })?;
-        let pid = child
-            .id()
-            .ok_or_else(|| error("executor exited at once".into()))?;
-        let (_, started) =
-            process_state(pid as i32).ok_or_else(|| error("executor exited at once".into()))?;
-        let handle = ExecutorHandle {
-            backend: NAME.into(),
-            node: self.node.clone(),
-            id: format!("{pid}:{started}:{job_id}"),
-        };
+        let mut command = self.executor_command(&dir)?;
+        command.arg("--job-file").arg(&job_file);
+        let (child, handle) = self.spawn(command, &job_id)?;
         self.children
             .lock()
             .expect("not poisoned")
             .insert(handle.id.clone(), child);
+        self.prestart();
         Ok(handle)
     }
 
@@ -170,7 +300,7 @@ impl Backend for ProcessBackend {
                 "exited (adopted executor)".to_owned()
             }
         };
-        let log_tail = Self::job_of(handle)
+        let log_tail = Self::dir_of(handle)
             .map(|job| tail(&self.job_dir(job).join(LOG_FILE), 2048))
             .unwrap_or_default();
         Ok(ExecutorExit {
@@ -195,15 +325,8 @@ impl Backend for ProcessBackend {
     }
 
     async fn cleanup(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
-        let Some(job) = Self::job_of(handle) else {
-            return Ok(());
-        };
-        let dir = self.job_dir(job);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(error(format!("remove {}: {e}", dir.display()))),
-        }
+        self.prestart();
+        self.remove_dir_of(handle).await
     }
 
     async fn versions(&self) -> BTreeMap<String, String> {

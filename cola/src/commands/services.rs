@@ -79,7 +79,13 @@ pub async fn middleware(
     };
     config.validate()?;
     let backend: Arc<dyn Backend> = match backend.backend {
-        BackendKind::Process => Arc::new(process_backend(sandbox, data_dir, nats_url, go_cache)?),
+        BackendKind::Process => Arc::new(process_backend(
+            sandbox,
+            data_dir,
+            nats_url,
+            go_cache,
+            usize::from(backend.warm_executors),
+        )?),
         BackendKind::Docker => Arc::new(docker_backend(&backend.docker).await?),
         BackendKind::Kubernetes => Arc::new(kube_backend(&backend.kube).await?),
     };
@@ -91,6 +97,7 @@ fn process_backend(
     data_dir: &Path,
     nats_url: &str,
     go_cache: Option<&Path>,
+    warm_executors: usize,
 ) -> anyhow::Result<ProcessBackend> {
     if !sandbox.bwrap.exists() {
         bail!(
@@ -109,12 +116,15 @@ fn process_backend(
     if let Some(cache) = go_cache {
         executor_args.extend(["--go-cache".to_owned(), cache.display().to_string()]);
     }
-    Ok(ProcessBackend::new(ProcessBackendConfig {
+    let backend = ProcessBackend::new(ProcessBackendConfig {
         executor_bin: std::env::current_exe().context("locating the cola binary")?,
         jobs_dir: absolute(&data_dir.join("jobs"))?,
         nats_url: nats_url.to_owned(),
         executor_args,
-    })?)
+        warm_executors,
+    })?;
+    backend.prestart();
+    Ok(backend)
 }
 
 async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<DockerBackend> {
@@ -217,16 +227,27 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let job = match (args.job_file, args.job_json) {
         (Some(file), _) => cola_executors::JobSource::File(file),
         (None, Some(json)) => cola_executors::JobSource::Json(json),
-        (None, None) => bail!("one of --job-file, --job-env and --stdio is required"),
+        (None, None) if args.wait_for_job => cola_executors::JobSource::Stdin,
+        (None, None) => {
+            bail!("one of --job-file, --job-env, --stdio and --wait-for-job is required")
+        }
     };
     let config = cola_executors::ExecutorConfig {
         nats_url: args.nats.nats_url,
         job,
-        job_dir,
+        job_dir: job_dir.clone(),
         sandbox,
     };
-    let report = cola_executors::run(config).await?;
-    log_end(&report);
+    match cola_executors::run(config).await? {
+        Some(report) => log_end(&report),
+        None => {
+            // A pre-started executor nobody gave a job (its middleware stopped): its directory
+            // holds nothing but this executor's log.
+            if let Err(e) = std::fs::remove_dir_all(&job_dir) {
+                tracing::warn!(dir = %job_dir.display(), error = %e, "cannot remove the job directory");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -281,15 +281,19 @@ pub const GO_HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
 pub const JS_HELLO: &str = "console.log('hello');\n";
 
+/// Waits until `done` holds, polling; panics with `what` after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The Docker daemon and cola's executor images for the tests. Nothing is skipped: without a
 /// daemon (and one cannot be started) or images, the tests fail and say why.
 pub mod docker {
-    use std::{
-        path::Path,
-        process::Command,
-        sync::OnceLock,
-        time::{Duration, Instant},
-    };
+    use std::{path::Path, process::Command, sync::OnceLock};
 
     /// The repository root.
     fn root() -> &'static Path {
@@ -418,15 +422,6 @@ pub mod docker {
             .lines()
             .map(str::to_owned)
             .collect()
-    }
-
-    /// Waits until `done` holds, polling; panics with `what` after `timeout`.
-    pub async fn eventually(timeout: Duration, what: &str, done: impl Fn() -> bool) {
-        let start = Instant::now();
-        while !done() {
-            assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 }
 
