@@ -297,13 +297,7 @@ async fn pre_started_executors_run_jobs_refill_and_leave_with_their_middleware()
     .await;
 
     // Executors that died while waiting are passed over: the job still runs.
-    for pid in waiting_executors(&jobs_dir) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-    }
+    kill_waiting_executors(&jobs_dir);
     let view = stack.run(&token, job("javascript", JS_HELLO)).await;
     assert_eq!(
         view["status"],
@@ -328,4 +322,34 @@ async fn pre_started_executors_run_jobs_refill_and_leave_with_their_middleware()
         || waiting_executors(&jobs_dir).is_empty() && warm_dirs(&jobs_dir).is_empty(),
     )
     .await;
+
+    // Killed while waiting, with their middleware, they leave their directories behind; the
+    // next middleware removes them.
+    stack.start_middleware();
+    common::eventually(Duration::from_secs(30), "two executors wait", pool_is_full).await;
+    let abandoned = warm_dirs(&jobs_dir);
+    kill_waiting_executors(&jobs_dir);
+    stack.kill_middleware();
+    common::eventually(Duration::from_secs(30), "the executors are gone", || {
+        waiting_executors(&jobs_dir).is_empty()
+    })
+    .await;
+    assert_eq!(warm_dirs(&jobs_dir), abandoned);
+    stack.start_middleware();
+    common::eventually(
+        Duration::from_secs(30),
+        "abandoned directories removed, a new pool waiting",
+        || pool_is_full() && warm_dirs(&jobs_dir).iter().all(|d| !abandoned.contains(d)),
+    )
+    .await;
+}
+
+fn kill_waiting_executors(jobs_dir: &std::path::Path) {
+    for pid in waiting_executors(jobs_dir) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
 }

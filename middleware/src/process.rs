@@ -31,6 +31,8 @@ use crate::backend::{Backend, BackendError, ExecutorExit};
 const NAME: &str = "process";
 const JOB_FILE: &str = "job.json";
 const LOG_FILE: &str = "executor.log";
+/// How the directory of a pre-started executor is named (then a UUID).
+const WARM_PREFIX: &str = "warm-";
 
 /// Where executors live and how they are started.
 #[derive(Debug, Clone)]
@@ -69,12 +71,32 @@ impl ProcessBackend {
         std::fs::create_dir_all(&config.jobs_dir)
             .map_err(|e| error(format!("{}: {e}", config.jobs_dir.display())))?;
         restrict_to_owner(&config.jobs_dir)?;
-        Ok(Self {
+        let backend = Self {
             config,
             node: hostname(),
             children: Mutex::new(HashMap::new()),
             warm: Mutex::new(VecDeque::new()),
-        })
+        };
+        backend.sweep_abandoned_warm_dirs();
+        Ok(backend)
+    }
+
+    /// Removes the directories of pre-started executors that are gone without removing them
+    /// (killed while waiting). A directory some live executor works in — another middleware's on
+    /// the same data directory, or one that took its job — stays.
+    fn sweep_abandoned_warm_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.config.jobs_dir) else {
+            return;
+        };
+        let in_use = executor_dirs_in_use();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let abandoned = entry.file_name().to_string_lossy().starts_with(WARM_PREFIX)
+                && !in_use.contains(&path);
+            if abandoned && let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(dir = %path.display(), error = %e, "cannot remove an abandoned executor directory");
+            }
+        }
     }
 
     /// Fills the warm pool (call from within the Tokio runtime). Executors that cannot be started
@@ -93,7 +115,7 @@ impl ProcessBackend {
     }
 
     fn start_warm(&self) -> Result<WarmExecutor, BackendError> {
-        let dir_name = format!("warm-{}", uuid::Uuid::now_v7().simple());
+        let dir_name = format!("{WARM_PREFIX}{}", uuid::Uuid::now_v7().simple());
         let dir = self.make_dir(&dir_name)?;
         let mut command = self.executor_command(&dir)?;
         command.arg("--wait-for-job").stdin(Stdio::piped());
@@ -372,6 +394,30 @@ fn process_state(pid: i32) -> Option<(char, u64)> {
     let state = fields.next()?.chars().next()?;
     let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
+}
+
+/// The `--job-dir` of every live `cola executor` process on this host.
+fn executor_dirs_in_use() -> std::collections::HashSet<PathBuf> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    processes
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .filter_map(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let flag = args.iter().position(|a| *a == b"--job-dir")?;
+            let dir = args.get(flag + 1)?;
+            args.contains(&&b"executor"[..])
+                .then(|| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
+        })
+        .collect()
 }
 
 fn hostname() -> String {
