@@ -8,7 +8,8 @@
 //! and the NATS connection from a job's latency; the pool refills as jobs end (and when a job
 //! found it empty). A pooled
 //! executor whose middleware goes away sees its standard input close, removes its directory and
-//! exits.
+//! exits; one killed while waiting leaves its directory, which the next middleware to start on
+//! the same data directory removes.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
