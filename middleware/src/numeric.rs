@@ -549,15 +549,21 @@ mod tests {
         let budget = Duration::from_secs(10);
         // (A tiny one: a debug build is ten times slower than the benchmarked release build.)
         let tiny = serde_json::json!({"method": "gauss", "A": [[2]], "b": [4]});
-        let quick = solve_inline(&tiny, budget).expect("a tiny problem solves inline");
+        // Whether a solve fits the inline budget is a matter of time: a try the scheduler
+        // preempts may overrun it, so the tiny problem must solve inline in one of 20 tries.
+        let quick = (0..20)
+            .find_map(|_| solve_inline(&tiny, budget))
+            .expect("a tiny problem solves inline");
         assert_eq!(quick.status, Status::Succeeded);
         let invalid = solve_inline(&serde_json::json!({"method": "nope"}), budget).unwrap();
         assert_eq!(invalid.reason, Some(Reason::InvalidInput));
         let huge = serde_json::json!({"method": "romberg", "f": "sin(x)*exp(cos(x))", "a": 0, "b": 1000, "tol": 1e-15, "max_iter": 25});
         let started = Instant::now();
         assert!(solve_inline(&huge, budget).is_none());
+        // It gave up at the inline budget, not at the job's (10 s); the bound is loose, for
+        // a loaded machine.
         assert!(
-            started.elapsed() < Duration::from_millis(50),
+            started.elapsed() < Duration::from_secs(1),
             "{:?}",
             started.elapsed()
         );

@@ -394,6 +394,11 @@ pub enum Reported {
 /// output object `<user>/<job-id>-output.zip`, then ends the record with `report` by
 /// compare-and-set if it is still running. A record that ended meanwhile stays as it is, and
 /// the zip just stored is removed again, unless the record names it.
+///
+/// The zip is stored in one round trip ([`put_new_object`]). An outcome reported twice (a
+/// backend's outcome read again after a middleware restart) stores a second version whose
+/// metadata replaces the first; the first version's chunks stay until the bucket's retention
+/// removes them.
 pub async fn report_outcome(
     topology: &Topology,
     user: &UserId,
@@ -403,13 +408,9 @@ pub async fn report_outcome(
 ) -> Result<Reported, NatsError> {
     let key = names::job_key(user, id);
     report.output_object = None;
-    if let Some(mut zip) = zip {
+    if let Some(zip) = zip {
         let name = names::output_object(user, id);
-        topology
-            .outputs
-            .put(name.as_str(), &mut zip)
-            .await
-            .map_err(|e| NatsError::nats("store the output zip", e))?;
+        put_new_object(&topology.js, names::OUTPUTS_BUCKET, &name, zip).await?;
         report.output_object = Some(name);
     }
     let transition = topology
