@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::{
-        Mutex,
+        Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     thread,
@@ -151,15 +151,43 @@ fn spawn_and_supervise(
     unsafe {
         command.pre_exec(move || setup.apply());
     }
-    let started = Instant::now();
-    let child = command.spawn().context(|| format!("starting {name}"))?;
-    // Our copies of the pipes' write ends must go, or the readers would never see EOF.
-    drop(command);
-    after_spawn();
-    let group = Group::new(child.id() as i32);
-    let (waited, output_bytes) =
-        supervise(&group, sinks, &step.limits, started).context(|| "waiting for the sandbox")?;
-    Ok((waited, group.killed_for(), output_bytes))
+    let budget = OutputBudget::new(step.limits.output_kb * 1024);
+    let group = OnceLock::new();
+    let (budget, group) = (&budget, &group);
+    thread::scope(|scope| {
+        // The output readers start before the step: a step that uses up every process its
+        // container allows (a fork bomb under a pids limit) must not keep them from starting.
+        let pumps: Vec<_> = sinks
+            .into_iter()
+            .map(|(reader, file)| scope.spawn(move || pump(reader, file, budget, group)))
+            .collect();
+        let started = Instant::now();
+        let spawned = command.spawn();
+        // Our copies of the pipes' write ends must go, or the readers would never see EOF.
+        drop(command);
+        after_spawn();
+        let waited = spawned.map(|child| {
+            let group = group.get_or_init(|| Group::new(child.id() as i32));
+            let waited = wait_with_deadline(group, started, wall_limit(&step.limits));
+            if waited.is_err() {
+                // The step cannot be watched any more: stop it, so that the readers end too.
+                group.kill(Kill::WallTime);
+            }
+            waited
+        });
+        let pumped = pumps
+            .into_iter()
+            .map(|p| {
+                p.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
+            })
+            .try_fold(0u64, |total, bytes| bytes.map(|b| total + b));
+        let waited = waited
+            .context(|| format!("starting {name}"))?
+            .context(|| "waiting for the sandbox")?;
+        let pumped = pumped.context(|| "waiting for the sandbox")?;
+        Ok((waited, group.get().and_then(Group::killed_for), pumped))
+    })
 }
 
 /// As PID 1 of a container: SIGKILLs every other process of the container (`kill(-1)` spares
@@ -173,37 +201,6 @@ fn kill_everything_else() {
             || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
     }
-}
-
-/// Copies the output into its files while waiting for bubblewrap under the wall-time limit;
-/// returns how it ended and the bytes of output kept.
-fn supervise(
-    group: &Group,
-    sinks: Vec<(PipeReader, File)>,
-    limits: &Limits,
-    started: Instant,
-) -> io::Result<(Waited, u64)> {
-    let budget = OutputBudget::new(limits.output_kb * 1024);
-    let budget = &budget;
-    thread::scope(|scope| {
-        let pumps: Vec<_> = sinks
-            .into_iter()
-            .map(|(reader, file)| scope.spawn(move || pump(reader, file, budget, group)))
-            .collect();
-        let waited = wait_with_deadline(group, started, wall_limit(limits));
-        if waited.is_err() {
-            // The step cannot be watched any more: stop it, so that the readers end too.
-            group.kill(Kill::WallTime);
-        }
-        let pumped = pumps
-            .into_iter()
-            .map(|p| {
-                p.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
-            })
-            .try_fold(0u64, |total, bytes| bytes.map(|b| total + b));
-        Ok((waited?, pumped?))
-    })
 }
 
 fn wall_limit(limits: &Limits) -> Duration {
@@ -434,11 +431,13 @@ impl OutputBudget {
 
 /// Copies `source` into `sink` while the budget lasts; kills the group when output goes beyond
 /// it, then drains the pipe until the sandbox is gone. Returns the bytes kept.
+/// Copies `source` into `sink` within `budget`; past it, kills the step's process group (which
+/// is set once the step started: output comes only after that).
 fn pump(
     mut source: PipeReader,
     mut sink: File,
     budget: &OutputBudget,
-    group: &Group,
+    group: &OnceLock<Group>,
 ) -> io::Result<u64> {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut kept = 0u64;
@@ -453,7 +452,7 @@ fn pump(
         sink.write_all(&buffer[..granted as usize])?;
         kept += granted;
         if granted < n as u64 {
-            group.kill(Kill::Output);
+            group.wait().kill(Kill::Output);
         }
     }
 }
