@@ -7,7 +7,9 @@
 //! compiler's output, `result.json` and the program's `out/` directory into a zip ([`outputs`]).
 //! [`run`] then stores the zip as `<user>/<job-id>-output.zip` and ends the job's record with a
 //! compare-and-set — unless the record already ended (cancelled, or timed out by the middleware),
-//! which stays as it is.
+//! which stays as it is. A pre-started executor (the process backend's warm pool,
+//! [`JobSource::Stdin`]) connects first and then waits on its standard input for its one job;
+//! closed without one, it ends having run nothing.
 //!
 //! In a container (Docker, Kubernetes) the container is the sandbox ([`SandboxKind::Container`]).
 //! An executor that cannot reach NATS (Docker: no network) runs [`run_offline`] instead of
