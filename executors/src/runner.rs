@@ -276,7 +276,7 @@ pub fn read_job(source: &JobSource) -> Result<JobMessage, ExecutorError> {
     }
 }
 
-/// Reads a job message (at most [`MAX_JOB_MESSAGE_BYTES`]) from `reader`, e.g. standard input.
+/// Reads a job message (at most 256 MiB) from `reader`, e.g. standard input.
 pub fn read_job_bytes(reader: impl Read) -> Result<Vec<u8>, ExecutorError> {
     let mut bytes = Vec::new();
     reader
