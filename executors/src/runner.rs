@@ -300,25 +300,7 @@ async fn connect(url: &str) -> Result<Topology, ExecutorError> {
             url: url.to_owned(),
             source,
         })?;
-    let js = jetstream::new(client);
-    let open = |e| NatsError::nats("open bucket", e);
-    let (jobs, tokens, meta, outputs) = tokio::try_join!(
-        async { js.get_key_value(names::JOBS_BUCKET).await.map_err(open) },
-        async { js.get_key_value(names::TOKENS_BUCKET).await.map_err(open) },
-        async { js.get_key_value(names::META_BUCKET).await.map_err(open) },
-        async {
-            js.get_object_store(names::OUTPUTS_BUCKET)
-                .await
-                .map_err(|e| NatsError::nats("open object store cola-outputs", e))
-        },
-    )?;
-    Ok(Topology {
-        js,
-        jobs: JobStore { kv: jobs },
-        outputs,
-        tokens,
-        meta,
-    })
+    Ok(Topology::open_buckets(&jetstream::new(client)).await?)
 }
 
 /// The record under `key` when it is already terminal; an error if there is none.

@@ -165,15 +165,27 @@ impl Topology {
         js.get_stream_no_info(names::STREAM)
             .await
             .map_err(|e| NatsError::nats("open stream COLA", e))?;
-        let kv = |e| NatsError::nats("open bucket", e);
-        let jobs = js.get_key_value(names::JOBS_BUCKET).await.map_err(kv)?;
-        js.get_key_value(names::SESSIONS_BUCKET).await.map_err(kv)?;
-        let tokens = js.get_key_value(names::TOKENS_BUCKET).await.map_err(kv)?;
-        let meta = js.get_key_value(names::META_BUCKET).await.map_err(kv)?;
-        let outputs = js
-            .get_object_store(names::OUTPUTS_BUCKET)
+        js.get_key_value(names::SESSIONS_BUCKET)
             .await
-            .map_err(|e| NatsError::nats("open object store cola-outputs", e))?;
+            .map_err(|e| NatsError::nats("open bucket", e))?;
+        Self::open_buckets(js).await
+    }
+
+    /// Opens the buckets of [`Topology`] all at once (one round trip rather than one each),
+    /// without looking at the stream: what an executor, whose NATS user may not see the stream,
+    /// needs.
+    pub async fn open_buckets(js: &jetstream::Context) -> Result<Self, NatsError> {
+        let kv = |e| NatsError::nats("open bucket", e);
+        let (jobs, tokens, meta, outputs) = tokio::try_join!(
+            async { js.get_key_value(names::JOBS_BUCKET).await.map_err(kv) },
+            async { js.get_key_value(names::TOKENS_BUCKET).await.map_err(kv) },
+            async { js.get_key_value(names::META_BUCKET).await.map_err(kv) },
+            async {
+                js.get_object_store(names::OUTPUTS_BUCKET)
+                    .await
+                    .map_err(|e| NatsError::nats("open object store cola-outputs", e))
+            },
+        )?;
         Ok(Self {
             js: js.clone(),
             jobs: JobStore { kv: jobs },
