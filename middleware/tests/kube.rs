@@ -43,16 +43,9 @@ struct Call {
 
 impl Call {
     fn query(&self) -> BTreeMap<String, String> {
-        self.request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
+        let query = self.request.uri().query().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
             .collect()
     }
 
@@ -151,29 +144,6 @@ impl ApiServer {
         };
         reply.send_response(response(code, &body));
     }
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn full(bytes: Vec<u8>) -> UnsyncBoxBody<Bytes, std::io::Error> {
