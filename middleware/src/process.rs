@@ -6,10 +6,9 @@
 //! already connected to NATS and waits on its standard input for exactly one job message, runs
 //! it, and exits, as a cold one would — it is never reused. Taking one saves the process start
 //! and the NATS connection from a job's latency; the pool refills as jobs end (and when a job
-//! found it empty). A pooled
-//! executor whose middleware goes away sees its standard input close, removes its directory and
-//! exits; one killed while waiting leaves its directory, which the next middleware to start on
-//! the same data directory removes.
+//! found it empty). A pooled executor whose middleware goes away sees its standard input close,
+//! removes its directory and exits; one killed while waiting leaves its directory, which the
+//! next middleware to start on the same data directory removes.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
