@@ -8,19 +8,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{C_HELLO, GO_HELLO, JS_HELLO, Stack, docker, job};
+use common::{C_HELLO, JS_HELLO, Stack, docker, job};
 use serde_json::{Value, json};
 
 /// The job's id, after checking that it is gone from Docker.
 async fn assert_no_container(view: &Value) -> String {
     let id = view["id"].as_str().unwrap().to_owned();
+    assert_no_container_of(&id).await;
+    id
+}
+
+async fn assert_no_container_of(id: &str) {
     common::eventually(
         Duration::from_secs(20),
         &format!("the container of job {id} is removed"),
-        || docker::container_of(&id).is_none(),
+        || docker::container_of(id).is_none(),
     )
     .await;
-    id
 }
 
 fn c_job(source: &str, limits: Value) -> Value {
@@ -31,28 +35,8 @@ fn c_job(source: &str, limits: Value) -> Value {
 async fn hello_world_in_every_language_succeeds_in_a_container() {
     let stack = Stack::start_docker().await;
     let token = stack.token("alice").await;
-    for (language, source, compiled) in [
-        ("c", C_HELLO, true),
-        ("go", GO_HELLO, true),
-        ("javascript", JS_HELLO, false),
-    ] {
-        let view = stack.run(&token, job(language, source)).await;
-        assert_eq!(
-            view["status"],
-            "succeeded",
-            "{language}: {view}\n{}",
-            stack.middleware_log()
-        );
-        assert_eq!(view["stdout"], "hello\n", "{language}");
-        assert_eq!(view["exit_code"], 0);
-        assert!(view["timings_ms"]["run"].as_u64().is_some(), "{view}");
-        let id = assert_no_container(&view).await;
-        let entries = stack.zip_entries(&token, &id).await;
-        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-        for expected in ["stdout.txt", "stderr.txt", "result.json"] {
-            assert!(names.contains(&expected), "{language}: {names:?}");
-        }
-        assert_eq!(names.contains(&"compile.txt"), compiled, "{names:?}");
+    for (_, id) in common::hello_world_in_every_language(&stack, &token).await {
+        assert_no_container_of(&id).await;
         let record = stack.jobs().get(&format!("alice.{id}")).await.unwrap();
         let executor = record.unwrap().0.executor.expect("an executor handle");
         assert_eq!(

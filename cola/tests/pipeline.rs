@@ -5,43 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{C_HELLO, GO_HELLO, JS_HELLO, Stack, job};
+use common::{C_HELLO, JS_HELLO, Stack, job};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_in_every_language_succeeds_with_its_zip() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;
-    for (language, source, compiled) in [
-        ("c", C_HELLO, true),
-        ("go", GO_HELLO, true),
-        ("javascript", JS_HELLO, false),
-    ] {
-        let view = stack.run(&token, job(language, source)).await;
-        assert_eq!(view["status"], "succeeded", "{language}: {view}");
-        assert_eq!(view["stdout"], "hello\n", "{language}");
-        assert!(view["reason"].is_null());
-        assert_eq!(view["exit_code"], 0);
-        assert!(view["timings_ms"]["run"].as_u64().is_some(), "{view}");
-        let id = view["id"].as_str().unwrap();
-        assert_eq!(view["output_url"], format!("/api/v1/jobs/{id}/output.zip"));
-        let entries = stack.zip_entries(&token, id).await;
-        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-        for expected in ["stdout.txt", "stderr.txt", "result.json"] {
-            assert!(names.contains(&expected), "{language}: {names:?}");
-        }
-        assert_eq!(
-            names.contains(&"compile.txt"),
-            compiled,
-            "{language}: {names:?}"
-        );
-        let stdout = entries.iter().find(|(n, _)| n == "stdout.txt").unwrap();
-        assert_eq!(stdout.1, "hello\n");
-        let result: serde_json::Value =
-            serde_json::from_str(&entries.iter().find(|(n, _)| n == "result.json").unwrap().1)
-                .unwrap();
-        assert_eq!(result["status"], "succeeded");
-    }
+    common::hello_world_in_every_language(&stack, &token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

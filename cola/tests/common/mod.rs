@@ -281,6 +281,53 @@ pub const GO_HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
 pub const JS_HELLO: &str = "console.log('hello');\n";
 
+/// Hello world in C, Go and JavaScript through `stack`: each succeeds, says hello, and its zip
+/// holds stdout, stderr, `result.json` and, for compiled languages only, the compiler's output.
+/// Returns each language with its job id.
+pub async fn hello_world_in_every_language(
+    stack: &Stack,
+    token: &str,
+) -> Vec<(&'static str, String)> {
+    let mut ids = Vec::new();
+    for (language, source, compiled) in [
+        ("c", C_HELLO, true),
+        ("go", GO_HELLO, true),
+        ("javascript", JS_HELLO, false),
+    ] {
+        let view = stack.run(token, job(language, source)).await;
+        assert_eq!(
+            view["status"],
+            "succeeded",
+            "{language}: {view}\n{}",
+            stack.middleware_log()
+        );
+        assert_eq!(view["stdout"], "hello\n", "{language}");
+        assert!(view["reason"].is_null());
+        assert_eq!(view["exit_code"], 0);
+        assert!(view["timings_ms"]["run"].as_u64().is_some(), "{view}");
+        let id = view["id"].as_str().unwrap().to_owned();
+        assert_eq!(view["output_url"], format!("/api/v1/jobs/{id}/output.zip"));
+        let entries = stack.zip_entries(token, &id).await;
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        for expected in ["stdout.txt", "stderr.txt", "result.json"] {
+            assert!(names.contains(&expected), "{language}: {names:?}");
+        }
+        assert_eq!(
+            names.contains(&"compile.txt"),
+            compiled,
+            "{language}: {names:?}"
+        );
+        let stdout = entries.iter().find(|(n, _)| n == "stdout.txt").unwrap();
+        assert_eq!(stdout.1, "hello\n");
+        let result: Value =
+            serde_json::from_str(&entries.iter().find(|(n, _)| n == "result.json").unwrap().1)
+                .unwrap();
+        assert_eq!(result["status"], "succeeded");
+        ids.push((language, id));
+    }
+    ids
+}
+
 /// Waits until `done` holds, polling; panics with `what` after `timeout`.
 pub async fn eventually(timeout: Duration, what: &str, done: impl Fn() -> bool) {
     let start = Instant::now();
