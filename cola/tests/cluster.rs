@@ -12,7 +12,7 @@ mod common;
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -29,8 +29,6 @@ use cola_wire::{
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-use common::COLA;
 
 /// Jobs in the burst, from [`CLIENTS`] concurrent clients.
 const JOBS: usize = 240;
@@ -49,22 +47,8 @@ struct Middleware {
 impl Middleware {
     fn start(nats_url: &str, dir: &std::path::Path) -> Self {
         let log = dir.join("middleware.log");
-        let child = Command::new(COLA)
-            .arg("middleware")
-            .args(["--nats-url", nats_url, "--replicas", "3"])
-            .arg("--data-dir")
-            .arg(dir.join("middleware"))
-            .args([
-                "--concurrency",
-                "2",
-                "--grace-seconds",
-                "2",
-                "--ack-wait-seconds",
-                "3",
-            ])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = common::middleware_command(nats_url, &dir.join("middleware"))
+            .args(["--replicas", "3"])
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();

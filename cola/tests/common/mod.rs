@@ -109,23 +109,8 @@ impl Stack {
             .append(true)
             .open(self.dir.path().join("middleware.log"))
             .unwrap();
-        let child = Command::new(COLA)
-            .arg("middleware")
-            .args(["--nats-url", &self.nats.url()])
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args([
-                "--concurrency",
-                "2",
-                "--grace-seconds",
-                "2",
-                "--ack-wait-seconds",
-                "3",
-            ])
+        let child = middleware_command(&self.nats.url(), &self.data_dir())
             .args(&self.middleware_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -280,6 +265,29 @@ pub const C_HELLO: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\");
 pub const GO_HELLO: &str =
     "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n";
 pub const JS_HELLO: &str = "console.log('hello');\n";
+
+/// `cola middleware` on `nats_url` with its data in `data_dir`, as the tests run it: two jobs at
+/// once, 2 s of grace, a 3 s ack wait (so redelivery is quick), `info` logs on its stderr.
+pub fn middleware_command(nats_url: &str, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(COLA);
+    command
+        .arg("middleware")
+        .args(["--nats-url", nats_url])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--concurrency",
+            "2",
+            "--grace-seconds",
+            "2",
+            "--ack-wait-seconds",
+            "3",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
 
 /// Hello world in C, Go and JavaScript through `stack`: each succeeds, says hello, and its zip
 /// holds stdout, stderr, `result.json` and, for compiled languages only, the compiler's output.
