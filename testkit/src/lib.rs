@@ -86,7 +86,23 @@ const CLUSTER_READY: Duration = Duration::from_secs(60);
 impl TestCluster {
     /// Starts three nodes routed to each other, waits until JetStream answers, and creates the
     /// stream and buckets with `replicas: 3`.
+    ///
+    /// The nodes' ports must be chosen before any node starts (each names the others' routes), so
+    /// another process may take one first: a node that exits at start-up makes the cluster start
+    /// again on fresh ports (three tries).
     pub async fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start().await {
+                Ok(cluster) => return cluster,
+                Err(e) => last = e,
+            }
+        }
+        panic!("the 3-node cluster did not start: {last}");
+    }
+
+    /// [`TestCluster::start`] once; `Err` when a node exited while the cluster formed.
+    async fn try_start() -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<(u16, u16)> = (0..3)
             .map(|_| {
@@ -136,12 +152,21 @@ impl TestCluster {
                 child: Some(child),
             });
         }
-        let cluster = Self { nodes, _dir: dir };
+        let mut cluster = Self { nodes, _dir: dir };
         let start = Instant::now();
         loop {
             match cluster.try_topology().await {
                 Ok(()) => break,
                 Err(e) => {
+                    for node in &mut cluster.nodes {
+                        if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
+                            let log = std::fs::read_to_string(
+                                cluster._dir.path().join(&node.name).join("nats-server.log"),
+                            )
+                            .unwrap_or_default();
+                            return Err(format!("node {} exited ({status}): {log}", node.name));
+                        }
+                    }
                     for node in &cluster.nodes {
                         assert!(
                             std::net::TcpStream::connect(("127.0.0.1", node.port)).is_ok()
@@ -160,7 +185,7 @@ impl TestCluster {
                 }
             }
         }
-        cluster
+        Ok(cluster)
     }
 
     async fn try_topology(&self) -> Result<(), String> {
