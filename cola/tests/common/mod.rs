@@ -398,8 +398,8 @@ pub mod docker {
 
     /// Images of earlier test binaries (`*:test-*` but `tag`): each set weighs gigabytes.
     fn remove_other_test_images(tag: &str) {
-        let images = docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
-            .expect("docker image ls");
+        let images =
+            cli(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).expect("docker image ls");
         let stale: Vec<&str> = images
             .lines()
             .filter(|image| {
@@ -412,14 +412,14 @@ pub mod docker {
         if !stale.is_empty() {
             let mut args = vec!["image", "rm", "--force"];
             args.extend(&stale);
-            if let Err(e) = docker(&args) {
+            if let Err(e) = cli(&args) {
                 eprintln!("cannot remove stale test images: {e}");
             }
         }
     }
 
     fn image_exists(image: &str) -> bool {
-        docker(&["image", "inspect", image]).is_ok()
+        cli(&["image", "inspect", image]).is_ok()
     }
 
     fn run(mut command: Command, what: &str) {
@@ -435,8 +435,15 @@ pub mod docker {
         );
     }
 
-    /// Runs the docker CLI; its standard output, or what went wrong.
+    /// Runs the docker CLI against the test daemon (started, with the images built, on first
+    /// use); its standard output, or what went wrong.
     pub fn docker(args: &[&str]) -> Result<String, String> {
+        images();
+        cli(args)
+    }
+
+    /// Runs the docker CLI; its standard output, or what went wrong.
+    fn cli(args: &[&str]) -> Result<String, String> {
         let out = Command::new("docker")
             .args(args)
             .output()
