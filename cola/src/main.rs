@@ -7,6 +7,8 @@ mod commands;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // PID 1 of a job's sandbox is this binary too: it never gets further.
+    cola_executors::sandbox::init::run_if_requested();
     let mut cli = cli::Cli::parse();
     commands::init_tracing();
     // Still one thread: the only time the environment can be changed safely.

@@ -2,8 +2,9 @@
 //! each language against the same toolchain commands run directly with the same environment
 //! (and the same warm Go cache). Medians of N runs.
 //!
-//! `cargo run --release -p cola-executors --example sandbox_overhead [N]` (as root, like the
-//! process backend).
+//! `cargo build --release -p cola-executors --bins --examples &&
+//! target/release/examples/sandbox_overhead [N]` (as root, like the process backend; the
+//! sandbox's init is `cola-sandbox-init`, built beside the example).
 
 use std::{
     path::Path,
@@ -13,7 +14,7 @@ use std::{
 
 use cola_executors::{
     SandboxConfig,
-    sandbox::{BASE_ENV, Output, Sandbox, SandboxUser, Step},
+    sandbox::{BASE_ENV, Output, Sandbox, SandboxPlan, SandboxUser, Step},
 };
 use cola_wire::{InputFile, Inputs, JobId, JobMessage, LanguageDef, UserId, languages};
 
@@ -83,7 +84,6 @@ fn bwrap_start_up(runs: usize, config: &SandboxConfig, scratch: &Path) {
     if let Some((uid, gid)) = user.host_ids() {
         std::os::unix::fs::chown(&work, Some(uid), Some(gid)).unwrap();
     }
-    let sandbox = Sandbox::new(&config.bwrap, &user, &work);
     let step = Step {
         command: vec!["true".into()],
         env: Vec::new(),
@@ -91,17 +91,32 @@ fn bwrap_start_up(runs: usize, config: &SandboxConfig, scratch: &Path) {
         max_file_bytes: 1 << 20,
         stdin: None,
         output: Output::Merged(scratch.join("true.log")),
-        read_only: Vec::new(),
     };
-    let sandboxed = time(runs, || {
+    let plan = SandboxPlan::for_steps(&step, &[], Vec::new());
+    let log = scratch.join("sandbox.log");
+    let start = || Sandbox::start(config, &user, &work, &plan, &log).unwrap();
+    let started = time(runs, || drop(start()));
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let s = start();
+        up.push(t.elapsed());
+        let t = Instant::now();
+        drop(s);
+        down.push(t.elapsed());
+    }
+    println!("sandbox up {:.1?}, down {:.1?}", median(up), median(down));
+    let sandbox = start();
+    let step_in_sandbox = time(runs, || {
         sandbox.run(&step).unwrap();
     });
     let direct = time(runs, || {
         Command::new("true").status().unwrap();
     });
     println!(
-        "true: directly {direct:.1?}, in the sandbox {sandboxed:.1?} (+{:.1?} per step)",
-        sandboxed.saturating_sub(direct)
+        "true: directly {direct:.1?}; a sandbox started and stopped {started:.1?}, a step in a running one {step_in_sandbox:.1?} (+{:.1?})",
+        step_in_sandbox.saturating_sub(direct)
     );
 }
 
@@ -165,8 +180,10 @@ async fn main() {
     let scratch = tempfile::tempdir().unwrap();
     let go_cache = scratch.path().join("go-cache");
     cola_executors::prepare_go_cache(&go_cache).unwrap();
+    let init = cola_executors::sandbox::init::standalone().unwrap();
     let config = SandboxConfig {
         go_cache: Some(go_cache),
+        init,
         ..SandboxConfig::default()
     };
     bwrap_start_up(runs, &config, scratch.path());

@@ -26,6 +26,9 @@ use crate::{
     sandbox::Step,
 };
 
+/// A host directory a sandbox binds read-only, and where the sandbox sees it.
+pub type ReadOnlyBind = (std::path::PathBuf, String);
+
 /// Where the compile step sees the shared cache.
 const SANDBOX_GO_CACHE: &str = "/gocache";
 /// The compile step's cache when there is no shared one (in its private `/tmp`).
@@ -38,20 +41,26 @@ pub fn applies_to(lang: &LanguageDef) -> bool {
     lang.name == "go"
 }
 
-/// Points a Go compile step at the shared cache `template`, or at a private empty one. A
-/// sandbox that binds directories sees the template read-only at `/gocache`; one that cannot (a
-/// container, whose image holds the cache in its read-only root) uses it where it is.
-pub fn configure(step: &mut Step, template: Option<&Path>, binds_directories: bool) {
+/// Points a Go compile step at the shared cache `template`, or at a private empty one; what
+/// the sandbox must bind for it. A sandbox that binds directories sees the template read-only
+/// at `/gocache`; one that cannot (a container, whose image holds the cache in its read-only
+/// root) uses it where it is.
+pub fn configure(
+    step: &mut Step,
+    template: Option<&Path>,
+    binds_directories: bool,
+) -> Option<ReadOnlyBind> {
+    let mut bind = None;
     let cache = match template {
         Some(template) if binds_directories => {
-            step.read_only
-                .push((template.to_owned(), SANDBOX_GO_CACHE.into()));
+            bind = Some((template.to_owned(), SANDBOX_GO_CACHE.into()));
             SANDBOX_GO_CACHE.to_owned()
         }
         Some(template) => template.display().to_string(),
         None => PRIVATE_GO_CACHE.to_owned(),
     };
     step.env.push(("GOCACHE".into(), cache));
+    bind
 }
 
 /// Builds the standard library and a hello program with `GOCACHE=dir`, then makes the cache

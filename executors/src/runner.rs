@@ -24,11 +24,11 @@ use tracing::Instrument;
 pub use crate::sandbox::{SandboxConfig, SandboxKind};
 use crate::{
     error::{ExecutorError, IoContext},
-    go_cache,
+    go_cache::{self, ReadOnlyBind},
     outputs::{self, StepUsage, Usage, ZipContents},
     sandbox::{
-        BASE_ENV, Output, Sandbox, SandboxUser, Step, StepOutcome, Verdict, harden_container,
-        verdict,
+        BASE_ENV, Output, Sandbox, SandboxPlan, SandboxUser, Step, StepOutcome, Verdict,
+        harden_container, verdict,
     },
     workspace::{Log, Workspace},
 };
@@ -518,16 +518,29 @@ fn execute_blocking(
     let workspace = Workspace::create(job_dir, user.host_ids())?;
     workspace.write_files(&inputs.files)?;
     let stdin = workspace.write_stdin(&inputs.stdin)?;
-    let sandbox = Sandbox::for_config(config, &user, workspace.work_dir());
     let steps = JobSteps {
         lang,
         job,
         files: &inputs.files,
         workspace: &workspace,
-        sandbox: &sandbox,
         config,
     };
-    let (report, usage) = steps.compile_and_run(stdin, gate)?;
+    let (compile, read_only) = steps.compile_step().unzip();
+    let run = steps.run_step(stdin);
+    let plan = SandboxPlan::for_steps(
+        &run,
+        compile.as_slice(),
+        read_only.flatten().into_iter().collect(),
+    );
+    let sandbox = Sandbox::start(
+        config,
+        &user,
+        workspace.work_dir(),
+        &plan,
+        &workspace.log(Log::Sandbox),
+    )?;
+    let (report, usage) = steps.compile_and_run(&sandbox, compile, run, gate)?;
+    drop(sandbox);
     let zip = steps.package(&report, usage)?;
     Ok(Execution { report, zip })
 }
@@ -565,22 +578,23 @@ struct JobSteps<'a> {
     job: &'a JobMessage,
     files: &'a [InputFile],
     workspace: &'a Workspace,
-    sandbox: &'a Sandbox<'a>,
     config: &'a SandboxConfig,
 }
 
 impl JobSteps<'_> {
-    /// Compiles (if the language needs it), then runs once `gate` (if any) lets it; the report
-    /// and what the steps used.
+    /// Runs `compile` (if the language has it), then `run` once `gate` (if any) lets it, in
+    /// `sandbox`; the report and what the steps used.
     fn compile_and_run(
         &self,
-        stdin: PathBuf,
+        sandbox: &Sandbox,
+        compile: Option<Step>,
+        run: Step,
         gate: Option<RunGate>,
     ) -> Result<(RunReport, Usage), ExecutorError> {
         let mut usage = Usage::default();
         let mut timings = Timings::default();
-        if let Some(template) = self.lang.compile {
-            let outcome = self.compile(template)?;
+        if let Some(compile) = compile {
+            let outcome = sandbox.run(&compile)?;
             timings.compile = Some(millis(&outcome));
             usage.compile = Some(step_usage(&outcome));
             if let Err(message) = verdict::judge_compile(&outcome, &self.lang.compile_limits) {
@@ -597,7 +611,7 @@ impl JobSteps<'_> {
         {
             return Err(ExecutorError::Halted);
         }
-        let outcome = self.sandbox.run(&self.run_step(stdin))?;
+        let outcome = sandbox.run(&run)?;
         timings.run = Some(millis(&outcome));
         usage.run = Some(step_usage(&outcome));
         let verdict = self.judge_run(&outcome)?;
@@ -610,7 +624,9 @@ impl JobSteps<'_> {
         Ok((report, usage))
     }
 
-    fn compile(&self, template: &[&str]) -> Result<StepOutcome, ExecutorError> {
+    /// The compile step, if the language has one, and what the sandbox must bind for it.
+    fn compile_step(&self) -> Option<(Step, Option<ReadOnlyBind>)> {
+        let template = self.lang.compile?;
         let mut step = Step {
             command: expand_sources(template, &self.sources()),
             env: language_env(self.lang),
@@ -618,16 +634,17 @@ impl JobSteps<'_> {
             max_file_bytes: COMPILE_MAX_FILE_BYTES,
             stdin: None,
             output: Output::Merged(self.workspace.log(Log::Compile)),
-            read_only: Vec::new(),
         };
-        if go_cache::applies_to(self.lang) {
+        let bind = if go_cache::applies_to(self.lang) {
             go_cache::configure(
                 &mut step,
                 self.config.go_cache.as_deref(),
-                self.sandbox.binds_directories(),
-            );
-        }
-        self.sandbox.run(&step)
+                self.config.kind.binds_directories(),
+            )
+        } else {
+            None
+        };
+        Some((step, bind))
     }
 
     /// The job's source files (those handed to the compiler), sorted.
@@ -656,7 +673,6 @@ impl JobSteps<'_> {
                 stdout: self.workspace.log(Log::Stdout),
                 stderr: self.workspace.log(Log::Stderr),
             },
-            read_only: Vec::new(),
         }
     }
 
@@ -932,7 +948,12 @@ mod tests {
             }],
             stdin: String::new(),
         };
-        let config = SandboxConfig::default();
+        // The sandbox's init: the executors' own, built beside this test binary (in `deps/`).
+        let init = crate::sandbox::init::standalone().unwrap();
+        let config = SandboxConfig {
+            init,
+            ..SandboxConfig::default()
+        };
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel::<()>();

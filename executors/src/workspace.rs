@@ -28,6 +28,8 @@ pub enum Log {
     Stdout,
     Stderr,
     Compile,
+    /// What bubblewrap says when the sandbox cannot start.
+    Sandbox,
 }
 
 impl Log {
@@ -36,6 +38,7 @@ impl Log {
             Self::Stdin => "stdin",
             Self::Stdout => "stdout",
             Self::Stderr => "stderr",
+            Self::Sandbox => "sandbox",
             Self::Compile => "compile",
         }
     }

@@ -1,18 +1,12 @@
-//! The bubblewrap command line of one step.
+//! The bubblewrap command line of a job's sandbox (its PID 1 comes after it).
 
 use std::{
     ffi::OsString,
-    os::fd::RawFd,
     path::{Path, PathBuf},
     sync::OnceLock,
 };
 
-use super::{BASE_ENV, Step, WORK_DIR};
-
-/// PID 1 of the sandbox: runs the command as its child and exits with its status (128 + n for
-/// a death by signal n). Not `exec`: the command must not be PID 1, which ignores default-action
-/// signals and would have to reap orphans.
-const INIT_SCRIPT: &str = "\"$@\"; exit $?";
+use super::WORK_DIR;
 
 /// Top-level paths that merged-usr systems make links into `/usr` (and older systems keep as
 /// directories); each is recreated in the sandbox as the host has it.
@@ -41,9 +35,18 @@ impl Binds {
     }
 }
 
-/// The full `bwrap` argument vector for `step` with `binds`, bubblewrap's JSON status written
-/// to `status_fd`.
-pub(super) fn arguments(binds: &Binds, step: &Step, status_fd: RawFd) -> Vec<OsString> {
+/// What a sandbox is made of.
+#[derive(Debug)]
+pub(super) struct SandboxShape<'a> {
+    pub binds: &'a Binds,
+    /// The size of `/tmp`; `/dev/shm` gets a quarter of it.
+    pub tmpfs_bytes: u64,
+}
+
+/// The `bwrap` arguments for a sandbox of `shape`, up to and including `--`: its PID 1's command
+/// line follows. Its environment is empty: each step brings its own.
+pub(super) fn arguments(shape: &SandboxShape) -> Vec<OsString> {
+    let binds = shape.binds;
     let mut args = Args::default();
     args.push_all([
         "--unshare-all",
@@ -61,7 +64,7 @@ pub(super) fn arguments(binds: &Binds, step: &Step, status_fd: RawFd) -> Vec<OsS
     }
     args.push_all(["--proc", "/proc", "--dev", "/dev"]);
     // tmpfs memory is not data memory: the writable ones are capped.
-    let memory = step.limits.memory_mb << 20;
+    let memory = shape.tmpfs_bytes;
     args.push_all(["--size", &memory.to_string(), "--tmpfs", "/tmp"]);
     args.push_all(["--size", &(memory / 4).to_string(), "--tmpfs", "/dev/shm"]);
     args.push("--bind");
@@ -74,17 +77,7 @@ pub(super) fn arguments(binds: &Binds, step: &Step, status_fd: RawFd) -> Vec<OsS
     }
     // bubblewrap's root and /dev are tmpfs mounts of their own, writable and without a size.
     args.push_all(["--remount-ro", "/dev", "--remount-ro", "/"]);
-    args.push_all(["--chdir", WORK_DIR, "--clearenv"]);
-    let env = BASE_ENV
-        .iter()
-        .map(|(k, v)| (*k, *v))
-        .chain(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    for (key, value) in env {
-        args.push_all(["--setenv", key, value]);
-    }
-    args.push_all(["--json-status-fd", &status_fd.to_string()]);
-    args.push_all(["--", "/bin/sh", "-c", INIT_SCRIPT, "sh"]);
-    args.push_all(step.command.iter());
+    args.push_all(["--chdir", WORK_DIR, "--clearenv", "--"]);
     args.0
 }
 
@@ -126,20 +119,6 @@ fn root_links() -> &'static [[OsString; 3]] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::Output;
-    use cola_wire::languages;
-
-    fn step() -> Step {
-        Step {
-            command: vec!["./main".into(), "a b".into()],
-            env: vec![("GOCACHE".into(), "/gocache".into())],
-            limits: languages()[0].default_limits,
-            max_file_bytes: 1 << 20,
-            stdin: None,
-            output: Output::Merged("/x/compile".into()),
-            read_only: vec![("/cache/go".into(), "/gocache".into())],
-        }
-    }
 
     fn text(args: &[OsString]) -> Vec<String> {
         args.iter()
@@ -148,22 +127,20 @@ mod tests {
     }
 
     #[test]
-    fn the_command_runs_under_sh_as_pid_1_with_only_the_given_environment() {
-        let step = step();
+    fn the_sandbox_binds_the_work_directory_and_nothing_of_etc() {
+        let read_only = vec![(PathBuf::from("/cache/go"), "/gocache".to_owned())];
         let hosts = [Path::new("/jobs/1/work"), Path::new("/cache/go")];
-        let args = text(&arguments(&Binds::new(&hosts, &step.read_only), &step, 9));
-        let tail: Vec<&str> = args[args.len() - 7..].iter().map(String::as_str).collect();
-        assert_eq!(
-            tail,
-            ["--", "/bin/sh", "-c", INIT_SCRIPT, "sh", "./main", "a b"]
-        );
+        let binds = Binds::new(&hosts, &read_only);
+        let args = text(&arguments(&SandboxShape {
+            binds: &binds,
+            tmpfs_bytes: 256 << 20,
+        }));
+        assert_eq!(args.last().map(String::as_str), Some("--"));
         let joined = args.join(" ");
         for expected in [
             "--unshare-all --unshare-user --disable-userns --die-with-parent --new-session --as-pid-1",
             "--ro-bind /usr /usr",
-            "--bind /jobs/1/work /work --ro-bind /cache/go /gocache --remount-ro /dev --remount-ro / --chdir /work --clearenv",
-            "--setenv PATH /usr/local/bin:/usr/bin:/bin --setenv HOME /tmp --setenv LANG C.UTF-8 --setenv GOCACHE /gocache",
-            "--json-status-fd 9",
+            "--bind /jobs/1/work /work --ro-bind /cache/go /gocache --remount-ro /dev --remount-ro / --chdir /work --clearenv --",
             "--size 268435456 --tmpfs /tmp --size 67108864 --tmpfs /dev/shm",
         ] {
             assert!(joined.contains(expected), "{expected:?} not in {joined}");

@@ -1,30 +1,32 @@
-//! Runs one step of a job (compile or run) inside bubblewrap, under limits.
+//! Runs the steps of a job (compile, run) inside one bubblewrap sandbox, each under its limits.
 //!
-//! What a sandboxed step gets:
+//! What a sandbox gets:
 //! - new user, PID, network, IPC, UTS and cgroup namespaces (`--unshare-all`), and no way to make
 //!   more user namespaces (`--disable-userns`); no network at all, not even loopback to the host;
 //! - `/usr` read-only (plus the merged-usr links `/bin`, `/lib`, ...), nothing of the host's
 //!   `/etc` (gcc, Go and Node.js need none of it), a fresh `/proc`, a read-only `/dev` with the
 //!   usual devices, private size-capped `/tmp` and `/dev/shm`, a read-only root, and the job's
 //!   work directory at `/work` as the only writable place on disk;
-//! - an empty environment but `PATH`, `HOME=/tmp`, `LANG=C.UTF-8` and the language's variables;
 //! - on the host, an unprivileged uid and gid of its own, without supplementary groups, when the
 //!   executor runs as root (see [`identity`]), so two jobs cannot touch each other's files even
 //!   outside their mount namespaces; the job's directories are staged where that uid can reach
 //!   them whatever the permissions above them (see `staging`);
-//! - rlimits on CPU time, data memory (`RLIMIT_DATA`, not `RLIMIT_AS`), processes, open files,
-//!   file size, stack and core dumps, set before `bwrap` starts and inherited by everything in
-//!   the sandbox;
 //! - no descriptor of the executor's, and death with the executor (`PR_SET_PDEATHSIG` on `bwrap`,
 //!   `--die-with-parent` inside);
-//! - a wall-clock deadline, on which the whole process group of `bwrap` is killed (the PID
-//!   namespace takes every sandboxed process with it), and a cap on stdout plus stderr.
+//! - as PID 1, cola's own init ([`init`]), which runs each step as its child when the executor
+//!   asks, and kills everything else in the sandbox when the step ends.
 //!
-//! Inside, `/bin/sh` is PID 1 and runs the command as its child, so the command keeps the usual
-//! signal semantics of a non-init process and its peak memory reaches `wait4` (bubblewrap's own
-//! PID-1 reaper exits before it is reaped, which loses the children's resource usage). How the
-//! command ended comes from bubblewrap's `--json-status-fd`, whose `exit-code` is written only
-//! once the command was started: without it, the sandbox failed to set up.
+//! What each step gets:
+//! - an empty environment but `PATH`, `HOME=/tmp`, `LANG=C.UTF-8` and the language's variables;
+//! - rlimits on CPU time, data memory (`RLIMIT_DATA`, not `RLIMIT_AS`), processes, open files,
+//!   file size, stack and core dumps, set before it starts and inherited by all it starts (the
+//!   sandbox as a whole never goes beyond the largest of its steps' limits);
+//! - its own pipes for stdout and stderr, capped together at the output limit;
+//! - a wall-clock deadline, on which the sandbox is killed (the PID namespace takes every
+//!   sandboxed process with it): a step killed for its wall time or its output ends the job.
+//!
+//! One sandbox for every step of a job rather than one per step: bubblewrap's set-up (namespaces,
+//! mounts) costs a few milliseconds, paid once.
 //!
 //! In a container ([`SandboxKind::Container`]: the Docker and Kubernetes backends) bubblewrap
 //! cannot work (no capabilities, Docker's seccomp profile), and the container is the sandbox:
@@ -40,7 +42,9 @@
 
 mod bwrap;
 pub mod identity;
+pub mod init;
 mod process;
+mod session;
 mod staging;
 pub mod verdict;
 
@@ -52,7 +56,10 @@ use std::{
 use cola_wire::Limits;
 
 pub use identity::SandboxUser;
+pub use session::SandboxPlan;
 pub use verdict::{Ending, Kill, StepOutcome, Verdict};
+
+use session::Session;
 
 use crate::error::ExecutorError;
 
@@ -77,6 +84,12 @@ pub enum SandboxKind {
 }
 
 impl SandboxKind {
+    /// Whether steps can see host directories at other paths ([`SandboxPlan::read_only`]); in
+    /// a container they can only use paths as they are.
+    pub fn binds_directories(self) -> bool {
+        self == Self::Bubblewrap
+    }
+
     /// `bubblewrap` or `container`, as `cola executor --sandbox` takes it.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
@@ -93,6 +106,9 @@ pub struct SandboxConfig {
     pub kind: SandboxKind,
     /// The bubblewrap binary.
     pub bwrap: PathBuf,
+    /// The binary that serves as the sandbox's PID 1 ([`init::run_if_requested`]): by default
+    /// the running one (`cola`).
+    pub init: PathBuf,
     /// First host uid (and gid) given to sandboxes when the executor runs as root.
     pub uid_base: u32,
     /// How many uids from `uid_base` on are reserved for sandboxes.
@@ -108,6 +124,7 @@ impl Default for SandboxConfig {
         Self {
             kind: SandboxKind::Bubblewrap,
             bwrap: PathBuf::from("/usr/bin/bwrap"),
+            init: PathBuf::from("/proc/self/exe"),
             uid_base: 200_000,
             uid_count: 50_000,
             go_cache: None,
@@ -133,11 +150,13 @@ impl SandboxConfig {
             }
             return Ok(());
         }
-        if !self.bwrap.is_absolute() {
-            return bad(format!(
-                "bwrap must be an absolute path, not {}",
-                self.bwrap.display()
-            ));
+        for (name, path) in [("bwrap", &self.bwrap), ("init", &self.init)] {
+            if !path.is_absolute() {
+                return bad(format!(
+                    "{name} must be an absolute path, not {}",
+                    path.display()
+                ));
+            }
         }
         if self.uid_base == 0 || self.uid_count == 0 {
             return bad("the sandbox uid range must be non-empty and must not hold uid 0".into());
@@ -175,8 +194,6 @@ pub struct Step {
     /// A file (outside the work directory) to read standard input from; none is `/dev/null`.
     pub stdin: Option<PathBuf>,
     pub output: Output,
-    /// Host directories the step may read: host path and where the sandbox sees it.
-    pub read_only: Vec<(PathBuf, String)>,
 }
 
 /// The sandbox of one job: how its steps are isolated, and its work directory.
@@ -188,52 +205,53 @@ pub struct Sandbox<'a> {
 
 #[derive(Debug)]
 enum Mode<'a> {
-    /// bubblewrap, as the host identity `user`.
+    /// A running bubblewrap sandbox, as the host identity of `_user` (borrowed: its uid stays
+    /// reserved for as long as the sandbox can run).
     Bubblewrap {
-        bwrap: &'a Path,
-        user: &'a SandboxUser,
+        session: Session,
+        _user: &'a SandboxUser,
     },
     /// Directly, as the executor's own user, inside the container that is the sandbox.
     Container,
 }
 
 impl<'a> Sandbox<'a> {
-    /// A bubblewrap sandbox whose steps run as `user` with `work_dir` (which `user` owns) at
-    /// [`WORK_DIR`]. Borrowing the user keeps its uid reserved for as long as the sandbox can run.
-    pub fn new(bwrap: &'a Path, user: &'a SandboxUser, work_dir: &'a Path) -> Self {
-        Self {
-            mode: Mode::Bubblewrap { bwrap, user },
-            work_dir,
-        }
-    }
-
-    /// The sandbox `config` asks for: bubblewrap as `user`, or the container.
-    pub fn for_config(
-        config: &'a SandboxConfig,
+    /// Starts the sandbox `config` asks for, ready for steps within `plan`: bubblewrap as
+    /// `user` with `work_dir` (which `user` owns) at [`WORK_DIR`], what bubblewrap says when it
+    /// cannot start written to `log`; or the container.
+    pub fn start(
+        config: &SandboxConfig,
         user: &'a SandboxUser,
         work_dir: &'a Path,
-    ) -> Self {
-        match config.kind {
-            SandboxKind::Bubblewrap => Self::new(&config.bwrap, user, work_dir),
-            SandboxKind::Container => Self {
-                mode: Mode::Container,
-                work_dir,
+        plan: &SandboxPlan,
+        log: &Path,
+    ) -> Result<Self, ExecutorError> {
+        let mode = match config.kind {
+            SandboxKind::Bubblewrap => Mode::Bubblewrap {
+                session: Session::start(
+                    &config.bwrap,
+                    &config.init,
+                    work_dir,
+                    user.host_ids(),
+                    plan,
+                    log,
+                )?,
+                _user: user,
             },
-        }
-    }
-
-    /// Whether steps can see host directories at other paths (`Step::read_only`); in a
-    /// container they can only use paths as they are.
-    pub fn binds_directories(&self) -> bool {
-        matches!(self.mode, Mode::Bubblewrap { .. })
+            SandboxKind::Container if !plan.read_only.is_empty() => {
+                return Err(ExecutorError::Config(
+                    "the container sandbox cannot bind directories into a step".into(),
+                ));
+            }
+            SandboxKind::Container => Mode::Container,
+        };
+        Ok(Self { mode, work_dir })
     }
 
     /// Runs `step` to its end (blocking) and says how it ended.
     pub fn run(&self, step: &Step) -> Result<StepOutcome, ExecutorError> {
-        match self.mode {
-            Mode::Bubblewrap { bwrap, user } => {
-                process::run(bwrap, self.work_dir, user.host_ids(), step)
-            }
+        match &self.mode {
+            Mode::Bubblewrap { session, .. } => session.run(step),
             Mode::Container => process::run_direct(self.work_dir, step),
         }
     }

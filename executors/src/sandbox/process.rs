@@ -1,10 +1,12 @@
-//! Starting `bwrap` under limits, feeding and draining it, and waiting for it with a deadline.
+//! What starting a sandboxed process takes: rlimits, the switch to the job's uid and the
+//! staging of its directories between `fork` and `exec`, the output pipes under their cap, the
+//! process group killed at a deadline; and the container mode's steps, run directly.
 
 use std::{
     fs::File,
     io::{self, PipeReader, PipeWriter, Read, Write},
     os::{
-        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
         unix::process::CommandExt,
     },
     path::{Path, PathBuf},
@@ -19,72 +21,30 @@ use std::{
 
 use cola_wire::Limits;
 use nix::{
-    sys::{
-        resource::{Resource, setrlimit},
-        signal::{Signal, killpg},
-    },
+    sys::signal::{Signal, killpg},
     unistd::Pid,
 };
 
 use super::check;
 use super::{
     Output, Step,
-    bwrap::{self, Binds},
+    bwrap::Binds,
+    init::StepRlimits,
     staging::Staging,
     verdict::{Ending, Kill, StepOutcome},
 };
 use crate::error::{ExecutorError, IoContext};
 
-/// Processes of the sandbox's own (bubblewrap's monitor and the PID-1 shell) that count against
-/// `RLIMIT_NPROC` on top of what the program may have.
-const SANDBOX_PROCESSES: u64 = 2;
+/// Processes of the sandbox's own that count against a step's `RLIMIT_NPROC` on top of what
+/// the program may have: its init. (The count that limit applies to is kept per user namespace
+/// since Linux 5.14: bubblewrap's monitor lives outside the sandbox's.)
+const SANDBOX_PROCESSES: u64 = 1;
 /// Open files per process.
 const MAX_OPEN_FILES: u64 = 256;
 /// The largest stack a process may have (less if its memory limit is smaller): Linux's usual
 /// 8 MiB. glibc also reserves this much for every thread's stack, and those reservations count
 /// against RLIMIT_DATA: with 64 MiB stacks, Node.js cannot start its threads under 128 MB.
 const MAX_STACK_BYTES: u64 = 8 << 20;
-
-/// Runs `step` in bubblewrap as `host_ids` (or as the current user) and waits for it.
-pub(super) fn run(
-    bwrap_bin: &Path,
-    work_dir: &Path,
-    host_ids: Option<(u32, u32)>,
-    step: &Step,
-) -> Result<StepOutcome, ExecutorError> {
-    let (status_reader, status_writer) = io::pipe().context(|| "creating the status pipe")?;
-    let (switch, binds) = user_switch(host_ids, work_dir, &step.read_only)?;
-    let mut command = Command::new(bwrap_bin);
-    command
-        .args(bwrap::arguments(&binds, step, status_writer.as_raw_fd()))
-        .env_clear()
-        .stdin(open_stdin(step.stdin.as_deref())?)
-        .process_group(0);
-    let setup = ChildSetup {
-        switch,
-        rlimits: Rlimits::for_step(&step.limits, step.max_file_bytes),
-        status_fd: Some(status_writer.as_raw_fd()),
-        parent: std::process::id(),
-    };
-    let name = bwrap_bin.display().to_string();
-    let (waited, killed, output_bytes) = spawn_and_supervise(command, setup, step, &name, || {
-        // Our copy of the status pipe's write end must go, or its reader would never see EOF.
-        drop(status_writer)
-    })?;
-    let ending = match command_status(status_reader)? {
-        Some(status) => Ending::from_shell_status(status),
-        None if killed.is_some() => waited.ending,
-        None => return Err(setup_failure(&step.output)),
-    };
-    Ok(StepOutcome {
-        ending,
-        killed,
-        wall: waited.elapsed,
-        cpu: waited.cpu,
-        peak_memory_kb: waited.peak_memory_kb,
-        output_bytes,
-    })
-}
 
 /// Runs `step` directly as the executor's own user, without bubblewrap: the container the
 /// executor runs in is the sandbox. The same rlimits (but `RLIMIT_NPROC`, which counts every
@@ -94,11 +54,6 @@ pub(super) fn run(
 /// process the step left behind (also those that left the process group) is killed and reaped
 /// once the step ends.
 pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, ExecutorError> {
-    if !step.read_only.is_empty() {
-        return Err(ExecutorError::Config(
-            "the container sandbox cannot bind directories into a step".into(),
-        ));
-    }
     let (program, args) = step
         .command
         .split_first()
@@ -112,23 +67,48 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
         .current_dir(work_dir)
         .stdin(open_stdin(step.stdin.as_deref())?)
         .process_group(0);
-    let setup = ChildSetup {
+    let mut setup = ChildSetup {
         switch: None,
-        rlimits: Rlimits {
+        rlimits: StepRlimits {
             processes: None,
-            ..Rlimits::for_step(&step.limits, step.max_file_bytes)
+            ..StepRlimits::for_step(&step.limits, step.max_file_bytes)
         },
-        status_fd: None,
+        keep: Vec::new(),
         parent: std::process::id(),
     };
-    let spawned = spawn_and_supervise(command, setup, step, program, || {});
+    // SAFETY: the closure only makes async-signal-safe system calls and does not allocate.
+    unsafe {
+        command.pre_exec(move || setup.apply());
+    }
+    let group = OnceLock::<Group>::new();
+    let overflow = || group.wait().kill(Kill::Output);
+    let supervised = supervise_output(&step.output, &step.limits, &overflow, |[stdout, stderr]| {
+        command.stdout(stdout).stderr(stderr);
+        let started = Instant::now();
+        let spawned = command.spawn();
+        // Our copies of the pipes' write ends must go, or the readers would never see EOF.
+        drop(command);
+        let child = spawned.context(|| format!("starting {program}"))?;
+        let group = group.get_or_init(|| Group::new(child.id() as i32));
+        let waited = wait_with_deadline(
+            group,
+            started,
+            Duration::from_millis(step.limits.wall_time_ms),
+        );
+        if waited.is_err() {
+            // The step cannot be watched any more: stop it, so that the readers end too.
+            group.kill(Kill::WallTime);
+        }
+        waited.context(|| "waiting for the step")
+    });
     if std::process::id() == 1 {
         kill_everything_else();
     }
-    let (waited, killed, output_bytes) = spawned?;
+    let (waited, output_bytes) = supervised?;
+    let waited = waited?;
     Ok(StepOutcome {
         ending: waited.ending,
-        killed,
+        killed: group.get().and_then(Group::killed_for),
         wall: waited.elapsed,
         cpu: waited.cpu,
         peak_memory_kb: waited.peak_memory_kb,
@@ -136,45 +116,27 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
     })
 }
 
-/// Starts `command` (its process group led by the child, `setup` applied between `fork` and
-/// `exec`), copies its output under the step's cap and waits for it under the wall-time limit.
-/// `after_spawn` drops what the parent must not keep open once the child has it.
-fn spawn_and_supervise(
-    mut command: Command,
-    mut setup: ChildSetup,
-    step: &Step,
-    name: &str,
-    after_spawn: impl FnOnce(),
-) -> Result<(Waited, Option<Kill>, u64), ExecutorError> {
-    let sinks = connect_output(&mut command, &step.output)?;
-    // SAFETY: the closure only makes async-signal-safe system calls and does not allocate.
-    unsafe {
-        command.pre_exec(move || setup.apply());
-    }
-    let budget = OutputBudget::new(step.limits.output_kb * 1024);
-    let group = OnceLock::new();
-    let (budget, group) = (&budget, &group);
+/// Gives `body` the write ends of the step's output pipes (stdout, stderr: the same pipe when
+/// merged) while threads copy what comes out of them into the step's files under its output
+/// cap, calling `on_overflow` once output goes beyond it; returns what `body` returned and the
+/// bytes kept once every writer is gone.
+pub(super) fn supervise_output<T>(
+    output: &Output,
+    limits: &Limits,
+    on_overflow: &(dyn Fn() + Sync),
+    body: impl FnOnce([PipeWriter; 2]) -> T,
+) -> Result<(T, u64), ExecutorError> {
+    let (sinks, writers) = output_pipes(output)?;
+    let budget = OutputBudget::new(limits.output_kb * 1024);
+    let budget = &budget;
     thread::scope(|scope| {
-        // The output readers start before the step: a step that uses up every process its
-        // container allows (a fork bomb under a pids limit) must not keep them from starting.
+        // The readers start before the step: a step that uses up every process its container
+        // allows (a fork bomb under a pids limit) must not keep them from starting.
         let pumps: Vec<_> = sinks
             .into_iter()
-            .map(|(reader, file)| scope.spawn(move || pump(reader, file, budget, group)))
+            .map(|(reader, file)| scope.spawn(move || pump(reader, file, budget, on_overflow)))
             .collect();
-        let started = Instant::now();
-        let spawned = command.spawn();
-        // Our copies of the pipes' write ends must go, or the readers would never see EOF.
-        drop(command);
-        after_spawn();
-        let waited = spawned.map(|child| {
-            let group = group.get_or_init(|| Group::new(child.id() as i32));
-            let waited = wait_with_deadline(group, started, wall_limit(&step.limits));
-            if waited.is_err() {
-                // The step cannot be watched any more: stop it, so that the readers end too.
-                group.kill(Kill::WallTime);
-            }
-            waited
-        });
+        let result = body(writers);
         let pumped = pumps
             .into_iter()
             .map(|p| {
@@ -182,17 +144,14 @@ fn spawn_and_supervise(
                     .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
             })
             .try_fold(0u64, |total, bytes| bytes.map(|b| total + b));
-        let waited = waited
-            .context(|| format!("starting {name}"))?
-            .context(|| "waiting for the sandbox")?;
-        let pumped = pumped.context(|| "waiting for the sandbox")?;
-        Ok((waited, group.get().and_then(Group::killed_for), pumped))
+        let pumped = pumped.context(|| "copying the step's output")?;
+        Ok((result, pumped))
     })
 }
 
-/// As PID 1 of a container: SIGKILLs every other process of the container (`kill(-1)` spares
-/// only the caller) and reaps them all.
-fn kill_everything_else() {
+/// As PID 1 of a container or a sandbox: SIGKILLs every other process in its PID namespace
+/// (`kill(-1)` spares only the caller) and reaps them all.
+pub(super) fn kill_everything_else() {
     // SAFETY: plain system calls. The caller is PID 1, so -1 means "this container's processes".
     unsafe {
         libc::kill(-1, libc::SIGKILL);
@@ -203,21 +162,17 @@ fn kill_everything_else() {
     }
 }
 
-fn wall_limit(limits: &Limits) -> Duration {
-    Duration::from_millis(limits.wall_time_ms)
-}
-
-fn open_stdin(path: Option<&Path>) -> Result<File, ExecutorError> {
+pub(super) fn open_stdin(path: Option<&Path>) -> Result<File, ExecutorError> {
     let path = path.unwrap_or(Path::new("/dev/null"));
     File::open(path).context(|| format!("opening stdin {}", path.display()))
 }
 
-/// Gives the child the write ends of fresh pipes for its output; returns each read end with
-/// the file it is copied to.
-fn connect_output(
-    command: &mut Command,
-    output: &Output,
-) -> Result<Vec<(PipeReader, File)>, ExecutorError> {
+/// A pipe's read end and the file what comes out of it is copied to.
+type Sink = (PipeReader, File);
+
+/// Fresh pipes for a step's output: each read end with the file it is copied to, and the write
+/// ends for stdout and stderr.
+fn output_pipes(output: &Output) -> Result<(Vec<Sink>, [PipeWriter; 2]), ExecutorError> {
     let pipe = || io::pipe().context(|| "creating an output pipe");
     let create =
         |path: &Path| File::create(path).context(|| format!("creating {}", path.display()));
@@ -225,65 +180,38 @@ fn connect_output(
         Output::Separate { stdout, stderr } => {
             let (out_reader, out_writer) = pipe()?;
             let (err_reader, err_writer) = pipe()?;
-            command.stdout(out_writer).stderr(err_writer);
-            Ok(vec![
-                (out_reader, create(stdout)?),
-                (err_reader, create(stderr)?),
-            ])
+            let sinks = vec![(out_reader, create(stdout)?), (err_reader, create(stderr)?)];
+            Ok((sinks, [out_writer, err_writer]))
         }
         Output::Merged(path) => {
             let (reader, writer) = pipe()?;
-            let writer2: PipeWriter = writer
+            let writer2 = writer
                 .try_clone()
                 .context(|| "duplicating an output pipe")?;
-            command.stdout(writer).stderr(writer2);
-            Ok(vec![(reader, create(path)?)])
+            Ok((vec![(reader, create(path)?)], [writer, writer2]))
         }
     }
 }
 
-/// The resource limits of one step, applied in the child before `bwrap` starts.
-#[derive(Debug, Clone, Copy)]
-struct Rlimits {
-    cpu_seconds: u64,
-    data_bytes: u64,
-    /// `RLIMIT_NPROC`, where it can be used (see [`run_direct`]).
-    processes: Option<u64>,
-    file_bytes: u64,
-    stack_bytes: u64,
-}
-
-impl Rlimits {
-    fn for_step(limits: &Limits, max_file_bytes: u64) -> Self {
+impl StepRlimits {
+    /// The rlimits of a step with `limits` that may write files of `max_file_bytes` at most.
+    pub(super) fn for_step(limits: &Limits, max_file_bytes: u64) -> Self {
         let data_bytes = limits.memory_mb << 20;
         Self {
             cpu_seconds: limits.cpu_time_ms.div_ceil(1000),
             // Not RLIMIT_AS: V8 and the Go runtime reserve far more address space than they use.
             data_bytes,
             processes: Some(limits.processes + SANDBOX_PROCESSES),
+            open_files: MAX_OPEN_FILES,
             file_bytes: max_file_bytes,
             stack_bytes: data_bytes.min(MAX_STACK_BYTES),
         }
-    }
-
-    /// Sets the limits on the calling process. Async-signal-safe.
-    fn apply(&self) -> nix::Result<()> {
-        // SIGXCPU at the limit, SIGKILL a second later if the program ignores it.
-        setrlimit(Resource::RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + 1)?;
-        setrlimit(Resource::RLIMIT_DATA, self.data_bytes, self.data_bytes)?;
-        if let Some(processes) = self.processes {
-            setrlimit(Resource::RLIMIT_NPROC, processes, processes)?;
-        }
-        setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
-        setrlimit(Resource::RLIMIT_FSIZE, self.file_bytes, self.file_bytes)?;
-        setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
-        setrlimit(Resource::RLIMIT_STACK, self.stack_bytes, self.stack_bytes)
     }
 }
 
 /// The switch from root to the job's uid and gid, with the job's directories staged where
 /// that uid can reach them.
-struct UserSwitch {
+pub(super) struct UserSwitch {
     uid: libc::uid_t,
     gid: libc::gid_t,
     staging: Staging,
@@ -305,7 +233,7 @@ impl UserSwitch {
 
 /// The user switch for `host_ids` (none when the executor is not root), and the directories
 /// bubblewrap binds, by the paths bubblewrap can reach them at.
-fn user_switch(
+pub(super) fn user_switch(
     host_ids: Option<(u32, u32)>,
     work_dir: &Path,
     read_only: &[(PathBuf, String)],
@@ -323,18 +251,18 @@ fn user_switch(
 }
 
 /// Everything the child does between `fork` and `exec`.
-struct ChildSetup {
-    switch: Option<UserSwitch>,
-    rlimits: Rlimits,
-    /// bubblewrap's status pipe, the one descriptor beyond stdio the child keeps.
-    status_fd: Option<RawFd>,
-    parent: u32,
+pub(super) struct ChildSetup {
+    pub switch: Option<UserSwitch>,
+    pub rlimits: StepRlimits,
+    /// The descriptors beyond stdio the child keeps.
+    pub keep: Vec<RawFd>,
+    pub parent: u32,
 }
 
 impl ChildSetup {
     /// Stage and switch user (as root), limits, no inherited descriptors but the status pipe,
     /// and death when the executor dies. Async-signal-safe: no allocation.
-    fn apply(&mut self) -> io::Result<()> {
+    pub fn apply(&mut self) -> io::Result<()> {
         if let Some(switch) = &mut self.switch {
             switch.apply()?;
         }
@@ -349,8 +277,8 @@ impl ChildSetup {
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
             );
-            if let Some(fd) = self.status_fd {
-                check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+            for fd in &self.keep {
+                check(libc::fcntl(*fd, libc::F_SETFD, 0))?;
             }
             // bubblewrap dies with the executor's thread that started it (and takes the sandbox
             // with it, through --die-with-parent). Set after the user switch, which clears it.
@@ -368,19 +296,24 @@ impl ChildSetup {
 
 /// bubblewrap's process group, killed as a whole; never signalled after it has been reaped
 /// (its id could belong to someone else by then).
-struct Group {
+#[derive(Debug)]
+pub(super) struct Group {
     leader: Pid,
     state: Mutex<GroupState>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct GroupState {
     reaped: bool,
     killed_for: Option<Kill>,
 }
 
 impl Group {
-    fn new(leader: i32) -> Self {
+    pub fn leader(&self) -> Pid {
+        self.leader
+    }
+
+    pub fn new(leader: i32) -> Self {
         Self {
             leader: Pid::from_raw(leader),
             state: Mutex::new(GroupState::default()),
@@ -388,7 +321,7 @@ impl Group {
     }
 
     /// SIGKILLs the group, remembering the first reason.
-    fn kill(&self, why: Kill) {
+    pub fn kill(&self, why: Kill) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.reaped {
             return;
@@ -397,14 +330,14 @@ impl Group {
         let _ = killpg(self.leader, Signal::SIGKILL);
     }
 
-    fn killed_for(&self) -> Option<Kill> {
+    pub fn killed_for(&self) -> Option<Kill> {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .killed_for
     }
 
-    fn mark_reaped(&self) {
+    pub fn mark_reaped(&self) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).reaped = true;
     }
 }
@@ -429,15 +362,13 @@ impl OutputBudget {
     }
 }
 
-/// Copies `source` into `sink` while the budget lasts; kills the group when output goes beyond
-/// it, then drains the pipe until the sandbox is gone. Returns the bytes kept.
-/// Copies `source` into `sink` within `budget`; past it, kills the step's process group (which
-/// is set once the step started: output comes only after that).
+/// Copies `source` into `sink` while the budget lasts; calls `on_overflow` when output goes
+/// beyond it, then drains the pipe until its writers are gone. Returns the bytes kept.
 fn pump(
     mut source: PipeReader,
     mut sink: File,
     budget: &OutputBudget,
-    group: &OnceLock<Group>,
+    on_overflow: &(dyn Fn() + Sync),
 ) -> io::Result<u64> {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut kept = 0u64;
@@ -452,7 +383,7 @@ fn pump(
         sink.write_all(&buffer[..granted as usize])?;
         kept += granted;
         if granted < n as u64 {
-            group.wait().kill(Kill::Output);
+            on_overflow();
         }
     }
 }
@@ -493,7 +424,7 @@ fn wait_with_deadline(group: &Group, started: Instant, wall: Duration) -> io::Re
     })
 }
 
-fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+pub(super) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if fd < 0 {
@@ -504,12 +435,17 @@ fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 }
 
 /// Whether the process behind `pidfd` exits within `timeout` (`None`: wait as long as it takes).
-fn has_exited(pidfd: &OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
+pub(super) fn has_exited(pidfd: &OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
+    readable_within(pidfd.as_fd(), timeout)
+}
+
+/// Whether `fd` becomes readable within `timeout` (`None`: wait as long as it takes).
+pub(super) fn readable_within(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
     let timeout_ms = timeout.map_or(-1, |t| {
         libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
     });
     let mut poll = libc::pollfd {
-        fd: pidfd.as_fd().as_raw_fd(),
+        fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
@@ -524,7 +460,7 @@ fn has_exited(pidfd: &OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
     }
 }
 
-fn wait4(pid: Pid) -> io::Result<(libc::c_int, libc::rusage)> {
+pub(super) fn wait4(pid: Pid) -> io::Result<(libc::c_int, libc::rusage)> {
     let mut status = 0;
     // SAFETY: rusage is plain old data; wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -538,7 +474,7 @@ fn wait4(pid: Pid) -> io::Result<(libc::c_int, libc::rusage)> {
     }
 }
 
-fn ending_of(status: libc::c_int) -> Ending {
+pub(super) fn ending_of(status: libc::c_int) -> Ending {
     if libc::WIFSIGNALED(status) {
         Ending::Signaled(libc::WTERMSIG(status))
     } else {
@@ -548,31 +484,6 @@ fn ending_of(status: libc::c_int) -> Ending {
 
 fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
-/// The command's exit status from bubblewrap's JSON status; `None` when the command never
-/// started (bubblewrap writes `exit-code` only once the sandbox was set up).
-fn command_status(mut status: PipeReader) -> Result<Option<i32>, ExecutorError> {
-    let mut json = Vec::new();
-    status
-        .read_to_end(&mut json)
-        .context(|| "reading bubblewrap's status")?;
-    Ok(serde_json::Deserializer::from_slice(&json)
-        .into_iter::<serde_json::Value>()
-        .filter_map(Result::ok)
-        .find_map(|doc| doc.get("exit-code")?.as_i64())
-        .and_then(|code| i32::try_from(code).ok()))
-}
-
-/// The error for a sandbox that could not be set up, with what bubblewrap said about it.
-fn setup_failure(output: &Output) -> ExecutorError {
-    let stderr = match output {
-        Output::Separate { stderr, .. } => stderr,
-        Output::Merged(path) => path,
-    };
-    let said = std::fs::read(stderr).unwrap_or_default();
-    let said = String::from_utf8_lossy(&said[..said.len().min(4096)]);
-    ExecutorError::Sandbox(said.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -597,13 +508,13 @@ mod tests {
             processes: 10,
             output_kb: 64,
         };
-        let r = Rlimits::for_step(&limits, 4096);
+        let r = StepRlimits::for_step(&limits, 4096);
         assert_eq!(r.cpu_seconds, 2);
         assert_eq!(r.data_bytes, 32 << 20);
-        assert_eq!(r.processes, Some(12));
+        assert_eq!(r.processes, Some(11));
         assert_eq!(r.file_bytes, 4096);
         assert_eq!(r.stack_bytes, 8 << 20);
-        let tiny = Rlimits::for_step(
+        let tiny = StepRlimits::for_step(
             &Limits {
                 memory_mb: 4,
                 ..limits
@@ -611,19 +522,5 @@ mod tests {
             4096,
         );
         assert_eq!(tiny.stack_bytes, 4 << 20);
-    }
-
-    #[test]
-    fn the_status_pipe_tells_whether_the_command_ran() {
-        let (reader, mut writer) = io::pipe().unwrap();
-        writer
-            .write_all(b"{ \"child-pid\": 12 }\n{ \"exit-code\": 139 }\n")
-            .unwrap();
-        drop(writer);
-        assert_eq!(command_status(reader).unwrap(), Some(139));
-        let (reader, mut writer) = io::pipe().unwrap();
-        writer.write_all(b"{ \"child-pid\": 12 }\n").unwrap();
-        drop(writer);
-        assert_eq!(command_status(reader).unwrap(), None);
     }
 }

@@ -16,14 +16,6 @@ pub enum Ending {
 }
 
 impl Ending {
-    /// The ending that a shell-style exit status stands for.
-    pub fn from_shell_status(status: i32) -> Self {
-        match status - 128 {
-            signal @ 1..=64 => Self::Signaled(signal),
-            _ => Self::Exited(status),
-        }
-    }
-
     pub fn exit_code(self) -> Option<i32> {
         match self {
             Self::Exited(code) => Some(code),
@@ -240,13 +232,9 @@ mod tests {
     }
 
     #[test]
-    fn shell_statuses_above_128_are_signals() {
-        assert_eq!(Ending::from_shell_status(0), Ending::Exited(0));
-        assert_eq!(Ending::from_shell_status(3), Ending::Exited(3));
-        assert_eq!(Ending::from_shell_status(128), Ending::Exited(128));
-        assert_eq!(Ending::from_shell_status(139), Ending::Signaled(11));
-        assert_eq!(Ending::from_shell_status(137), Ending::Signaled(9));
-        assert_eq!(Ending::from_shell_status(255), Ending::Exited(255));
+    fn an_ending_has_an_exit_code_or_a_signal() {
+        assert_eq!(Ending::Exited(3).exit_code(), Some(3));
+        assert_eq!(Ending::Exited(3).signal(), None);
         assert_eq!(Ending::Signaled(11).exit_code(), None);
         assert_eq!(Ending::Signaled(11).signal(), Some(11));
     }

@@ -37,7 +37,10 @@ pub fn go_cache() -> PathBuf {
 }
 
 pub fn sandbox_config() -> SandboxConfig {
-    SandboxConfig::default()
+    SandboxConfig {
+        init: PathBuf::from(env!("CARGO_BIN_EXE_cola-sandbox-init")),
+        ..SandboxConfig::default()
+    }
 }
 
 /// A job to run.

@@ -1,0 +1,258 @@
+//! One bubblewrap sandbox for every step of a job: started once, with the init of [`super::init`]
+//! as its PID 1, given one step at a time, killed and reaped when dropped.
+
+use std::{
+    fs::File,
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::{net::UnixStream, process::CommandExt},
+    },
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{
+    BASE_ENV, Step, WORK_DIR,
+    bwrap::{self, SandboxShape},
+    init::{INIT_ARG, Ready, StepReply, StepRequest, StepRlimits, recv_frame, send_frame},
+    process::{self, ChildSetup, Group, has_exited, pidfd_open, supervise_output, wait4},
+    verdict::{Ending, Kill, StepOutcome},
+};
+use crate::error::{ExecutorError, IoContext};
+
+/// How long bubblewrap may take to set the sandbox up and start its init.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a sandbox must allow for all the steps it will run.
+#[derive(Debug, Clone)]
+pub struct SandboxPlan {
+    /// Host directories every step may read: host path and where the sandbox sees it.
+    pub read_only: Vec<(PathBuf, String)>,
+    /// The size of the sandbox's `/tmp` (and a quarter of it for `/dev/shm`): tmpfs memory is
+    /// not data memory, so it is capped by the program's memory limit (which the compiler, in
+    /// the same sandbox before it, shares).
+    pub tmpfs_bytes: u64,
+    /// The limits no process of the sandbox may go beyond: each step lowers them to its own.
+    pub ceiling: StepRlimits,
+}
+
+impl SandboxPlan {
+    /// The plan for a job whose program runs as `run`, after the steps `before` (its compile),
+    /// all of which read `read_only`.
+    pub fn for_steps(run: &Step, before: &[Step], read_only: Vec<(PathBuf, String)>) -> Self {
+        let rlimits = |step: &Step| StepRlimits::for_step(&step.limits, step.max_file_bytes);
+        Self {
+            read_only,
+            tmpfs_bytes: run.limits.memory_mb << 20,
+            ceiling: before
+                .iter()
+                .map(rlimits)
+                .fold(rlimits(run), StepRlimits::max),
+        }
+    }
+}
+
+/// A running sandbox, waiting for steps.
+#[derive(Debug)]
+pub(super) struct Session {
+    control: UnixStream,
+    /// bubblewrap's process group.
+    group: Group,
+    /// bubblewrap's standard output and error: what it says when it cannot set up.
+    log: PathBuf,
+}
+
+impl Session {
+    /// Starts bubblewrap with `init` as its PID 1, as `host_ids` when the executor is root, and
+    /// waits until the init is up.
+    pub(super) fn start(
+        bwrap_bin: &Path,
+        init: &Path,
+        work_dir: &Path,
+        host_ids: Option<(u32, u32)>,
+        plan: &SandboxPlan,
+        log: &Path,
+    ) -> Result<Self, ExecutorError> {
+        let (control, theirs) = UnixStream::pair().context(|| "creating the control socket")?;
+        // Reached through a descriptor, the init needs no path inside the sandbox (nor may the
+        // sandbox's uid be able to reach the directory it is in).
+        let init_file = File::open(init).context(|| format!("opening {}", init.display()))?;
+        let (switch, binds) = process::user_switch(host_ids, work_dir, &plan.read_only)?;
+        let shape = SandboxShape {
+            binds: &binds,
+            tmpfs_bytes: plan.tmpfs_bytes,
+        };
+        let mut args = bwrap::arguments(&shape);
+        args.push(format!("/proc/self/fd/{}", init_file.as_raw_fd()).into());
+        args.push(INIT_ARG.into());
+        args.push(theirs.as_raw_fd().to_string().into());
+        let log_file = File::create(log).context(|| format!("creating {}", log.display()))?;
+        let mut command = Command::new(bwrap_bin);
+        command
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .context(|| format!("duplicating {}", log.display()))?,
+            )
+            .stderr(log_file)
+            .process_group(0);
+        let mut setup = ChildSetup {
+            switch,
+            rlimits: plan.ceiling,
+            keep: vec![init_file.as_raw_fd(), theirs.as_raw_fd()],
+            parent: std::process::id(),
+        };
+        // SAFETY: the closure only makes async-signal-safe system calls and does not allocate.
+        unsafe {
+            command.pre_exec(move || setup.apply());
+        }
+        let child = command
+            .spawn()
+            .context(|| format!("starting {}", bwrap_bin.display()))?;
+        // The init's end of the socket must live only in the sandbox, or we would never see it
+        // hang up.
+        drop((command, theirs, init_file));
+        let session = Self {
+            control,
+            group: Group::new(child.id() as i32),
+            log: log.to_owned(),
+        };
+        session.wait_until_ready()?;
+        Ok(session)
+    }
+
+    fn wait_until_ready(&self) -> Result<(), ExecutorError> {
+        let ready = self.readable_within(START_TIMEOUT)?
+            && matches!(
+                recv_frame::<Ready>(&self.control),
+                Ok(Some((Ready { ready: true }, _)))
+            );
+        if ready {
+            Ok(())
+        } else {
+            self.group.kill(Kill::WallTime);
+            Err(self.setup_failure())
+        }
+    }
+
+    /// Whether the init said something (or hung up) within `timeout`.
+    fn readable_within(&self, timeout: Duration) -> Result<bool, ExecutorError> {
+        process::readable_within(self.control.as_fd(), Some(timeout))
+            .context(|| "waiting for the sandbox's init")
+    }
+
+    /// Runs `step` in the sandbox to its end and says how it ended. A step killed for its wall
+    /// time or its output ends the sandbox: no step can run after it.
+    pub(super) fn run(&self, step: &Step) -> Result<StepOutcome, ExecutorError> {
+        if self.group.killed_for().is_some() {
+            return Err(ExecutorError::Sandbox(
+                "the sandbox was stopped by an earlier step".into(),
+            ));
+        }
+        let stdin = process::open_stdin(step.stdin.as_deref())?;
+        let request = StepRequest {
+            command: step.command.clone(),
+            env: BASE_ENV
+                .iter()
+                .chain([&("PWD", WORK_DIR)])
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .chain(step.env.iter().cloned())
+                .collect(),
+            rlimits: StepRlimits::for_step(&step.limits, step.max_file_bytes),
+        };
+        let wall = Duration::from_millis(step.limits.wall_time_ms);
+        let overflow = || self.group.kill(Kill::Output);
+        let ((reply, wall_used), output_bytes) =
+            supervise_output(&step.output, &step.limits, &overflow, |writers| {
+                let started = Instant::now();
+                let [stdout, stderr] = writers;
+                let sent = send_frame(
+                    &self.control,
+                    &request,
+                    &[stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+                );
+                // Our copies go: the step's output ends when its processes do.
+                drop((stdin, stdout, stderr));
+                let reply = sent
+                    .context(|| "handing the step to the sandbox")
+                    .and_then(|()| self.reply_within(started + wall));
+                if reply.is_err() {
+                    self.group.kill(Kill::WallTime);
+                }
+                (reply, started.elapsed())
+            })?;
+        let killed = self.group.killed_for();
+        let (ending, cpu, peak_memory_kb) = match reply? {
+            Some(StepReply::Ended {
+                wait_status,
+                cpu_micros,
+                peak_memory_kb,
+            }) => (
+                process::ending_of(wait_status),
+                Duration::from_micros(cpu_micros),
+                peak_memory_kb,
+            ),
+            // As a shell says of a command it cannot find.
+            Some(StepReply::NotStarted { .. }) => (Ending::Exited(127), Duration::ZERO, 0),
+            None if killed.is_some() => (Ending::Signaled(libc::SIGKILL), Duration::ZERO, 0),
+            None => return Err(self.setup_failure()),
+        };
+        Ok(StepOutcome {
+            ending,
+            killed,
+            wall: wall_used,
+            cpu,
+            peak_memory_kb,
+            output_bytes,
+        })
+    }
+
+    /// The init's reply, waiting until `deadline` at most; `None` when the sandbox ended (or was
+    /// killed at the deadline) first.
+    fn reply_within(&self, deadline: Instant) -> Result<Option<StepReply>, ExecutorError> {
+        while self.group.killed_for().is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.readable_within(left)? {
+                return match recv_frame::<StepReply>(&self.control) {
+                    Ok(reply) => Ok(reply.map(|(reply, _)| reply)),
+                    // A sandbox that cannot speak the protocol any more has ended for us.
+                    Err(_) => Ok(None),
+                };
+            }
+            if Instant::now() >= deadline {
+                self.group.kill(Kill::WallTime);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error for a sandbox that could not be set up or died, with what bubblewrap said.
+    fn setup_failure(&self) -> ExecutorError {
+        let said = std::fs::read(&self.log).unwrap_or_default();
+        let said = String::from_utf8_lossy(&said[..said.len().min(4096)]);
+        let said = said.trim();
+        ExecutorError::Sandbox(if said.is_empty() {
+            "bubblewrap ended without a word".into()
+        } else {
+            said.to_owned()
+        })
+    }
+}
+
+impl Drop for Session {
+    /// Kills whatever is left of the sandbox and reaps bubblewrap.
+    fn drop(&mut self) {
+        self.group.kill(Kill::WallTime);
+        if let Ok(pidfd) = pidfd_open(self.group.leader()) {
+            let _ = has_exited(&pidfd, None);
+        }
+        self.group.mark_reaped();
+        if let Err(e) = wait4(self.group.leader()) {
+            tracing::warn!(error = %e, "cannot reap bubblewrap");
+        }
+    }
+}
