@@ -355,3 +355,45 @@ async fn job_directories_may_sit_where_only_root_can_go() {
     let mode = std::fs::metadata(&job_dir).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o700, "the job directory stays private");
 }
+
+#[tokio::test]
+async fn the_sandbox_init_is_out_of_reach_of_user_code() {
+    // The init (PID 1, the same uid) holds the socket the executor speaks to it on: user code may
+    // neither open its descriptors, nor trace it, nor kill it, nor outlive its step.
+    let c = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+int main(void) {
+    int opened = 0;
+    char path[64];
+    for (int fd = 0; fd < 64; fd++) {
+        snprintf(path, sizeof path, "/proc/1/fd/%d", fd);
+        int f = open(path, O_RDWR);
+        if (f < 0) f = open(path, O_RDONLY);
+        if (f >= 0) { opened++; close(f); }
+    }
+    printf("init descriptors opened %d\n", opened);
+    printf("init traced %d\n", ptrace(PTRACE_ATTACH, 1, 0, 0) == 0);
+    kill(1, SIGKILL);
+    kill(1, SIGTERM);
+    usleep(100000);
+    printf("init alive %d\n", kill(1, 0) == 0);
+    if (fork() == 0) { setsid(); sleep(30); _exit(0); }
+    return 0;
+}
+"#;
+    let started = std::time::Instant::now();
+    let done = TestJob::source("c", c).execute().await;
+    done.assert_succeeded();
+    assert_eq!(
+        done.entry("stdout.txt"),
+        "init descriptors opened 0\ninit traced 0\ninit alive 1\n"
+    );
+    // The sleeping child was killed with its step: the job did not wait for it.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
