@@ -94,7 +94,7 @@ fn bwrap_start_up(runs: usize, config: &SandboxConfig, scratch: &Path) {
     };
     let plan = SandboxPlan::for_steps(&step, &[], Vec::new());
     let log = scratch.join("sandbox.log");
-    let start = || Sandbox::start(config, &user, &work, &plan, &log).unwrap();
+    let start = || Sandbox::start(config, user.host_ids(), &work, &plan, &log).unwrap();
     let started = time(runs, || drop(start()));
     let mut up = Vec::new();
     let mut down = Vec::new();

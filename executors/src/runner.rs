@@ -84,27 +84,46 @@ pub struct Execution {
 /// has no record) never runs.
 pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
     prepare(&config.sandbox)?;
-    let (job, connected) = match &config.job {
+    let (job, connected, standby) = match &config.job {
         JobSource::Stdin => {
-            let topology = connect(&config.nats_url).await?;
-            let bytes = tokio::task::spawn_blocking(|| read_job_bytes(std::io::stdin().lock()))
-                .await
-                .map_err(|e| ExecutorError::Worker(e.to_string()))??;
-            if bytes.is_empty() {
-                return Ok(None);
-            }
+            // The sandbox starts while the executor connects and waits: the job finds it ready.
+            let standby = (config.sandbox.kind == SandboxKind::Bubblewrap)
+                .then(|| StandbyThread::spawn(&config.sandbox, &config.job_dir))
+                .flatten();
+            let read = async {
+                let topology = connect(&config.nats_url).await?;
+                let bytes = tokio::task::spawn_blocking(|| read_job_bytes(std::io::stdin().lock()))
+                    .await
+                    .map_err(|e| ExecutorError::Worker(e.to_string()))??;
+                Ok::<_, ExecutorError>((topology, bytes))
+            };
+            let (topology, bytes) = match read.await {
+                Ok((topology, bytes)) if !bytes.is_empty() => (topology, bytes),
+                read => {
+                    if let Some(standby) = standby {
+                        tokio::task::spawn_blocking(move || drop(standby))
+                            .await
+                            .map_err(|e| ExecutorError::Worker(e.to_string()))?;
+                    }
+                    return read.map(|_| None);
+                }
+            };
             let job = serde_json::from_slice(&bytes).map_err(ExecutorError::JobMessage)?;
-            (job, Some(topology))
+            (job, Some(topology), standby)
         }
-        source => (read_job(source)?, None),
+        source => (read_job(source)?, None, None),
     };
-    run_job_message(job, connected, &config).await.map(Some)
+    run_job_message(job, connected, standby, &config)
+        .await
+        .map(Some)
 }
 
-/// [`run`] once the job message is read; `connected` when the executor connected before.
+/// [`run`] once the job message is read; `connected` when the executor connected before, and
+/// `standby` when it started a sandbox before.
 async fn run_job_message(
     job: JobMessage,
     connected: Option<Topology>,
+    mut standby: Option<StandbyThread>,
     config: &ExecutorConfig,
 ) -> Result<RunReport, ExecutorError> {
     let span =
@@ -114,14 +133,17 @@ async fn run_job_message(
         let early = match (language(&job.language), &job.inputs) {
             (Some(lang), Some(inputs)) if !lang.is_builtin() => {
                 let (go, gate) = tokio::sync::oneshot::channel();
-                let execution = spawn_execute(
-                    lang,
-                    &job,
-                    inputs,
-                    &config.job_dir,
-                    &config.sandbox,
-                    Some(gate),
-                );
+                let execution = match standby.take() {
+                    Some(standby) => standby.execute(lang, &job, inputs, Some(gate)),
+                    None => spawn_execute(
+                        lang,
+                        &job,
+                        inputs,
+                        &config.job_dir,
+                        &config.sandbox,
+                        Some(gate),
+                    ),
+                };
                 Some((go, execution))
             }
             _ => None,
@@ -174,7 +196,7 @@ async fn run_job_message(
                         return end_record(&topology, &job, report, None).await;
                     }
                 };
-                match run_job(&job, inputs, &config.job_dir, &config.sandbox).await {
+                match run_job(&job, inputs, &config.job_dir, &config.sandbox, standby).await {
                     Ok(done) => done,
                     Err(e) => {
                         tracing::error!(error = %e, "job failed in the executor");
@@ -229,7 +251,7 @@ pub async fn run_offline(
             ),
             (None, None) => Err(NO_INPUTS.to_owned()),
         };
-        let (report, zip) = match run_job(&job, inputs, job_dir, sandbox).await {
+        let (report, zip) = match run_job(&job, inputs, job_dir, sandbox, None).await {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "job failed in the executor");
@@ -335,6 +357,7 @@ async fn run_job(
     inputs: Result<Inputs, String>,
     job_dir: &Path,
     sandbox: &SandboxConfig,
+    standby: Option<StandbyThread>,
 ) -> Result<(RunReport, Option<Vec<u8>>), ExecutorError> {
     let refuse = |message: String| Ok((invalid_input(&job.limits, message), None));
     let Some(lang) = language(&job.language) else {
@@ -347,7 +370,10 @@ async fn run_job(
         Ok(inputs) => inputs,
         Err(message) => return refuse(message),
     };
-    let execution = execute(lang, job, &inputs, job_dir, sandbox).await?;
+    let execution = match standby {
+        Some(standby) => joined(standby.execute(lang, job, &inputs, None)).await?,
+        None => execute(lang, job, &inputs, job_dir, sandbox).await?,
+    };
     Ok((execution.report, Some(execution.zip)))
 }
 
@@ -489,10 +515,11 @@ fn spawn_execute(
     // Blocking work (processes, files): off the async threads. A panic in there still drops
     // the workspace, which removes the job's directories.
     tokio::task::spawn_blocking(move || {
-        execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox, gate)
+        execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox, gate, None)
     })
 }
 
+/// Runs `job` in `standby` if given (and it can serve the job), or in a sandbox of its own.
 fn execute_blocking(
     lang: &LanguageDef,
     job: &JobMessage,
@@ -500,6 +527,7 @@ fn execute_blocking(
     job_dir: &Path,
     config: &SandboxConfig,
     gate: Option<RunGate>,
+    standby: Option<Standby>,
 ) -> Result<Execution, ExecutorError> {
     config.validate()?;
     if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
@@ -513,9 +541,20 @@ fn execute_blocking(
         })?;
         return Ok(Execution { report, zip });
     }
-    // Declared first, dropped last: the uid stays reserved until the workspace is gone.
-    let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
-    let workspace = Workspace::create(job_dir, user.host_ids())?;
+    // Dropped in the reverse order: the sandbox's processes are gone before the workspace is,
+    // and the uid stays reserved until the workspace is gone.
+    let (user, workspace, standing) = match standby {
+        Some(Standby {
+            sandbox,
+            workspace,
+            user,
+        }) => (user, workspace, Some(sandbox)),
+        None => {
+            let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
+            let workspace = Workspace::create(job_dir, user.host_ids())?;
+            (user, workspace, None)
+        }
+    };
     workspace.write_files(&inputs.files)?;
     let stdin = workspace.write_stdin(&inputs.stdin)?;
     let steps = JobSteps {
@@ -532,17 +571,196 @@ fn execute_blocking(
         compile.as_slice(),
         read_only.flatten().into_iter().collect(),
     );
-    let sandbox = Sandbox::start(
-        config,
-        &user,
-        workspace.work_dir(),
-        &plan,
-        &workspace.log(Log::Sandbox),
-    )?;
+    let sandbox = match standing {
+        Some(sandbox) if sandbox.serves(&plan) => sandbox,
+        standing => {
+            if standing.is_some() {
+                tracing::info!(
+                    "the pre-started sandbox does not fit the job's limits; starting one"
+                );
+            }
+            // (A pre-started sandbox that does not fit is stopped here, before the new one.)
+            drop(standing);
+            Sandbox::start(
+                config,
+                user.host_ids(),
+                workspace.work_dir(),
+                &plan,
+                &workspace.log(Log::Sandbox),
+            )?
+        }
+    };
     let (report, usage) = steps.compile_and_run(&sandbox, compile, run, gate)?;
     drop(sandbox);
     let zip = steps.package(&report, usage)?;
+    drop((workspace, user));
     Ok(Execution { report, zip })
+}
+
+/// A sandbox started before its job, with its workspace and its uid (a pre-started executor's:
+/// see [`StandbyThread`]). Dropped in field order: the sandbox, its workspace, then its uid.
+#[derive(Debug)]
+struct Standby {
+    sandbox: Sandbox,
+    workspace: Workspace,
+    user: SandboxUser,
+}
+
+impl Standby {
+    /// A sandbox in `job_dir` for a job with the default limits of any language: the largest
+    /// of their limits as its ceiling, their default memory limit for its `/tmp`, and the shared
+    /// Go build cache bound whatever the language. A job with other limits gets a sandbox of
+    /// its own instead (see [`Sandbox::serves`]).
+    fn start(config: &SandboxConfig, job_dir: &Path) -> Result<Self, ExecutorError> {
+        config.validate()?;
+        let programs = || languages().iter().filter(|l| !l.is_builtin());
+        let step = |limits: Limits, max_file_bytes: u64| Step {
+            command: Vec::new(),
+            env: Vec::new(),
+            limits,
+            max_file_bytes,
+            stdin: None,
+            output: Output::Merged(PathBuf::new()),
+        };
+        let default_run = programs()
+            .map(|l| l.default_limits)
+            .max_by_key(|limits| limits.memory_mb)
+            .ok_or_else(|| ExecutorError::Config("the language table has no programs".into()))?;
+        let default_run = step(default_run, 0);
+        let others: Vec<Step> = programs()
+            .flat_map(|l| {
+                [
+                    step(l.compile_limits, COMPILE_MAX_FILE_BYTES),
+                    step(l.max_limits, l.max_limits.output_kb * 1024),
+                ]
+            })
+            .collect();
+        let go_cache = languages()
+            .iter()
+            .find(|l| go_cache::applies_to(l))
+            .and_then(|go| {
+                let mut probe = step(go.compile_limits, 0);
+                go_cache::configure(
+                    &mut probe,
+                    config.go_cache.as_deref(),
+                    config.kind.binds_directories(),
+                )
+            });
+        let plan = SandboxPlan::for_steps(&default_run, &others, go_cache.into_iter().collect());
+        let user =
+            SandboxUser::for_job(&cola_wire::JobId::new(), config.uid_base, config.uid_count)?;
+        let workspace = Workspace::create(job_dir, user.host_ids())?;
+        let sandbox = Sandbox::start(
+            config,
+            user.host_ids(),
+            workspace.work_dir(),
+            &plan,
+            &workspace.log(Log::Sandbox),
+        )?;
+        Ok(Self {
+            sandbox,
+            workspace,
+            user,
+        })
+    }
+}
+
+/// A thread that starts a [`Standby`] sandbox at once, then runs the job it is given in it (or,
+/// when the standby cannot serve it, in a sandbox of the job's own). bubblewrap dies with the
+/// thread that started it (`PR_SET_PDEATHSIG`), so this thread lives until its job is done.
+/// Dropped without a job, it stops the sandbox and removes its workspace before it returns.
+#[derive(Debug)]
+struct StandbyThread {
+    work: Option<std::sync::mpsc::Sender<StandbyWork>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A job for a [`StandbyThread`], and where its execution goes.
+struct StandbyWork {
+    lang: LanguageDef,
+    job: JobMessage,
+    inputs: Inputs,
+    gate: Option<RunGate>,
+    done: tokio::sync::oneshot::Sender<Result<Execution, ExecutorError>>,
+}
+
+impl StandbyThread {
+    /// Starts the thread; `None` (and a warning) when no thread can be started.
+    fn spawn(config: &SandboxConfig, job_dir: &Path) -> Option<Self> {
+        let (work, jobs) = std::sync::mpsc::channel::<StandbyWork>();
+        let (config, job_dir) = (config.clone(), job_dir.to_owned());
+        let thread = std::thread::Builder::new()
+            .name("standby-sandbox".into())
+            .spawn(move || {
+                let standby = Standby::start(&config, &job_dir)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "cannot pre-start a sandbox; the job will start its own")
+                    })
+                    .ok();
+                let Ok(work) = jobs.recv() else {
+                    return;
+                };
+                let executed = execute_blocking(
+                    &work.lang,
+                    &work.job,
+                    &work.inputs,
+                    &job_dir,
+                    &config,
+                    work.gate,
+                    standby,
+                );
+                let _ = work.done.send(executed);
+            });
+        match thread {
+            Ok(thread) => Some(Self {
+                work: Some(work),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a thread to pre-start a sandbox");
+                None
+            }
+        }
+    }
+
+    /// [`spawn_execute`], on this thread.
+    fn execute(
+        mut self,
+        lang: &LanguageDef,
+        job: &JobMessage,
+        inputs: &Inputs,
+        gate: Option<RunGate>,
+    ) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
+        let (done, executed) = tokio::sync::oneshot::channel();
+        if let Some(work) = self.work.take() {
+            let _ = work.send(StandbyWork {
+                lang: *lang,
+                job: job.clone(),
+                inputs: inputs.clone(),
+                gate,
+                done,
+            });
+        }
+        // The thread ends by itself once the job is done: nobody waits for it here.
+        self.thread.take();
+        tokio::spawn(async move {
+            executed.await.unwrap_or_else(|_| {
+                Err(ExecutorError::Worker(
+                    "the sandbox thread ended without an outcome".into(),
+                ))
+            })
+        })
+    }
+}
+
+impl Drop for StandbyThread {
+    /// Without a job: stops the standby sandbox, waiting until it and its workspace are gone.
+    fn drop(&mut self) {
+        self.work.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
@@ -839,6 +1057,7 @@ fn toolchain_version(lang: &LanguageDef, home: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn sources_expand_in_place() {
@@ -926,10 +1145,10 @@ mod tests {
         assert!(outcome.zip.is_none() && !outcome.report.stderr.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_run_step_waits_for_its_gate_and_never_starts_without_it() {
+    /// A C job with the language's default limits.
+    fn c_job() -> JobMessage {
         let c = &languages()[0];
-        let job = || JobMessage {
+        JobMessage {
             id: cola_wire::JobId::new(),
             user: cola_wire::UserId::parse("tester").unwrap(),
             language: c.id(),
@@ -939,21 +1158,34 @@ mod tests {
             inputs: None,
             input_object: None,
             problem: None,
-        };
-        let inputs = Inputs {
+        }
+    }
+
+    fn c_inputs(source: &str) -> Inputs {
+        Inputs {
             files: vec![InputFile {
-                name: c.source_file.into(),
-                content: "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
-                    .into(),
+                name: languages()[0].source_file.into(),
+                content: source.into(),
             }],
             stdin: String::new(),
-        };
-        // The sandbox's init: the executors' own, built beside this test binary (in `deps/`).
-        let init = crate::sandbox::init::standalone().unwrap();
-        let config = SandboxConfig {
-            init,
+        }
+    }
+
+    /// Sandboxes run as root need an init: the executors' own, built beside this test binary.
+    fn test_config() -> SandboxConfig {
+        SandboxConfig {
+            init: crate::sandbox::init::standalone().unwrap(),
             ..SandboxConfig::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_step_waits_for_its_gate_and_never_starts_without_it() {
+        let c = &languages()[0];
+        let job = c_job;
+        let inputs =
+            c_inputs("#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n");
+        let config = test_config();
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel::<()>();
@@ -972,6 +1204,77 @@ mod tests {
             (Status::Succeeded, "hello\n"),
             "{:?}",
             done.report
+        );
+    }
+
+    /// Prints how many clock ticks after the sandbox's PID 1 the program started.
+    const STARTED_AFTER_INIT: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static long started(const char *stat) {
+    char buf[1024];
+    FILE *f = fopen(stat, "r");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    int field = 2;
+    for (char *t = strtok(strrchr(buf, ')') + 2, " "); t; t = strtok(NULL, " "))
+        if (++field == 22) return atol(t);
+    return -1;
+}
+int main(void) { printf("%ld\n", started("/proc/self/stat") - started("/proc/1/stat")); return 0; }
+"#;
+
+    #[tokio::test]
+    async fn a_pre_started_sandbox_runs_a_job_that_fits_and_leaves_nothing_behind() {
+        let c = &languages()[0];
+        let config = test_config();
+        let inputs = c_inputs(STARTED_AFTER_INIT);
+        let ticks_after_init = |done: &Execution| -> i64 {
+            assert_eq!(done.report.status, Status::Succeeded, "{:?}", done.report);
+            done.report.stdout.trim().parse().unwrap()
+        };
+        let second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap();
+
+        // A job with the default limits runs in the sandbox started a second before it.
+        let dir = tempfile::tempdir().unwrap();
+        let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(dir.path().join("work").is_dir(), "the standby's workspace");
+        let done = joined(standby.execute(c, &c_job(), &inputs, None))
+            .await
+            .unwrap();
+        assert!(
+            ticks_after_init(&done) >= second * 9 / 10,
+            "{:?}",
+            done.report
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "the workspace is gone"
+        );
+
+        // One with other limits gets a sandbox of its own.
+        let dir = tempfile::tempdir().unwrap();
+        let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut job = c_job();
+        job.limits.memory_mb /= 2;
+        let done = joined(standby.execute(c, &job, &inputs, None))
+            .await
+            .unwrap();
+        assert!(ticks_after_init(&done) < second / 2, "{:?}", done.report);
+
+        // Dropped without a job, it stops its sandbox and removes its workspace.
+        let dir = tempfile::tempdir().unwrap();
+        let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(standby);
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "the workspace is gone"
         );
     }
 

@@ -196,48 +196,44 @@ pub struct Step {
     pub output: Output,
 }
 
-/// The sandbox of one job: how its steps are isolated, and its work directory.
+/// The sandbox of one job: how its steps are isolated, and its work directory. Whoever starts
+/// one keeps the uid it runs as reserved, and the work directory in place, until it is dropped.
 #[derive(Debug)]
-pub struct Sandbox<'a> {
-    mode: Mode<'a>,
-    work_dir: &'a Path,
+pub struct Sandbox {
+    mode: Mode,
+    work_dir: PathBuf,
+    plan: SandboxPlan,
 }
 
 #[derive(Debug)]
-enum Mode<'a> {
-    /// A running bubblewrap sandbox, as the host identity of `_user` (borrowed: its uid stays
-    /// reserved for as long as the sandbox can run).
-    Bubblewrap {
-        session: Session,
-        _user: &'a SandboxUser,
-    },
+enum Mode {
+    /// A running bubblewrap sandbox.
+    Bubblewrap(Session),
     /// Directly, as the executor's own user, inside the container that is the sandbox.
     Container,
 }
 
-impl<'a> Sandbox<'a> {
+impl Sandbox {
     /// Starts the sandbox `config` asks for, ready for steps within `plan`: bubblewrap as
-    /// `user` with `work_dir` (which `user` owns) at [`WORK_DIR`], what bubblewrap says when it
-    /// cannot start written to `log`; or the container.
+    /// `host_ids` (none: as the executor's own user) with `work_dir` (which that user owns) at
+    /// [`WORK_DIR`], what bubblewrap says when it cannot start written to `log`; or the
+    /// container.
     pub fn start(
         config: &SandboxConfig,
-        user: &'a SandboxUser,
-        work_dir: &'a Path,
+        host_ids: Option<(u32, u32)>,
+        work_dir: &Path,
         plan: &SandboxPlan,
         log: &Path,
     ) -> Result<Self, ExecutorError> {
         let mode = match config.kind {
-            SandboxKind::Bubblewrap => Mode::Bubblewrap {
-                session: Session::start(
-                    &config.bwrap,
-                    &config.init,
-                    work_dir,
-                    user.host_ids(),
-                    plan,
-                    log,
-                )?,
-                _user: user,
-            },
+            SandboxKind::Bubblewrap => Mode::Bubblewrap(Session::start(
+                &config.bwrap,
+                &config.init,
+                work_dir,
+                host_ids,
+                plan,
+                log,
+            )?),
             SandboxKind::Container if !plan.read_only.is_empty() => {
                 return Err(ExecutorError::Config(
                     "the container sandbox cannot bind directories into a step".into(),
@@ -245,14 +241,23 @@ impl<'a> Sandbox<'a> {
             }
             SandboxKind::Container => Mode::Container,
         };
-        Ok(Self { mode, work_dir })
+        Ok(Self {
+            mode,
+            work_dir: work_dir.to_owned(),
+            plan: plan.clone(),
+        })
+    }
+
+    /// Whether this sandbox can run the steps `plan` is for.
+    pub fn serves(&self, plan: &SandboxPlan) -> bool {
+        self.plan.covers(plan)
     }
 
     /// Runs `step` to its end (blocking) and says how it ended.
     pub fn run(&self, step: &Step) -> Result<StepOutcome, ExecutorError> {
         match &self.mode {
-            Mode::Bubblewrap { session, .. } => session.run(step),
-            Mode::Container => process::run_direct(self.work_dir, step),
+            Mode::Bubblewrap(session) => session.run(step),
+            Mode::Container => process::run_direct(&self.work_dir, step),
         }
     }
 }

@@ -53,6 +53,19 @@ impl SandboxPlan {
     }
 }
 
+impl SandboxPlan {
+    /// Whether a sandbox made for this plan can run the steps `other` is for: the same `/tmp`,
+    /// every directory they read, and limits at least as high as theirs.
+    pub fn covers(&self, other: &SandboxPlan) -> bool {
+        self.tmpfs_bytes == other.tmpfs_bytes
+            && other
+                .read_only
+                .iter()
+                .all(|bind| self.read_only.contains(bind))
+            && self.ceiling.max(other.ceiling) == self.ceiling
+    }
+}
+
 /// A running sandbox, waiting for steps.
 #[derive(Debug)]
 pub(super) struct Session {
