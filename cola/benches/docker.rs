@@ -6,14 +6,11 @@
 //! The executor images must hold this build's `cola` binary, tagged `$COLA_EXECUTOR_IMAGE_TAG`
 //! (default `latest`): `scripts/bench-docker.sh` builds them first.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::{Command, Stdio};
 
 mod support;
 
-use support::{ColaUp, api_latencies, ms, percentile, timed_runs};
+use support::{ColaUp, alternated, median_ratio, ms, percentile};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
@@ -47,29 +44,36 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     println!(
-        "| language | docker run p50 | docker run p90 | cola p50 | cola p90 | ratio (p50) | target |"
+        "| language | docker run p50 | docker run p90 | cola p50 | cola p90 | ratio (p50) | ratio (median of pairs) | target |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (language, source, script) in PROGRAMS {
         let image = format!("cola-executor-{language}:{tag}");
-        let bare = bare_latencies(&image, source, script);
-        let api = runtime.block_on(api_latencies(url, token, language, source));
+        let (bare, api) = alternated(
+            &runtime,
+            bare_run(&image, source, script),
+            url,
+            token,
+            language,
+            source,
+        );
         println!(
-            "| {language} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
+            "| {language} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.2}× | {:.2}× | ≤ 1.2× |",
             ms(percentile(&bare, 50)),
             ms(percentile(&bare, 90)),
             ms(percentile(&api, 50)),
             ms(percentile(&api, 90)),
             ms(percentile(&api, 50)) / ms(percentile(&bare, 50)),
+            median_ratio(&bare, &api),
         );
     }
 }
 
 /// `docker run --rm -i` of the image, with the same isolation as a job's container, compiling
 /// (when the language does) and running the program read from stdin.
-fn bare_latencies(image: &str, source: &str, script: &str) -> Vec<Duration> {
+fn bare_run<'a>(image: &'a str, source: &'a str, script: &'a str) -> impl FnMut() + 'a {
     let tmpfs = "rw,exec,nosuid,nodev,size=256m,uid=10001,gid=10001,mode=0700";
-    let run = || {
+    move || {
         let mut child = Command::new("docker")
             .args(["run", "--rm", "-i", "--network", "none", "--read-only"])
             .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
@@ -96,6 +100,5 @@ fn bare_latencies(image: &str, source: &str, script: &str) -> Vec<Duration> {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    timed_runs(run) // the first run warms the page cache
+    }
 }

@@ -12,31 +12,37 @@ use std::{
 use serde_json::json;
 
 /// Samples per measurement, after one warm-up.
-pub const RUNS: usize = 20;
+pub const RUNS: usize = 30;
 
-/// Runs `run` once to warm caches, then [`RUNS`] times, timing each.
-pub fn timed_runs(mut run: impl FnMut()) -> Vec<Duration> {
-    run();
-    (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed()
-        })
-        .collect()
-}
+/// How long the machine is left alone before each timed run: what a job leaves to do after its
+/// answer (the warm pool refilling, the record's clean-up) must not slow the next run, of either
+/// kind.
+const SETTLE: Duration = Duration::from_millis(250);
 
-/// Submit → terminal through the API with `?wait`, [`RUNS`] times after one warm-up.
-pub async fn api_latencies(url: &str, token: &str, language: &str, source: &str) -> Vec<Duration> {
+/// Latencies of `baseline` and of the same program submitted through the API with `?wait`
+/// (submit → terminal), alternated — one warm-up each, then [`RUNS`] of each in turn, each
+/// after [`SETTLE`] — so that both meet the same machine: a slower minute slows both alike.
+pub fn alternated(
+    runtime: &tokio::runtime::Runtime,
+    mut baseline: impl FnMut(),
+    url: &str,
+    token: &str,
+    language: &str,
+    source: &str,
+) -> (Vec<Duration>, Vec<Duration>) {
     let http = reqwest::Client::new();
-    submit(&http, url, token, language, source).await; // warm-up
-    let mut latencies = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let mut through_api = || runtime.block_on(submit(&http, url, token, language, source));
+    baseline(); // warms caches (the Go build cache, the page cache)
+    through_api();
+    let timed = |run: &mut dyn FnMut()| {
+        std::thread::sleep(SETTLE);
         let start = Instant::now();
-        submit(&http, url, token, language, source).await;
-        latencies.push(start.elapsed());
-    }
-    latencies
+        run();
+        start.elapsed()
+    };
+    (0..RUNS)
+        .map(|_| (timed(&mut baseline), timed(&mut through_api)))
+        .unzip()
 }
 
 /// Submits a hello-world program and waits for it to succeed with `hello`.
@@ -53,6 +59,18 @@ pub async fn submit(http: &reqwest::Client, url: &str, token: &str, language: &s
         .unwrap();
     assert_eq!(view["status"], "succeeded", "{view}");
     assert_eq!(view["stdout"], "hello\n");
+}
+
+/// The median of `treated[i] / baseline[i]`: how much slower than its baseline a run was,
+/// pair by pair (each pair ran back to back, see [`alternated`]).
+pub fn median_ratio(baseline: &[Duration], treated: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = baseline
+        .iter()
+        .zip(treated)
+        .map(|(b, t)| t.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 /// The `p`th percentile of `samples`.
