@@ -135,6 +135,16 @@ async fn drive(
             };
             if alive {
                 tracing::info!(job_id = %job.id, executor = %handle.id, "adopting running executor");
+                // A cancel request written after the record was read, before `guard` was
+                // registered, reached no one.
+                if matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested) {
+                    kill(ctx, &handle).await;
+                    end(ctx, key, Status::Cancelled, None, None).await?;
+                    if let Err(e) = ctx.backend.cleanup(&handle).await {
+                        tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
+                    }
+                    return Ok(Disposition::Ack);
+                }
                 handle
             } else {
                 // The executor ended while no middleware watched it. A backend that carries
@@ -266,11 +276,10 @@ async fn watch(
         tokio::time::sleep(ctx.grace).await;
     };
     tokio::pin!(stopping);
-    // A cancel request that arrived before this task registered.
-    let cancelled_early = matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested);
-    let exit = if cancelled_early {
-        None
-    } else {
+    // Every cancel request since `cancel` was registered comes through it: one written before
+    // made the compare-and-set that started the job fail (and the job end cancelled), or was
+    // checked for when an executor was adopted.
+    let exit = {
         let wait = ctx.backend.wait(handle);
         tokio::pin!(wait);
         loop {
