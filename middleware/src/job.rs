@@ -331,7 +331,8 @@ async fn watch(
     if let Err(e) = ctx.backend.cleanup(handle).await {
         tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
     }
-    Ok(Disposition::Ack)
+    // The record is terminal: a lost ack only brings the message back to be acked again.
+    Ok(Disposition::AckNoWait)
 }
 
 async fn kill(ctx: &Context, handle: &ExecutorHandle) {
