@@ -316,11 +316,28 @@ async fn pre_started_executors_run_jobs_refill_and_leave_with_their_middleware()
 }
 
 fn kill_waiting_executors(jobs_dir: &std::path::Path) {
-    for pid in waiting_executors(jobs_dir) {
+    let killed = waiting_executors(jobs_dir);
+    for pid in &killed {
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(*pid),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
+    }
+    // Dead, not dying: a job handed to an executor in the middle of its exit would be lost with
+    // it (the middleware cannot tell that case from an executor that crashed on its job).
+    let exited = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let started = std::time::Instant::now();
+    while !killed.iter().all(exited) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed executors still run"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
