@@ -23,11 +23,8 @@ use cola_wire::{LanguageDef, languages};
 
 use crate::{
     error::{ExecutorError, IoContext},
-    sandbox::Step,
+    sandbox::{ReadOnlyBind, Step},
 };
-
-/// A host directory a sandbox binds read-only, and where the sandbox sees it.
-pub type ReadOnlyBind = (std::path::PathBuf, String);
 
 /// Where the compile step sees the shared cache.
 const SANDBOX_GO_CACHE: &str = "/gocache";
@@ -41,23 +38,26 @@ pub fn applies_to(lang: &LanguageDef) -> bool {
     lang.name == "go"
 }
 
+/// What a sandbox binds for the shared cache `template`: the template read-only at
+/// `/gocache`, when the sandbox can bind directories (a container cannot: its image holds the
+/// cache in its read-only root, used where it is).
+pub fn bind(template: Option<&Path>, binds_directories: bool) -> Option<ReadOnlyBind> {
+    let template = template.filter(|_| binds_directories)?;
+    Some((template.to_owned(), SANDBOX_GO_CACHE.into()))
+}
+
 /// Points a Go compile step at the shared cache `template`, or at a private empty one; what
-/// the sandbox must bind for it. A sandbox that binds directories sees the template read-only
-/// at `/gocache`; one that cannot (a container, whose image holds the cache in its read-only
-/// root) uses it where it is.
+/// the sandbox must bind for it (see [`bind`]).
 pub fn configure(
     step: &mut Step,
     template: Option<&Path>,
     binds_directories: bool,
 ) -> Option<ReadOnlyBind> {
-    let mut bind = None;
-    let cache = match template {
-        Some(template) if binds_directories => {
-            bind = Some((template.to_owned(), SANDBOX_GO_CACHE.into()));
-            SANDBOX_GO_CACHE.to_owned()
-        }
-        Some(template) => template.display().to_string(),
-        None => PRIVATE_GO_CACHE.to_owned(),
+    let bind = bind(template, binds_directories);
+    let cache = match (template, &bind) {
+        (Some(_), Some(_)) => SANDBOX_GO_CACHE.to_owned(),
+        (Some(template), None) => template.display().to_string(),
+        (None, _) => PRIVATE_GO_CACHE.to_owned(),
     };
     step.env.push(("GOCACHE".into(), cache));
     bind

@@ -24,11 +24,11 @@ use tracing::Instrument;
 pub use crate::sandbox::{SandboxConfig, SandboxKind};
 use crate::{
     error::{ExecutorError, IoContext},
-    go_cache::{self, ReadOnlyBind},
+    go_cache,
     outputs::{self, StepUsage, Usage, ZipContents},
     sandbox::{
-        BASE_ENV, Output, Sandbox, SandboxPlan, SandboxUser, Step, StepOutcome, Verdict,
-        harden_container, verdict,
+        BASE_ENV, Output, ReadOnlyBind, Sandbox, SandboxPlan, SandboxUser, Step, StepOutcome,
+        Verdict, harden_container, init::StepRlimits, verdict,
     },
     workspace::{Log, Workspace},
 };
@@ -593,7 +593,6 @@ fn execute_blocking(
     let (report, usage) = steps.compile_and_run(&sandbox, compile, run, gate)?;
     drop(sandbox);
     let zip = steps.package(&report, usage)?;
-    drop((workspace, user));
     Ok(Execution { report, zip })
 }
 
@@ -612,41 +611,24 @@ impl Standby {
     /// Go build cache bound whatever the language. A job with other limits gets a sandbox of
     /// its own instead (see [`Sandbox::serves`]).
     fn start(config: &SandboxConfig, job_dir: &Path) -> Result<Self, ExecutorError> {
-        config.validate()?;
         let programs = || languages().iter().filter(|l| !l.is_builtin());
-        let step = |limits: Limits, max_file_bytes: u64| Step {
-            command: Vec::new(),
-            env: Vec::new(),
-            limits,
-            max_file_bytes,
-            stdin: None,
-            output: Output::Merged(PathBuf::new()),
-        };
-        let default_run = programs()
+        let default = programs()
             .map(|l| l.default_limits)
             .max_by_key(|limits| limits.memory_mb)
             .ok_or_else(|| ExecutorError::Config("the language table has no programs".into()))?;
-        let default_run = step(default_run, 0);
-        let others: Vec<Step> = programs()
-            .flat_map(|l| {
-                [
-                    step(l.compile_limits, COMPILE_MAX_FILE_BYTES),
-                    step(l.max_limits, l.max_limits.output_kb * 1024),
-                ]
-            })
-            .collect();
-        let go_cache = languages()
-            .iter()
-            .find(|l| go_cache::applies_to(l))
-            .and_then(|go| {
-                let mut probe = step(go.compile_limits, 0);
-                go_cache::configure(
-                    &mut probe,
-                    config.go_cache.as_deref(),
-                    config.kind.binds_directories(),
-                )
-            });
-        let plan = SandboxPlan::for_steps(&default_run, &others, go_cache.into_iter().collect());
+        let others = programs().flat_map(|l| {
+            [
+                StepRlimits::for_step(&l.compile_limits, COMPILE_MAX_FILE_BYTES),
+                StepRlimits::for_step(&l.max_limits, run_file_bytes(&l.max_limits)),
+            ]
+        });
+        let go_cache = go_cache::bind(config.go_cache.as_deref(), config.kind.binds_directories());
+        let plan = SandboxPlan::new(
+            default.memory_mb,
+            StepRlimits::for_step(&default, run_file_bytes(&default)),
+            others,
+            go_cache.into_iter().collect(),
+        );
         let user =
             SandboxUser::for_job(&cola_wire::JobId::new(), config.uid_base, config.uid_count)?;
         let workspace = Workspace::create(job_dir, user.host_ids())?;
@@ -761,6 +743,11 @@ impl Drop for StandbyThread {
             let _ = thread.join();
         }
     }
+}
+
+/// The largest file a program with `limits` may write: its output limit.
+fn run_file_bytes(limits: &Limits) -> u64 {
+    limits.output_kb * 1024
 }
 
 /// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
@@ -885,7 +872,7 @@ impl JobSteps<'_> {
             command,
             env: language_env(self.lang),
             limits,
-            max_file_bytes: limits.output_kb * 1024,
+            max_file_bytes: run_file_bytes(&limits),
             stdin: Some(stdin),
             output: Output::Separate {
                 stdout: self.workspace.log(Log::Stdout),
@@ -1274,6 +1261,7 @@ int main(void) {
         let dir = tempfile::tempdir().unwrap();
         let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(dir.path().join("work").is_dir(), "the standby's workspace");
         drop(standby);
         assert!(
             std::fs::read_dir(dir.path()).unwrap().next().is_none(),

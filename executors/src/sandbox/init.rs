@@ -28,6 +28,7 @@ use std::{
     process::{Command, Stdio},
 };
 
+use cola_wire::Limits;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -42,6 +43,17 @@ const MAX_FRAME_BYTES: u32 = 8 << 20;
 /// The descriptors a step request carries: stdin, stdout, stderr.
 const STEP_FDS: usize = 3;
 
+/// Processes of the sandbox's own that count against a step's `RLIMIT_NPROC` on top of what
+/// the program may have: its init. (The count that limit applies to is kept per user namespace
+/// since Linux 5.14: bubblewrap's monitor lives outside the sandbox's.)
+const SANDBOX_PROCESSES: u64 = 1;
+/// Open files per process.
+const MAX_OPEN_FILES: u64 = 256;
+/// The largest stack a process may have (less if its memory limit is smaller): Linux's usual
+/// 8 MiB. glibc also reserves this much for every thread's stack, and those reservations count
+/// against RLIMIT_DATA: with 64 MiB stacks, Node.js cannot start its threads under 128 MB.
+const MAX_STACK_BYTES: u64 = 8 << 20;
+
 /// Resource limits of one step, set in its process before `exec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRlimits {
@@ -55,6 +67,20 @@ pub struct StepRlimits {
 }
 
 impl StepRlimits {
+    /// The rlimits of a step with `limits` that may write files of `max_file_bytes` at most.
+    pub fn for_step(limits: &Limits, max_file_bytes: u64) -> Self {
+        let data_bytes = limits.memory_mb << 20;
+        Self {
+            cpu_seconds: limits.cpu_time_ms.div_ceil(1000),
+            // Not RLIMIT_AS: V8 and the Go runtime reserve far more address space than they use.
+            data_bytes,
+            processes: Some(limits.processes + SANDBOX_PROCESSES),
+            open_files: MAX_OPEN_FILES,
+            file_bytes: max_file_bytes,
+            stack_bytes: data_bytes.min(MAX_STACK_BYTES),
+        }
+    }
+
     /// Sets the limits on the calling process. Async-signal-safe.
     pub(super) fn apply(&self) -> nix::Result<()> {
         use nix::sys::resource::{Resource, setrlimit};
@@ -370,6 +396,31 @@ mod tests {
             .unwrap();
         let err = recv_frame::<Ready>(&b).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn rlimits_follow_the_limits() {
+        let limits = Limits {
+            wall_time_ms: 2_000,
+            cpu_time_ms: 1_001,
+            memory_mb: 32,
+            processes: 10,
+            output_kb: 64,
+        };
+        let r = StepRlimits::for_step(&limits, 4096);
+        assert_eq!(r.cpu_seconds, 2);
+        assert_eq!(r.data_bytes, 32 << 20);
+        assert_eq!(r.processes, Some(11));
+        assert_eq!(r.file_bytes, 4096);
+        assert_eq!(r.stack_bytes, 8 << 20);
+        let tiny = StepRlimits::for_step(
+            &Limits {
+                memory_mb: 4,
+                ..limits
+            },
+            4096,
+        );
+        assert_eq!(tiny.stack_bytes, 4 << 20);
     }
 
     #[test]

@@ -63,6 +63,9 @@ use session::Session;
 
 use crate::error::ExecutorError;
 
+/// A host directory a sandbox binds read-only, and where the sandbox sees it.
+pub type ReadOnlyBind = (PathBuf, String);
+
 /// The working directory of every step, inside the sandbox.
 pub const WORK_DIR: &str = "/work";
 

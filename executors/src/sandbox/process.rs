@@ -35,17 +35,6 @@ use super::{
 };
 use crate::error::{ExecutorError, IoContext};
 
-/// Processes of the sandbox's own that count against a step's `RLIMIT_NPROC` on top of what
-/// the program may have: its init. (The count that limit applies to is kept per user namespace
-/// since Linux 5.14: bubblewrap's monitor lives outside the sandbox's.)
-const SANDBOX_PROCESSES: u64 = 1;
-/// Open files per process.
-const MAX_OPEN_FILES: u64 = 256;
-/// The largest stack a process may have (less if its memory limit is smaller): Linux's usual
-/// 8 MiB. glibc also reserves this much for every thread's stack, and those reservations count
-/// against RLIMIT_DATA: with 64 MiB stacks, Node.js cannot start its threads under 128 MB.
-const MAX_STACK_BYTES: u64 = 8 << 20;
-
 /// Runs `step` directly as the executor's own user, without bubblewrap: the container the
 /// executor runs in is the sandbox. The same rlimits (but `RLIMIT_NPROC`, which counts every
 /// process of the uid on the host, so containers sharing a uid would share it: the container's
@@ -189,22 +178,6 @@ fn output_pipes(output: &Output) -> Result<(Vec<Sink>, [PipeWriter; 2]), Executo
                 .try_clone()
                 .context(|| "duplicating an output pipe")?;
             Ok((vec![(reader, create(path)?)], [writer, writer2]))
-        }
-    }
-}
-
-impl StepRlimits {
-    /// The rlimits of a step with `limits` that may write files of `max_file_bytes` at most.
-    pub(super) fn for_step(limits: &Limits, max_file_bytes: u64) -> Self {
-        let data_bytes = limits.memory_mb << 20;
-        Self {
-            cpu_seconds: limits.cpu_time_ms.div_ceil(1000),
-            // Not RLIMIT_AS: V8 and the Go runtime reserve far more address space than they use.
-            data_bytes,
-            processes: Some(limits.processes + SANDBOX_PROCESSES),
-            open_files: MAX_OPEN_FILES,
-            file_bytes: max_file_bytes,
-            stack_bytes: data_bytes.min(MAX_STACK_BYTES),
         }
     }
 }
@@ -424,7 +397,7 @@ fn wait_with_deadline(group: &Group, started: Instant, wall: Duration) -> io::Re
     })
 }
 
-pub(super) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if fd < 0 {
@@ -435,7 +408,7 @@ pub(super) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 }
 
 /// Whether the process behind `pidfd` exits within `timeout` (`None`: wait as long as it takes).
-pub(super) fn has_exited(pidfd: &OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
+fn has_exited(pidfd: &OwnedFd, timeout: Option<Duration>) -> io::Result<bool> {
     readable_within(pidfd.as_fd(), timeout)
 }
 
@@ -497,30 +470,5 @@ mod tests {
         assert_eq!(budget.take(4), 4);
         assert_eq!(budget.take(4), 2);
         assert_eq!(budget.take(1), 0);
-    }
-
-    #[test]
-    fn rlimits_follow_the_limits() {
-        let limits = Limits {
-            wall_time_ms: 2_000,
-            cpu_time_ms: 1_001,
-            memory_mb: 32,
-            processes: 10,
-            output_kb: 64,
-        };
-        let r = StepRlimits::for_step(&limits, 4096);
-        assert_eq!(r.cpu_seconds, 2);
-        assert_eq!(r.data_bytes, 32 << 20);
-        assert_eq!(r.processes, Some(11));
-        assert_eq!(r.file_bytes, 4096);
-        assert_eq!(r.stack_bytes, 8 << 20);
-        let tiny = StepRlimits::for_step(
-            &Limits {
-                memory_mb: 4,
-                ..limits
-            },
-            4096,
-        );
-        assert_eq!(tiny.stack_bytes, 4 << 20);
     }
 }

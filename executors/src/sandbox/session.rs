@@ -13,10 +13,10 @@ use std::{
 };
 
 use super::{
-    BASE_ENV, Step, WORK_DIR,
+    BASE_ENV, ReadOnlyBind, Step, WORK_DIR,
     bwrap::{self, SandboxShape},
     init::{INIT_ARG, Ready, StepReply, StepRequest, StepRlimits, recv_frame, send_frame},
-    process::{self, ChildSetup, Group, has_exited, pidfd_open, supervise_output, wait4},
+    process::{self, ChildSetup, Group, supervise_output, wait4},
     verdict::{Ending, Kill, StepOutcome},
 };
 use crate::error::{ExecutorError, IoContext};
@@ -27,8 +27,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a sandbox must allow for all the steps it will run.
 #[derive(Debug, Clone)]
 pub struct SandboxPlan {
-    /// Host directories every step may read: host path and where the sandbox sees it.
-    pub read_only: Vec<(PathBuf, String)>,
+    /// Host directories every step may read.
+    pub read_only: Vec<ReadOnlyBind>,
     /// The size of the sandbox's `/tmp` (and a quarter of it for `/dev/shm`): tmpfs memory is
     /// not data memory, so it is capped by the program's memory limit (which the compiler, in
     /// the same sandbox before it, shares).
@@ -38,22 +38,33 @@ pub struct SandboxPlan {
 }
 
 impl SandboxPlan {
-    /// The plan for a job whose program runs as `run`, after the steps `before` (its compile),
-    /// all of which read `read_only`.
-    pub fn for_steps(run: &Step, before: &[Step], read_only: Vec<(PathBuf, String)>) -> Self {
-        let rlimits = |step: &Step| StepRlimits::for_step(&step.limits, step.max_file_bytes);
+    /// The plan for steps with the rlimits `rlimits` and `more`, whose program may use
+    /// `program_memory_mb`, all of which read `read_only`.
+    pub fn new(
+        program_memory_mb: u64,
+        rlimits: StepRlimits,
+        more: impl IntoIterator<Item = StepRlimits>,
+        read_only: Vec<ReadOnlyBind>,
+    ) -> Self {
         Self {
             read_only,
-            tmpfs_bytes: run.limits.memory_mb << 20,
-            ceiling: before
-                .iter()
-                .map(rlimits)
-                .fold(rlimits(run), StepRlimits::max),
+            tmpfs_bytes: program_memory_mb << 20,
+            ceiling: more.into_iter().fold(rlimits, StepRlimits::max),
         }
     }
-}
 
-impl SandboxPlan {
+    /// The plan for a job whose program runs as `run`, after the steps `before` (its compile),
+    /// all of which read `read_only`.
+    pub fn for_steps(run: &Step, before: &[Step], read_only: Vec<ReadOnlyBind>) -> Self {
+        let rlimits = |step: &Step| StepRlimits::for_step(&step.limits, step.max_file_bytes);
+        Self::new(
+            run.limits.memory_mb,
+            rlimits(run),
+            before.iter().map(rlimits),
+            read_only,
+        )
+    }
+
     /// Whether a sandbox made for this plan can run the steps `other` is for: the same `/tmp`,
     /// every directory they read, and limits at least as high as theirs.
     pub fn covers(&self, other: &SandboxPlan) -> bool {
@@ -260,9 +271,6 @@ impl Drop for Session {
     /// Kills whatever is left of the sandbox and reaps bubblewrap.
     fn drop(&mut self) {
         self.group.kill(Kill::WallTime);
-        if let Ok(pidfd) = pidfd_open(self.group.leader()) {
-            let _ = has_exited(&pidfd, None);
-        }
         self.group.mark_reaped();
         if let Err(e) = wait4(self.group.leader()) {
             tracing::warn!(error = %e, "cannot reap bubblewrap");
