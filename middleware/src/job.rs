@@ -122,7 +122,7 @@ async fn drive(
         return Ok(Disposition::Ack);
     }
     let guard = ctx.cancels.register(key);
-    let handle = match record.executor.clone() {
+    let (handle, started) = match record.executor.clone() {
         Some(handle) if record.status == Status::Running => {
             let alive = match ctx.backend.is_alive(&handle).await {
                 Ok(alive) => alive,
@@ -135,17 +135,7 @@ async fn drive(
             };
             if alive {
                 tracing::info!(job_id = %job.id, executor = %handle.id, "adopting running executor");
-                // A cancel request written after the record was read, before `guard` was
-                // registered, reached no one.
-                if matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested) {
-                    kill(ctx, &handle).await;
-                    end(ctx, key, Status::Cancelled, None, None).await?;
-                    if let Err(e) = ctx.backend.cleanup(&handle).await {
-                        tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
-                    }
-                    return Ok(Disposition::Ack);
-                }
-                handle
+                (handle, Started::Adopted)
             } else {
                 // The executor ended while no middleware watched it. A backend that carries
                 // outcomes may still hold its report; otherwise the result is lost.
@@ -167,11 +157,11 @@ async fn drive(
         }
         // Queued, or running with no executor recorded (the launch never completed): start it.
         _ => match start(ctx, job, key, record, revision).await? {
-            Some(handle) => handle,
+            Some(handle) => (handle, Started::Here),
             None => return Ok(Disposition::Ack),
         },
     };
-    watch(ctx, msg, job, key, &handle, &guard).await
+    watch(ctx, msg, job, key, &handle, started, &guard).await
 }
 
 /// Marks the job running (from `record`, as read at `revision`) and launches its executor.
@@ -258,6 +248,17 @@ async fn start(
     Ok(Some(handle))
 }
 
+/// How the executor a job is watched in came to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Launched by this task: a cancel request written before `cancel` was registered made the
+    /// compare-and-set that started the job fail (and the job end cancelled).
+    Here,
+    /// Found running: a cancel request written after its record was read, before `cancel` was
+    /// registered, reached no one.
+    Adopted,
+}
+
 /// Waits for the executor, enforcing the deadline and cancel requests, and keeps the message
 /// alive with progress acks. Returns once the job is terminal or the middleware is stopping.
 async fn watch(
@@ -266,6 +267,7 @@ async fn watch(
     job: &JobMessage,
     key: &str,
     handle: &ExecutorHandle,
+    started: Started,
     cancel: &CancelGuard,
 ) -> Result<Disposition, NatsError> {
     let deadline = tokio::time::Instant::now() + deadline_of(job);
@@ -276,10 +278,12 @@ async fn watch(
         tokio::time::sleep(ctx.grace).await;
     };
     tokio::pin!(stopping);
-    // Every cancel request since `cancel` was registered comes through it: one written before
-    // made the compare-and-set that started the job fail (and the job end cancelled), or was
-    // checked for when an executor was adopted.
-    let exit = {
+    // Every later cancel request comes through `cancel` (see [`Started`]).
+    let cancelled_early = started == Started::Adopted
+        && matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested);
+    let exit = if cancelled_early {
+        None
+    } else {
         let wait = ctx.backend.wait(handle);
         tokio::pin!(wait);
         loop {
