@@ -252,6 +252,10 @@ pub struct SandboxFlags {
     /// How many host uids the range holds.
     #[arg(long, env = "COLA_SANDBOX_UID_COUNT", default_value_t = 50_000)]
     pub uid_count: u32,
+    /// The cgroup that holds a cgroup per job, as a path inside the cgroup hierarchies (e.g.
+    /// `/cola.slice`); by default the executor's own (cgroup v2 needs a delegated one).
+    #[arg(long, env = "COLA_CGROUP_PARENT")]
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -285,11 +289,15 @@ pub struct ExecutorArgs {
     /// Print the toolchain version of every language as JSON and exit.
     #[arg(long)]
     pub versions: bool,
+    /// Print how this machine isolates jobs (a cgroup and a disk allowance per job, or why
+    /// not) as JSON and exit.
+    #[arg(long)]
+    pub isolation_report: bool,
     /// Prepare a warm Go build cache in this directory and exit.
     #[arg(long, value_name = "DIR")]
     pub prepare_go_cache: Option<PathBuf>,
     /// The job message (JSON) to run.
-    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache", "stdio", "job_env", "wait_for_job"])]
+    #[arg(long, required_unless_present_any = ["versions", "isolation_report", "prepare_go_cache", "stdio", "job_env", "wait_for_job"])]
     pub job_file: Option<PathBuf>,
     /// Read the job message from this environment variable instead (Kubernetes); it is removed
     /// from the environment before anything else happens.
@@ -305,7 +313,7 @@ pub struct ExecutorArgs {
     #[arg(long, conflicts_with_all = ["job_file", "job_env", "stdio"])]
     pub wait_for_job: bool,
     /// The job's private directory.
-    #[arg(long, required_unless_present_any = ["versions", "prepare_go_cache"])]
+    #[arg(long, required_unless_present_any = ["versions", "isolation_report", "prepare_go_cache"])]
     pub job_dir: Option<PathBuf>,
     /// How user code is isolated: `bubblewrap` (on a host), or `container` (the executor's
     /// container is the sandbox: steps run as the executor's own non-root user).

@@ -53,6 +53,40 @@ async fn failures_end_with_their_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_says_how_jobs_are_isolated_and_shared_memory_is_held_to_the_limit() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    // Run as root, as CI does: a cgroup and a disk allowance per job.
+    let mut languages = serde_json::Value::Null;
+    for _ in 0..100 {
+        languages = stack
+            .get(&token, "/api/v1/languages")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !languages["isolation"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let isolation = &languages["isolation"];
+    assert_eq!(isolation["cgroup"]["enforced"], true, "{isolation}");
+    assert_eq!(isolation["disk"]["enforced"], true, "{isolation}");
+    assert!(
+        isolation["cgroup"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("cgroup v"),
+        "{isolation}"
+    );
+    let shared = "#define _GNU_SOURCE\n#include <sys/mman.h>\nint main(void) { char *p = mmap(0, 1UL << 30, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); for (unsigned long i = 0; i < 1UL << 30; i += 4096) p[i] = 1; return 0; }\n";
+    let body = json!({ "language": "c", "source": shared, "limits": { "memory_mb": 64 } });
+    let done = stack.run(&token, body).await;
+    assert_eq!(done["reason"], "memory_limit", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_can_be_cancelled() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;

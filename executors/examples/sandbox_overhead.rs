@@ -14,7 +14,7 @@ use std::{
 
 use cola_executors::{
     SandboxConfig,
-    sandbox::{BASE_ENV, Output, Sandbox, SandboxPlan, SandboxUser, Step},
+    sandbox::{BASE_ENV, Output, Sandbox, SandboxPlan, SandboxUser, Step, WritableDirs},
 };
 use cola_wire::{InputFile, Inputs, JobId, JobMessage, LanguageDef, UserId, languages};
 
@@ -78,11 +78,16 @@ fn run_directly(lang: &LanguageDef, dir: &Path, go_cache: &Path) {
 }
 
 fn bwrap_start_up(runs: usize, config: &SandboxConfig, scratch: &Path) {
-    let work = scratch.join("true");
-    std::fs::create_dir(&work).unwrap();
+    let dirs = WritableDirs {
+        work: scratch.join("true"),
+        tmp: scratch.join("true-tmp"),
+    };
     let user = SandboxUser::for_job(&JobId::new(), config.uid_base, config.uid_count).unwrap();
-    if let Some((uid, gid)) = user.host_ids() {
-        std::os::unix::fs::chown(&work, Some(uid), Some(gid)).unwrap();
+    for dir in [&dirs.work, &dirs.tmp] {
+        std::fs::create_dir(dir).unwrap();
+        if let Some((uid, gid)) = user.host_ids() {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+        }
     }
     let step = Step {
         command: vec!["true".into()],
@@ -92,9 +97,14 @@ fn bwrap_start_up(runs: usize, config: &SandboxConfig, scratch: &Path) {
         stdin: None,
         output: Output::Merged(scratch.join("true.log")),
     };
-    let plan = SandboxPlan::for_steps(&step, &[], Vec::new());
+    let plan = SandboxPlan::for_steps(
+        &step,
+        &[],
+        Vec::new(),
+        cola_executors::sandbox::system::dirs_for(languages()),
+    );
     let log = scratch.join("sandbox.log");
-    let start = || Sandbox::start(config, user.host_ids(), &work, &plan, &log).unwrap();
+    let start = || Sandbox::start(config, user.host_ids(), &dirs, &plan, &log).unwrap();
     let started = time(runs, || drop(start()));
     let mut up = Vec::new();
     let mut down = Vec::new();

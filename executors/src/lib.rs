@@ -31,6 +31,7 @@
 //!   built-in runtime (`numeric`) has no files: [`run`] and [`run_offline`] solve its problem
 //!   with the numeric library, as the middleware does in-process (the numeric executor image).
 
+mod disk;
 mod error;
 mod go_cache;
 pub mod outputs;

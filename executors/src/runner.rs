@@ -28,7 +28,7 @@ use crate::{
     outputs::{self, StepUsage, Usage, ZipContents},
     sandbox::{
         BASE_ENV, Output, ReadOnlyBind, Sandbox, SandboxPlan, SandboxUser, Step, StepOutcome,
-        Verdict, harden_container, init::StepRlimits, verdict,
+        Verdict, harden_container, init::StepRlimits, system, verdict,
     },
     workspace::{Log, Workspace},
 };
@@ -501,7 +501,9 @@ async fn joined(
 /// run (see [`run`]).
 type RunGate = tokio::sync::oneshot::Receiver<()>;
 
-/// [`execute`] as a task of its own, whose run step waits for `gate` if there is one.
+/// [`execute`] on a thread of its own, whose run step waits for `gate` if there is one. A
+/// thread per job, never a pooled one: the job's disk allowance is mounted for that thread
+/// only (see [`crate::disk`]).
 fn spawn_execute(
     lang: &LanguageDef,
     job: &JobMessage,
@@ -512,10 +514,23 @@ fn spawn_execute(
 ) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
     let (lang, job, inputs) = (*lang, job.clone(), inputs.clone());
     let (job_dir, sandbox) = (job_dir.to_owned(), sandbox.clone());
+    let (done, executed) = tokio::sync::oneshot::channel();
     // Blocking work (processes, files): off the async threads. A panic in there still drops
     // the workspace, which removes the job's directories.
-    tokio::task::spawn_blocking(move || {
-        execute_blocking(&lang, &job, &inputs, &job_dir, &sandbox, gate, None)
+    let thread = std::thread::Builder::new()
+        .name("job".into())
+        .spawn(move || {
+            let _ = done.send(execute_blocking(
+                &lang, &job, &inputs, &job_dir, &sandbox, gate, None,
+            ));
+        });
+    tokio::spawn(async move {
+        thread.map_err(|e| ExecutorError::Worker(format!("cannot start the job's thread: {e}")))?;
+        executed.await.unwrap_or_else(|_| {
+            Err(ExecutorError::Worker(
+                "the job's thread ended without an outcome".into(),
+            ))
+        })
     })
 }
 
@@ -551,10 +566,19 @@ fn execute_blocking(
         }) => (user, workspace, Some(sandbox)),
         None => {
             let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
-            let workspace = Workspace::create(job_dir, user.host_ids())?;
+            let workspace = Workspace::create(
+                job_dir,
+                user.host_ids(),
+                disk_allowance(config, &job.limits),
+            )?;
             (user, workspace, None)
         }
     };
+    if standing.is_some()
+        && let Some(bytes) = disk_allowance(config, &job.limits)
+    {
+        workspace.resize_allowance(bytes)?;
+    }
     workspace.write_files(&inputs.files)?;
     let stdin = workspace.write_stdin(&inputs.stdin)?;
     let steps = JobSteps {
@@ -570,6 +594,7 @@ fn execute_blocking(
         &run,
         compile.as_slice(),
         read_only.flatten().into_iter().collect(),
+        system::dirs_for([lang]),
     );
     let sandbox = match standing {
         Some(sandbox) if sandbox.serves(&plan) => sandbox,
@@ -584,7 +609,7 @@ fn execute_blocking(
             Sandbox::start(
                 config,
                 user.host_ids(),
-                workspace.work_dir(),
+                workspace.writable(),
                 &plan,
                 &workspace.log(Log::Sandbox),
             )?
@@ -628,14 +653,16 @@ impl Standby {
             StepRlimits::for_step(&default, run_file_bytes(&default)),
             others,
             go_cache.into_iter().collect(),
+            system::dirs_for(programs()),
         );
         let user =
             SandboxUser::for_job(&cola_wire::JobId::new(), config.uid_base, config.uid_count)?;
-        let workspace = Workspace::create(job_dir, user.host_ids())?;
+        let workspace =
+            Workspace::create(job_dir, user.host_ids(), disk_allowance(config, &default))?;
         let sandbox = Sandbox::start(
             config,
             user.host_ids(),
-            workspace.work_dir(),
+            workspace.writable(),
             &plan,
             &workspace.log(Log::Sandbox),
         )?;
@@ -743,6 +770,13 @@ impl Drop for StandbyThread {
             let _ = thread.join();
         }
     }
+}
+
+/// The disk allowance of a job with `limits` (see [`crate::disk`]): in bubblewrap, when the
+/// executor runs as root (which may mount); a container has its own size-capped `/work`.
+fn disk_allowance(config: &SandboxConfig, limits: &Limits) -> Option<u64> {
+    (config.kind == SandboxKind::Bubblewrap && nix::unistd::geteuid().is_root())
+        .then_some(limits.disk_mb << 20)
 }
 
 /// The largest file a program with `limits` may write: its output limit.
@@ -884,10 +918,20 @@ impl JobSteps<'_> {
     fn judge_run(&self, outcome: &StepOutcome) -> Result<Verdict, ExecutorError> {
         let failed = outcome.ending != verdict::Ending::Exited(0);
         let stderr = self.workspace.log(Log::Stderr);
+        // Only a step without a cgroup, whose memory cannot be measured, is judged on this.
         let oom_reported = failed
+            && outcome.oom_killed.is_none()
             && verdict::reports_out_of_memory(&stderr)
                 .context(|| format!("reading {}", stderr.display()))?;
-        Ok(verdict::judge_run(outcome, &self.job.limits, oom_reported))
+        let disk = self
+            .workspace
+            .disk_evidence(run_file_bytes(&self.job.limits));
+        Ok(verdict::judge_run(
+            outcome,
+            &self.job.limits,
+            disk,
+            oom_reported,
+        ))
     }
 
     /// Appends the executor's word on a failed compilation to the compiler's output.
@@ -1261,7 +1305,7 @@ int main(void) {
         let dir = tempfile::tempdir().unwrap();
         let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(dir.path().join("work").is_dir(), "the standby's workspace");
+        assert!(dir.path().join("fs").is_dir(), "the standby's workspace");
         drop(standby);
         assert!(
             std::fs::read_dir(dir.path()).unwrap().next().is_none(),

@@ -1,11 +1,13 @@
 //! A job's directories on the host, inside the private job directory the backend made:
 //!
 //! ```text
-//! <job_dir>/work/      the sandbox's /work, owned by the sandbox user: sources, out/, binaries
+//! <job_dir>/fs/        the job's disk allowance (a tmpfs of its own, see [`crate::disk`])
+//! <job_dir>/fs/work/   the sandbox's /work, owned by the sandbox user: sources, out/, binaries
+//! <job_dir>/fs/tmp/    the sandbox's /tmp, owned by the sandbox user
 //! <job_dir>/logs/      the executor's (0700): stdin, stdout, stderr, compile output
 //! ```
 //!
-//! Both are removed when the [`Workspace`] is dropped, however the job ends.
+//! All are removed when the [`Workspace`] is dropped, however the job ends.
 
 use std::{
     fs::{self, DirBuilder, File, OpenOptions},
@@ -16,7 +18,11 @@ use std::{
 
 use cola_wire::InputFile;
 
-use crate::error::{ExecutorError, IoContext};
+use crate::{
+    disk::{self, Allowance},
+    error::{ExecutorError, IoContext},
+    sandbox::WritableDirs,
+};
 
 /// The directory `out/` inside the work directory: what the program leaves there is zipped.
 pub const OUT_DIR: &str = "out";
@@ -47,15 +53,24 @@ impl Log {
 /// A job's directories, removed on drop.
 #[derive(Debug)]
 pub struct Workspace {
-    work: PathBuf,
+    fs: PathBuf,
+    dirs: WritableDirs,
     logs: PathBuf,
-    /// The sandbox user that owns `work/`, when the executor is root.
+    /// The sandbox user that owns `work/` and `tmp/`, when the executor is root.
     owner: Option<(u32, u32)>,
+    /// The tmpfs mounted at `fs/`, when the job has a disk allowance.
+    allowance: Option<Allowance>,
 }
 
 impl Workspace {
-    /// Creates the directories in `job_dir`, giving `work/` to `owner`.
-    pub fn create(job_dir: &Path, owner: Option<(u32, u32)>) -> Result<Self, ExecutorError> {
+    /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on a disk
+    /// allowance of `disk_bytes` when given. Call it on the thread that runs the job: the
+    /// allowance is mounted for that thread only (see [`crate::disk`]).
+    pub fn create(
+        job_dir: &Path,
+        owner: Option<(u32, u32)>,
+        disk_bytes: Option<u64>,
+    ) -> Result<Self, ExecutorError> {
         let meta = fs::symlink_metadata(job_dir)
             .context(|| format!("job directory {}", job_dir.display()))?;
         if !meta.is_dir() {
@@ -64,27 +79,72 @@ impl Workspace {
                 job_dir.display()
             )));
         }
-        let workspace = Self {
-            work: job_dir.join("work"),
+        let fs = job_dir.join("fs");
+        let mut workspace = Self {
+            dirs: WritableDirs {
+                work: fs.join("work"),
+                tmp: fs.join("tmp"),
+            },
+            fs,
             logs: job_dir.join("logs"),
             owner,
+            allowance: None,
         };
         // Left by an earlier attempt? Start clean.
         workspace.remove();
         make_dir(&workspace.logs, 0o700)?;
-        workspace.make_sandbox_dir(&workspace.work, 0o700)?;
-        workspace.make_sandbox_dir(&workspace.work.join(OUT_DIR), 0o755)?;
+        make_dir(&workspace.fs, 0o711)?;
+        if let Some(bytes) = disk_bytes {
+            match Allowance::mount(&workspace.fs, bytes) {
+                Ok(allowance) => workspace.allowance = Some(allowance),
+                // Root without the right to mount (a container's): as without root.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    tracing::warn!(error = %e, "no disk allowance: the job's files go to the host's disk");
+                }
+                Err(e) => {
+                    return Err(ExecutorError::io(
+                        format!("mounting the disk allowance at {}", workspace.fs.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+        workspace.make_sandbox_dir(&workspace.dirs.work, 0o700)?;
+        workspace.make_sandbox_dir(&workspace.dirs.tmp, 0o700)?;
+        workspace.make_sandbox_dir(&workspace.dirs.work.join(OUT_DIR), 0o755)?;
         Ok(workspace)
     }
 
-    /// The host directory the sandbox sees as `/work`.
-    pub fn work_dir(&self) -> &Path {
-        &self.work
+    /// The host directories the sandbox writes.
+    pub fn writable(&self) -> &WritableDirs {
+        &self.dirs
     }
 
     /// The program's `out/` directory.
     pub fn out_dir(&self) -> PathBuf {
-        self.work.join(OUT_DIR)
+        self.dirs.work.join(OUT_DIR)
+    }
+
+    /// Gives the disk allowance (if the workspace has one) a new size.
+    pub fn resize_allowance(&self, bytes: u64) -> Result<(), ExecutorError> {
+        match &self.allowance {
+            Some(allowance) => allowance
+                .resize(bytes)
+                .context(|| format!("resizing the disk allowance at {}", self.fs.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// What the job left on disk, measured: a file of at least `max_file_bytes`, and whether
+    /// its allowance is used up.
+    pub fn disk_evidence(&self, max_file_bytes: u64) -> crate::sandbox::DiskEvidence {
+        crate::sandbox::DiskEvidence {
+            file_at_limit: disk::has_file_of(&[&self.dirs.work, &self.dirs.tmp], max_file_bytes),
+            allowance_full: self
+                .allowance
+                .as_ref()
+                .is_some_and(|a| a.is_full().unwrap_or(false)),
+        }
     }
 
     pub fn log(&self, log: Log) -> PathBuf {
@@ -94,7 +154,7 @@ impl Workspace {
     /// Writes the job's files into the work directory, owned by the sandbox user.
     pub fn write_files(&self, files: &[InputFile]) -> Result<(), ExecutorError> {
         for file in files {
-            let path = self.work.join(&file.name);
+            let path = self.dirs.work.join(&file.name);
             let mut out = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -132,10 +192,21 @@ impl Workspace {
         Ok(())
     }
 
-    fn remove(&self) {
-        for dir in [&self.work, &self.logs] {
+    /// Removes everything: the allowance's files go with its tmpfs.
+    fn remove(&mut self) {
+        let warn = |dir: &Path, e: std::io::Error| {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
+        };
+        if self.allowance.take().is_none() {
+            for dir in [&self.dirs.work, &self.dirs.tmp] {
+                if let Err(e) = remove_tree(dir) {
+                    warn(dir, e);
+                }
+            }
+        }
+        for dir in [&self.fs, &self.logs] {
             if let Err(e) = remove_tree(dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
+                warn(dir, e);
             }
         }
     }
@@ -193,7 +264,7 @@ mod tests {
     #[test]
     fn files_land_in_work_and_everything_goes_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::create(dir.path(), None).unwrap();
+        let ws = Workspace::create(dir.path(), None, None).unwrap();
         ws.write_files(&[InputFile {
             name: "main.c".into(),
             content: "int main(){}".into(),
@@ -201,13 +272,13 @@ mod tests {
         .unwrap();
         let stdin = ws.write_stdin("42\n").unwrap();
         assert_eq!(
-            fs::read_to_string(ws.work_dir().join("main.c")).unwrap(),
+            fs::read_to_string(ws.writable().work.join("main.c")).unwrap(),
             "int main(){}"
         );
         assert!(ws.out_dir().is_dir());
         assert_eq!(fs::read_to_string(&stdin).unwrap(), "42\n");
         assert!(
-            !stdin.starts_with(ws.work_dir()),
+            !stdin.starts_with(&ws.writable().work),
             "stdin stays outside the sandbox"
         );
         // A second file of the same name is refused rather than overwritten.
@@ -218,7 +289,7 @@ mod tests {
             }])
             .is_err()
         );
-        std::fs::create_dir_all(ws.work_dir().join("locked/inner")).unwrap();
+        std::fs::create_dir_all(ws.writable().work.join("locked/inner")).unwrap();
         drop(ws);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
@@ -229,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("job")).unwrap();
         assert!(matches!(
-            Workspace::create(&dir.path().join("job"), None),
+            Workspace::create(&dir.path().join("job"), None, None),
             Err(ExecutorError::Config(_))
         ));
     }

@@ -6,9 +6,8 @@ mod common;
 use std::{
     io::ErrorKind,
     net::TcpListener,
-    os::unix::{fs::MetadataExt, process::CommandExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -237,7 +236,8 @@ int main(int argc, char **argv) {
 #[tokio::test]
 async fn two_jobs_cannot_reach_each_others_files() {
     let a_dir = tempfile::tempdir().unwrap();
-    let a_secret = a_dir.path().join("work/secret.txt");
+    let a_secret = a_dir.path().join("fs/work/secret.txt");
+    let a_stdout = a_dir.path().join("logs/stdout");
     let a = TestJob::source(
         "c",
         "#include <stdio.h>\n#include <unistd.h>\nint main(void) { FILE *f = fopen(\"secret.txt\", \"w\"); fputs(\"A's secret\", f); fclose(f); printf(\"%d\", (int)getuid()); fflush(stdout); sleep(3); return 0; }\n",
@@ -246,11 +246,11 @@ async fn two_jobs_cannot_reach_each_others_files() {
         let a_dir = a_dir.path().to_owned();
         async move { a.execute_in(a_dir).await }
     });
-    while !a_secret.exists() {
+    // A has written its file once it has said its uid.
+    while std::fs::metadata(&a_stdout).map_or(true, |m| m.len() == 0) {
         assert!(!a_run.is_finished(), "job A ended before writing its file");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let a_owner = std::fs::metadata(a_secret.parent().unwrap()).unwrap();
 
     let b = TestJob::source(
         "c",
@@ -264,27 +264,15 @@ async fn two_jobs_cannot_reach_each_others_files() {
     assert_eq!(b_read, "no", "B read A's file through its path");
     let b_uid: u32 = b_uid.parse().unwrap();
 
-    // Outside any mount namespace too: A's work directory is A's alone.
-    assert_ne!(a_owner.uid(), b_uid);
-    assert_eq!(a_owner.mode() & 0o777, 0o700);
-    let as_b = Command::new("cat")
-        .arg(&a_secret)
-        .uid(b_uid)
-        .gid(b_uid)
-        .output()
-        .unwrap();
+    // A's files are on its own disk allowance, which only A's executor thread sees: not even
+    // the host finds them where A's job directory is.
     assert!(
-        !as_b.status.success(),
-        "uid {b_uid} read A's file on the host"
+        !a_secret.exists(),
+        "A's file is on the host's disk, where anyone with its uid could read it"
     );
-    assert!(String::from_utf8_lossy(&as_b.stderr).contains("Permission denied"));
-
     let a_done = a_run.await.unwrap();
     a_done.assert_succeeded();
-    assert_eq!(
-        a_done.entry("stdout.txt").parse::<u32>().unwrap(),
-        a_owner.uid()
-    );
+    assert_ne!(a_done.entry("stdout.txt").parse::<u32>().unwrap(), b_uid);
 }
 
 #[tokio::test]
@@ -314,9 +302,12 @@ int main(void) {
     return 0;
 }
 "#;
+    // /tmp is on the job's disk allowance, /dev/shm takes a quarter of its memory limit; both
+    // count against the memory limit, which must hold them and the program.
     let done = TestJob::source("c", c)
         .limits(|l| {
             l.memory_mb = 64;
+            l.disk_mb = 24;
             l.output_kb = 128;
         })
         .execute()
@@ -327,8 +318,137 @@ int main(void) {
         .lines()
         .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
         .collect();
-    assert!((32..=64).contains(&megabytes[0]), "{said}");
+    assert!((16..=24).contains(&megabytes[0]), "{said}");
     assert!((8..=16).contains(&megabytes[1]), "{said}");
+}
+
+#[tokio::test]
+async fn shared_memory_counts_against_the_memory_limit() {
+    // What escaped RLIMIT_DATA: 1 GiB of shared anonymous memory, every page touched.
+    let c = r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/mman.h>
+int main(void) {
+    size_t n = 1UL << 30;
+    char *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    puts("touched 1 GiB");
+    return 0;
+}
+"#;
+    let done = TestJob::source("c", c)
+        .limits(|l| l.memory_mb = 64)
+        .execute()
+        .await;
+    done.assert_failed(cola_wire::Reason::MemoryLimit);
+    assert!(!done.entry("stdout.txt").contains("touched"));
+}
+
+#[tokio::test]
+async fn a_job_cannot_fill_the_hosts_disk() {
+    // 300 files of 1000 KB (each under the file size limit): 292 MB, far beyond the default
+    // allowance of 64 MB, which lives in memory, not on the host's disk.
+    let c = r#"#include <stdio.h>
+int main(void) {
+    static char block[1000 * 1024];
+    for (int i = 0; i < 300; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "f%d.dat", i);
+        FILE *f = fopen(name, "w");
+        if (!f || fwrite(block, 1, sizeof block, f) < sizeof block || fclose(f) != 0) {
+            printf("stopped at file %d\n", i);
+            return 1;
+        }
+    }
+    return 0;
+}
+"#;
+    let job_dir = tempfile::tempdir().unwrap();
+    let host_disk_before = free_bytes(job_dir.path());
+    let job = TestJob::source("c", c).limits(|l| {
+        l.output_kb = 2048;
+        l.memory_mb = 256;
+    });
+    let run = tokio::spawn({
+        let job_dir = job_dir.path().to_owned();
+        async move { job.execute_in(job_dir).await }
+    });
+    let mut most_on_host = 0;
+    while !run.is_finished() {
+        most_on_host = most_on_host.max(bytes_under(job_dir.path()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done = run.await.unwrap();
+    done.assert_failed(cola_wire::Reason::OutputLimit);
+    let message = done.report.message.clone().unwrap();
+    assert!(message.contains("disk allowance of 64 MB"), "{message}");
+    let stopped: u32 = done
+        .entry("stdout.txt")
+        .trim()
+        .strip_prefix("stopped at file ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=66).contains(&stopped), "stopped at file {stopped}");
+    assert!(
+        most_on_host < 1 << 20,
+        "{most_on_host} bytes of the job's files on the host's disk"
+    );
+    // (Other tests write to this disk too: only a loss of the job's size would show.)
+    assert!(free_bytes(job_dir.path()) + (48 << 20) > host_disk_before);
+}
+
+/// Bytes free on the file system of `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let stats = nix::sys::statvfs::statvfs(path).unwrap();
+    stats.blocks_available() * stats.fragment_size()
+}
+
+/// Bytes of the regular files under `dir` (links not followed), as the host sees them.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn the_sandbox_shows_only_the_toolchain_of_usr_and_no_host_path() {
+    let c = r#"#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    const char *paths[] = {"/usr/local", "/usr/local/bin", "/usr/local/etc", "/usr/etc", "/usr/src", "/usr/bin/gcc"};
+    for (int i = 0; i < 6; i++) printf("%s %s\n", paths[i], access(paths[i], F_OK) == 0 ? "seen" : "absent");
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[4096];
+    while (fgets(line, sizeof line, f)) fputs(line, stderr);
+    return 0;
+}
+"#;
+    let job_dir = tempfile::tempdir().unwrap();
+    let done = TestJob::source("c", c)
+        .execute_in(job_dir.path().to_owned())
+        .await;
+    done.assert_succeeded();
+    assert_eq!(
+        done.entry("stdout.txt"),
+        "/usr/local absent\n/usr/local/bin absent\n/usr/local/etc absent\n/usr/etc absent\n/usr/src absent\n/usr/bin/gcc seen\n"
+    );
+    let mountinfo = done.entry("stderr.txt");
+    let host_path = job_dir.path().display().to_string();
+    assert!(
+        !mountinfo.contains(&host_path),
+        "the job directory's host path shows: {mountinfo}"
+    );
+    assert!(mountinfo.contains(" /work "), "{mountinfo}");
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ async fn a_job_cancelled_while_it_runs_stays_cancelled_and_its_zip_is_dropped() 
         "#include <unistd.h>\nint main(void) { sleep(1); return 0; }\n",
     );
     let prepared = prepare(&nats, &job, Status::Running).await;
-    let work = prepared.job_dir.join("work");
+    let work = prepared.job_dir.join("fs");
     let running = tokio::spawn(cola_executors::run(prepared.config.clone()));
     while !work.exists() {
         assert!(

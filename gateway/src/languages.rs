@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::{Json, extract::State};
-use cola_wire::{Limits, languages, names};
+use cola_wire::{Isolation, Limits, languages, names};
 use serde::Serialize;
 
 use crate::{GatewayError, app::AppState, auth::Authenticated};
@@ -17,6 +17,9 @@ pub const BUILTIN_VERSION: &str = concat!("built in (cola ", env!("CARGO_PKG_VER
 #[derive(Debug, Serialize)]
 pub struct LanguageList {
     pub languages: Vec<LanguageView>,
+    /// How the middleware's backend isolates jobs beyond the sandbox (a cgroup and a disk
+    /// allowance per job, or why not); `null` until a middleware has said.
+    pub isolation: Option<Isolation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,7 +60,25 @@ pub async fn list(
             max_limits: l.max_limits,
         })
         .collect();
-    Ok(Json(LanguageList { languages }))
+    Ok(Json(LanguageList {
+        languages,
+        isolation: isolation(&app).await?,
+    }))
+}
+
+/// How jobs are isolated, as a middleware last published it.
+async fn isolation(app: &AppState) -> Result<Option<Isolation>, GatewayError> {
+    let value = app
+        .topology
+        .meta
+        .get(names::META_ISOLATION)
+        .await
+        .map_err(|e| GatewayError::backend("read how jobs are isolated", e))?;
+    Ok(value.and_then(|value| {
+        serde_json::from_slice(&value)
+            .inspect_err(|error| tracing::warn!(%error, "isolation in cola-meta is not valid"))
+            .ok()
+    }))
 }
 
 /// Language name → toolchain version, as last published; empty when nothing was.

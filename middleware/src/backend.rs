@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use cola_wire::{ExecutorHandle, JobMessage, frame::Outcome, nats::Topology};
+use cola_wire::{ExecutorHandle, Isolation, JobMessage, Provision, frame::Outcome, nats::Topology};
 
 /// A failure of a backend, with the backend's own words (kept in the job record for operators).
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,21 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The version of each language's toolchain, as this backend runs it.
     async fn versions(&self) -> BTreeMap<String, String>;
+
+    /// How this backend isolates jobs from each other beyond the sandbox itself. By default,
+    /// a container per job: its cgroup and its size-capped work area, both set by the backend.
+    async fn isolation(&self) -> Isolation {
+        Isolation {
+            cgroup: Provision::from_result(Ok(format!(
+                "the {} backend's container per job (memory, processes and CPU)",
+                self.name()
+            ))),
+            disk: Provision::from_result(Ok(format!(
+                "the {} backend's size-capped work area per job",
+                self.name()
+            ))),
+        }
+    }
 
     /// Whether this backend's executors need every input inline in the job message (they
     /// cannot reach the object store): the middleware then fetches an input object itself and

@@ -91,6 +91,7 @@ pub async fn run_with_probes(
     let topology = Topology::ensure(&js, &config.topology).await?;
     backend.attach(&topology).await?;
     publish_versions(&topology, backend.as_ref()).await;
+    publish_isolation(&topology, backend.as_ref()).await;
 
     let consumer = consumer(&js, config.ack_wait).await?;
     let ctx = Arc::new(job::Context {
@@ -218,6 +219,26 @@ async fn consumer(
         )
         .await
         .map_err(|e| NatsError::nats("create consumer middleware", e))
+}
+
+/// Says once how this backend isolates jobs (a warning for what it cannot), and tells the
+/// gateways, which show it in `GET /api/v1/languages`.
+async fn publish_isolation(topology: &Topology, backend: &dyn Backend) {
+    let isolation = backend.isolation().await;
+    for (what, provision) in [("cgroup", &isolation.cgroup), ("disk", &isolation.disk)] {
+        if provision.enforced {
+            tracing::info!(detail = %provision.detail, "isolation: a {what} per job");
+        } else {
+            tracing::warn!(
+                why = %provision.detail,
+                "isolation: no {what} per job; jobs keep their rlimits only"
+            );
+        }
+    }
+    let body = serde_json::to_vec(&isolation).expect("isolation serializes");
+    if let Err(e) = topology.meta.put(names::META_ISOLATION, body.into()).await {
+        tracing::warn!(error = %e, "cannot publish how jobs are isolated");
+    }
 }
 
 /// Tells the gateways which toolchain versions this backend runs.

@@ -19,7 +19,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use cola_wire::{ExecutorHandle, JobMessage};
+use cola_wire::{ExecutorHandle, Isolation, JobMessage, Provision};
 use nix::{sys::signal, unistd::Pid};
 use tokio::{
     io::AsyncWriteExt,
@@ -352,21 +352,40 @@ impl Backend for ProcessBackend {
     }
 
     async fn versions(&self) -> BTreeMap<String, String> {
+        self.ask_executor("--versions").await.unwrap_or_default()
+    }
+
+    async fn isolation(&self) -> Isolation {
+        self.ask_executor("--isolation-report")
+            .await
+            .unwrap_or_else(|| Isolation {
+                cgroup: Provision::from_result(Err("cola executor could not tell".into())),
+                disk: Provision::from_result(Err("cola executor could not tell".into())),
+            })
+    }
+}
+
+impl ProcessBackend {
+    /// What `cola executor <flag>` prints (JSON), as an executor of this backend sees things;
+    /// `None` (and a warning) when it cannot say.
+    async fn ask_executor<T: serde::de::DeserializeOwned>(&self, flag: &str) -> Option<T> {
         let out = Command::new(&self.config.executor_bin)
-            .args(["executor", "--versions"])
+            .arg("executor")
+            .arg(flag)
+            .args(&self.config.executor_args)
             .output()
             .await;
         match out {
-            Ok(out) if out.status.success() => {
-                serde_json::from_slice(&out.stdout).unwrap_or_default()
-            }
+            Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
+                .inspect_err(|e| tracing::warn!(error = %e, "cola executor {flag} printed no JSON"))
+                .ok(),
             Ok(out) => {
-                tracing::warn!(status = %out.status, "cola executor --versions failed");
-                BTreeMap::new()
+                tracing::warn!(status = %out.status, "cola executor {flag} failed");
+                None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot run cola executor --versions");
-                BTreeMap::new()
+                tracing::warn!(error = %e, "cannot run cola executor {flag}");
+                None
             }
         }
     }

@@ -180,6 +180,7 @@ mod tests {
                     memory_mb: 64,
                     processes: 8,
                     output_kb: 64,
+                    disk_mb: 64,
                 },
                 message: Some("the program exited with code 3".into()),
                 stdout: "héllo\nwörld\u{2028}\n".into(),

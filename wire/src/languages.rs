@@ -10,7 +10,7 @@
 //! the job's `problem`: such an entry has no files, commands, toolchain or image (those fields
 //! are empty and unused).
 
-use crate::{Language, Limits};
+use crate::{Language, Limits, limits::DEFAULT_DISK_MB};
 
 /// How the jobs of a language run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +55,9 @@ pub struct LanguageDef {
     pub version: &'static [&'static str],
     /// Environment of both steps, on top of a minimal `PATH`, `HOME` and `LANG`.
     pub env: &'static [(&'static str, &'static str)],
+    /// Host directories its toolchain needs beyond [`SYSTEM_DIRS`], read-only in the
+    /// sandbox; a path ending in `*` stands for every directory whose path starts with the rest.
+    pub toolchain_dirs: &'static [&'static str],
     /// The executor image used by the container backends.
     pub image: &'static str,
     /// Limits of the run step when a request asks for none.
@@ -65,12 +68,25 @@ pub struct LanguageDef {
     pub compile_limits: Limits,
 }
 
+/// What the sandbox of every program shows of the host, read-only: the system's commands,
+/// shared libraries and headers (with the merged-usr links `/bin`, `/lib`, ...). Nothing else of
+/// `/usr`: not `/usr/local` (a host's own programs and settings), `/usr/share`, `/usr/etc`,
+/// `/usr/src`.
+pub const SYSTEM_DIRS: [&str; 5] = [
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/include",
+];
+
 const DEFAULT_LIMITS: Limits = Limits {
     wall_time_ms: 5_000,
     cpu_time_ms: 5_000,
     memory_mb: 256,
     processes: 64,
     output_kb: 1_024,
+    disk_mb: DEFAULT_DISK_MB,
 };
 const MAX_LIMITS: Limits = Limits {
     wall_time_ms: 60_000,
@@ -78,6 +94,7 @@ const MAX_LIMITS: Limits = Limits {
     memory_mb: 2_048,
     processes: 256,
     output_kb: 16_384,
+    disk_mb: 1_024,
 };
 const COMPILE_LIMITS: Limits = Limits {
     wall_time_ms: 30_000,
@@ -85,16 +102,20 @@ const COMPILE_LIMITS: Limits = Limits {
     memory_mb: 2_048,
     processes: 64,
     output_kb: 1_024,
+    // The compiler writes into the job's own allowance: this is not used.
+    disk_mb: DEFAULT_DISK_MB,
 };
 
 /// Limits of a numeric job: `wall_time_ms` (and `cpu_time_ms`, the same on one thread) is its
 /// time budget; the library bounds its own memory and output sizes, recorded here as they are.
+/// It writes no files: its disk allowance is none (and no request may ask for one).
 const NUMERIC_DEFAULT_LIMITS: Limits = Limits {
     wall_time_ms: 5_000,
     cpu_time_ms: 5_000,
     memory_mb: 256,
     processes: 1,
     output_kb: 16_384,
+    disk_mb: 0,
 };
 const NUMERIC_MAX_LIMITS: Limits = Limits {
     wall_time_ms: 30_000,
@@ -114,6 +135,7 @@ static LANGUAGES: [LanguageDef; 4] = [
         run: &["./main"],
         version: &["gcc", "-dumpfullversion"],
         env: &[],
+        toolchain_dirs: &[],
         image: "cola-executor-c",
         default_limits: DEFAULT_LIMITS,
         max_limits: MAX_LIMITS,
@@ -135,6 +157,8 @@ static LANGUAGES: [LanguageDef; 4] = [
             ("GOPATH", "/tmp/gopath"),
             ("GOTOOLCHAIN", "local"),
         ],
+        // Debian's GOROOT (/usr/lib/go-<version>) links its sources there.
+        toolchain_dirs: &["/usr/share/go-*"],
         image: "cola-executor-go",
         default_limits: DEFAULT_LIMITS,
         max_limits: MAX_LIMITS,
@@ -151,6 +175,7 @@ static LANGUAGES: [LanguageDef; 4] = [
         run: &["node", "main.js"],
         version: &["node", "--version"],
         env: &[],
+        toolchain_dirs: &[],
         image: "cola-executor-javascript",
         default_limits: DEFAULT_LIMITS,
         max_limits: MAX_LIMITS,
@@ -167,6 +192,7 @@ static LANGUAGES: [LanguageDef; 4] = [
         run: &[],
         version: &[],
         env: &[],
+        toolchain_dirs: &[],
         image: "",
         default_limits: NUMERIC_DEFAULT_LIMITS,
         max_limits: NUMERIC_MAX_LIMITS,

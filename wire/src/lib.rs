@@ -6,12 +6,14 @@
 //! It has no I/O and no async code, so every other crate can depend on it cheaply.
 
 pub mod ids;
+pub mod isolation;
 pub mod job;
 pub mod languages;
 pub mod limits;
 pub mod names;
 
 pub use ids::{IdError, JobId, Language, UserId};
+pub use isolation::{Isolation, Provision};
 pub use job::{
     ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES, Reason,
     RunReport, Status, Timings,

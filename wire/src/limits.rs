@@ -15,6 +15,17 @@ pub struct Limits {
     pub processes: u64,
     /// Bytes of stdout plus stderr, and the size of any one file written.
     pub output_kb: u64,
+    /// What the job may keep on disk: its files in `/work` and `/tmp` together (records made
+    /// before this limit existed read as [`DEFAULT_DISK_MB`]).
+    #[serde(default = "default_disk_mb")]
+    pub disk_mb: u64,
+}
+
+/// The disk allowance of a program job when its request asks for none.
+pub const DEFAULT_DISK_MB: u64 = 64;
+
+fn default_disk_mb() -> u64 {
+    DEFAULT_DISK_MB
 }
 
 /// Limits as a request states them: any field may be left out for the language's default.
@@ -26,6 +37,7 @@ pub struct LimitsRequest {
     pub memory_mb: Option<u64>,
     pub processes: Option<u64>,
     pub output_kb: Option<u64>,
+    pub disk_mb: Option<u64>,
 }
 
 /// A requested limit that is zero or above the language's maximum (never silently clamped).
@@ -83,6 +95,7 @@ impl LimitsRequest {
                 default.output_kb,
                 max.output_kb,
             )?,
+            disk_mb: pick("disk_mb", self.disk_mb, default.disk_mb, max.disk_mb)?,
         })
     }
 }
@@ -97,6 +110,7 @@ mod tests {
         memory_mb: 256,
         processes: 32,
         output_kb: 1024,
+        disk_mb: 64,
     };
     const MAX: Limits = Limits {
         wall_time_ms: 60_000,
@@ -104,6 +118,7 @@ mod tests {
         memory_mb: 1024,
         processes: 128,
         output_kb: 16_384,
+        disk_mb: 1024,
     };
 
     #[test]
@@ -138,5 +153,17 @@ mod tests {
         };
         assert_eq!(req.resolve(&DEFAULT, &MAX).unwrap_err().field, "processes");
         assert!(serde_json::from_str::<LimitsRequest>(r#"{"wall":1}"#).is_err());
+        let req = LimitsRequest {
+            disk_mb: Some(1025),
+            ..Default::default()
+        };
+        assert_eq!(req.resolve(&DEFAULT, &MAX).unwrap_err().field, "disk_mb");
+    }
+
+    #[test]
+    fn a_record_from_before_the_disk_limit_reads_with_the_default() {
+        let old = r#"{"wall_time_ms":1,"cpu_time_ms":1,"memory_mb":1,"processes":1,"output_kb":1}"#;
+        let limits: Limits = serde_json::from_str(old).unwrap();
+        assert_eq!(limits.disk_mb, DEFAULT_DISK_MB);
     }
 }

@@ -22,6 +22,8 @@ pub const TOKENS_BUCKET: &str = "cola-tokens";
 pub const META_BUCKET: &str = "cola-meta";
 /// Key in [`META_BUCKET`] holding the JSON map language → toolchain version.
 pub const META_LANGUAGE_VERSIONS: &str = "languages";
+/// The `cola-meta` key of how jobs are isolated ([`crate::Isolation`], JSON).
+pub const META_ISOLATION: &str = "isolation";
 /// Header that makes JetStream drop a duplicate publish of the same job.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// Header of a job message: the revision at which the gateway created the job's record (a

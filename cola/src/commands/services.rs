@@ -113,6 +113,9 @@ fn process_backend(
         "--uid-count".to_owned(),
         sandbox.uid_count.to_string(),
     ];
+    if let Some(parent) = &sandbox.cgroup_parent {
+        executor_args.extend(["--cgroup-parent".to_owned(), parent.display().to_string()]);
+    }
     if let Some(cache) = go_cache {
         executor_args.extend(["--go-cache".to_owned(), cache.display().to_string()]);
     }
@@ -185,6 +188,7 @@ pub fn sandbox_config(
         uid_base: flags.uid_base,
         uid_count: flags.uid_count,
         go_cache: go_cache.map(Path::to_owned),
+        cgroup_parent: flags.cgroup_parent.clone(),
         ..cola_executors::SandboxConfig::default()
     }
 }
@@ -195,6 +199,14 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string(&cola_executors::toolchain_versions())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.isolation_report {
+        let sandbox = sandbox_config(&args.sandbox, None, args.isolation);
+        println!(
+            "{}",
+            serde_json::to_string(&cola_executors::sandbox::isolation(&sandbox))?
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -6,7 +6,7 @@ use std::{
     sync::OnceLock,
 };
 
-use super::WORK_DIR;
+use super::{TMP_DIR, WORK_DIR};
 
 /// Top-level paths that merged-usr systems make links into `/usr` (and older systems keep as
 /// directories); each is recreated in the sandbox as the host has it.
@@ -17,16 +17,20 @@ const ROOT_LINKS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/li
 pub(super) struct Binds {
     /// Seen as [`WORK_DIR`], writable.
     pub work: PathBuf,
+    /// Seen as [`TMP_DIR`], writable.
+    pub tmp: PathBuf,
     /// Source and where the sandbox sees it, read-only.
     pub read_only: Vec<(PathBuf, String)>,
 }
 
 impl Binds {
-    /// `sources[0]` is the work directory; the others go with the step's `read_only`, in order.
+    /// The writable directories come first in `sources` (work, tmp); the others go with the
+    /// step's `read_only`, in order.
     pub(super) fn new(sources: &[&Path], read_only: &[(PathBuf, String)]) -> Self {
         Self {
             work: sources[0].to_owned(),
-            read_only: sources[1..]
+            tmp: sources[1].to_owned(),
+            read_only: sources[2..]
                 .iter()
                 .zip(read_only)
                 .map(|(source, (_, inside))| (source.to_path_buf(), inside.clone()))
@@ -39,8 +43,10 @@ impl Binds {
 #[derive(Debug)]
 pub(super) struct SandboxShape<'a> {
     pub binds: &'a Binds,
-    /// The size of `/tmp`; `/dev/shm` gets a quarter of it.
-    pub tmpfs_bytes: u64,
+    /// The size of `/dev/shm`.
+    pub shm_bytes: u64,
+    /// Host directories (readable by anyone) bound read-only at the same paths.
+    pub system: &'a [PathBuf],
 }
 
 /// The `bwrap` arguments for a sandbox of `shape`, up to and including `--`: its PID 1's command
@@ -58,18 +64,27 @@ pub(super) fn arguments(shape: &SandboxShape) -> Vec<OsString> {
         "--hostname",
         "cola",
     ]);
-    args.push_all(["--ro-bind", "/usr", "/usr"]);
+    for dir in shape.system {
+        args.push("--ro-bind");
+        args.push(dir);
+        args.push(dir);
+    }
     for link in root_links() {
         args.push_all(link.iter());
     }
     args.push_all(["--proc", "/proc", "--dev", "/dev"]);
-    // tmpfs memory is not data memory: the writable ones are capped.
-    let memory = shape.tmpfs_bytes;
-    args.push_all(["--size", &memory.to_string(), "--tmpfs", "/tmp"]);
-    args.push_all(["--size", &(memory / 4).to_string(), "--tmpfs", "/dev/shm"]);
-    args.push("--bind");
-    args.push(&binds.work);
-    args.push(WORK_DIR);
+    // tmpfs memory is not data memory: it is capped.
+    args.push_all([
+        "--size",
+        &shape.shm_bytes.to_string(),
+        "--tmpfs",
+        "/dev/shm",
+    ]);
+    for (host, inside) in [(&binds.work, WORK_DIR), (&binds.tmp, TMP_DIR)] {
+        args.push("--bind");
+        args.push(host);
+        args.push(inside);
+    }
     for (host, inside) in &binds.read_only {
         args.push("--ro-bind");
         args.push(host);
@@ -129,22 +144,31 @@ mod tests {
     #[test]
     fn the_sandbox_binds_the_work_directory_and_nothing_of_etc() {
         let read_only = vec![(PathBuf::from("/cache/go"), "/gocache".to_owned())];
-        let hosts = [Path::new("/jobs/1/work"), Path::new("/cache/go")];
+        let hosts = [
+            Path::new("/jobs/1/fs/work"),
+            Path::new("/jobs/1/fs/tmp"),
+            Path::new("/cache/go"),
+        ];
         let binds = Binds::new(&hosts, &read_only);
+        let system = [PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib")];
         let args = text(&arguments(&SandboxShape {
             binds: &binds,
-            tmpfs_bytes: 256 << 20,
+            shm_bytes: 64 << 20,
+            system: &system,
         }));
         assert_eq!(args.last().map(String::as_str), Some("--"));
         let joined = args.join(" ");
         for expected in [
             "--unshare-all --unshare-user --disable-userns --die-with-parent --new-session --as-pid-1",
-            "--ro-bind /usr /usr",
-            "--bind /jobs/1/work /work --ro-bind /cache/go /gocache --remount-ro /dev --remount-ro / --chdir /work --clearenv --",
-            "--size 268435456 --tmpfs /tmp --size 67108864 --tmpfs /dev/shm",
+            "--ro-bind /usr/bin /usr/bin --ro-bind /usr/lib /usr/lib",
+            "--size 67108864 --tmpfs /dev/shm --bind /jobs/1/fs/work /work --bind /jobs/1/fs/tmp /tmp --ro-bind /cache/go /gocache --remount-ro /dev --remount-ro / --chdir /work --clearenv --",
         ] {
             assert!(joined.contains(expected), "{expected:?} not in {joined}");
         }
+        assert!(
+            !joined.contains("--ro-bind /usr /usr"),
+            "not the whole of /usr: {joined}"
+        );
         assert!(
             !joined.contains("/etc"),
             "nothing of the host's /etc: {joined}"

@@ -41,11 +41,13 @@
 //! does not count against `RLIMIT_DATA`; only a memory cgroup can cap it.
 
 mod bwrap;
+pub mod cgroup;
 pub mod identity;
 pub mod init;
 mod process;
 mod session;
 mod staging;
+pub mod system;
 pub mod verdict;
 
 use std::{
@@ -53,21 +55,31 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use cola_wire::Limits;
+use cola_wire::{Isolation, Limits, Provision};
 
 pub use identity::SandboxUser;
 pub use session::SandboxPlan;
-pub use verdict::{Ending, Kill, StepOutcome, Verdict};
+pub use verdict::{DiskEvidence, Ending, Kill, StepOutcome, Verdict};
 
 use session::Session;
 
-use crate::error::ExecutorError;
+use crate::error::{ExecutorError, IoContext};
 
 /// A host directory a sandbox binds read-only, and where the sandbox sees it.
 pub type ReadOnlyBind = (PathBuf, String);
 
 /// The working directory of every step, inside the sandbox.
 pub const WORK_DIR: &str = "/work";
+/// The sandbox's temporary directory: on the job's disk allowance, like [`WORK_DIR`].
+pub const TMP_DIR: &str = "/tmp";
+
+/// The host directories a sandbox may write, seen inside as [`WORK_DIR`] and [`TMP_DIR`]:
+/// owned by the sandbox's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritableDirs {
+    pub work: PathBuf,
+    pub tmp: PathBuf,
+}
 
 /// The environment every step starts from (after `--clearenv`), before the language's own.
 pub const BASE_ENV: [(&str, &str); 3] = [
@@ -120,6 +132,9 @@ pub struct SandboxConfig {
     pub go_cache: Option<PathBuf>,
     /// The most content (bytes, before compression) an output zip holds.
     pub max_zip_bytes: u64,
+    /// Where job cgroups go, inside each cgroup hierarchy (`--cgroup-parent`); `None`: under
+    /// the executor's own cgroup (see [`cgroup`]).
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -132,6 +147,7 @@ impl Default for SandboxConfig {
             uid_count: 50_000,
             go_cache: None,
             max_zip_bytes: cola_wire::frame::MAX_ZIP_CONTENT_BYTES,
+            cgroup_parent: None,
         }
     }
 }
@@ -218,13 +234,13 @@ enum Mode {
 
 impl Sandbox {
     /// Starts the sandbox `config` asks for, ready for steps within `plan`: bubblewrap as
-    /// `host_ids` (none: as the executor's own user) with `work_dir` (which that user owns) at
-    /// [`WORK_DIR`], what bubblewrap says when it cannot start written to `log`; or the
-    /// container.
+    /// `host_ids` (none: as the executor's own user) with `dirs` (which that user owns) at
+    /// [`WORK_DIR`] and [`TMP_DIR`], in a cgroup of its own where this machine has one, what
+    /// bubblewrap says when it cannot start written to `log`; or the container.
     pub fn start(
         config: &SandboxConfig,
         host_ids: Option<(u32, u32)>,
-        work_dir: &Path,
+        dirs: &WritableDirs,
         plan: &SandboxPlan,
         log: &Path,
     ) -> Result<Self, ExecutorError> {
@@ -232,10 +248,11 @@ impl Sandbox {
             SandboxKind::Bubblewrap => Mode::Bubblewrap(Session::start(
                 &config.bwrap,
                 &config.init,
-                work_dir,
+                dirs,
                 host_ids,
                 plan,
                 log,
+                job_cgroup(config)?,
             )?),
             SandboxKind::Container if !plan.read_only.is_empty() => {
                 return Err(ExecutorError::Config(
@@ -246,7 +263,7 @@ impl Sandbox {
         };
         Ok(Self {
             mode,
-            work_dir: work_dir.to_owned(),
+            work_dir: dirs.work.clone(),
             plan: plan.clone(),
         })
     }
@@ -262,6 +279,49 @@ impl Sandbox {
             Mode::Bubblewrap(session) => session.run(step),
             Mode::Container => process::run_direct(&self.work_dir, step),
         }
+    }
+}
+
+/// A new cgroup for a sandbox, where this machine gives cola cgroups (see [`cgroup`]); `None`
+/// where it does not (the middleware says why at start-up).
+fn job_cgroup(config: &SandboxConfig) -> Result<Option<cgroup::JobCgroup>, ExecutorError> {
+    static SANDBOXES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = match cgroup::CgroupHost::detect(config.cgroup_parent.as_deref()) {
+        Ok(host) => host,
+        Err(why) => {
+            tracing::debug!(%why, "the sandbox has no cgroup");
+            return Ok(None);
+        }
+    };
+    let name = format!(
+        "sandbox-{}-{}",
+        std::process::id(),
+        SANDBOXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    host.create(&name)
+        .map(Some)
+        .context(|| format!("creating the job cgroup {name}"))
+}
+
+/// What this machine gives the sandboxes of `config`: how memory, processes and CPU are
+/// bounded, and the disk (or why not), for the middleware to say at start-up.
+pub fn isolation(config: &SandboxConfig) -> Isolation {
+    match config.kind {
+        SandboxKind::Container => Isolation {
+            cgroup: Provision::from_result(Ok("the container's cgroup, set by the backend".into())),
+            disk: Provision::from_result(Ok("the container's size-capped tmpfs".into())),
+        },
+        SandboxKind::Bubblewrap => Isolation {
+            cgroup: Provision::from_result(
+                cgroup::CgroupHost::detect(config.cgroup_parent.as_deref())
+                    .map(|host| host.describe())
+                    .map_err(|why| why.to_string()),
+            ),
+            disk: Provision::from_result(crate::disk::available().map(|()| {
+                "a size-capped tmpfs per job for /work and /tmp, apart from the host's disks"
+                    .to_owned()
+            })),
+        },
     }
 }
 

@@ -27,8 +27,9 @@ use nix::{
 
 use super::check;
 use super::{
-    Output, Step,
+    Output, Step, WritableDirs,
     bwrap::Binds,
+    cgroup::CgroupJoin,
     init::StepRlimits,
     staging::Staging,
     verdict::{Ending, Kill, StepOutcome},
@@ -57,6 +58,7 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
         .stdin(open_stdin(step.stdin.as_deref())?)
         .process_group(0);
     let mut setup = ChildSetup {
+        cgroup: None,
         switch: None,
         rlimits: StepRlimits {
             processes: None,
@@ -102,6 +104,8 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
         cpu: waited.cpu,
         peak_memory_kb: waited.peak_memory_kb,
         output_bytes,
+        // The container's cgroup is the backend's to read.
+        oom_killed: None,
     })
 }
 
@@ -208,10 +212,11 @@ impl UserSwitch {
 /// bubblewrap binds, by the paths bubblewrap can reach them at.
 pub(super) fn user_switch(
     host_ids: Option<(u32, u32)>,
-    work_dir: &Path,
+    dirs: &WritableDirs,
     read_only: &[(PathBuf, String)],
 ) -> Result<(Option<UserSwitch>, Binds), ExecutorError> {
-    let hosts: Vec<&Path> = std::iter::once(work_dir)
+    let hosts: Vec<&Path> = [dirs.work.as_path(), dirs.tmp.as_path()]
+        .into_iter()
         .chain(read_only.iter().map(|(host, _)| host.as_path()))
         .collect();
     let Some((uid, gid)) = host_ids else {
@@ -225,6 +230,8 @@ pub(super) fn user_switch(
 
 /// Everything the child does between `fork` and `exec`.
 pub(super) struct ChildSetup {
+    /// The job's cgroup, joined while still root.
+    pub cgroup: Option<CgroupJoin>,
     pub switch: Option<UserSwitch>,
     pub rlimits: StepRlimits,
     /// The descriptors beyond stdio the child keeps.
@@ -233,9 +240,13 @@ pub(super) struct ChildSetup {
 }
 
 impl ChildSetup {
-    /// Stage and switch user (as root), limits, no inherited descriptors but the status pipe,
-    /// and death when the executor dies. Async-signal-safe: no allocation.
+    /// Join the job's cgroup, stage and switch user (as root), limits, no inherited
+    /// descriptors but the status pipe, and death when the executor dies. Async-signal-safe:
+    /// no allocation.
     pub fn apply(&mut self) -> io::Result<()> {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.apply()?;
+        }
         if let Some(switch) = &mut self.switch {
             switch.apply()?;
         }

@@ -47,6 +47,8 @@ pub enum Kill {
     WallTime,
     /// It wrote more than its output limit to stdout and stderr.
     Output,
+    /// Its processes together used up its CPU time (measured by its cgroup).
+    CpuTime,
 }
 
 /// What the executor observed about one step.
@@ -56,12 +58,25 @@ pub struct StepOutcome {
     /// Set when the executor killed the step.
     pub killed: Option<Kill>,
     pub wall: Duration,
-    /// User plus system CPU time of every process of the step.
+    /// User plus system CPU time of every process of the step: as its cgroup measured it, or
+    /// (without one) of the processes it waited for.
     pub cpu: Duration,
     /// The largest resident set of any process of the step.
     pub peak_memory_kb: u64,
     /// Bytes of stdout and stderr kept (at most the output limit).
     pub output_bytes: u64,
+    /// Whether the kernel killed a process of the step for the memory limit of its cgroup;
+    /// `None` when the step had no cgroup (memory is then bounded by `RLIMIT_DATA` only).
+    pub oom_killed: Option<bool>,
+}
+
+/// What the executor measured of the job's files after a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskEvidence {
+    /// A file reached the largest size a file may have (the output limit).
+    pub file_at_limit: bool,
+    /// The job's disk allowance is used up.
+    pub allowance_full: bool,
 }
 
 /// What a step's outcome means for the job.
@@ -91,13 +106,22 @@ impl Verdict {
     }
 }
 
-/// Peak memory at or above this share of the limit counts as having hit it.
+/// Without a cgroup: peak memory at or above this share of the limit counts as having hit it.
 const NEAR_MEMORY_LIMIT: f64 = 0.9;
+/// How far short of its CPU limit (as `wait4` measures it) a process may be when the kernel
+/// signals it for its `RLIMIT_CPU`: the kernel counts on its own clock, seen up to 13% ahead.
+const CPU_SIGNAL_SLACK: f64 = 0.2;
 
-/// What the run step's outcome means. `oom_reported` says whether the program's stderr holds a
-/// well-known out-of-memory message.
-pub fn judge_run(outcome: &StepOutcome, limits: &Limits, oom_reported: bool) -> Verdict {
-    match failure(outcome, limits, oom_reported) {
+/// What the run step's outcome means, from what was measured: its time, memory, output and
+/// files. `oom_reported` (its stderr holds a well-known out-of-memory message) counts only
+/// for a step without a cgroup, which cannot be measured better.
+pub fn judge_run(
+    outcome: &StepOutcome,
+    limits: &Limits,
+    disk: DiskEvidence,
+    oom_reported: bool,
+) -> Verdict {
+    match failure(outcome, limits, disk, oom_reported) {
         None => Verdict::succeeded(),
         Some((reason, message)) => Verdict::failed(reason, format!("the program {message}")),
     }
@@ -105,7 +129,7 @@ pub fn judge_run(outcome: &StepOutcome, limits: &Limits, oom_reported: bool) -> 
 
 /// What the compile step's outcome means: `Err` with a message when the program cannot run.
 pub fn judge_compile(outcome: &StepOutcome, limits: &Limits) -> Result<(), String> {
-    match failure(outcome, limits, false) {
+    match failure(outcome, limits, DiskEvidence::default(), false) {
         None => Ok(()),
         Some((Reason::RuntimeError, _)) => Err(format!(
             "compilation failed: the compiler {}",
@@ -116,31 +140,47 @@ pub fn judge_compile(outcome: &StepOutcome, limits: &Limits) -> Result<(), Strin
 }
 
 /// The reason a step failed and what happened (a phrase following "the program"), or `None`
-/// when it succeeded. Limits come first: a program killed for its limit failed because of it.
-fn failure(outcome: &StepOutcome, limits: &Limits, oom_reported: bool) -> Option<(Reason, String)> {
+/// when it succeeded. Limits come first, each judged on what the executor measured, never on
+/// the signal the program died of or what it printed (a program can raise any signal).
+fn failure(
+    outcome: &StepOutcome,
+    limits: &Limits,
+    disk: DiskEvidence,
+    oom_reported: bool,
+) -> Option<(Reason, String)> {
     let cpu_ms = outcome.cpu.as_millis();
-    let over_cpu = cpu_ms > u128::from(limits.cpu_time_ms);
-    let killed_for_cpu = match outcome.ending {
-        Ending::Signaled(libc::SIGXCPU) => true,
-        Ending::Signaled(libc::SIGKILL) => over_cpu,
-        _ => false,
-    };
+    let cpu_limit = Duration::from_millis(limits.cpu_time_ms);
+    let died = outcome.ending != Ending::Exited(0);
     if outcome.killed == Some(Kill::WallTime) {
         return Some((
             Reason::TimeLimit,
             format!("exceeded its wall time limit of {} ms", limits.wall_time_ms),
         ));
     }
-    if outcome.killed == Some(Kill::Output) || outcome.ending == Ending::Signaled(libc::SIGXFSZ) {
+    if outcome.oom_killed == Some(true) {
+        return Some((
+            Reason::MemoryLimit,
+            format!(
+                "ran out of memory: it was killed at its limit of {} MB (its processes' memory, \
+                 shared memory and files together)",
+                limits.memory_mb
+            ),
+        ));
+    }
+    if outcome.killed == Some(Kill::Output) {
         return Some((
             Reason::OutputLimit,
             format!(
-                "exceeded its output limit of {} KB (stdout plus stderr, or one file)",
+                "exceeded its output limit of {} KB (stdout plus stderr)",
                 limits.output_kb
             ),
         ));
     }
-    if killed_for_cpu || over_cpu {
+    let over_cpu = outcome.cpu > cpu_limit
+        || outcome.killed == Some(Kill::CpuTime)
+        || (matches!(outcome.ending, Ending::Signaled(_))
+            && outcome.cpu.as_secs_f64() >= cpu_limit.as_secs_f64() * (1.0 - CPU_SIGNAL_SLACK));
+    if over_cpu {
         return Some((
             Reason::TimeLimit,
             format!(
@@ -149,11 +189,32 @@ fn failure(outcome: &StepOutcome, limits: &Limits, oom_reported: bool) -> Option
             ),
         ));
     }
-    if outcome.ending == Ending::Exited(0) {
+    if !died {
         return None;
     }
+    if disk.allowance_full {
+        return Some((
+            Reason::OutputLimit,
+            format!(
+                "filled its disk allowance of {} MB and {}",
+                limits.disk_mb,
+                outcome.ending.describe()
+            ),
+        ));
+    }
+    if disk.file_at_limit {
+        return Some((
+            Reason::OutputLimit,
+            format!(
+                "wrote a file of the largest size allowed ({} KB) and {}",
+                limits.output_kb,
+                outcome.ending.describe()
+            ),
+        ));
+    }
     let limit_kb = limits.memory_mb * 1024;
-    if oom_reported || outcome.peak_memory_kb as f64 >= limit_kb as f64 * NEAR_MEMORY_LIMIT {
+    let near_limit = outcome.peak_memory_kb as f64 >= limit_kb as f64 * NEAR_MEMORY_LIMIT;
+    if outcome.oom_killed.is_none() && (oom_reported || near_limit) {
         return Some((
             Reason::MemoryLimit,
             format!(
@@ -214,6 +275,7 @@ mod tests {
         memory_mb: 64,
         processes: 16,
         output_kb: 64,
+        disk_mb: 64,
     };
 
     fn outcome(ending: Ending) -> StepOutcome {
@@ -224,11 +286,24 @@ mod tests {
             cpu: Duration::from_millis(5),
             peak_memory_kb: 2_000,
             output_bytes: 6,
+            oom_killed: None,
+        }
+    }
+
+    /// A step that had a cgroup, which saw no out-of-memory kill.
+    fn measured(ending: Ending) -> StepOutcome {
+        StepOutcome {
+            oom_killed: Some(false),
+            ..outcome(ending)
         }
     }
 
     fn reason(o: &StepOutcome, oom: bool) -> Option<Reason> {
-        judge_run(o, &LIMITS, oom).reason
+        judge_run(o, &LIMITS, DiskEvidence::default(), oom).reason
+    }
+
+    fn reason_with(o: &StepOutcome, disk: DiskEvidence) -> Option<Reason> {
+        judge_run(o, &LIMITS, disk, false).reason
     }
 
     #[test]
@@ -242,7 +317,7 @@ mod tests {
     #[test]
     fn each_limit_has_its_reason() {
         let ok = outcome(Ending::Exited(0));
-        assert_eq!(judge_run(&ok, &LIMITS, false), Verdict::succeeded());
+        assert_eq!(reason(&ok, false), None);
 
         let wall = StepOutcome {
             killed: Some(Kill::WallTime),
@@ -250,8 +325,16 @@ mod tests {
         };
         assert_eq!(reason(&wall, false), Some(Reason::TimeLimit));
 
-        let xcpu = outcome(Ending::Signaled(libc::SIGXCPU));
+        let xcpu = StepOutcome {
+            cpu: Duration::from_millis(1_000),
+            ..outcome(Ending::Signaled(libc::SIGXCPU))
+        };
         assert_eq!(reason(&xcpu, false), Some(Reason::TimeLimit));
+        let cgroup_cpu = StepOutcome {
+            killed: Some(Kill::CpuTime),
+            ..measured(Ending::Signaled(9))
+        };
+        assert_eq!(reason(&cgroup_cpu, false), Some(Reason::TimeLimit));
         let hard_cpu = StepOutcome {
             cpu: Duration::from_millis(2_001),
             ..outcome(Ending::Signaled(9))
@@ -268,10 +351,30 @@ mod tests {
             ..outcome(Ending::Signaled(9))
         };
         assert_eq!(reason(&output, false), Some(Reason::OutputLimit));
+        let big_file = DiskEvidence {
+            file_at_limit: true,
+            ..DiskEvidence::default()
+        };
         assert_eq!(
-            reason(&outcome(Ending::Signaled(libc::SIGXFSZ)), false),
+            reason_with(&outcome(Ending::Signaled(libc::SIGXFSZ)), big_file),
             Some(Reason::OutputLimit)
         );
+        let full = DiskEvidence {
+            allowance_full: true,
+            ..DiskEvidence::default()
+        };
+        assert_eq!(
+            reason_with(&outcome(Ending::Exited(1)), full),
+            Some(Reason::OutputLimit)
+        );
+        // A full disk does not fail a program that coped with it.
+        assert_eq!(reason_with(&outcome(Ending::Exited(0)), full), None);
+
+        let oom_killed = StepOutcome {
+            oom_killed: Some(true),
+            ..outcome(Ending::Signaled(9))
+        };
+        assert_eq!(reason(&oom_killed, false), Some(Reason::MemoryLimit));
 
         let segv_near_limit = StepOutcome {
             peak_memory_kb: 60 * 1024,
@@ -290,14 +393,49 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_or_a_message_of_the_programs_own_is_not_a_limit() {
+        // raise(SIGXCPU) and raise(SIGXFSZ) at once: no CPU used, no file at its limit.
+        for signal in [libc::SIGXCPU, libc::SIGXFSZ] {
+            assert_eq!(
+                reason(&measured(Ending::Signaled(signal)), false),
+                Some(Reason::RuntimeError),
+                "{signal}"
+            );
+        }
+        // With a cgroup, memory is measured: neither a message nor a large peak is a limit.
+        let near = StepOutcome {
+            peak_memory_kb: 60 * 1024,
+            ..measured(Ending::Signaled(libc::SIGABRT))
+        };
+        assert_eq!(reason(&near, true), Some(Reason::RuntimeError));
+        // A flood of output after the kernel killed for memory is still memory.
+        let both = StepOutcome {
+            killed: Some(Kill::Output),
+            oom_killed: Some(true),
+            ..outcome(Ending::Signaled(9))
+        };
+        assert_eq!(reason(&both, false), Some(Reason::MemoryLimit));
+    }
+
+    #[test]
     fn other_failures_are_runtime_errors_that_say_what_happened() {
-        let segv = judge_run(&outcome(Ending::Signaled(11)), &LIMITS, false);
+        let segv = judge_run(
+            &outcome(Ending::Signaled(11)),
+            &LIMITS,
+            DiskEvidence::default(),
+            false,
+        );
         assert_eq!(segv.reason, Some(Reason::RuntimeError));
         assert_eq!(
             segv.message.unwrap(),
             "the program was killed by signal 11 (SIGSEGV)"
         );
-        let exit = judge_run(&outcome(Ending::Exited(3)), &LIMITS, false);
+        let exit = judge_run(
+            &outcome(Ending::Exited(3)),
+            &LIMITS,
+            DiskEvidence::default(),
+            false,
+        );
         assert_eq!(exit.message.unwrap(), "the program exited with code 3");
         // Killed by SIGKILL without reaching the CPU limit: not a time limit.
         assert_eq!(

@@ -22,6 +22,7 @@ pub const TEST_LIMITS: Limits = Limits {
     memory_mb: 128,
     processes: 32,
     output_kb: 256,
+    disk_mb: 64,
 };
 
 /// A warm Go build cache, prepared once per test binary (kept across runs in cargo's tmp dir).

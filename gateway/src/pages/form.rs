@@ -71,12 +71,13 @@ pub struct FormView {
 }
 
 /// The limits of the form, in order: (field, label, unit).
-const LIMITS: [(&str, &str, &str); 5] = [
+const LIMITS: [(&str, &str, &str); 6] = [
     ("wall_time_ms", "Wall time", "ms"),
     ("cpu_time_ms", "CPU time", "ms"),
     ("memory_mb", "Memory", "MB"),
     ("processes", "Processes", ""),
     ("output_kb", "Output", "KB"),
+    ("disk_mb", "Disk", "MB"),
 ];
 
 fn limit_value(limits: &Limits, name: &str) -> u64 {
@@ -85,6 +86,7 @@ fn limit_value(limits: &Limits, name: &str) -> u64 {
         "cpu_time_ms" => limits.cpu_time_ms,
         "memory_mb" => limits.memory_mb,
         "processes" => limits.processes,
+        "disk_mb" => limits.disk_mb,
         _ => limits.output_kb,
     }
 }
@@ -378,6 +380,7 @@ impl Submitted {
                         "cpu_time_ms" => &mut limits.cpu_time_ms,
                         "memory_mb" => &mut limits.memory_mb,
                         "processes" => &mut limits.processes,
+                        "disk_mb" => &mut limits.disk_mb,
                         _ => &mut limits.output_kb,
                     };
                     *slot = Some(value);
@@ -661,7 +664,7 @@ mod tests {
         assert_eq!(form.stdin, "in");
         let memory = form.limits.iter().find(|l| l.name == "memory_mb").unwrap();
         assert_eq!(memory.value, "64");
-        assert!(form.limits.iter().filter(|l| l.value.is_empty()).count() == 4);
+        assert!(form.limits.iter().filter(|l| l.value.is_empty()).count() == 5);
         let lost = FormView::from_job(def.name, None, &limits);
         assert!(lost.note.is_some());
         assert_eq!(lost.source, starter(def.name));

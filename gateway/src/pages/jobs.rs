@@ -399,6 +399,7 @@ pub async fn show(
             ("Memory", format!("{} MB", l.memory_mb)),
             ("Processes", l.processes.to_string()),
             ("Output", format!("{} KB", l.output_kb)),
+            ("Disk", format!("{} MB", l.disk_mb)),
         ]
     };
     let page = JobPage {

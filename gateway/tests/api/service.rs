@@ -158,6 +158,23 @@ async fn languages_are_listed_with_the_versions_the_middleware_published() {
     assert_eq!(body["languages"][0]["version"], "14.2.0");
     assert_eq!(body["languages"][1]["version"], "go1.24");
     assert_eq!(body["languages"][2]["version"], "unknown");
+
+    // How jobs are isolated: unknown until a middleware says.
+    assert_eq!(body["isolation"], Value::Null);
+    let isolation = json!({
+        "cgroup": {"enforced": false, "detail": "no cgroup for jobs: not root"},
+        "disk": {"enforced": true, "detail": "a tmpfs per job"},
+    });
+    gw.nats
+        .topology
+        .meta
+        .put(names::META_ISOLATION, isolation.to_string().into())
+        .await
+        .unwrap();
+    let (_, body) = gw.get_json("/api/v1/languages", &alice).await;
+    assert_eq!(body["isolation"], isolation);
+    assert_eq!(body["languages"][0]["default_limits"]["disk_mb"], 64);
+    assert_eq!(body["languages"][0]["max_limits"]["disk_mb"], 1024);
 }
 
 #[tokio::test]
