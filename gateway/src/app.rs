@@ -19,8 +19,13 @@ use tower_sessions::{
 };
 
 use crate::{
-    GatewayConfig, GatewayError, assets, auth::Authenticators, events::JobEvents,
-    extract::BodyLimit, health, jobs, languages, numeric, oidc, pages, session::NatsSessionStore,
+    GatewayConfig, GatewayError, assets,
+    auth::Authenticators,
+    events::JobEvents,
+    extract::BodyLimit,
+    health, jobs, languages, numeric, oidc, pages,
+    pages::{live::LiveStreams, prelogin::PreLoginCookies, site::PublicSite},
+    session::NatsSessionStore,
 };
 
 /// What every handler can reach. Cheap to clone.
@@ -47,10 +52,17 @@ pub struct WebSettings {
     pub public_url: Url,
     /// Whether the session cookie is `Secure` (all but plain HTTP on loopback).
     pub secure_cookies: bool,
-    /// Whether "continue as local developer" is offered (dev mode, on loopback).
+    /// The names and origin the pages answer to (`public_url`'s).
+    pub site: PublicSite,
+    /// Whether "continue as local developer" is offered (dev mode, on loopback, under a
+    /// loopback name).
     pub dev_login: bool,
     pub oidc: Option<Arc<oidc::Provider>>,
     pub sessions: NatsSessionStore,
+    /// The signed cookie that carries a login until it is done.
+    pub prelogin: PreLoginCookies,
+    /// The live streams open per session, ended with it.
+    pub live: LiveStreams,
     /// A session ends after this long without a request.
     pub session_idle: Duration,
 }
@@ -158,7 +170,9 @@ async fn security_headers(mut response: Response) -> Response {
         .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     for (name, value) in [
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: with it, browsers send `Origin: null` on this site's own forms,
+        // and the pages could not tell them from another site's.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));

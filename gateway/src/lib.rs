@@ -64,6 +64,7 @@ pub use error::GatewayError;
 use crate::{
     app::{AppState, Shared, WebSettings},
     auth::{Authenticators, BearerTokens},
+    pages::{live::LiveStreams, prelogin::PreLoginCookies, site::PublicSite},
     session::NatsSessionStore,
 };
 
@@ -213,9 +214,15 @@ async fn web_settings(
         }
         None => None,
     };
-    let dev_login = config.dev_login_allowed(listen);
+    let site = PublicSite::new(&public_url);
+    let dev_login = config.dev_login_allowed(listen) && site.is_loopback_only();
     if config.dev && !dev_login {
-        tracing::warn!(%listen, "dev login refused: not listening on a loopback address");
+        tracing::warn!(
+            %listen,
+            %public_url,
+            "dev login refused: it needs a loopback address and a public URL on localhost, \
+             127.0.0.1 or [::1]"
+        );
     }
     let max_age = sessions
         .max_age()
@@ -230,12 +237,19 @@ async fn web_settings(
         );
         session_idle = max_age;
     }
+    let secure_cookies = config::cookie_must_be_secure(&public_url);
     Ok(WebSettings {
-        secure_cookies: config::cookie_must_be_secure(&public_url),
+        secure_cookies,
         public_url,
+        site,
         dev_login,
+        prelogin: PreLoginCookies::new(
+            secure_cookies,
+            config.oidc.as_ref().map(|o| &o.client_secret),
+        ),
         oidc,
         sessions,
         session_idle,
+        live: LiveStreams::default(),
     })
 }

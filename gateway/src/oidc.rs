@@ -12,11 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use cola_wire::UserId;
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
     CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse as _,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse as _,
     core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType},
     reqwest,
     url::Url,
@@ -63,6 +65,9 @@ pub enum OidcError {
     /// The code could not be exchanged for tokens.
     #[error("the identity provider refused the login: {0}")]
     Exchange(String),
+    /// The answer could not be read (e.g. an ID token whose claims have the wrong types).
+    #[error("the identity provider's answer could not be read: {0}")]
+    Unreadable(String),
     /// The answer has no ID token.
     #[error("the identity provider sent no ID token")]
     NoIdToken,
@@ -217,10 +222,14 @@ impl Provider {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %error_chain(&e), "OIDC code exchange failed");
-                OidcError::Exchange(e.to_string())
+                match e {
+                    RequestTokenError::Parse(..) => OidcError::Unreadable(e.to_string()),
+                    _ => OidcError::Exchange(e.to_string()),
+                }
             })?;
         let id_token = response.id_token().ok_or(OidcError::NoIdToken)?;
         let nonce = Nonce::new(pending.nonce.clone());
+        let email_verified = says_email_verified(&id_token.to_string());
         let verify = |client: &Client| -> Result<Identity, ClaimsVerificationError> {
             let verifier = client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
             let claims = id_token.claims(&verifier, &nonce)?;
@@ -229,7 +238,7 @@ impl Provider {
             Ok(Identity {
                 user: UserId::from_identity(&issuer, &subject),
                 email: claims.email().map(|e| e.as_str().to_owned()),
-                email_verified: claims.email_verified().unwrap_or(false),
+                email_verified: email_verified && claims.email_verified() == Some(true),
                 name: claims
                     .name()
                     .and_then(|n| n.get(None))
@@ -271,16 +280,58 @@ impl Provider {
                 "{who} (no verified e-mail address)"
             )));
         };
-        let email = email.to_ascii_lowercase();
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if self.config.allowed_emails.contains(&email)
-            || self.config.allowed_domains.iter().any(|d| d == domain)
+        let Some((local, domain)) = parse_email(email) else {
+            return Err(OidcError::NotAllowed(format!(
+                "{who} (not a valid e-mail address)"
+            )));
+        };
+        if self
+            .config
+            .allowed_emails
+            .contains(&format!("{local}@{domain}"))
+            || self.config.allowed_domains.contains(&domain)
         {
             Ok(())
         } else {
             Err(OidcError::NotAllowed(who))
         }
     }
+}
+
+/// Whether an ID token (compact form, its signature already checked) says
+/// `"email_verified": true`, the JSON boolean. A string such as `"true"`, or anything else,
+/// leaves the address unverified.
+fn says_email_verified(id_token: &str) -> bool {
+    let Some(payload) = id_token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(json) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&json)
+        .is_ok_and(|claims| claims.get("email_verified") == Some(&serde_json::Value::Bool(true)))
+}
+
+/// An e-mail address as its local part and domain, lower case, when it is one: exactly one
+/// `@`; a local part of dot-separated runs of RFC 5322 `atext` (no quoted strings, no
+/// comments), at most 64 characters; a domain of at least two dot-separated labels of ASCII
+/// letters, digits and inner hyphens, at most 253 characters.
+pub fn parse_email(address: &str) -> Option<(String, String)> {
+    let address = address.to_ascii_lowercase();
+    let (local, domain) = address.split_once('@')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok = local.len() <= 64
+        && local
+            .split('.')
+            .all(|run| !run.is_empty() && run.chars().all(atext));
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let domain_ok = domain.len() <= 253 && domain.contains('.') && domain.split('.').all(label_ok);
+    (local_ok && domain_ok).then(|| (local.to_owned(), domain.to_owned()))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -345,5 +396,47 @@ mod tests {
                 .is_err()
         );
         assert!(p.admit(&identity(None, true)).is_err());
+        for forged in [
+            "x@evil.com@example.edu",
+            "\"x@evil.com\"@example.edu",
+            "x@evil.com(@example.edu)",
+            "@example.edu",
+            "x y@example.edu",
+            "x..y@example.edu",
+            "x@example.edu.",
+            "x@-example.edu",
+            "x@example",
+        ] {
+            assert!(p.admit(&identity(Some(forged), true)).is_err(), "{forged}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_split_at_their_one_at_sign() {
+        assert_eq!(
+            parse_email("Ada.L+cola@Example.EDU"),
+            Some(("ada.l+cola".into(), "example.edu".into()))
+        );
+        assert_eq!(parse_email("a@b@example.edu"), None);
+        assert_eq!(
+            parse_email(&format!("{}@example.edu", "a".repeat(65))),
+            None
+        );
+        assert!(parse_email(&format!("{}@example.edu", "a".repeat(64))).is_some());
+    }
+
+    #[test]
+    fn only_the_boolean_true_verifies_an_address() {
+        let token = |claims: &str| format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims));
+        assert!(says_email_verified(&token(r#"{"email_verified":true}"#)));
+        for claims in [
+            r#"{"email_verified":"true"}"#,
+            r#"{"email_verified":1}"#,
+            r#"{"email_verified":false}"#,
+            r#"{}"#,
+        ] {
+            assert!(!says_email_verified(&token(claims)), "{claims}");
+        }
+        assert!(!says_email_verified("not a token"));
     }
 }

@@ -49,8 +49,6 @@ impl Login {
 pub const LOGIN_KEY: &str = "login";
 /// Session key of the CSRF token of the session's forms.
 pub const CSRF_KEY: &str = "csrf";
-/// Session key of a login that went to the identity provider and has not come back yet.
-pub const PENDING_KEY: &str = "oidc_pending";
 
 /// The session's CSRF token, created on first use.
 pub async fn csrf_token(session: &Session) -> Result<String, session_store::Error> {

@@ -2,16 +2,21 @@
 //! `/auth/callback` (back from it), `/auth/dev` (the local developer, dev mode on loopback
 //! only), `/logout`.
 //!
-//! The session id is cycled at every login, so an id planted before the login is worthless
-//! after it. The `state` sent to the provider is checked (in constant time) against the one
-//! kept in the session, single use and for [`PENDING_LOGIN_TTL`]; the PKCE verifier and the
-//! `nonce` make a stolen code or token useless to anybody else.
+//! Nobody is stored before they are logged in: the developer form's CSRF token and the login
+//! on its way to the provider live in the browser's pre-login cookie ([`super::prelogin`]).
+//! A session is made at the login, with a new id (a session that was already logged in gets a
+//! new id too), so an id planted before the login is worthless after it. The `state` sent to
+//! the provider is checked (in constant time) against the pre-login's, single use and for
+//! [`PENDING_LOGIN_TTL`]; a callback without it changes nothing, so a link from elsewhere
+//! cannot log anybody out. The PKCE verifier and the `nonce` make a stolen code or token
+//! useless to anybody else. Logging out is a form (`POST`, CSRF token); it ends the session's
+//! live streams too.
 
 use askama::Template;
 use axum::{
     Extension,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use cola_wire::UserId;
@@ -25,7 +30,7 @@ use crate::{
         Chrome, PageError, PageForm, SignedIn, check_csrf, encode_query, error_page, local_path,
         render, see_other,
     },
-    session::{self, CSRF_KEY, LOGIN_KEY, Login, PENDING_KEY, constant_time_eq},
+    session::{self, CSRF_KEY, LOGIN_KEY, Login, constant_time_eq},
 };
 
 /// The user of the local developer login.
@@ -83,27 +88,37 @@ pub async fn login_page(
         return Ok(see_other(&next));
     }
     let dev = app.web.dev_login;
-    // Only the developer login is a form: it needs the CSRF token (and so a session).
-    let csrf = if dev {
-        session::csrf_token(&session).await?
-    } else {
-        String::new()
-    };
+    // Only the developer login is a form: its CSRF token lives in the pre-login cookie.
+    let prelogin = dev.then(|| app.web.prelogin.read(&headers).unwrap_or_default());
     let page = LoginPage {
-        chrome: Chrome::anonymous(csrf),
+        chrome: Chrome::anonymous(
+            prelogin
+                .as_ref()
+                .map(|p| p.csrf.clone())
+                .unwrap_or_default(),
+        ),
         provider_href: format!("/auth/login?next={}", encode_query(&next)),
         next,
         provider: app.web.oidc.as_ref().map(|p| p.display_name()),
         dev,
         message: query.bye.is_some().then_some("You are logged out."),
     };
-    render(&page)
+    let mut response = render(&page)?;
+    if let Some(prelogin) = prelogin {
+        with_cookie(&mut response, app.web.prelogin.set(&prelogin));
+    }
+    Ok(response)
+}
+
+fn with_cookie(response: &mut Response, set_cookie: HeaderValue) {
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie);
 }
 
 /// `GET /auth/login`: off to the identity provider.
 pub async fn start(
     State(app): State<AppState>,
-    Extension(session): Extension<Session>,
     Query(query): Query<LoginQuery>,
     headers: HeaderMap,
     uri: Uri,
@@ -120,8 +135,11 @@ pub async fn start(
             "The identity provider cannot be reached just now ({error}). Try again in a moment."
         ))
     })?;
-    session.insert(PENDING_KEY, &pending).await?;
-    Ok(see_other(url.as_str()))
+    let mut prelogin = app.web.prelogin.read(&headers).unwrap_or_default();
+    prelogin.pending = Some(pending);
+    let mut response = see_other(url.as_str());
+    with_cookie(&mut response, app.web.prelogin.set(&prelogin));
+    Ok(response)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,16 +150,19 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// `GET /auth/callback`: back from the identity provider.
+/// `GET /auth/callback`: back from the identity provider. Without the pre-login's `state`
+/// nothing changes (whoever is logged in stays so); with it, the pre-login is used up whatever
+/// comes next.
 pub async fn callback(
     State(app): State<AppState>,
     Extension(session): Extension<Session>,
     Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let Some(provider) = app.web.oidc.clone() else {
         return Err(PageError::NotFound("no identity provider is configured"));
     };
-    let pending: Option<PendingLogin> = session.remove(PENDING_KEY).await?;
+    let pending = app.web.prelogin.read(&headers).and_then(|p| p.pending);
     let now = chrono::Utc::now().timestamp();
     let valid = match (&pending, &query.state) {
         (Some(pending), Some(state)) => {
@@ -152,14 +173,29 @@ pub async fn callback(
     };
     let Some(pending) = pending.filter(|_| valid) else {
         tracing::warn!("login callback refused: unknown, used or expired state");
-        // Whatever this session held, it is not logged in by this request.
-        session.flush().await?;
         return Ok(login_failed(
             StatusCode::BAD_REQUEST,
             "This login is not valid any more: it expired, was already used, or was started in \
              another browser. Log in again.",
         ));
     };
+    let mut response = match complete_login(&app, &provider, &session, &pending, query).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    with_cookie(&mut response, app.web.prelogin.clear());
+    Ok(response)
+}
+
+/// The rest of a callback whose `state` was the pre-login's: the provider's answer, the code
+/// exchange, the ID token, the allow-lists, and the login.
+async fn complete_login(
+    app: &AppState,
+    provider: &crate::oidc::Provider,
+    session: &Session,
+    pending: &PendingLogin,
+    query: CallbackQuery,
+) -> Result<Response, PageError> {
     if let Some(error) = query.error {
         let detail = query.error_description.unwrap_or(error);
         tracing::info!(detail, "the identity provider ended the login");
@@ -174,7 +210,7 @@ pub async fn callback(
             "The identity provider sent no authorization code. Log in again.",
         ));
     };
-    let identity = match provider.finish(&pending, code).await {
+    let identity = match provider.finish(pending, code).await {
         Ok(identity) => identity,
         Err(OidcError::NotAllowed(who)) => {
             tracing::info!(who, "login refused by the allow-lists");
@@ -206,20 +242,33 @@ pub async fn callback(
         email: identity.email,
         name: identity.name,
         method: "oidc".into(),
-        at: now,
+        at: chrono::Utc::now().timestamp(),
     };
-    tracing::info!(user = %login.user, "logged in");
-    log_in(&session, login).await?;
+    let user = login.user.clone();
+    log_in(app, session, login).await?;
+    tracing::info!(%user, "logged in");
     Ok(see_other(&local_path(Some(&pending.next))))
 }
 
-/// A new session id, the login, a new CSRF token.
-async fn log_in(session: &Session, login: Login) -> Result<(), PageError> {
-    session.cycle_id().await?;
-    session.remove_value(PENDING_KEY).await?;
+/// The login in a session of its own: a session that was already logged in gets a new id
+/// (and its live streams end), one that was not is made now. Stored before the answer, so that
+/// a store that refuses it (full, or unreachable) is a clear `503`, not a session-less login.
+async fn log_in(app: &AppState, session: &Session, login: Login) -> Result<(), PageError> {
+    // Reading the session drops an id the store does not know.
+    session.get_value(LOGIN_KEY).await?;
+    if let Some(previous) = session.id() {
+        app.web.live.close(&previous);
+        session.cycle_id().await?;
+    }
     session.insert(LOGIN_KEY, &login).await?;
     session.insert(CSRF_KEY, session::random_token()).await?;
-    Ok(())
+    session.save().await.map_err(|error| {
+        tracing::error!(%error, "login refused: the session store did not take the session");
+        PageError::Unavailable(
+            "The service cannot keep more sessions just now, so it cannot log you in. Try \
+             again in a few minutes.",
+        )
+    })
 }
 
 fn login_failed(status: StatusCode, message: &str) -> Response {
@@ -232,10 +281,12 @@ pub struct DevForm {
     next: Option<String>,
 }
 
-/// `POST /auth/dev`: "continue as local developer" (user `dev`); dev mode on loopback only.
+/// `POST /auth/dev`: "continue as local developer" (user `dev`); dev mode on loopback only,
+/// with the CSRF token of the pre-login cookie.
 pub async fn dev_login(
     State(app): State<AppState>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     PageForm(form): PageForm<DevForm>,
 ) -> Result<Response, PageError> {
     if !app.web.dev_login {
@@ -245,7 +296,15 @@ pub async fn dev_login(
                 .into(),
         ));
     }
-    check_csrf(&session, form.csrf.as_deref()).await?;
+    let expected = app.web.prelogin.read(&headers).map(|p| p.csrf);
+    let matches = match (expected, form.csrf.as_deref()) {
+        (Some(expected), Some(sent)) => constant_time_eq(expected.as_bytes(), sent.as_bytes()),
+        _ => false,
+    };
+    if !matches {
+        tracing::warn!("developer login refused: missing or wrong CSRF token");
+        return Err(PageError::Csrf);
+    }
     let login = Login {
         user: UserId::parse(DEV_USER).expect("a valid user id"),
         email: None,
@@ -253,9 +312,11 @@ pub async fn dev_login(
         method: "dev".into(),
         at: chrono::Utc::now().timestamp(),
     };
-    log_in(&session, login).await?;
+    log_in(&app, &session, login).await?;
     tracing::info!(user = DEV_USER, "logged in as the local developer");
-    Ok(see_other(&local_path(form.next.as_deref())))
+    let mut response = see_other(&local_path(form.next.as_deref()));
+    with_cookie(&mut response, app.web.prelogin.clear());
+    Ok(response)
 }
 
 #[derive(Template)]
@@ -276,8 +337,10 @@ pub struct LogoutForm {
     csrf: Option<String>,
 }
 
-/// `POST /logout`: ends the session (removed from the store, cookie cleared).
+/// `POST /logout`: ends the session (removed from the store, cookie cleared) and its live
+/// streams.
 pub async fn logout(
+    State(app): State<AppState>,
     Extension(session): Extension<Session>,
     PageForm(form): PageForm<LogoutForm>,
 ) -> Result<Response, PageError> {
@@ -285,7 +348,11 @@ pub async fn logout(
         return Ok(see_other("/login"));
     }
     check_csrf(&session, form.csrf.as_deref()).await?;
+    let id = session.id();
     session.flush().await?;
+    if let Some(id) = id {
+        app.web.live.close(&id);
+    }
     tracing::info!("logged out");
-    Ok((see_other("/login?bye=1")).into_response())
+    Ok(see_other("/login?bye=1"))
 }

@@ -4,9 +4,17 @@
 //! Each connection first subscribes, then sends the current state of the user's newest jobs
 //! (so a page that reconnects catches up on whatever it missed), then every change as it
 //! happens. Events: `job` (a [`JobRow`] as JSON, with its KV revision: a page keeps the
-//! newest), `removed` (a job id). The stream ends when the gateway stops; browsers reconnect.
+//! newest), `removed` (a job id). The stream ends when the gateway stops (browsers reconnect)
+//! and when its session ends: at once at a logout (or a new login) on this gateway, and within
+//! [`SESSION_RECHECK`] when the session is gone otherwise (logged out on another replica,
+//! expired), found by reading it again from the store.
 
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    convert::Infallible,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use axum::{
     extract::State,
@@ -18,7 +26,9 @@ use axum::{
 };
 use cola_wire::UserId;
 use futures::Stream;
-use tower_sessions::Session;
+use tokio::time::{Instant, Interval, interval_at};
+use tokio_util::sync::CancellationToken;
+use tower_sessions::{Session, SessionStore as _, session::Id};
 
 use crate::{
     app::AppState,
@@ -30,6 +40,65 @@ use crate::{
 
 /// How long a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(2);
+/// How often a live stream reads its session again, to end when it is gone.
+pub const SESSION_RECHECK: Duration = Duration::from_secs(5);
+
+/// The live streams open on this gateway, per session, so that the end of a session ends
+/// them at once.
+#[derive(Clone, Default)]
+pub struct LiveStreams {
+    /// Per session: what ends its streams, and how many are open.
+    open: Arc<Mutex<HashMap<Id, (CancellationToken, usize)>>>,
+}
+
+impl LiveStreams {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<Id, (CancellationToken, usize)>> {
+        // Every update is one insert, change or remove: the map stays consistent.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A stream of session `id` opens; it ends when the guard's token is cancelled.
+    fn open(&self, id: Id) -> StreamGuard {
+        let mut sessions = self.sessions();
+        let (ended, count) = sessions.entry(id).or_default();
+        *count += 1;
+        StreamGuard {
+            streams: self.clone(),
+            id,
+            ended: ended.clone(),
+        }
+    }
+
+    /// Ends every live stream of session `id` (it was logged out, or logged in again).
+    pub fn close(&self, id: &Id) {
+        if let Some((ended, _)) = self.sessions().remove(id) {
+            ended.cancel();
+        }
+    }
+}
+
+/// One open stream of a session; dropping it counts the stream out.
+struct StreamGuard {
+    streams: LiveStreams,
+    id: Id,
+    ended: CancellationToken,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.ended.is_cancelled() {
+            // Closed: the entry is gone already.
+            return;
+        }
+        let mut sessions = self.streams.sessions();
+        if let Some((_, count)) = sessions.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                sessions.remove(&self.id);
+            }
+        }
+    }
+}
 
 /// `GET /events`. Without a session: `401` (an event stream does not follow a login redirect,
 /// and a browser stops reconnecting on it).
@@ -45,10 +114,14 @@ pub async fn events(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
+    let Some(id) = session.id() else {
+        return (StatusCode::UNAUTHORIZED, "log in first").into_response();
+    };
     let user = login.user;
     tracing::debug!(user = %user, "live updates connected");
     let events = app.events.subscribe(&user);
-    Sse::new(stream(app, user, events))
+    let guard = app.web.live.open(id);
+    Sse::new(stream(app, user, events, guard))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
@@ -59,12 +132,15 @@ struct Live {
     events: UserEvents,
     pending: VecDeque<Event>,
     catch_up: bool,
+    session: StreamGuard,
+    recheck: Interval,
 }
 
 fn stream(
     app: AppState,
     user: UserId,
     events: UserEvents,
+    session: StreamGuard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let live = Live {
         app,
@@ -72,9 +148,14 @@ fn stream(
         events,
         pending: VecDeque::from([Event::default().event("hello").data("").retry(RETRY)]),
         catch_up: true,
+        session,
+        recheck: interval_at(Instant::now() + SESSION_RECHECK, SESSION_RECHECK),
     };
     futures::stream::unfold(live, |mut live| async move {
         loop {
+            if live.session.ended.is_cancelled() {
+                return None;
+            }
             if let Some(event) = live.pending.pop_front() {
                 return Some((Ok(event), live));
             }
@@ -98,7 +179,16 @@ fn stream(
                 continue;
             }
             let next = tokio::select! {
+                biased;
                 () = live.app.shutdown.cancelled() => return None,
+                () = live.session.ended.cancelled() => return None,
+                _ = live.recheck.tick() => {
+                    if !session_lives(&live.app, &live.session.id).await {
+                        tracing::debug!(user = %live.user, "live updates: the session is gone");
+                        return None;
+                    }
+                    continue;
+                }
                 next = live.events.next() => next,
             };
             match next {
@@ -114,6 +204,18 @@ fn stream(
             }
         }
     })
+}
+
+/// Whether session `id` is still in the store, logged in. A store that cannot answer ends the
+/// stream too: the browser reconnects, and its session is checked again then.
+async fn session_lives(app: &AppState, id: &Id) -> bool {
+    match app.web.sessions.load(id).await {
+        Ok(record) => record.is_some_and(|r| r.data.contains_key(LOGIN_KEY)),
+        Err(error) => {
+            tracing::warn!(%error, "live updates: cannot read the session");
+            false
+        }
+    }
 }
 
 fn job_event(row: &JobRow) -> Event {

@@ -1,7 +1,10 @@
 //! The web app: HTML pages for people with a browser session (askama templates from
 //! `web/templates`, assets from `web/static`).
 //!
-//! - [`auth`]: the login page, OIDC login and callback, the local developer login, logout.
+//! - [`auth`]: the login page, OIDC login and callback, the local developer login, logout;
+//!   [`prelogin`]: the signed cookie that carries a login until it is done (nothing anonymous
+//!   is stored).
+//! - [`site`]: the `Host` and `Origin` checks in front of every page (DNS rebinding).
 //! - [`jobs`]: the job list with the submit form, a job's page, cancel, the zip download.
 //! - [`form`]: the submit form: multipart parsing, validation errors next to their fields;
 //!   [`numeric_form`]: its numeric mode (a method and its parameters).
@@ -11,13 +14,15 @@
 //!
 //! Pages authenticate with the session cookie only and the JSON API with bearer tokens only:
 //! a cookie never authorizes an API call, so the API needs no CSRF defence. Every
-//! state-changing form carries the session's CSRF token.
+//! state-changing form carries the session's CSRF token, and comes from this site's origin.
 
 pub mod auth;
 pub mod form;
 pub mod jobs;
 pub mod live;
 pub mod numeric_form;
+pub mod prelogin;
+pub mod site;
 pub mod tokens;
 pub mod view;
 
@@ -39,7 +44,8 @@ use crate::{
     session::{self, LOGIN_KEY, Login},
 };
 
-/// Every page route, with the session layer around them.
+/// Every page route, with the session layer around them and the host check around that (a
+/// request for another name never reaches a session).
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(jobs::index))
@@ -58,6 +64,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/logout", get(auth::logout_page).post(auth::logout))
         .layer(axum::middleware::map_response(no_store))
         .layer(state.web.session_layer())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            site::check,
+        ))
 }
 
 /// Personal pages must not be kept by caches.
@@ -121,6 +131,8 @@ pub enum PageError {
     Forbidden(String),
     /// The identity provider failed (502).
     Upstream(String),
+    /// Something the page needs is out of room or out of reach just now (503).
+    Unavailable(&'static str),
     Gateway(GatewayError),
     Internal(String),
 }
@@ -188,6 +200,12 @@ impl IntoResponse for PageError {
             Self::Upstream(message) => {
                 (StatusCode::BAD_GATEWAY, "Login unavailable", message, true)
             }
+            Self::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not available just now",
+                message.to_owned(),
+                false,
+            ),
             Self::Gateway(error) => {
                 let status = error.status();
                 if status.is_server_error() {

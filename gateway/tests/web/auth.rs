@@ -10,14 +10,18 @@ use crate::{
     support::{Browser, Web, encode, query_param},
 };
 
-async fn oidc_web(provider: &Provider, configure: impl FnOnce(&mut OidcConfig)) -> Web {
-    let mut oidc = OidcConfig {
+fn oidc_config(provider: &Provider) -> OidcConfig {
+    OidcConfig {
         issuer: provider.issuer().into(),
         client_id: CLIENT_ID.into(),
         client_secret: Secret::new(CLIENT_SECRET),
         allowed_domains: vec![],
         allowed_emails: vec![],
-    };
+    }
+}
+
+async fn oidc_web(provider: &Provider, configure: impl FnOnce(&mut OidcConfig)) -> Web {
+    let mut oidc = oidc_config(provider);
     configure(&mut oidc);
     Web::start(|c| {
         c.dev = false;
@@ -27,6 +31,7 @@ async fn oidc_web(provider: &Provider, configure: impl FnOnce(&mut OidcConfig)) 
 }
 
 struct Started {
+    redirect_uri: String,
     state: String,
     nonce: String,
     challenge: String,
@@ -46,10 +51,10 @@ async fn start_login(browser: &mut Browser, provider: &Provider, next: &str) -> 
     let param = |name| query_param(&url, name).unwrap_or_else(|| panic!("{name} in {url}"));
     assert_eq!(param("response_type"), "code");
     assert_eq!(param("client_id"), CLIENT_ID);
-    assert_eq!(param("redirect_uri"), "http://localhost:8080/auth/callback");
     assert!(param("scope").split(' ').any(|s| s == "openid"));
     assert_eq!(param("code_challenge_method"), "S256");
     Started {
+        redirect_uri: param("redirect_uri"),
         state: param("state"),
         nonce: param("nonce"),
         challenge: param("code_challenge"),
@@ -87,13 +92,22 @@ async fn a_login_verifies_the_provider_answer_and_cycles_the_session() {
     assert!(!login_page.body.contains("local developer"));
 
     let started = start_login(&mut browser, &provider, "/tokens").await;
-    let before = browser.cookies.clone();
-    assert_eq!(before.len(), 1, "the pending login lives in a session");
+    assert_eq!(started.redirect_uri, "http://localhost:8080/auth/callback");
+    assert_eq!(
+        web.stored_sessions().await,
+        0,
+        "a login on its way is no session"
+    );
+    assert!(
+        browser.cookies.contains_key("cola_login"),
+        "{:?}",
+        browser.cookies
+    );
     provider.answer_with(provider.id_token(&Claims::valid("alice-sub", &started.nonce)));
     let answer = callback(&mut browser, "code-1", &started.state).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
     assert_eq!(answer.location(), "/tokens");
-    assert_ne!(browser.cookies, before, "the session id is cycled at login");
+    assert!(!browser.cookies.contains_key("cola_login"), "used once");
 
     let exchange = &provider.exchanges()[0];
     assert_eq!(exchange.code, "code-1");
@@ -109,10 +123,22 @@ async fn a_login_verifies_the_provider_answer_and_cycles_the_session() {
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("Ada Lovelace") && home.body.contains("ada@example.edu"));
 
-    // The id the session had before the login is worth nothing now.
+    // Logging in again from a session gives it a new id: the one before is worth nothing.
+    let before = browser.cookies["cola_session"].clone();
+    assert_eq!(
+        log_in_as(&mut browser, &provider, "alice-sub", |_| {})
+            .await
+            .status,
+        303
+    );
+    assert_ne!(
+        browser.cookies["cola_session"], before,
+        "the id is cycled at login"
+    );
     let mut planted = web.browser();
-    planted.cookies = before;
+    planted.cookies.insert("cola_session".into(), before);
     assert_logged_out(&mut planted).await;
+    assert_eq!(web.stored_sessions().await, 1);
 }
 
 #[tokio::test]
@@ -126,7 +152,11 @@ async fn a_callback_with_a_wrong_or_used_state_is_refused_and_leaves_no_session(
     let answer = callback(&mut browser, "code-1", "not-the-state").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert!(answer.body.contains("Log in again"), "{}", answer.body);
-    assert!(browser.cookies.is_empty(), "{:?}", answer.set_cookies());
+    assert!(
+        !browser.cookies.contains_key("cola_session"),
+        "{:?}",
+        browser.cookies
+    );
     assert_eq!(web.stored_sessions().await, 0);
     assert!(provider.exchanges().is_empty(), "no code is exchanged");
     assert_logged_out(&mut browser).await;
@@ -139,6 +169,8 @@ async fn a_callback_with_a_wrong_or_used_state_is_refused_and_leaves_no_session(
         callback(&mut browser, "c", &started.state).await.status,
         303
     );
+    let again = callback(&mut browser, "c", &started.state).await;
+    assert_eq!(again.status, 400, "{}", again.body);
     let mut replay = web.browser();
     let again = callback(&mut replay, "c", &started.state).await;
     assert_eq!(again.status, 400);
@@ -198,9 +230,7 @@ async fn the_allow_lists_keep_other_people_out() {
     })
     .await;
     let mut browser = web.browser();
-    let started = start_login(&mut browser, &provider, "/").await;
-    provider.answer_with(provider.id_token(&Claims::valid("alice", &started.nonce)));
-    let answer = callback(&mut browser, "code", &started.state).await;
+    let answer = log_in_as(&mut browser, &provider, "alice", |_| {}).await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(
         answer
@@ -247,24 +277,44 @@ async fn login_redirects_only_ever_go_to_local_paths() {
     assert_eq!(answer.location(), "/tokens");
 }
 
-#[tokio::test]
-async fn session_cookies_are_http_only_lax_and_secure_unless_plain_http_loopback() {
-    let web = Web::start(|_| {}).await;
-    let answer = web.browser().dev_login("/").await;
-    let cookie = &answer.set_cookies()[0];
-    assert!(cookie.starts_with("cola_session="), "{cookie}");
+/// Asserts `answer` sets cookie `name` with the attributes every cookie of cola has, `Secure`
+/// or not.
+fn assert_cookie(answer: &crate::support::Answer, name: &str, secure: bool) {
+    let cookie = answer
+        .set_cookie(name)
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", answer.set_cookies()));
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
         assert!(cookie.contains(flag), "{flag} missing: {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+}
 
-    let web = Web::start(|c| c.public_url = Some("https://cola.example.edu".into())).await;
-    let answer = web.browser().get("/login").await;
-    let cookie = &answer.set_cookies()[0];
-    assert!(cookie.starts_with("__Host-cola_session="), "{cookie}");
-    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
-        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
-    }
+#[tokio::test]
+async fn cookies_are_http_only_lax_and_secure_unless_plain_http_loopback() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = web.browser();
+    let page = browser.get("/login").await;
+    assert_cookie(&page, "cola_login", false);
+    let answer = browser.dev_login("/").await;
+    assert_cookie(&answer, "cola_session", false);
+
+    let provider = Provider::start().await;
+    let web = Web::start(|c| {
+        c.dev = false;
+        c.public_url = Some("https://cola.example.edu".into());
+        c.oidc = Some(oidc_config(&provider));
+    })
+    .await;
+    let mut browser = web.browser();
+    let answer = log_in_as(&mut browser, &provider, "alice", |_| {}).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_cookie(&answer, "__Host-cola_session", true);
+    let started = web.browser().get("/auth/login").await;
+    assert_eq!(
+        query_param(started.location(), "redirect_uri").unwrap(),
+        "https://cola.example.edu/auth/callback"
+    );
+    assert_cookie(&started, "__Host-cola_login", true);
 }
 
 #[tokio::test]
@@ -322,4 +372,155 @@ async fn logout_ends_the_session() {
     let mut stolen = web.browser();
     stolen.cookies = cookies;
     assert_logged_out(&mut stolen).await;
+}
+
+/// Logs `browser` in through the provider as `subject`, with the ID token `edit`ed.
+async fn log_in_as(
+    browser: &mut Browser,
+    provider: &Provider,
+    subject: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> crate::support::Answer {
+    let started = start_login(browser, provider, "/").await;
+    provider.answer_with(provider.id_token_edited(&Claims::valid(subject, &started.nonce), edit));
+    callback(browser, "code", &started.state).await
+}
+
+#[tokio::test]
+async fn anonymous_visitors_leave_nothing_in_the_session_store() {
+    let provider = Provider::start().await;
+    let web = Web::start(|c| c.oidc = Some(oidc_config(&provider))).await;
+    for _ in 0..50 {
+        let mut browser = web.browser();
+        let page = browser.get("/login").await;
+        assert!(page.body.contains("local developer"), "{}", page.body);
+        start_login(&mut browser, &provider, "/").await;
+    }
+    assert_eq!(web.stored_sessions().await, 0);
+
+    // The pending login and the developer form's token work all the same.
+    let mut browser = web.browser();
+    assert_eq!(
+        log_in_as(&mut browser, &provider, "ada", |_| {})
+            .await
+            .status,
+        303
+    );
+    assert_eq!(browser.get("/").await.status, 200);
+    assert_eq!(web.browser().dev_login("/").await.status, 303);
+    assert_eq!(web.stored_sessions().await, 2);
+}
+
+#[tokio::test]
+async fn a_full_session_store_turns_a_login_away_with_a_clear_answer() {
+    let web = Web::start(|_| {}).await;
+    web.fill_session_store().await;
+    let mut browser = web.browser();
+    let answer = browser.dev_login("/").await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(answer.body.contains("Try again"), "{}", answer.body);
+    assert_logged_out(&mut browser).await;
+}
+
+#[tokio::test]
+async fn a_callback_without_the_right_state_leaves_a_logged_in_session_alone() {
+    let provider = Provider::start().await;
+    let web = oidc_web(&provider, |_| {}).await;
+    let mut browser = web.browser();
+    assert_eq!(
+        log_in_as(&mut browser, &provider, "ada", |_| {})
+            .await
+            .status,
+        303
+    );
+    for query in [
+        "",
+        "?code=c",
+        "?code=c&state=forged",
+        "?error=access_denied",
+        "?error=access_denied&state=forged",
+    ] {
+        let answer = browser.get(&format!("/auth/callback{query}")).await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.body);
+        assert!(answer.body.contains("Log in again"), "{}", answer.body);
+        let home = browser.get("/").await;
+        assert_eq!(home.status, 200, "{query} logged the person out");
+    }
+    assert_eq!(web.stored_sessions().await, 1);
+    assert_eq!(provider.exchanges().len(), 1, "no code is exchanged");
+}
+
+#[tokio::test]
+async fn e_mail_addresses_are_parsed_whole_and_only_a_boolean_true_verifies_them() {
+    let provider = Provider::start().await;
+    let web = oidc_web(&provider, |c| {
+        c.allowed_domains = vec!["example.test".into()]
+    })
+    .await;
+    for email in [
+        "x@evil.com@example.test",
+        "\"x@evil.com\"@example.test",
+        "x@evil.com(@example.test)",
+        "@example.test",
+        "x@",
+        "x y@example.test",
+        ".x@example.test",
+        "x@-example.test",
+    ] {
+        let mut browser = web.browser();
+        let answer = log_in_as(&mut browser, &provider, "eve", |claims| {
+            claims["email"] = email.into()
+        })
+        .await;
+        assert_eq!(answer.status, 403, "{email}: {}", answer.body);
+        assert!(answer.body.contains("may not use this service"), "{email}");
+        assert_logged_out(&mut browser).await;
+    }
+    let mut browser = web.browser();
+    let admitted = log_in_as(&mut browser, &provider, "ada", |claims| {
+        claims["email"] = "Ada@Example.test".into()
+    })
+    .await;
+    assert_eq!(admitted.status, 303, "{}", admitted.body);
+
+    // Only the JSON boolean `true` says the address was verified.
+    for verified in [
+        serde_json::json!("true"),
+        serde_json::json!("false"),
+        serde_json::json!(false),
+        serde_json::json!(null),
+    ] {
+        let mut browser = web.browser();
+        let answer = log_in_as(&mut browser, &provider, "ada", |claims| {
+            claims["email"] = "ada@example.test".into();
+            claims["email_verified"] = verified.clone();
+        })
+        .await;
+        assert_eq!(answer.status, 403, "{verified}: {}", answer.body);
+        assert!(
+            answer.body.contains("no verified e-mail address"),
+            "{verified}: {}",
+            answer.body
+        );
+    }
+    for verified in [serde_json::json!(1), serde_json::json!("yes")] {
+        let mut browser = web.browser();
+        let answer = log_in_as(&mut browser, &provider, "ada", |claims| {
+            claims["email"] = "ada@example.test".into();
+            claims["email_verified"] = verified.clone();
+        })
+        .await;
+        assert_eq!(answer.status, 400, "{verified}: {}", answer.body);
+        assert!(answer.body.contains("could not be verified"), "{verified}");
+        assert_logged_out(&mut browser).await;
+    }
+
+    // Without allow-lists an unverified address does not matter: the login goes through.
+    let open = oidc_web(&provider, |_| {}).await;
+    let mut browser = open.browser();
+    let answer = log_in_as(&mut browser, &provider, "ada", |claims| {
+        claims["email_verified"] = "true".into()
+    })
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
 }

@@ -3,6 +3,7 @@
 //! signatures).
 
 mod auth;
+mod host;
 mod numeric;
 mod pages;
 mod provider;

@@ -9,7 +9,6 @@ use axum::{
 };
 use cola_gateway::tokens;
 use cola_wire::{JobId, JobRecord, Reason, Status, UserId, names, nats::Transition};
-use futures::StreamExt as _;
 use tower::ServiceExt as _;
 
 use crate::support::{Browser, Web, input_value};
@@ -40,6 +39,29 @@ async fn submit(browser: &mut Browser, fields: &[(&str, &str)]) -> JobId {
         .and_then(|rest| rest.split('#').next())
         .unwrap_or_else(|| panic!("{location}"));
     id.parse().unwrap()
+}
+
+/// Submits a job as `user` through the JSON API (with a new token); its id.
+async fn submit_by_api(web: &Web, user: &UserId) -> JobId {
+    let token = tokens::issue(&web.nats.topology.tokens, user, "t")
+        .await
+        .unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/jobs")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"language":"c","source":"int main(void){return 0;}"}"#,
+        ))
+        .unwrap();
+    let response = web.gateway.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    job["id"].as_str().unwrap().parse().unwrap()
 }
 
 async fn queued_messages(web: &Web) -> u64 {
@@ -171,7 +193,7 @@ async fn every_answer_carries_the_security_headers() {
         assert_eq!(answer.headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
         assert_eq!(
             answer.headers[header::REFERRER_POLICY],
-            "no-referrer",
+            "same-origin",
             "{path}"
         );
     }
@@ -365,26 +387,9 @@ async fn a_job_page_shows_escaped_output_and_other_people_get_404() {
     assert_eq!(download.headers[header::CONTENT_TYPE], "application/zip");
 
     // Bob's job, submitted through the API, is not there for dev.
-    let bob = UserId::parse("bob").unwrap();
-    let token = tokens::issue(&web.nats.topology.tokens, &bob, "t")
+    let bobs = submit_by_api(&web, &UserId::parse("bob").unwrap())
         .await
-        .unwrap();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/jobs")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            r#"{"language":"c","source":"int main(void){return 0;}"}"#,
-        ))
-        .unwrap();
-    let created = web.gateway.router().oneshot(request).await.unwrap();
-    assert_eq!(created.status(), 201);
-    let bytes = axum::body::to_bytes(created.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let view: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    let bobs = view["id"].as_str().unwrap();
+        .to_string();
     for path in [
         format!("/jobs/{bobs}"),
         format!("/jobs/{bobs}/output.zip"),
@@ -400,7 +405,7 @@ async fn a_job_page_shows_escaped_output_and_other_people_get_404() {
         .post_form(&format!("/jobs/{bobs}/cancel"), &[("csrf", &csrf)])
         .await;
     assert_eq!(cancel.status, 404);
-    assert!(!browser.get("/").await.body.contains(bobs));
+    assert!(!browser.get("/").await.body.contains(&bobs));
 }
 
 #[tokio::test]
@@ -503,79 +508,68 @@ async fn live_events_carry_the_users_own_jobs_only() {
     let mut browser = logged_in(&web).await;
     let mine = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
 
-    let cookie: Vec<String> = browser
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let request = Request::get("/events")
-        .header(header::COOKIE, cookie.join("; "))
-        .body(Body::empty())
-        .unwrap();
-    let response = web.gateway.router().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "text/event-stream"
-    );
-    let mut body = response.into_body().into_data_stream();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str, seen: &mut String| {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !seen.contains(needle) {
-                let chunk = body.next().await.expect("the stream goes on").unwrap();
-                seen.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {needle:?} in {seen}"));
-    };
+    let mut live = browser.events().await;
     // Catch-up first: the job as it is.
-    read_until(&format!("\"id\":\"{mine}\""), &mut seen).await;
+    live.read_until(&format!("\"id\":\"{mine}\"")).await;
+    let seen = &live.seen;
     assert!(
         seen.contains("event: job") && seen.contains("\"status\":\"queued\""),
         "{seen}"
     );
 
     // Bob's job changes; then mine: only mine shows up.
-    let bob = UserId::parse("bob").unwrap();
-    let token = tokens::issue(&web.nats.topology.tokens, &bob, "t")
-        .await
-        .unwrap();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/jobs")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            r#"{"language":"c","source":"int main(void){return 0;}"}"#,
-        ))
-        .unwrap();
-    assert_eq!(
-        web.gateway
-            .router()
-            .oneshot(request)
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    submit_by_api(&web, &UserId::parse("bob").unwrap()).await;
     finish(&web, &dev(), mine, |r| {
         r.status = Status::Running;
         true
     })
     .await;
-    read_until("\"status\":\"running\"", &mut seen).await;
+    live.read_until("\"status\":\"running\"").await;
     finish(&web, &dev(), mine, |r| {
         r.finish(Status::Succeeded, None, cola_wire::job::now());
         true
     })
     .await;
-    read_until("\"status\":\"succeeded\"", &mut seen).await;
+    live.read_until("\"status\":\"succeeded\"").await;
+    let seen = &live.seen;
     assert!(!seen.contains("\"user\""), "rows carry no user");
     assert_eq!(
         seen.matches("\"id\":\"").count(),
         3,
         "mine, three times: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn live_events_end_at_logout() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let csrf = browser.csrf().await;
+    let mut live = browser.events().await;
+    live.read_until("event: hello").await;
+
+    let answer = browser.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(answer.status, 303);
+    let after = submit_by_api(&web, &dev()).await;
+    assert!(
+        live.ends_within(Duration::from_secs(2)).await,
+        "the stream outlived the logout: {}",
+        live.seen
+    );
+    assert!(!live.seen.contains(&after.to_string()), "{}", live.seen);
+}
+
+#[tokio::test]
+async fn live_events_end_when_the_session_is_gone_elsewhere() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let mut live = browser.events().await;
+    live.read_until("event: hello").await;
+    // Logged out on another gateway, or expired: the record is gone from the bucket.
+    web.forget_sessions().await;
+    assert!(
+        live.ends_within(Duration::from_secs(10)).await,
+        "the stream outlived its session: {}",
+        live.seen
     );
 }

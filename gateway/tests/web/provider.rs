@@ -18,8 +18,7 @@ use openidconnect::{
     Audience, EmptyAdditionalClaims, EndUserEmail, EndUserName, IssuerUrl, JsonWebKeyId,
     LocalizedClaim, Nonce, PrivateSigningKey as _, StandardClaims, SubjectIdentifier,
     core::{
-        CoreIdToken, CoreIdTokenClaims, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-        CoreRsaPrivateSigningKey,
+        CoreIdTokenClaims, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
     },
 };
 use serde_json::{Value, json};
@@ -114,6 +113,12 @@ impl Provider {
 
     /// A signed ID token with `claims`.
     pub fn id_token(&self, claims: &Claims<'_>) -> String {
+        self.id_token_edited(claims, |_| {})
+    }
+
+    /// A signed ID token with `claims`, its JSON payload changed by `edit` before signing
+    /// (for claims a well-behaved provider would not send, e.g. `"email_verified": "true"`).
+    pub fn id_token_edited(&self, claims: &Claims<'_>, edit: impl FnOnce(&mut Value)) -> String {
         let now = Utc::now();
         let issuer = claims.issuer.unwrap_or(&self.0.issuer);
         let standard = StandardClaims::new(SubjectIdentifier::new(claims.subject.into()))
@@ -131,15 +136,24 @@ impl Provider {
             EmptyAdditionalClaims {},
         )
         .set_nonce(Some(Nonce::new(claims.nonce.into())));
-        CoreIdToken::new(
-            id_claims,
-            &self.0.key,
-            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            None,
-            None,
-        )
-        .unwrap()
-        .to_string()
+        let mut payload = serde_json::to_value(&id_claims).unwrap();
+        edit(&mut payload);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": "test-key"});
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(serde_json::to_vec(&header).unwrap()),
+            b64.encode(serde_json::to_vec(&payload).unwrap())
+        );
+        let signature = self
+            .0
+            .key
+            .sign(
+                &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                signing_input.as_bytes(),
+            )
+            .unwrap();
+        format!("{signing_input}.{}", b64.encode(signature))
     }
 
     /// The next code exchange answers with this ID token.

@@ -1,15 +1,16 @@
 //! A gateway built with `Gateway::start` (no listening socket) and a cookie-keeping client
 //! that sends requests to its router with `oneshot`.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
-    body::Body,
-    http::{HeaderMap, Method, Request, StatusCode, header},
+    body::{Body, BodyDataStream},
+    http::{HeaderMap, Method, Request, Response, StatusCode, header},
 };
 use cola_gateway::{Gateway, GatewayConfig};
 use cola_testkit::TestNats;
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
@@ -46,18 +47,24 @@ impl Web {
         }
     }
 
+    /// A browser that reaches the gateway at its public URL (it sends that `Host`).
     pub fn browser(&self) -> Browser {
+        let public = &self.gateway.state().web.public_url;
+        let host = public.host_str().expect("a public URL has a host");
         Browser {
             router: self.router.clone(),
             cookies: BTreeMap::new(),
+            host: match public.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            },
         }
     }
 
     /// How many sessions the `cola-sessions` bucket holds.
     pub async fn stored_sessions(&self) -> usize {
         use futures::TryStreamExt as _;
-        let js = async_nats::jetstream::new(self.nats.client.clone());
-        let kv = js.get_key_value("cola-sessions").await.unwrap();
+        let kv = self.sessions_bucket().await;
         let keys: Vec<String> = kv.keys().await.unwrap().try_collect().await.unwrap();
         let mut live = 0;
         for key in keys {
@@ -69,10 +76,51 @@ impl Web {
     }
 }
 
-/// One browser: a cookie jar in front of the router.
+impl Web {
+    /// The `cola-sessions` bucket.
+    async fn sessions_bucket(&self) -> async_nats::jetstream::kv::Store {
+        let js = async_nats::jetstream::new(self.nats.client.clone());
+        js.get_key_value("cola-sessions").await.unwrap()
+    }
+
+    /// Removes every session from the bucket, as a logout on another gateway or the bucket's
+    /// max age would.
+    pub async fn forget_sessions(&self) {
+        use futures::TryStreamExt as _;
+        let kv = self.sessions_bucket().await;
+        let keys: Vec<String> = kv.keys().await.unwrap().try_collect().await.unwrap();
+        for key in keys {
+            kv.purge(&key).await.unwrap();
+        }
+    }
+
+    /// Shrinks the `cola-sessions` bucket to a few KiB and fills it: the server refuses any
+    /// further session.
+    pub async fn fill_session_store(&self) {
+        let js = async_nats::jetstream::new(self.nats.client.clone());
+        let mut stream = js.get_stream("KV_cola-sessions").await.unwrap();
+        let mut config = stream.info().await.unwrap().config.clone();
+        config.max_bytes = 4096;
+        js.update_stream(config).await.unwrap();
+        let kv = self.sessions_bucket().await;
+        for filler in 0.. {
+            assert!(filler < 100, "the bucket never filled up");
+            if kv
+                .put(format!("filler-{filler}"), vec![b'x'; 512].into())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// One browser: a cookie jar in front of the router, and the `Host` it sends.
 pub struct Browser {
     router: Router,
     pub cookies: BTreeMap<String, String>,
+    pub host: String,
 }
 
 pub struct Answer {
@@ -97,6 +145,14 @@ impl Answer {
             .collect()
     }
 
+    /// The `Set-Cookie` of cookie `name`, if the answer sets it.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&prefix))
+    }
+
     /// The value of the hidden `csrf` input of the page.
     pub fn csrf(&self) -> String {
         input_value(&self.body, "csrf").unwrap_or_else(|| panic!("no csrf field in {}", self.body))
@@ -114,7 +170,14 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
 }
 
 impl Browser {
-    pub async fn send(&mut self, mut request: Request<Body>) -> Answer {
+    /// Sends `request` with this browser's cookies (and `Host`, unless it has one); the
+    /// response as it comes, its body not read yet, the cookies it sets kept.
+    pub async fn open(&mut self, mut request: Request<Body>) -> Response<Body> {
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, self.host.parse().unwrap());
+        }
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
                 .cookies
@@ -126,9 +189,7 @@ impl Browser {
                 .insert(header::COOKIE, jar.join("; ").parse().unwrap());
         }
         let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        for cookie in headers.get_all(header::SET_COOKIE) {
+        for cookie in response.headers().get_all(header::SET_COOKIE) {
             let cookie = cookie.to_str().unwrap();
             let (pair, attributes) = cookie.split_once(';').unwrap_or((cookie, ""));
             let (name, value) = pair.split_once('=').unwrap();
@@ -139,6 +200,13 @@ impl Browser {
                 self.cookies.insert(name.to_owned(), value.to_owned());
             }
         }
+        response
+    }
+
+    pub async fn send(&mut self, request: Request<Body>) -> Answer {
+        let response = self.open(request).await;
+        let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
             .await
             .unwrap();
@@ -209,11 +277,62 @@ impl Browser {
             .await
     }
 
+    /// Opens `/events`, the live stream of the session's jobs.
+    pub async fn events(&mut self) -> EventStream {
+        let response = self
+            .open(Request::get("/events").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        EventStream {
+            body: response.into_body().into_data_stream(),
+            seen: String::new(),
+        }
+    }
+
     /// The CSRF token of the logged-in session (read off the job list).
     pub async fn csrf(&mut self) -> String {
         let page = self.get("/").await;
         assert_eq!(page.status, 200, "{}", page.body);
         page.csrf()
+    }
+}
+
+/// A live `/events` stream, read as it comes; `seen` is everything read so far.
+pub struct EventStream {
+    body: BodyDataStream,
+    pub seen: String,
+}
+
+impl EventStream {
+    /// Reads until `needle` has been seen (10 s at most).
+    pub async fn read_until(&mut self, needle: &str) {
+        let body = &mut self.body;
+        let seen = &mut self.seen;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !seen.contains(needle) {
+                let chunk = body.next().await.expect("the stream goes on").unwrap();
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in {seen}"));
+    }
+
+    /// Whether the stream ends within `within` (what it sends until then is kept in `seen`).
+    pub async fn ends_within(&mut self, within: Duration) -> bool {
+        let body = &mut self.body;
+        let seen = &mut self.seen;
+        tokio::time::timeout(within, async {
+            while let Some(chunk) = body.next().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            }
+        })
+        .await
+        .is_ok()
     }
 }
 
