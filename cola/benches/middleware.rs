@@ -27,7 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cola_gateway::{GatewayConfig, submit::SubmitRequest};
+use cola_gateway::{
+    GatewayConfig,
+    quota::{QuotaConfig, Quotas},
+    submit::SubmitRequest,
+};
 use cola_testkit::TestNats;
 use cola_wire::{JobId, UserId, names, nats::Topology};
 use futures::StreamExt;
@@ -251,23 +255,39 @@ impl Drop for Middleware {
     }
 }
 
-/// Queues one job exactly as the gateway does: validated, record created, message published.
-async fn enqueue(topology: &Topology, body: &Value) -> JobId {
+/// Users the queued jobs are spread over: as many as a class, each well within the default
+/// quota of unfinished jobs.
+const USERS: usize = 500;
+
+/// Queues one job exactly as the gateway does (quotas checked, validated, record created,
+/// message published), for one of [`USERS`] users in turn: the job's key.
+async fn enqueue(topology: &Topology, body: &Value) -> String {
+    static NEXT_USER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static QUOTAS: std::sync::OnceLock<Quotas> = std::sync::OnceLock::new();
+    let quotas = QUOTAS.get_or_init(|| {
+        Quotas::new(QuotaConfig {
+            submissions_per_minute: 1_000_000,
+            ..QuotaConfig::default()
+        })
+    });
     let valid = serde_json::from_value::<SubmitRequest>(body.clone())
         .unwrap()
         .validate()
         .unwrap();
     let id = JobId::new();
+    let user = NEXT_USER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % USERS;
+    let user = UserId::parse(&format!("bench{user}")).unwrap();
     cola_gateway::queue::enqueue(
         topology,
         &GatewayConfig::default(),
-        &UserId::parse("bench").unwrap(),
+        quotas,
+        &user,
         id,
         valid,
     )
     .await
     .unwrap();
-    id
+    names::job_key(&user, &id)
 }
 
 /// Queues `jobs` jobs at `rate` jobs/s (each on its own task, on a fixed schedule); the ids and
@@ -277,7 +297,7 @@ async fn feed(
     body: Value,
     jobs: usize,
     rate: f64,
-) -> (Vec<JobId>, Duration) {
+) -> (Vec<String>, Duration) {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(jobs);
     for i in 0..jobs {
@@ -298,7 +318,7 @@ async fn feed(
 }
 
 /// Queues `jobs` jobs as fast as 64 at a time go.
-async fn enqueue_many(topology: &Arc<Topology>, body: Value, jobs: usize) -> Vec<JobId> {
+async fn enqueue_many(topology: &Arc<Topology>, body: Value, jobs: usize) -> Vec<String> {
     futures::stream::iter(0..jobs)
         .map(|_| {
             let (topology, body) = (topology.clone(), body.clone());
@@ -312,28 +332,25 @@ async fn enqueue_many(topology: &Arc<Topology>, body: Value, jobs: usize) -> Vec
 /// Waits until every job's record is terminal (and succeeded); how long that took.
 async fn wait_terminal(
     topology: &Topology,
-    ids: &[JobId],
+    keys: &[String],
     timeout: Duration,
     middleware: &Middleware,
 ) -> Duration {
     let start = Instant::now();
-    let user = UserId::parse("bench").unwrap();
-    let mut pending: Vec<JobId> = ids.to_vec();
+    let mut pending: Vec<String> = keys.to_vec();
     while !pending.is_empty() {
-        let checked: Vec<(JobId, bool)> = futures::stream::iter(pending.iter().copied())
-            .map(|id| {
-                let key = names::job_key(&user, &id);
-                async move {
-                    let (record, _) = topology.jobs.get(&key).await.unwrap().expect("record");
-                    if record.status.is_terminal() {
-                        assert_eq!(
-                            record.status,
-                            cola_wire::Status::Succeeded,
-                            "job {id}: {record:?}"
-                        );
-                    }
-                    (id, record.status.is_terminal())
+        let checked: Vec<(String, bool)> = futures::stream::iter(pending)
+            .map(|key| async move {
+                let (record, _) = topology.jobs.get(&key).await.unwrap().expect("record");
+                if record.status.is_terminal() {
+                    assert_eq!(
+                        record.status,
+                        cola_wire::Status::Succeeded,
+                        "job {key}: {record:?}"
+                    );
                 }
+                let done = record.status.is_terminal();
+                (key, done)
             })
             .buffer_unordered(64)
             .collect()
@@ -341,7 +358,7 @@ async fn wait_terminal(
         pending = checked
             .into_iter()
             .filter(|(_, done)| !done)
-            .map(|(id, _)| id)
+            .map(|(key, _)| key)
             .collect();
         assert!(
             start.elapsed() < timeout,

@@ -56,6 +56,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub middleware: MiddlewareFlags,
     #[command(flatten)]
+    pub quotas: QuotaFlags,
+    #[command(flatten)]
     pub backend: BackendFlags,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
@@ -258,10 +260,24 @@ pub struct SandboxFlags {
     pub cgroup_parent: Option<PathBuf>,
 }
 
+/// Per-user quotas: the gateway checks them before it queues a job; the job stream (which the
+/// middleware and `cola up` create) enforces the unfinished-jobs one in each language too.
+#[derive(Debug, Args)]
+pub struct QuotaFlags {
+    /// Jobs one user may have queued or running at once; one more is refused with 429.
+    #[arg(long, env = "COLA_MAX_UNFINISHED_PER_USER", default_value_t = 50)]
+    pub max_unfinished_per_user: u64,
+    /// Jobs one user may submit per minute (to one gateway), in bursts of up to as many.
+    #[arg(long, env = "COLA_SUBMISSIONS_PER_MINUTE", default_value_t = 600)]
+    pub submissions_per_minute: u32,
+}
+
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     #[command(flatten)]
     pub gateway: GatewayFlags,
+    #[command(flatten)]
+    pub quotas: QuotaFlags,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -273,6 +289,8 @@ pub struct MiddlewareArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub middleware: MiddlewareFlags,
+    #[command(flatten)]
+    pub quotas: QuotaFlags,
     #[command(flatten)]
     pub backend: BackendFlags,
     #[command(flatten)]

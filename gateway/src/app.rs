@@ -44,6 +44,8 @@ pub struct Shared {
     pub web: WebSettings,
     /// API tokens already checked (a token revoked here is forgotten at once).
     pub token_cache: crate::auth::TokenCache,
+    /// Per-user quotas on submissions.
+    pub quotas: crate::quota::Quotas,
 }
 
 /// How the web app logs people in and keeps their sessions.

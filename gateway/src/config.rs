@@ -138,6 +138,8 @@ pub struct GatewayConfig {
     /// A browser session ends after this long without a request (at most the `cola-sessions`
     /// bucket's max age).
     pub session_idle: Duration,
+    /// Per-user quotas on submissions.
+    pub quotas: crate::quota::QuotaConfig,
 }
 
 impl Default for GatewayConfig {
@@ -152,6 +154,7 @@ impl Default for GatewayConfig {
             oidc: None,
             dev: false,
             session_idle: Duration::from_secs(12 * 3600),
+            quotas: crate::quota::QuotaConfig::default(),
         }
     }
 }
@@ -192,6 +195,7 @@ impl GatewayConfig {
                 self.session_idle.as_secs()
             ));
         }
+        self.quotas.validate().map_err(GatewayError::Config)?;
         if self.dev && !self.listen.ip().is_loopback() {
             return invalid(format!(
                 "dev login is only offered on a loopback address, but listen is {}",

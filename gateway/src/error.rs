@@ -65,6 +65,15 @@ pub enum GatewayError {
     /// The HTTP method is not served at this path.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The user is over a quota (see [`crate::quota`]); they may try again after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// The job stream is full (every user's jobs together): nothing more can be queued now.
+    #[error("the job queue is full, try again later")]
+    QueueFull,
 
     /// Talking to NATS failed during a request.
     #[error(transparent)]
@@ -113,6 +122,8 @@ impl GatewayError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Nats(NatsError::Nats { .. }) | Self::Backend { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -126,6 +137,9 @@ impl GatewayError {
     }
 }
 
+/// When a client whose job found the queue full is told to come back.
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 30;
+
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -138,7 +152,9 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         let body = if status.is_server_error() {
             tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
-            let error = if status == StatusCode::SERVICE_UNAVAILABLE {
+            let error = if matches!(self, Self::QueueFull) {
+                "the job queue is full, try again later"
+            } else if status == StatusCode::SERVICE_UNAVAILABLE {
                 "service temporarily unavailable, try again"
             } else {
                 "internal error"
@@ -158,7 +174,17 @@ impl IntoResponse for GatewayError {
                 field,
             }
         };
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            Self::QueueFull => Some(QUEUE_FULL_RETRY_AFTER_SECS),
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -44,6 +44,7 @@ pub mod numeric;
 pub mod oidc;
 pub mod pages;
 pub mod queue;
+pub mod quota;
 pub mod session;
 pub mod submit;
 pub mod tokens;
@@ -153,6 +154,7 @@ impl Gateway {
             topology.tokens.clone(),
             token_cache.clone(),
         ))]);
+        let quotas = config.quotas;
         let state = AppState::new(Shared {
             config,
             client,
@@ -162,6 +164,7 @@ impl Gateway {
             shutdown: stopping,
             web,
             token_cache,
+            quotas: crate::quota::Quotas::new(quotas),
         });
         Ok(Self {
             state,

@@ -8,7 +8,8 @@ use cola_wire::{
 };
 
 use crate::{
-    GatewayConfig, GatewayError, app::AppState, config::MAX_INLINE_MESSAGE_BYTES, submit::ValidJob,
+    GatewayConfig, GatewayError, app::AppState, config::MAX_INLINE_MESSAGE_BYTES, quota::Quotas,
+    submit::ValidJob,
 };
 
 /// A job that is on the queue: its record as created and the record's revision.
@@ -19,16 +20,19 @@ pub struct Queued {
     pub input_object: Option<String>,
 }
 
-/// Creates the job's record, stores its inputs in the object store if they are too large to
-/// travel inline, and publishes its message with `Nats-Msg-Id` = job id (and the record's
-/// revision in `Cola-Record-Revision`), waiting for the stream's acknowledgement.
+/// Checks the user's quotas, creates the job's record, stores its inputs in the object store
+/// if they are too large to travel inline, and publishes its message on the user's subject
+/// with `Nats-Msg-Id` = job id (and the record's revision in `Cola-Record-Revision`), waiting
+/// for the stream's acknowledgement.
 pub async fn enqueue(
     topology: &Topology,
     config: &GatewayConfig,
+    quotas: &Quotas,
     user: &UserId,
     id: JobId,
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
+    quotas.admit(topology, user).await?;
     let key = names::job_key(user, &id);
     let (record, mut message) = job.into_job(id, user, cola_wire::job::now());
     let mut payload = encode(&message);
@@ -77,7 +81,11 @@ pub async fn enqueue(
 
     if let Err(error) = publish(topology, &message, revision, payload).await {
         undo.run().await;
-        return Err(error);
+        return Err(match error {
+            Refused::UserFull => quotas.unfinished_refusal(),
+            Refused::StreamFull => GatewayError::QueueFull,
+            Refused::Other(error) => error,
+        });
     }
     Ok(Queued {
         record,
@@ -96,9 +104,11 @@ pub async fn enqueue_detached(
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
     let (app, user) = (app.clone(), user.clone());
-    tokio::spawn(async move { enqueue(&app.topology, &app.config, &user, id, job).await })
-        .await
-        .map_err(|e| GatewayError::backend("queue job", e))?
+    tokio::spawn(
+        async move { enqueue(&app.topology, &app.config, &app.quotas, &user, id, job).await },
+    )
+    .await
+    .map_err(|e| GatewayError::backend("queue job", e))?
 }
 
 /// Keeps a copy of a queued job's inputs as its input object (`<user>/<job-id>-input.zip`)
@@ -149,12 +159,42 @@ pub async fn kept_inputs(topology: &Topology, user: &UserId, id: JobId) -> Optio
 /// The most bytes of kept inputs read back.
 const MAX_KEPT_INPUT_BYTES: u64 = 16 << 20;
 
+/// Why the stream did not take a job's message.
+enum Refused {
+    /// The user's subject holds as many unfinished jobs as one user may have.
+    UserFull,
+    /// The stream as a whole is full.
+    StreamFull,
+    Other(GatewayError),
+}
+
+impl Refused {
+    /// What the stream's answer to a publish says.
+    fn from_publish(error: async_nats::jetstream::context::PublishError) -> Self {
+        use async_nats::jetstream::{Error, ErrorCode};
+        let refusal = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<Error>())
+            .filter(|e| e.error_code() == ErrorCode::STREAM_STORE_FAILED)
+            .map(ToString::to_string);
+        match refusal {
+            Some(text) if text.contains("maximum messages per subject") => Self::UserFull,
+            Some(text) if text.contains("maximum messages") || text.contains("maximum bytes") => {
+                Self::StreamFull
+            }
+            _ => Self::Other(GatewayError::backend(
+                "publish job (acknowledgement)",
+                error,
+            )),
+        }
+    }
+}
+
 async fn publish(
     topology: &Topology,
     message: &JobMessage,
     record_revision: u64,
     payload: Vec<u8>,
-) -> Result<(), GatewayError> {
+) -> Result<(), Refused> {
     let mut headers = HeaderMap::new();
     headers.insert(names::MSG_ID_HEADER, message.id.to_string().as_str());
     headers.insert(
@@ -164,14 +204,13 @@ async fn publish(
     let ack = topology
         .js
         .publish_with_headers(
-            names::job_subject(&message.language),
+            names::job_subject(&message.language, &message.user),
             headers,
             payload.into(),
         )
         .await
-        .map_err(|e| GatewayError::backend("publish job", e))?;
-    ack.await
-        .map_err(|e| GatewayError::backend("publish job (acknowledgement)", e))?;
+        .map_err(|e| Refused::Other(GatewayError::backend("publish job", e)))?;
+    ack.await.map_err(Refused::from_publish)?;
     Ok(())
 }
 

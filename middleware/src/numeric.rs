@@ -111,9 +111,7 @@ impl Numeric {
 /// Whether a message on `subject` is a job for the built-in runtime (decided by the language
 /// table, without decoding the message).
 pub fn is_builtin_subject(subject: &str) -> bool {
-    subject
-        .strip_prefix(names::SUBJECT_PREFIX)
-        .and_then(|rest| rest.strip_prefix('.'))
+    names::language_of_subject(subject)
         .and_then(|name| Language::parse(name).ok())
         .and_then(|name| language(&name))
         .is_some_and(|def| def.is_builtin())
@@ -483,6 +481,8 @@ mod tests {
     #[test]
     fn builtin_subjects_come_from_the_table() {
         assert!(is_builtin_subject("cola.numeric"));
+        assert!(is_builtin_subject("cola.numeric.ada"));
+        assert!(!is_builtin_subject("cola.c.ada"));
         for other in [
             "cola.c",
             "cola.go",

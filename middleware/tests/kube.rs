@@ -876,7 +876,7 @@ async fn submit(nats: &TestNats, job: &JobMessage) -> String {
     nats.topology
         .js
         .publish_with_headers(
-            names::job_subject(&job.language),
+            names::job_subject(&job.language, &job.user),
             headers,
             serde_json::to_vec(job).unwrap().into(),
         )

@@ -288,7 +288,11 @@ mod tests {
         assert!(language(&Language::parse("cobol").unwrap()).is_none());
         let numeric = language(&Language::parse("numeric").unwrap()).unwrap();
         assert_eq!(numeric.runtime, Runtime::Builtin);
-        assert_eq!(crate::names::job_subject(&numeric.id()), "cola.numeric");
+        let user = crate::UserId::parse("ada").unwrap();
+        assert_eq!(
+            crate::names::job_subject(&numeric.id(), &user),
+            "cola.numeric.ada"
+        );
         assert_eq!(
             languages().iter().filter(|l| l.is_builtin()).count(),
             1,

@@ -4,7 +4,8 @@ use crate::{JobId, Language, UserId};
 
 /// The JetStream stream that holds submitted jobs (work-queue retention).
 pub const STREAM: &str = "COLA";
-/// Every job subject starts with this prefix followed by a dot and the language.
+/// Every job subject starts with this prefix followed by a dot, the language, a dot and the
+/// user.
 pub const SUBJECT_PREFIX: &str = "cola";
 /// The subjects the stream captures.
 pub const STREAM_SUBJECTS: &str = "cola.>";
@@ -32,9 +33,22 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// it reads the record as usual.
 pub const RECORD_REVISION_HEADER: &str = "Cola-Record-Revision";
 
-/// `cola.<language>`: the subject a job of this language is published on.
-pub fn job_subject(language: &Language) -> String {
-    format!("{SUBJECT_PREFIX}.{}", language.as_str())
+/// `cola.<language>.<user>`: the subject a job of this language and user is published on. A
+/// user's own subjects let the stream count (and bound) each user's unfinished jobs.
+pub fn job_subject(language: &Language, user: &UserId) -> String {
+    format!("{SUBJECT_PREFIX}.{}.{}", language.as_str(), user.as_str())
+}
+
+/// `cola.*.<user>`: every job subject of one user.
+pub fn user_job_subjects(user: &UserId) -> String {
+    format!("{SUBJECT_PREFIX}.*.{}", user.as_str())
+}
+
+/// The language a job subject names (`cola.<language>.<user>`, or `cola.<language>` as
+/// before per-user subjects).
+pub fn language_of_subject(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix(SUBJECT_PREFIX)?.strip_prefix('.')?;
+    Some(rest.split_once('.').map_or(rest, |(language, _)| language))
 }
 
 /// `<user>.<job-id>`: the job's key in [`JOBS_BUCKET`].
@@ -72,7 +86,11 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         let id: JobId = "0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b".parse().unwrap();
         let lang = Language::parse("c").unwrap();
-        assert_eq!(job_subject(&lang), "cola.c");
+        assert_eq!(job_subject(&lang, &user), "cola.c.alice");
+        assert_eq!(user_job_subjects(&user), "cola.*.alice");
+        assert_eq!(language_of_subject("cola.c.ada"), Some("c"));
+        assert_eq!(language_of_subject("cola.numeric"), Some("numeric"));
+        assert_eq!(language_of_subject("other.c"), None);
         assert_eq!(
             job_key(&user, &id),
             "alice.0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b"

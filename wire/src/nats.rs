@@ -62,6 +62,10 @@ pub struct TopologyConfig {
     pub outputs_max_bytes: i64,
     /// How long a browser session lives without use.
     pub session_ttl: Duration,
+    /// The most unfinished jobs the stream holds on one subject, `cola.<language>.<user>`:
+    /// the stream refuses more by itself (the gateway's per-user quota, enforced by the
+    /// server in each language).
+    pub max_unfinished_per_user: i64,
 }
 
 impl Default for TopologyConfig {
@@ -72,6 +76,7 @@ impl Default for TopologyConfig {
             jobs_max_bytes: 1 << 30,
             outputs_max_bytes: 8 << 30,
             session_ttl: Duration::from_secs(24 * 3600),
+            max_unfinished_per_user: 50,
         }
     }
 }
@@ -99,6 +104,8 @@ impl Topology {
             max_bytes: cfg.jobs_max_bytes,
             max_message_size: 1 << 20,
             discard: DiscardPolicy::New,
+            max_messages_per_subject: cfg.max_unfinished_per_user,
+            discard_new_per_subject: true,
             ..Default::default()
         })
         .await

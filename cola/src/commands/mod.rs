@@ -15,13 +15,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up(args) => up::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => {
-            let config = services::gateway_config(&args.gateway, &args.nats.nats_url, false)?;
+            let config =
+                services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, false)?;
             cola_gateway::run(config, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Middleware(args) => {
             let (config, backend) = services::middleware(
                 &args.middleware,
+                &args.quotas,
                 &args.backend,
                 &args.sandbox,
                 &args.data_dir,

@@ -14,12 +14,13 @@ use cola_wire::nats::{Topology, TopologyConfig};
 
 use crate::cli::{
     BackendFlags, BackendKind, DockerFlags, ExecutorArgs, GatewayFlags, KubeFlags, MiddlewareFlags,
-    SandboxFlags,
+    QuotaFlags, SandboxFlags,
 };
 
 /// The gateway's configuration; `dev` offers the "continue as local developer" login.
 pub fn gateway_config(
     flags: &GatewayFlags,
+    quotas: &QuotaFlags,
     nats_url: &str,
     dev: bool,
 ) -> anyhow::Result<cola_gateway::GatewayConfig> {
@@ -38,13 +39,20 @@ pub fn gateway_config(
         oidc,
         dev,
         session_idle: Duration::from_secs(flags.session_idle_minutes.saturating_mul(60)),
+        quotas: cola_gateway::quota::QuotaConfig {
+            max_unfinished: quotas.max_unfinished_per_user,
+            submissions_per_minute: quotas.submissions_per_minute,
+        },
         ..cola_gateway::GatewayConfig::default()
     };
     config.validate()?;
     Ok(config)
 }
 
-pub fn topology_config(flags: &MiddlewareFlags) -> anyhow::Result<TopologyConfig> {
+pub fn topology_config(
+    flags: &MiddlewareFlags,
+    quotas: &QuotaFlags,
+) -> anyhow::Result<TopologyConfig> {
     if !(1..=5).contains(&flags.replicas) {
         bail!("--replicas must be between 1 and 5");
     }
@@ -54,6 +62,8 @@ pub fn topology_config(flags: &MiddlewareFlags) -> anyhow::Result<TopologyConfig
     Ok(TopologyConfig {
         replicas: flags.replicas,
         retention: Duration::from_secs(flags.retention_days * 24 * 3600),
+        max_unfinished_per_user: i64::try_from(quotas.max_unfinished_per_user)
+            .context("--max-unfinished-per-user is too large")?,
         ..TopologyConfig::default()
     })
 }
@@ -62,6 +72,7 @@ pub fn topology_config(flags: &MiddlewareFlags) -> anyhow::Result<TopologyConfig
 /// to share with executors of the process backend.
 pub async fn middleware(
     flags: &MiddlewareFlags,
+    quotas: &QuotaFlags,
     backend: &BackendFlags,
     sandbox: &SandboxFlags,
     data_dir: &Path,
@@ -75,7 +86,7 @@ pub async fn middleware(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         grace: Duration::from_secs(flags.grace_seconds),
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
-        topology: topology_config(flags)?,
+        topology: topology_config(flags, quotas)?,
     };
     config.validate()?;
     let backend: Arc<dyn Backend> = match backend.backend {

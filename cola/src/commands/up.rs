@@ -13,7 +13,8 @@ use crate::cli::{BackendKind, UpArgs};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
-    let gateway = services::gateway_config(&args.gateway, &args.nats.nats_url, args.dev)?;
+    let gateway =
+        services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, args.dev)?;
     if args.dev && !args.gateway.listen.ip().is_loopback() {
         bail!(
             "--dev creates a user without a password: it only listens on a loopback address, not {}",
@@ -23,7 +24,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = services::absolute(&args.data_dir)?;
-    let topology_config = services::topology_config(&args.middleware)?;
+    let topology_config = services::topology_config(&args.middleware, &args.quotas)?;
 
     let (nats_url, _server) =
         connect_or_spawn(&args.nats.nats_url, &args.nats_server, &data_dir).await?;
@@ -40,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let (middleware, backend) = services::middleware(
         &args.middleware,
+        &args.quotas,
         &args.backend,
         &args.sandbox,
         &data_dir,

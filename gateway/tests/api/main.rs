@@ -2,6 +2,7 @@
 
 mod jobs;
 mod numeric;
+mod quota;
 mod service;
 mod submit;
 mod support;

@@ -205,7 +205,7 @@ async fn a_numeric_job_is_queued_on_its_subject_with_its_problem() {
     // The message says at which revision the record was created.
     let stream = gw.js().get_stream(names::STREAM).await.unwrap();
     let raw = stream
-        .get_last_raw_message_by_subject("cola.numeric")
+        .get_last_raw_message_by_subject("cola.numeric.*")
         .await
         .unwrap();
     let revision: u64 = raw

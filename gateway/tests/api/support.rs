@@ -113,6 +113,25 @@ impl Gateway {
         jetstream::new(self.nats.client.clone())
     }
 
+    /// Acknowledges the oldest job message, as the middleware does when its job has ended.
+    pub async fn finish_one_message(&self) {
+        use futures::StreamExt;
+        let stream = self.js().get_stream(names::STREAM).await.unwrap();
+        let consumer = stream
+            .get_or_create_consumer(
+                "test-finisher",
+                jetstream::consumer::pull::Config {
+                    durable_name: Some("test-finisher".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+        let message = batch.next().await.unwrap().unwrap();
+        message.double_ack().await.unwrap();
+    }
+
     /// The job stream's counters.
     pub async fn queue_state(&self) -> State {
         let stream = self.js().get_stream(names::STREAM).await.unwrap();
@@ -129,11 +148,11 @@ impl Gateway {
         stream.get_info().await.unwrap().state
     }
 
-    /// The last message on `cola.<language>`: the job message and its `Nats-Msg-Id`.
+    /// The last message on `cola.<language>.*` (any user): the job message and its `Nats-Msg-Id`.
     pub async fn last_message(&self, language: &str) -> (JobMessage, String) {
         let stream = self.js().get_stream(names::STREAM).await.unwrap();
         let message = stream
-            .get_last_raw_message_by_subject(&format!("cola.{language}"))
+            .get_last_raw_message_by_subject(&format!("cola.{language}.*"))
             .await
             .unwrap();
         let msg_id = message
