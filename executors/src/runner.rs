@@ -1074,6 +1074,11 @@ mod tests {
         );
         assert!(check_files(c, &[file("main.py")]).is_err());
         assert!(
+            check_files(c, &[file("main.c"), file("-o.c")])
+                .unwrap_err()
+                .contains("-o.c")
+        );
+        assert!(
             check_files(c, &[file("main.c"), file("main.c")])
                 .unwrap_err()
                 .contains("twice")
@@ -1189,6 +1194,36 @@ mod tests {
         assert_eq!(
             (done.report.status, done.report.stdout.as_str()),
             (Status::Succeeded, "hello\n"),
+            "{:?}",
+            done.report
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_name_a_compiler_would_take_for_an_option_never_reaches_it() {
+        // `gcc ... main.c -o.c` would write the binary to `.c` and the job would fail at run.
+        let c = &languages()[0];
+        let mut inputs =
+            c_inputs("#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n");
+        inputs.files.push(InputFile {
+            name: "-o.c".into(),
+            content: "int helper(void) { return 1; }\n".into(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let done = execute(c, &c_job(), &inputs, dir.path(), &test_config())
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.report.status, done.report.reason),
+            (Status::Failed, Some(Reason::InvalidInput)),
+            "{:?}",
+            done.report
+        );
+        assert!(
+            done.report
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("-o.c")),
             "{:?}",
             done.report
         );
