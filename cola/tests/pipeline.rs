@@ -126,6 +126,46 @@ async fn a_killed_middleware_leaves_its_job_to_another_which_finishes_it_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_completes_while_nats_is_down_ends_succeeded_with_its_zip() {
+    let mut stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let source = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(1); puts(\"done\"); return 0; }\n";
+    let (status, view) = stack.submit(&token, job("c", source), 0).await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+    let key = format!("alice.{id}");
+    for _ in 0..300 {
+        if let Some((record, _)) = stack.jobs().get(&key).await.unwrap()
+            && record.executor.is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Down while the program ends and its executor reports, for longer than one attempt to
+    // store the zip may wait for its acknowledgement (5 s); then back on the same port and store.
+    stack.nats.server.stop().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stack.nats.server.start_again().await.unwrap();
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["stdout"].as_str()),
+        (Some("succeeded"), Some("done\n")),
+        "{view}\n{}",
+        stack.middleware_log()
+    );
+    let entries = stack.zip_entries(&token, &id).await;
+    assert!(
+        entries
+            .iter()
+            .any(|(name, text)| name == "stdout.txt" && text == "done\n"),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_jobs_survive_a_nats_restart() {
     let mut stack = Stack::without_middleware().await;
     let token = stack.token("alice").await;

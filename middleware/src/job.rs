@@ -7,8 +7,7 @@ use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
     ExecutorHandle, JobMessage, JobRecord, Reason, Status,
     frame::Outcome,
-    job::millis_between,
-    job::now,
+    job::{DEADLINE_SLACK, millis_between, now},
     language, names,
     nats::{InputError, JobStore, NatsError, Reported, Topology, Transition, report_outcome},
 };
@@ -19,9 +18,6 @@ use crate::{
     backend::Backend,
     cancels::{CancelBoard, CancelGuard},
 };
-
-/// Time allowed on top of the compile and run limits for preparing, zipping and uploading.
-const DEADLINE_SLACK: Duration = Duration::from_secs(20);
 
 /// What every job task shares.
 pub struct Context {
@@ -140,7 +136,12 @@ async fn drive(
                 // The executor ended while no middleware watched it. A backend that carries
                 // outcomes may still hold its report; otherwise the result is lost.
                 let ended = match ctx.backend.outcome(job, &handle).await {
-                    Ok(Some(outcome)) => report(ctx, job, outcome).await.map(|_| ()),
+                    Ok(Some(outcome)) => {
+                        let until = tokio::time::Instant::now() + DEADLINE_SLACK;
+                        keeping_alive(ctx, msg, report(ctx, job, outcome, until))
+                            .await
+                            .map(drop)
+                    }
                     Ok(None) => {
                         let detail =
                             "executor ended without reporting a result (its middleware stopped)";
@@ -270,7 +271,7 @@ async fn watch(
     started: Started,
     cancel: &CancelGuard,
 ) -> Result<Disposition, NatsError> {
-    let deadline = tokio::time::Instant::now() + deadline_of(job);
+    let deadline = tokio::time::Instant::now() + job.deadline();
     let mut progress = tokio::time::interval(ctx.progress_every);
     progress.tick().await;
     let stopping = async {
@@ -311,7 +312,7 @@ async fn watch(
         }
         Some(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
             Ok(Some(outcome)) => {
-                report(ctx, job, outcome).await?;
+                keeping_alive(ctx, msg, report(ctx, job, outcome, deadline)).await?;
             }
             // The executor normally ended the record itself; if not, it failed internally.
             Ok(None) => {
@@ -345,14 +346,6 @@ async fn kill(ctx: &Context, handle: &ExecutorHandle) {
     }
 }
 
-/// The longest a job may take from launch to report.
-pub fn deadline_of(job: &JobMessage) -> Duration {
-    let compile = language(&job.language)
-        .filter(|l| l.compile.is_some())
-        .map_or(0, |l| l.compile_limits.wall_time_ms);
-    Duration::from_millis(compile + job.limits.wall_time_ms) + DEADLINE_SLACK
-}
-
 /// The job with the inputs of its input object inline; `Err` inside with the reason when the
 /// object is not a valid input zip (the job's fault), outside when NATS failed.
 async fn inline_inputs(
@@ -374,14 +367,21 @@ async fn inline_inputs(
 }
 
 /// Reports an outcome its backend carried back, as an executor that talks to NATS would: the
-/// zip stored, the record ended by compare-and-set (unless it ended meanwhile).
-async fn report(ctx: &Context, job: &JobMessage, outcome: Outcome) -> Result<Reported, NatsError> {
+/// zip stored, the record ended by compare-and-set (unless it ended meanwhile), retried while
+/// NATS does not answer until `until`.
+async fn report(
+    ctx: &Context,
+    job: &JobMessage,
+    outcome: Outcome,
+    until: tokio::time::Instant,
+) -> Result<Reported, NatsError> {
     let reported = report_outcome(
         &ctx.topology,
         &job.user,
         &job.id,
         outcome.report,
         outcome.zip.as_deref(),
+        until,
     )
     .await?;
     match &reported {
@@ -401,6 +401,28 @@ async fn report(ctx: &Context, job: &JobMessage, outcome: Outcome) -> Result<Rep
         }
     }
     Ok(reported)
+}
+
+/// Runs `work`, marking the message in progress meanwhile (work that retries while NATS does
+/// not answer may take longer than the ack wait).
+pub(crate) async fn keeping_alive<T>(
+    ctx: &Context,
+    msg: &Message,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut progress = tokio::time::interval(ctx.progress_every);
+    progress.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = progress.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "progress ack failed");
+                }
+            }
+        }
+    }
 }
 
 async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {
