@@ -251,17 +251,7 @@ mod tests {
     async fn job_records_change_only_by_compare_and_set_and_terminal_is_final() {
         let nats = TestNats::start().await;
         let jobs = &nats.topology.jobs;
-        let msg = JobMessage {
-            id: JobId::new(),
-            user: UserId::parse("alice").unwrap(),
-            language: Language::parse("c").unwrap(),
-            args: vec![],
-            limits: languages()[0].default_limits,
-            created_at: chrono_now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
-        };
+        let msg = message("c");
         let key = names::job_key(&msg.user, &msg.id);
         let record = JobRecord::queued(&msg, vec![], 0);
         let rev = jobs.create(&key, &record).await.unwrap();
@@ -325,15 +315,8 @@ mod tests {
         let nats = TestNats::start().await;
         let jobs = &nats.topology.jobs;
         let msg = JobMessage {
-            id: JobId::new(),
-            user: UserId::parse("alice").unwrap(),
-            language: Language::parse("numeric").unwrap(),
-            args: vec![],
-            limits: languages()[0].default_limits,
-            created_at: chrono_now(),
-            inputs: None,
-            input_object: None,
             problem: Some(serde_json::json!({"method": "bisection"})),
+            ..message("numeric")
         };
         let key = names::job_key(&msg.user, &msg.id);
         let record = JobRecord::queued(&msg, vec![], 0);
@@ -408,19 +391,24 @@ mod tests {
         assert_eq!(read, b"again");
     }
 
-    /// A C job's message and its record, `running` as the middleware leaves it for an executor.
-    async fn running_job(nats: &TestNats) -> (JobMessage, String) {
-        let msg = JobMessage {
+    /// A message of alice's for a job in `language`, with the first language's default limits.
+    fn message(language: &str) -> JobMessage {
+        JobMessage {
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),
-            language: Language::parse("c").unwrap(),
+            language: Language::parse(language).unwrap(),
             args: vec![],
             limits: languages()[0].default_limits,
             created_at: chrono_now(),
             inputs: None,
             input_object: None,
             problem: None,
-        };
+        }
+    }
+
+    /// A C job's message and its record, `running` as the middleware leaves it for an executor.
+    async fn running_job(nats: &TestNats) -> (JobMessage, String) {
+        let msg = message("c");
         let key = names::job_key(&msg.user, &msg.id);
         let mut record = JobRecord::queued(&msg, vec![], 0);
         record.status = Status::Running;
