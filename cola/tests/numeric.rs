@@ -84,12 +84,7 @@ async fn a_bisection_job_succeeds_with_the_root_and_its_zip() {
         launched.is_empty(),
         "a numeric job must not start an executor: {launched:?}"
     );
-    let (record, _) = stack
-        .jobs()
-        .get(&format!("alice.{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stack.record("alice", id).await;
     assert_eq!(record.attempt, 1);
     assert!(record.executor.is_none());
 }
@@ -258,12 +253,7 @@ async fn a_numeric_job_whose_middleware_dies_is_solved_again_by_another_once() {
         (Some("failed"), Some("time_limit")),
         "{view}"
     );
-    let (record, _) = stack
-        .jobs()
-        .get(&format!("alice.{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stack.record("alice", &id).await;
     assert_eq!(record.attempt, 1, "ended once");
     assert!(
         stack
@@ -314,12 +304,7 @@ async fn a_numeric_job_whose_zip_a_full_store_refuses_ends_internal_error_once()
     );
     assert!(view["output_url"].is_null(), "{view}");
     // The operator's detail says why.
-    let (record, _) = stack
-        .jobs()
-        .get(&format!("alice.{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stack.record("alice", id).await;
     assert!(
         record
             .message

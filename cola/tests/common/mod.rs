@@ -13,7 +13,7 @@ use std::{
 
 use cola_testkit::TestNats;
 use cola_wire::{
-    UserId,
+    JobRecord, UserId,
     nats::{JobStore, TopologyConfig},
 };
 use serde_json::{Value, json};
@@ -148,6 +148,27 @@ impl Stack {
 
     pub fn jobs(&self) -> &JobStore {
         &self.nats.topology.jobs
+    }
+
+    /// The record of the job `id` of `user`.
+    pub async fn record(&self, user: &str, id: &str) -> JobRecord {
+        let key = format!("{user}.{id}");
+        let found = self.jobs().get(&key).await.unwrap();
+        found.unwrap_or_else(|| panic!("no record {key}")).0
+    }
+
+    /// Waits until the job `id` of `user` has its executor recorded (it has been launched).
+    pub async fn executor_recorded(&self, user: &str, id: &str) {
+        for _ in 0..300 {
+            if self.record(user, id).await.executor.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {id} has no executor within 15 s\n{}",
+            self.middleware_log()
+        );
     }
 
     /// An API token for `user`.
