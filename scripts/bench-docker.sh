@@ -4,6 +4,7 @@
 # (tag `bench`), then runs the `docker` bench of the cola crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v nats-server >/dev/null || scripts/setup.sh
 cargo build --release --bin cola
 target=${CARGO_TARGET_DIR:-target}
 scripts/images.sh --cola-binary "$target/release/cola" --tag bench

@@ -2,7 +2,7 @@
 # Numeric jobs through the HTTP API (see BENCHMARKS.md, "Numeric jobs"): starts a release
 # `cola up --dev` on free ports with its own data dir and nats-server, then drives
 # `POST /api/v1/jobs?wait=10` with the issue's bisection example using wrk (Debian package,
-# installed if missing) and a Lua script:
+# installed if missing, as curl) and a Lua script:
 #   1. latency: one client, jobs one after another: p50/p90/p99 submit → terminal;
 #   2. throughput: 32 concurrent clients: jobs completed per second.
 # Every request waits for its job's end (?wait), so a completed request is a completed job;
@@ -20,13 +20,7 @@ CLIENTS=${CLIENTS:-32}
 LOG=${LOG:-info}
 OUT=${OUT:-$(mktemp -d /tmp/cola-bench-numeric.XXXXXX)}
 
-if ! command -v wrk >/dev/null; then
-  echo "bench-numeric: installing wrk (Debian)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
-fi
+scripts/apt-install.sh wrk:wrk curl:curl
 command -v nats-server >/dev/null || scripts/setup.sh
 
 cargo build --release --bin cola >&2

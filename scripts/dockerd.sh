@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure a Docker daemon answers: when none does, installs Debian's docker.io (and
-# debootstrap, which `scripts/images.sh` uses) and starts dockerd in the background.
+# Makes sure a Docker daemon answers: when none does, installs Debian's docker.io and starts
+# dockerd in the background.
 # Idempotent; prints nothing when a daemon already answers.
 set -euo pipefail
 
@@ -8,18 +8,10 @@ if docker info >/dev/null 2>&1; then
   exit 0
 fi
 
+"$(dirname "$0")/apt-install.sh" dockerd:docker.io docker:docker.io
+
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-
-need_apt=()
-command -v dockerd >/dev/null || need_apt+=(docker.io)
-command -v docker >/dev/null || need_apt+=(docker.io)
-command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "dockerd: installing ${need_apt[*]} (Debian packages)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
 
 if docker info >/dev/null 2>&1; then
   exit 0 # the package's service started it

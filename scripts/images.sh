@@ -53,6 +53,7 @@ pull_quietly() {
 
 if ! have_image "$base" && ! pull_quietly "$base"; then
   echo "images: making $base with debootstrap from $mirror"
+  "$root/scripts/apt-install.sh" debootstrap:debootstrap
   rootfs=$(mktemp -d /tmp/cola-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \

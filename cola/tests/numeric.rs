@@ -84,12 +84,7 @@ async fn a_bisection_job_succeeds_with_the_root_and_its_zip() {
         launched.is_empty(),
         "a numeric job must not start an executor: {launched:?}"
     );
-    let (record, _) = stack
-        .jobs()
-        .get(&format!("alice.{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stack.record("alice", id).await;
     assert_eq!(record.attempt, 1);
     assert!(record.executor.is_none());
 }
@@ -258,12 +253,7 @@ async fn a_numeric_job_whose_middleware_dies_is_solved_again_by_another_once() {
         (Some("failed"), Some("time_limit")),
         "{view}"
     );
-    let (record, _) = stack
-        .jobs()
-        .get(&format!("alice.{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stack.record("alice", &id).await;
     assert_eq!(record.attempt, 1, "ended once");
     assert!(
         stack
@@ -289,4 +279,47 @@ fn the_python_example_compiles() {
         .status()
         .expect("python3 runs");
     assert!(status.success(), "python3 -m py_compile {example} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_job_whose_zip_a_full_store_refuses_ends_internal_error_once() {
+    // An object store too small for any zip: full at the first one.
+    let stack = Stack::start_with_topology(&cola_wire::nats::TopologyConfig {
+        outputs_max_bytes: 256,
+        ..Default::default()
+    })
+    .await;
+    let token = stack.token("alice").await;
+    let (status, view) = stack.submit(&token, bisection(1e-10, 100), 0).await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap();
+    let view = stack
+        .wait_terminal(&token, id, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("failed"), Some("internal_error")),
+        "{view}\n{}",
+        stack.middleware_log()
+    );
+    assert!(view["output_url"].is_null(), "{view}");
+    // The operator's detail says why.
+    let record = stack.record("alice", id).await;
+    assert!(
+        record
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("output zip could not be stored")),
+        "{record:?}"
+    );
+    // Delivered once, acknowledged, and never again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let js = &stack.nats.topology.js;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("middleware", "COLA")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.delivered.consumer_sequence, 1, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
 }

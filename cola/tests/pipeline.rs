@@ -124,16 +124,8 @@ async fn a_killed_middleware_leaves_its_job_to_another_which_finishes_it_once() 
     let source = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(3); puts(\"done\"); return 0; }\n";
     let (_, view) = stack.submit(&token, job("c", source), 0).await;
     let id = view["id"].as_str().unwrap().to_owned();
-    let key = format!("alice.{id}");
     // Wait until the executor is recorded, then crash the middleware.
-    for _ in 0..300 {
-        if let Some((record, _)) = stack.jobs().get(&key).await.unwrap()
-            && record.executor.is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.executor_recorded("alice", &id).await;
     stack.kill_middleware();
     stack.start_middleware();
     let view = stack
@@ -146,7 +138,7 @@ async fn a_killed_middleware_leaves_its_job_to_another_which_finishes_it_once() 
         stack.middleware_log()
     );
     assert_eq!(view["stdout"], "done\n");
-    let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
+    let record = stack.record("alice", &id).await;
     assert_eq!(record.attempt, 1, "the job ran once");
     // The message is acknowledged: the work queue drains.
     let mut stream = stack.nats.topology.js.get_stream("COLA").await.unwrap();
@@ -157,6 +149,127 @@ async fn a_killed_middleware_leaves_its_job_to_another_which_finishes_it_once() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
+}
+
+/// Waits for the job `id` to end, which must be `succeeded` with `stdout`.
+async fn succeeds_saying(stack: &Stack, token: &str, id: &str, stdout: &str) {
+    let view = stack
+        .wait_terminal(token, id, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["stdout"].as_str()),
+        (Some("succeeded"), Some(stdout)),
+        "{view}\n{}",
+        stack.middleware_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_middleware_died_before_recording_its_executor_runs_once() {
+    use async_nats::jetstream::consumer::PullConsumer;
+    use cola_middleware::{
+        Backend as _,
+        process::{ProcessBackend, ProcessBackendConfig},
+    };
+    use futures::StreamExt as _;
+
+    // A middleware makes the shared consumer (with the tests' 3 s ack wait), then stops.
+    let mut stack = Stack::start().await;
+    let js = stack.nats.topology.js.clone();
+    let mut made = None;
+    for _ in 0..300 {
+        made = js.get_consumer_from_stream("middleware", "COLA").await.ok();
+        if made.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let consumer: PullConsumer = made.expect("the middleware makes its consumer");
+    stack.kill_middleware();
+    let token = stack.token("alice").await;
+    let source = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(8); puts(\"done\"); return 0; }\n";
+    let mut body = job("c", source);
+    body["limits"] = json!({"wall_time_ms": 15000, "cpu_time_ms": 15000});
+    let (status, view) = stack.submit(&token, body, 0).await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+    let key = format!("alice.{id}");
+
+    // Middleware A takes the job, marks it running and launches its executor as a middleware
+    // does, and stops before recording the executor (and before acknowledging).
+    let msg = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .unwrap()
+        .next()
+        .await
+        .expect("the job is delivered")
+        .unwrap();
+    let message: cola_wire::JobMessage = serde_json::from_slice(&msg.payload).unwrap();
+    stack
+        .jobs()
+        .transition(&key, |r| {
+            r.status = cola_wire::Status::Running;
+            r.started_at = Some(cola_wire::job::now());
+            r.attempt += 1;
+            true
+        })
+        .await
+        .unwrap();
+    let backend = ProcessBackend::new(ProcessBackendConfig {
+        executor_bin: common::COLA.into(),
+        jobs_dir: stack.data_dir().join("jobs"),
+        nats_url: stack.nats.url(),
+        executor_args: Vec::new(),
+        warm_executors: 1,
+    })
+    .unwrap();
+    backend.prestart();
+    let first = backend.launch(&message).await.unwrap();
+    assert!(
+        first.id.contains(":warm-"),
+        "a pre-started executor took it: {first:?}"
+    );
+    // Launching a job given already adopts its executor.
+    assert_eq!(backend.launch(&message).await.unwrap(), first);
+    drop(msg);
+
+    // Middleware B is given the job again (its ack wait is over) while that executor runs.
+    stack.start_middleware();
+    succeeds_saying(&stack, &token, &id, "done\n").await;
+    let record = stack.record("alice", &id).await;
+    assert_eq!(
+        (record.attempt, record.executor.as_ref()),
+        (1, Some(&first)),
+        "the job ran once, in the executor launched first\n{}",
+        stack.middleware_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_completes_while_nats_is_down_ends_succeeded_with_its_zip() {
+    let mut stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let source = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(1); puts(\"done\"); return 0; }\n";
+    let (status, view) = stack.submit(&token, job("c", source), 0).await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+    stack.executor_recorded("alice", &id).await;
+    // Down while the program ends and its executor reports, for longer than one attempt to
+    // store the zip may wait for its acknowledgement (5 s); then back on the same port and store.
+    stack.nats.server.stop().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stack.nats.server.start_again().await.unwrap();
+    succeeds_saying(&stack, &token, &id, "done\n").await;
+    let entries = stack.zip_entries(&token, &id).await;
+    assert!(
+        entries
+            .iter()
+            .any(|(name, text)| name == "stdout.txt" && text == "done\n"),
+        "{entries:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,8 +401,7 @@ async fn pre_started_executors_run_jobs_refill_and_leave_with_their_middleware()
     let waiting = warm_dirs(&jobs_dir);
     let view = stack.run(&token, job("c", C_HELLO)).await;
     assert_eq!(view["status"], "succeeded", "{view}");
-    let key = format!("alice.{}", view["id"].as_str().unwrap());
-    let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
+    let record = stack.record("alice", view["id"].as_str().unwrap()).await;
     let handle = record.executor.expect("the executor is recorded");
     let used = handle.id.rsplit(':').next().unwrap().to_owned();
     assert!(

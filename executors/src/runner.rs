@@ -36,6 +36,10 @@ use crate::{
 /// The largest file a compiler may write (binaries, build cache entries).
 const COMPILE_MAX_FILE_BYTES: u64 = 256 << 20;
 const NO_INPUTS: &str = "the job has neither inputs nor an input object";
+/// Time kept at the end of a job's deadline (which the middleware enforces) for a last attempt
+/// to store the zip and for ending the record without it when that fails: retries of the
+/// upload stop this long before the deadline.
+const REPORT_RESERVE: std::time::Duration = std::time::Duration::from_secs(10);
 /// The largest job message `cola executor` reads (inline inputs of up to 64 MiB, escaped).
 const MAX_JOB_MESSAGE_BYTES: u64 = 256 << 20;
 
@@ -126,6 +130,7 @@ async fn run_job_message(
     mut standby: Option<StandbyThread>,
     config: &ExecutorConfig,
 ) -> Result<RunReport, ExecutorError> {
+    let report_until = tokio::time::Instant::now() + job.deadline().saturating_sub(REPORT_RESERVE);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
@@ -193,7 +198,7 @@ async fn run_job_message(
                     Err(e) => {
                         let report =
                             failed_report(&job.limits, Reason::InternalError, e.to_string());
-                        return end_record(&topology, &job, report, None).await;
+                        return end_record(&topology, &job, report, None, report_until).await;
                     }
                 };
                 match run_job(&job, inputs, &config.job_dir, &config.sandbox, standby).await {
@@ -208,7 +213,7 @@ async fn run_job_message(
                 }
             }
         };
-        end_record(&topology, &job, report, zip).await
+        end_record(&topology, &job, report, zip, report_until).await
     }
     .instrument(span)
     .await
@@ -406,24 +411,38 @@ async fn solve_builtin(job: &JobMessage) -> Result<(RunReport, Option<Vec<u8>>),
 }
 
 /// Stores the zip and ends the record with `report` if it is still running (see
-/// [`report_outcome`]). A record that ended meanwhile stays as it is; its outcome is returned.
+/// [`report_outcome`]), retrying while NATS does not answer until `until`. A zip that cannot be
+/// stored (the object store full, or NATS unreachable until then) ends the job
+/// `internal_error` without it, in the [`REPORT_RESERVE`] kept for that. A record that ended
+/// meanwhile stays as it is; its outcome is returned.
 async fn end_record(
     topology: &Topology,
     job: &JobMessage,
     report: RunReport,
     zip: Option<Vec<u8>>,
+    until: tokio::time::Instant,
 ) -> Result<RunReport, ExecutorError> {
     let key = names::job_key(&job.user, &job.id);
-    let reported =
-        match report_outcome(topology, &job.user, &job.id, report.clone(), zip.as_deref()).await {
-            Err(e) if zip.is_some() => {
-                // The zip could not be stored: the job still ends, without it.
-                tracing::error!(error = %e, "cannot store the output zip");
-                let report = failed_report(&job.limits, Reason::InternalError, e.to_string());
-                report_outcome(topology, &job.user, &job.id, report, None).await?
-            }
-            reported => reported?,
-        };
+    let reported = match report_outcome(
+        topology,
+        &job.user,
+        &job.id,
+        report.clone(),
+        zip.as_deref(),
+        until,
+    )
+    .await
+    {
+        Err(e) if zip.is_some() => {
+            // The zip could not be stored: the job still ends, without it.
+            tracing::error!(error = %e, "cannot store the output zip");
+            let message = format!("the output zip could not be stored: {e}");
+            let report = failed_report(&job.limits, Reason::InternalError, message);
+            let until = until.max(tokio::time::Instant::now()) + REPORT_RESERVE / 2;
+            report_outcome(topology, &job.user, &job.id, report, None, until).await?
+        }
+        reported => reported?,
+    };
     match reported {
         Reported::Recorded(report) => Ok(report),
         Reported::EndedElsewhere(record) => {
@@ -1118,6 +1137,11 @@ mod tests {
         );
         assert!(check_files(c, &[file("main.py")]).is_err());
         assert!(
+            check_files(c, &[file("main.c"), file("-o.c")])
+                .unwrap_err()
+                .contains("-o.c")
+        );
+        assert!(
             check_files(c, &[file("main.c"), file("main.c")])
                 .unwrap_err()
                 .contains("twice")
@@ -1233,6 +1257,36 @@ mod tests {
         assert_eq!(
             (done.report.status, done.report.stdout.as_str()),
             (Status::Succeeded, "hello\n"),
+            "{:?}",
+            done.report
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_name_a_compiler_would_take_for_an_option_never_reaches_it() {
+        // `gcc ... main.c -o.c` would write the binary to `.c` and the job would fail at run.
+        let c = &languages()[0];
+        let mut inputs =
+            c_inputs("#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n");
+        inputs.files.push(InputFile {
+            name: "-o.c".into(),
+            content: "int helper(void) { return 1; }\n".into(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let done = execute(c, &c_job(), &inputs, dir.path(), &test_config())
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.report.status, done.report.reason),
+            (Status::Failed, Some(Reason::InvalidInput)),
+            "{:?}",
+            done.report
+        );
+        assert!(
+            done.report
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("-o.c")),
             "{:?}",
             done.report
         );

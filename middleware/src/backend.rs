@@ -44,6 +44,16 @@ pub trait Backend: Send + Sync + 'static {
     /// job id: launching a job whose executor exists returns (adopts) that executor.
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError>;
 
+    /// The executor launched for `job` by a middleware that stopped before recording it, if
+    /// this backend can find one: alive (to adopt), or ended (its handle still names what to
+    /// clean up). `None`, the default, when there is none, or when `launch` adopts a job's
+    /// existing executor by itself (a container or Pod named after the job): launching again
+    /// is then safe.
+    async fn find(&self, job: &JobMessage) -> Result<Option<ExecutorHandle>, BackendError> {
+        let _ = job;
+        Ok(None)
+    }
+
     /// Whether the executor behind `handle` is still alive (used to adopt after a redelivery).
     async fn is_alive(&self, handle: &ExecutorHandle) -> Result<bool, BackendError>;
 

@@ -7,8 +7,7 @@ use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
     ExecutorHandle, JobMessage, JobRecord, Reason, Status,
     frame::Outcome,
-    job::millis_between,
-    job::now,
+    job::{DEADLINE_SLACK, millis_between, now},
     language, names,
     nats::{InputError, JobStore, NatsError, Reported, Topology, Transition, report_outcome},
 };
@@ -19,9 +18,6 @@ use crate::{
     backend::Backend,
     cancels::{CancelBoard, CancelGuard},
 };
-
-/// Time allowed on top of the compile and run limits for preparing, zipping and uploading.
-const DEADLINE_SLACK: Duration = Duration::from_secs(20);
 
 /// What every job task shares.
 pub struct Context {
@@ -122,6 +118,14 @@ async fn drive(
         return Ok(Disposition::Ack);
     }
     let guard = ctx.cancels.register(key);
+    let (record, revision) = if record.status == Status::Running && record.executor.is_none() {
+        match unrecorded_executor(ctx, msg, job, key, record, revision).await? {
+            Ok(found) => found,
+            Err(disposition) => return Ok(disposition),
+        }
+    } else {
+        (record, revision)
+    };
     let (handle, started) = match record.executor.clone() {
         Some(handle) if record.status == Status::Running => {
             let alive = match ctx.backend.is_alive(&handle).await {
@@ -140,7 +144,12 @@ async fn drive(
                 // The executor ended while no middleware watched it. A backend that carries
                 // outcomes may still hold its report; otherwise the result is lost.
                 let ended = match ctx.backend.outcome(job, &handle).await {
-                    Ok(Some(outcome)) => report(ctx, job, outcome).await.map(|_| ()),
+                    Ok(Some(outcome)) => {
+                        let until = tokio::time::Instant::now() + DEADLINE_SLACK;
+                        keeping_alive(ctx, msg, report(ctx, job, outcome, until))
+                            .await
+                            .map(drop)
+                    }
                     Ok(None) => {
                         let detail =
                             "executor ended without reporting a result (its middleware stopped)";
@@ -155,29 +164,108 @@ async fn drive(
                 return Ok(Disposition::Ack);
             }
         }
-        // Queued, or running with no executor recorded (the launch never completed): start it.
+        // Queued, or running without an executor that was ever launched: start it.
         _ => match start(ctx, job, key, record, revision).await? {
-            Some(handle) => (handle, Started::Here),
-            None => return Ok(Disposition::Ack),
+            Ok(handle) => (handle, Started::Here),
+            Err(disposition) => return Ok(disposition),
         },
     };
     watch(ctx, msg, job, key, &handle, started, &guard).await
 }
 
-/// Marks the job running (from `record`, as read at `revision`) and launches its executor.
-/// `None` if the job ended instead.
+/// How long after a job was marked `running` its middleware has to record the executor it
+/// launched, before another middleware, given the job again, looks for that executor itself.
+const LAUNCH_GRACE: Duration = Duration::from_secs(5);
+/// How often the record of a job in its [`LAUNCH_GRACE`] is read.
+const LAUNCH_POLL: Duration = Duration::from_millis(200);
+
+/// For a record that is `running` without an executor: the middleware that marked it (see
+/// [`start`]) has not recorded the executor it launched, because it stopped in between, or
+/// has not yet. An executor may run, so launching another could run the job twice. Waits
+/// until [`LAUNCH_GRACE`] after the job was marked running for its executor to be recorded;
+/// then asks the backend for an executor launched but never recorded, and records it. The
+/// record to go on from: with an executor (alive: adopted; ended: the job ends), or still
+/// without one when the backend found none (it was never launched, or the backend's launch
+/// adopts it: it is started). `Err` with what to do with the message when the job ended.
+async fn unrecorded_executor(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+    record: JobRecord,
+    revision: u64,
+) -> Result<Result<(JobRecord, u64), Disposition>, NatsError> {
+    let marked = (record.status, record.attempt);
+    let since_marked = record.started_at.map_or(Duration::ZERO, |at| {
+        Duration::from_millis(millis_between(at, now()))
+    });
+    let grace_end = tokio::time::Instant::now() + LAUNCH_GRACE.saturating_sub(since_marked);
+    let changed = |r: &JobRecord| (r.status, r.attempt) != marked || r.executor.is_some();
+    let waited = keeping_alive(ctx, msg, async {
+        while tokio::time::Instant::now() < grace_end {
+            tokio::time::sleep(LAUNCH_POLL).await;
+            match ctx.jobs.get(key).await? {
+                Some((r, _)) if r.status.is_terminal() => return Ok(Err(Disposition::Ack)),
+                Some((r, rev)) if changed(&r) => return Ok(Ok(Some((r, rev)))),
+                Some(_) => {}
+                None => return Ok(Err(Disposition::Ack)),
+            }
+        }
+        Ok::<_, NatsError>(Ok(None))
+    })
+    .await?;
+    let (record, revision) = match waited {
+        Err(disposition) => return Ok(Err(disposition)),
+        Ok(Some(recorded)) => return Ok(Ok(recorded)),
+        Ok(None) => (record, revision),
+    };
+    let found = match ctx.backend.find(job).await {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return Ok(Ok((record, revision))),
+        Err(e) => {
+            tracing::warn!(job_id = %job.id, error = %e, "cannot look for an unrecorded executor; retrying later");
+            return Ok(Err(Disposition::Leave));
+        }
+    };
+    tracing::info!(job_id = %job.id, executor = %found.id, "found an executor its middleware did not record");
+    let recorded = ctx
+        .jobs
+        .transition_from(key, record, revision, |r| {
+            !changed(r) && {
+                r.executor = Some(found.clone());
+                true
+            }
+        })
+        .await?;
+    Ok(match recorded {
+        Transition::Changed(r, rev) => Ok((r, rev)),
+        Transition::Unchanged(r, _) if r.status.is_terminal() => Err(Disposition::Ack),
+        Transition::Unchanged(r, rev) => Ok((r, rev)),
+        Transition::Missing => Err(Disposition::Ack),
+    })
+}
+
+/// Marks the job running (from `record`, as read at `revision`) and launches its executor;
+/// the executor's handle. Nobody else may have started the job meanwhile: the mark is a
+/// compare-and-set from the status and attempt of `record`, with no executor, so two
+/// middlewares given the same job never both launch it. `Err` with what to do with the
+/// message when the job ended instead, or another middleware started it first.
 async fn start(
     ctx: &Context,
     job: &JobMessage,
     key: &str,
     record: JobRecord,
     revision: u64,
-) -> Result<Option<ExecutorHandle>, NatsError> {
+) -> Result<Result<ExecutorHandle, Disposition>, NatsError> {
     let started = now();
+    let expected = (record.status, record.attempt);
     // From the record just read: one write, and no read unless someone wrote meanwhile.
     let moved = ctx
         .jobs
         .transition_from(key, record, revision, |r| {
+            if (r.status, r.attempt) != expected || r.executor.is_some() {
+                return false;
+            }
             if r.cancel_requested {
                 r.finish(Status::Cancelled, None, started);
             } else {
@@ -185,14 +273,17 @@ async fn start(
                 r.started_at = Some(started);
                 r.timings_ms.queue = Some(millis_between(r.created_at, started));
                 r.attempt += 1;
-                r.executor = None;
             }
             true
         })
         .await?;
     let (running, revision) = match moved {
         Transition::Changed(r, revision) if r.status == Status::Running => (r, revision),
-        _ => return Ok(None),
+        // Started by another middleware: its executor is adopted once recorded.
+        Transition::Unchanged(r, _) if !r.status.is_terminal() => {
+            return Ok(Err(Disposition::Leave));
+        }
+        _ => return Ok(Err(Disposition::Ack)),
     };
     let inlined;
     let job = if ctx.backend.needs_inline_inputs() && job.inputs.is_none() {
@@ -210,7 +301,7 @@ async fn start(
                     Some(message),
                 )
                 .await?;
-                return Ok(None);
+                return Ok(Err(Disposition::Ack));
             }
         }
     } else {
@@ -228,24 +319,29 @@ async fn start(
                 Some(e.to_string()),
             )
             .await?;
-            return Ok(None);
+            return Ok(Err(Disposition::Ack));
         }
     };
-    // Usually nobody wrote since the job was marked running: one write, no read.
+    // Usually nobody wrote since the job was marked running: one write, no read. A middleware
+    // that started the job again meanwhile (this launch outlasted its grace, see
+    // [`unrecorded_executor`]) records the same executor: `launch` adopts a job's existing one.
+    let attempt = running.attempt;
     let recorded = ctx
         .jobs
         .transition_from(key, running, revision, |r| {
-            r.status == Status::Running && {
+            (r.status, r.attempt) == (Status::Running, attempt) && r.executor.is_none() && {
                 r.executor = Some(handle.clone());
                 true
             }
         })
         .await?;
-    if !matches!(recorded, Transition::Changed(..)) {
+    if let Transition::Unchanged(r, _) = &recorded
+        && r.status.is_terminal()
+    {
         // Ended meanwhile (cancelled, or the executor already reported): nothing more to run.
         tracing::debug!(job_id = %job.id, "job ended while its executor started");
     }
-    Ok(Some(handle))
+    Ok(Ok(handle))
 }
 
 /// How the executor a job is watched in came to run.
@@ -270,7 +366,7 @@ async fn watch(
     started: Started,
     cancel: &CancelGuard,
 ) -> Result<Disposition, NatsError> {
-    let deadline = tokio::time::Instant::now() + deadline_of(job);
+    let deadline = tokio::time::Instant::now() + job.deadline();
     let mut progress = tokio::time::interval(ctx.progress_every);
     progress.tick().await;
     let stopping = async {
@@ -311,7 +407,7 @@ async fn watch(
         }
         Some(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
             Ok(Some(outcome)) => {
-                report(ctx, job, outcome).await?;
+                keeping_alive(ctx, msg, report(ctx, job, outcome, deadline)).await?;
             }
             // The executor normally ended the record itself; if not, it failed internally.
             Ok(None) => {
@@ -345,14 +441,6 @@ async fn kill(ctx: &Context, handle: &ExecutorHandle) {
     }
 }
 
-/// The longest a job may take from launch to report.
-pub fn deadline_of(job: &JobMessage) -> Duration {
-    let compile = language(&job.language)
-        .filter(|l| l.compile.is_some())
-        .map_or(0, |l| l.compile_limits.wall_time_ms);
-    Duration::from_millis(compile + job.limits.wall_time_ms) + DEADLINE_SLACK
-}
-
 /// The job with the inputs of its input object inline; `Err` inside with the reason when the
 /// object is not a valid input zip (the job's fault), outside when NATS failed.
 async fn inline_inputs(
@@ -374,14 +462,21 @@ async fn inline_inputs(
 }
 
 /// Reports an outcome its backend carried back, as an executor that talks to NATS would: the
-/// zip stored, the record ended by compare-and-set (unless it ended meanwhile).
-async fn report(ctx: &Context, job: &JobMessage, outcome: Outcome) -> Result<Reported, NatsError> {
+/// zip stored, the record ended by compare-and-set (unless it ended meanwhile), retried while
+/// NATS does not answer until `until`.
+async fn report(
+    ctx: &Context,
+    job: &JobMessage,
+    outcome: Outcome,
+    until: tokio::time::Instant,
+) -> Result<Reported, NatsError> {
     let reported = report_outcome(
         &ctx.topology,
         &job.user,
         &job.id,
         outcome.report,
         outcome.zip.as_deref(),
+        until,
     )
     .await?;
     match &reported {
@@ -401,6 +496,28 @@ async fn report(ctx: &Context, job: &JobMessage, outcome: Outcome) -> Result<Rep
         }
     }
     Ok(reported)
+}
+
+/// Runs `work`, marking the message in progress meanwhile (work that retries while NATS does
+/// not answer may take longer than the ack wait).
+pub(crate) async fn keeping_alive<T>(
+    ctx: &Context,
+    msg: &Message,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut progress = tokio::time::interval(ctx.progress_every);
+    progress.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = progress.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "progress ack failed");
+                }
+            }
+        }
+    }
 }
 
 async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {

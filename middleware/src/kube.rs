@@ -386,9 +386,7 @@ impl KubeBackend {
         // The middleware's own deadline runs from the launch; the Pod's from its start on a
         // node, before its image is pulled: it is a backstop for a Pod whose middleware is
         // gone, so it allows for the pending time too and never fires first.
-        let deadline = (crate::job::deadline_of(job) + c.pending_timeout)
-            .as_secs_f64()
-            .ceil() as i64;
+        let deadline = (job.deadline() + c.pending_timeout).as_secs_f64().ceil() as i64;
         let empty_dir = |mb: u64| EmptyDirVolumeSource {
             medium: None,
             size_limit: Some(Quantity(format!("{mb}Mi"))),

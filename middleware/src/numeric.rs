@@ -51,12 +51,12 @@ use cola_wire::{
     job::millis_between,
     job::now,
     language, names,
-    nats::{NatsError, Topology, Transition, put_new_object},
+    nats::{NatsError, Topology, Transition, put_new_object, retry_until},
 };
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::job::{Context, Disposition};
+use crate::job::{Context, Disposition, keeping_alive};
 
 /// A job still solving after this long is marked `running` (and can then be cancelled).
 pub const RUNNING_AFTER: Duration = Duration::from_millis(250);
@@ -253,13 +253,25 @@ pub(crate) async fn drive(
     let output_object = match &solved.zip {
         Some(zip) => {
             let name = names::output_object(&job.user, &job.id);
-            // A first delivery has no earlier zip to replace: one round trip stores it.
-            if first_delivery {
-                put_new_object(&ctx.numeric.js, names::OUTPUTS_BUCKET, &name, zip).await?;
-            } else {
-                put_zip(&ctx.numeric.outputs, &name, zip).await?;
+            // Retried while NATS does not answer, within the job's time; a store that refuses
+            // the zip (full) ends the job rather than have it delivered again and again.
+            let until = tokio::time::Instant::from_std(received) + budget + BUDGET_SLACK;
+            let name = &name;
+            let store = retry_until(until, "storing a numeric output zip", || async move {
+                // A first delivery has no earlier zip to replace: one round trip stores it.
+                if first_delivery {
+                    put_new_object(&ctx.numeric.js, names::OUTPUTS_BUCKET, name, zip).await
+                } else {
+                    put_zip(&ctx.numeric.outputs, name, zip).await
+                }
+            });
+            if let Err(e) = keeping_alive(ctx, msg, store).await {
+                tracing::error!(job_id = %job.id, error = %e, "cannot store a numeric output zip");
+                let detail = format!("the output zip could not be stored: {e}");
+                end_failed(ctx, key, Reason::InternalError, &detail).await?;
+                return Ok(Disposition::Ack);
             }
-            Some(name)
+            Some(name.clone())
         }
         None => None,
     };

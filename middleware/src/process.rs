@@ -9,6 +9,12 @@
 //! found it empty). A pooled executor whose middleware goes away sees its standard input close,
 //! removes its directory and exits; one killed while waiting leaves its directory, which the
 //! next middleware to start on the same data directory removes.
+//!
+//! A job's executor is found by the job's id: a cold one works in the directory named after
+//! the job; for a pooled one, that name is a link to the executor's own directory, made before
+//! the job is given to it. So `launch` adopts an executor the job was given already (by a
+//! middleware that stopped before recording it) rather than start a second one, and
+//! [`Backend::find`] finds it.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -33,6 +39,9 @@ const JOB_FILE: &str = "job.json";
 const LOG_FILE: &str = "executor.log";
 /// How the directory of a pre-started executor is named (then a UUID).
 const WARM_PREFIX: &str = "warm-";
+/// In a pre-started executor's directory, the id of the job it was given (so that the link
+/// named after the job is removed with the directory).
+const GIVEN_JOB_FILE: &str = "job-id";
 
 /// Where executors live and how they are started.
 #[derive(Debug, Clone)]
@@ -82,19 +91,32 @@ impl ProcessBackend {
     }
 
     /// Removes the directories of pre-started executors that are gone without removing them
-    /// (killed while waiting). A directory some live executor works in — another middleware's on
-    /// the same data directory, or one that took its job — stays.
+    /// (killed while waiting), then the links named after jobs that lead nowhere. A directory
+    /// some live executor works in — another middleware's on the same data directory, or one
+    /// that took its job — stays.
     fn sweep_abandoned_warm_dirs(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.config.jobs_dir) else {
-            return;
+        let entries = || {
+            std::fs::read_dir(&self.config.jobs_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
         };
         let in_use = executor_dirs_in_use();
-        for entry in entries.flatten() {
+        for entry in entries() {
             let path = entry.path();
             let abandoned = entry.file_name().to_string_lossy().starts_with(WARM_PREFIX)
                 && !in_use.contains(&path);
             if abandoned && let Err(e) = std::fs::remove_dir_all(&path) {
                 tracing::warn!(dir = %path.display(), error = %e, "cannot remove an abandoned executor directory");
+            }
+        }
+        for entry in entries() {
+            let path = entry.path();
+            if path.is_symlink()
+                && !path.exists()
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                tracing::warn!(link = %path.display(), error = %e, "cannot remove a link to a removed executor directory");
             }
         }
     }
@@ -131,8 +153,9 @@ impl ProcessBackend {
         })
     }
 
-    /// Gives `job` to a pooled executor that is still waiting, if there is one.
-    async fn launch_warm(&self, job: &[u8]) -> Option<ExecutorHandle> {
+    /// Gives `job` (the message of the job `job_id`) to a pooled executor that is still
+    /// waiting, if there is one.
+    async fn launch_warm(&self, job_id: &str, job: &[u8]) -> Option<ExecutorHandle> {
         loop {
             let mut warm = self.warm.lock().expect("not poisoned").pop_front()?;
             if !matches!(warm.child.try_wait(), Ok(None)) {
@@ -144,6 +167,10 @@ impl ProcessBackend {
                 continue;
             }
             let given = async {
+                let name = Self::dir_of(&warm.handle)
+                    .ok_or_else(|| std::io::Error::other("no directory in the handle"))?;
+                tokio::fs::write(self.job_dir(name).join(GIVEN_JOB_FILE), job_id).await?;
+                tokio::fs::symlink(name, self.job_dir(job_id)).await?;
                 warm.stdin.write_all(job).await?;
                 warm.stdin.shutdown().await
             };
@@ -166,17 +193,19 @@ impl ProcessBackend {
         }
     }
 
-    /// Removes the executor's directory (gone already is fine).
+    /// Removes the executor's directory, and a pooled executor's link named after its job
+    /// (gone already is fine).
     async fn remove_dir_of(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
-        let Some(job) = Self::dir_of(handle) else {
+        let Some(name) = Self::dir_of(handle) else {
             return Ok(());
         };
-        let dir = self.job_dir(job);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(error(format!("remove {}: {e}", dir.display()))),
+        let dir = self.job_dir(name);
+        if let Ok(job_id) = tokio::fs::read_to_string(dir.join(GIVEN_JOB_FILE)).await
+            && Self::dir_given(&self.job_dir(job_id.trim())).as_deref() == Some(name)
+        {
+            remove_entry(&self.job_dir(job_id.trim())).await?;
         }
+        remove_entry(&dir).await
     }
 
     fn job_dir(&self, name: &str) -> PathBuf {
@@ -252,6 +281,19 @@ impl ProcessBackend {
         (started.to_string() == start && state != 'Z').then(|| Pid::from_raw(pid))
     }
 
+    /// The name of the directory of the executor given the job whose entry in the jobs
+    /// directory is `entry`, if it has one: the entry itself (a cold executor's), or the
+    /// pooled executor's directory it links to.
+    fn dir_given(entry: &Path) -> Option<String> {
+        let name = entry.file_name()?.to_str()?;
+        if !std::fs::symlink_metadata(entry).ok()?.is_symlink() {
+            return Some(name.to_owned());
+        }
+        let target = std::fs::read_link(entry).ok()?;
+        let target = target.to_str()?;
+        (target.starts_with(WARM_PREFIX) && !target.contains('/')).then(|| target.to_owned())
+    }
+
     /// The name of the executor's directory (the job id, or a pooled executor's own name).
     fn dir_of(handle: &ExecutorHandle) -> Option<&str> {
         handle
@@ -269,19 +311,21 @@ impl Backend for ProcessBackend {
     }
 
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
+        let job_id = job.id.to_string();
+        if let Some(found) = self.find(job).await? {
+            if self.live_pid(&found).is_some() {
+                // Given the job already, by a middleware that did not record it: adopted.
+                return Ok(found);
+            }
+            // Left by an earlier attempt whose executor is gone: start clean.
+            self.remove_dir_of(&found).await?;
+            remove_entry(&self.job_dir(&job_id)).await?;
+        }
         let body = serde_json::to_vec(job).map_err(|e| error(e.to_string()))?;
-        if let Some(handle) = self.launch_warm(&body).await {
+        if let Some(handle) = self.launch_warm(&job_id, &body).await {
             // The pool refills when a job ends (see `cleanup`), not now: a new executor's start
             // would take CPU from this job's.
             return Ok(handle);
-        }
-        let job_id = job.id.to_string();
-        let dir = self.job_dir(&job_id);
-        if dir.exists() {
-            // Left by an earlier attempt whose executor is gone (the caller checked): start clean.
-            tokio::fs::remove_dir_all(&dir)
-                .await
-                .map_err(|e| error(format!("{}: {e}", dir.display())))?;
         }
         let dir = self.make_dir(&job_id)?;
         let job_file = dir.join(JOB_FILE);
@@ -297,6 +341,25 @@ impl Backend for ProcessBackend {
             .insert(handle.id.clone(), child);
         self.prestart();
         Ok(handle)
+    }
+
+    /// The executor in the job's own directory (started cold), or in the pooled executor's
+    /// directory the job's name links to; its handle names process 0 when it has ended.
+    async fn find(&self, job: &JobMessage) -> Result<Option<ExecutorHandle>, BackendError> {
+        let Some(dir_name) = Self::dir_given(&self.job_dir(&job.id.to_string())) else {
+            return Ok(None);
+        };
+        let dir = self.job_dir(&dir_name);
+        let (pid, started) = executors_on_host()
+            .into_iter()
+            .find(|(_, executor_dir)| *executor_dir == dir)
+            .and_then(|(pid, _)| Some((pid, process_state(pid)?.1)))
+            .unwrap_or((0, 0));
+        Ok(Some(ExecutorHandle {
+            backend: NAME.into(),
+            node: self.node.clone(),
+            id: format!("{pid}:{started}:{dir_name}"),
+        }))
     }
 
     async fn is_alive(&self, handle: &ExecutorHandle) -> Result<bool, BackendError> {
@@ -398,6 +461,20 @@ fn error(message: String) -> BackendError {
     }
 }
 
+/// Removes a directory with its contents, or a link (gone already is fine).
+async fn remove_entry(path: &Path) -> Result<(), BackendError> {
+    let removed = match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(path).await,
+        Ok(_) => tokio::fs::remove_file(path).await,
+        Err(e) => Err(e),
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(error(format!("remove {}: {e}", path.display()))),
+    }
+}
+
 fn restrict_to_owner(dir: &Path) -> Result<(), BackendError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -417,24 +494,29 @@ fn process_state(pid: i32) -> Option<(char, u64)> {
 
 /// The `--job-dir` of every live `cola executor` process on this host.
 fn executor_dirs_in_use() -> std::collections::HashSet<PathBuf> {
+    executors_on_host()
+        .into_iter()
+        .map(|(_, dir)| dir)
+        .collect()
+}
+
+/// Every `cola executor` process on this host, with its `--job-dir`.
+fn executors_on_host() -> Vec<(i32, PathBuf)> {
     let Ok(processes) = std::fs::read_dir("/proc") else {
-        return Default::default();
+        return Vec::new();
     };
     processes
         .flatten()
-        .filter(|p| {
-            p.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
-        .filter_map(|cmdline| {
+        .filter_map(|p| p.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)))
+        .filter_map(|(pid, cmdline)| {
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
             let flag = args.iter().position(|a| *a == b"--job-dir")?;
             let dir = args.get(flag + 1)?;
-            args.contains(&&b"executor"[..])
-                .then(|| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
+            args.contains(&&b"executor"[..]).then(|| {
+                let dir = PathBuf::from(String::from_utf8_lossy(dir).into_owned());
+                (pid, dir)
+            })
         })
         .collect()
 }

@@ -1182,7 +1182,8 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
         compile_output: String::new(),
         output_object: None,
     };
-    let reported = report_outcome(&mine, &job.user, &job.id, report, Some(b"PK-zip"))
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let reported = report_outcome(&mine, &job.user, &job.id, report, Some(b"PK-zip"), until)
         .await
         .unwrap();
     assert!(matches!(reported, Reported::Recorded(_)), "{reported:?}");

@@ -21,6 +21,12 @@ pub struct TestNats {
 impl TestNats {
     /// Starts a server and creates the stream and buckets.
     pub async fn start() -> Self {
+        Self::start_with(&TopologyConfig::default()).await
+    }
+
+    /// Starts a server and creates the stream and buckets as `config` says (e.g. an object
+    /// store of a few bytes, full at the first zip).
+    pub async fn start_with(config: &TopologyConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = LocalServer::spawn(&nats_server_binary(), &dir.path().join("nats"), 0)
             .await
@@ -29,7 +35,7 @@ impl TestNats {
             .await
             .expect("connect to nats-server");
         let js = async_nats::jetstream::new(client.clone());
-        let topology = Topology::ensure(&js, &TopologyConfig::default())
+        let topology = Topology::ensure(&js, config)
             .await
             .expect("create topology");
         Self {
@@ -245,17 +251,7 @@ mod tests {
     async fn job_records_change_only_by_compare_and_set_and_terminal_is_final() {
         let nats = TestNats::start().await;
         let jobs = &nats.topology.jobs;
-        let msg = JobMessage {
-            id: JobId::new(),
-            user: UserId::parse("alice").unwrap(),
-            language: Language::parse("c").unwrap(),
-            args: vec![],
-            limits: languages()[0].default_limits,
-            created_at: chrono_now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
-        };
+        let msg = message("c");
         let key = names::job_key(&msg.user, &msg.id);
         let record = JobRecord::queued(&msg, vec![], 0);
         let rev = jobs.create(&key, &record).await.unwrap();
@@ -319,15 +315,8 @@ mod tests {
         let nats = TestNats::start().await;
         let jobs = &nats.topology.jobs;
         let msg = JobMessage {
-            id: JobId::new(),
-            user: UserId::parse("alice").unwrap(),
-            language: Language::parse("numeric").unwrap(),
-            args: vec![],
-            limits: languages()[0].default_limits,
-            created_at: chrono_now(),
-            inputs: None,
-            input_object: None,
             problem: Some(serde_json::json!({"method": "bisection"})),
+            ..message("numeric")
         };
         let key = names::job_key(&msg.user, &msg.id);
         let record = JobRecord::queued(&msg, vec![], 0);
@@ -400,6 +389,137 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(read, b"again");
+    }
+
+    /// A message of alice's for a job in `language`, with the first language's default limits.
+    fn message(language: &str) -> JobMessage {
+        JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse(language).unwrap(),
+            args: vec![],
+            limits: languages()[0].default_limits,
+            created_at: chrono_now(),
+            inputs: None,
+            input_object: None,
+            problem: None,
+        }
+    }
+
+    /// A C job's message and its record, `running` as the middleware leaves it for an executor.
+    async fn running_job(nats: &TestNats) -> (JobMessage, String) {
+        let msg = message("c");
+        let key = names::job_key(&msg.user, &msg.id);
+        let mut record = JobRecord::queued(&msg, vec![], 0);
+        record.status = Status::Running;
+        nats.topology.jobs.create(&key, &record).await.unwrap();
+        (msg, key)
+    }
+
+    fn succeeded() -> cola_wire::RunReport {
+        cola_wire::RunReport {
+            status: Status::Succeeded,
+            reason: None,
+            exit_code: Some(0),
+            signal: None,
+            timings_ms: Default::default(),
+            limits: languages()[0].default_limits,
+            message: None,
+            stdout: "hello\n".into(),
+            stderr: String::new(),
+            compile_output: String::new(),
+            output_object: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_reported_while_nats_is_down_is_stored_once_it_is_back() {
+        use cola_wire::nats::{Reported, report_outcome};
+        use tokio::io::AsyncReadExt as _;
+        let mut nats = TestNats::start().await;
+        let (job, key) = running_job(&nats).await;
+        // A client of its own, as an executor has, reconnecting by itself.
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let topology = Topology::open_buckets(&async_nats::jetstream::new(client))
+            .await
+            .unwrap();
+        let zip = b"PK the output zip".repeat(1000);
+
+        // Down for longer than one attempt's acknowledgement may take (5 s).
+        nats.server.stop().await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        let reporting = tokio::spawn({
+            let (user, id, zip) = (job.user.clone(), job.id, zip.clone());
+            async move { report_outcome(&topology, &user, &id, succeeded(), Some(&zip), until).await }
+        });
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert!(!reporting.is_finished(), "{:?}", reporting.await);
+        nats.server.start_again().await.unwrap();
+        let reported = tokio::time::timeout(Duration::from_secs(30), reporting)
+            .await
+            .expect("the report ends once NATS is back")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(reported, Reported::Recorded(_)), "{reported:?}");
+
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let topology = Topology::open_buckets(&async_nats::jetstream::new(client))
+            .await
+            .unwrap();
+        let (record, _) = topology.jobs.get(&key).await.unwrap().unwrap();
+        assert_eq!(record.status, Status::Succeeded);
+        let name = record.output_object.expect("the record names its zip");
+        let mut stored = Vec::new();
+        topology
+            .outputs
+            .get(&name)
+            .await
+            .unwrap()
+            .read_to_end(&mut stored)
+            .await
+            .unwrap();
+        assert_eq!(stored, zip);
+    }
+
+    #[tokio::test]
+    async fn a_full_object_store_refuses_a_zip_at_once_and_is_not_retried() {
+        use cola_wire::nats::{put_new_object, report_outcome};
+        let nats = TestNats::start_with(&TopologyConfig {
+            outputs_max_bytes: 1024,
+            ..TopologyConfig::default()
+        })
+        .await;
+        let (job, key) = running_job(&nats).await;
+        let zip = vec![7u8; 4096];
+        let refused = put_new_object(&nats.topology.js, names::OUTPUTS_BUCKET, "alice/x", &zip)
+            .await
+            .unwrap_err();
+        assert!(refused.is_refused(), "{refused:?}");
+
+        let started = Instant::now();
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        let refused = report_outcome(
+            &nats.topology,
+            &job.user,
+            &job.id,
+            succeeded(),
+            Some(&zip),
+            until,
+        )
+        .await
+        .unwrap_err();
+        assert!(refused.is_refused(), "{refused:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let (record, _) = nats.topology.jobs.get(&key).await.unwrap().unwrap();
+        assert_eq!(
+            record.status,
+            Status::Running,
+            "the caller decides how it ends"
+        );
     }
 
     fn chrono_now() -> cola_wire::job::Timestamp {

@@ -1,5 +1,7 @@
 //! The job: the message that asks for it, the record that tracks it, the report that ends it.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -113,6 +115,20 @@ pub struct JobMessage {
     /// validated by the gateway; such a job has no inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Value>,
+}
+
+/// Time a job gets on top of its compile and run limits for preparing, zipping and uploading.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(20);
+
+impl JobMessage {
+    /// The longest the job may take from launch to report: the middleware stops it then, and
+    /// its executor's retries of the upload end before.
+    pub fn deadline(&self) -> Duration {
+        let compile = crate::language(&self.language)
+            .filter(|l| l.compile.is_some())
+            .map_or(0, |l| l.compile_limits.wall_time_ms);
+        Duration::from_millis(compile + self.limits.wall_time_ms) + DEADLINE_SLACK
+    }
 }
 
 /// A file of the job as the record summarises it.

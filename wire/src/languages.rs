@@ -215,6 +215,8 @@ pub fn language(name: &Language) -> Option<&'static LanguageDef> {
 pub enum FileNameError {
     #[error("file name must be 1 to 100 characters from A-Z a-z 0-9 . _ - (no directories)")]
     Unsafe,
+    #[error("file name must not start with '-' (a compiler would take it for an option)")]
+    LeadingDash,
     #[error("files of this language must end in one of: {0}")]
     Extension(String),
 }
@@ -231,8 +233,11 @@ impl LanguageDef {
     }
 
     /// Checks a job file name: a plain name (no path, no `..`, no hidden file) with an allowed
-    /// extension.
+    /// extension, not starting with `-` (names reach compiler command lines as `{sources}`).
     pub fn check_file_name(&self, name: &str) -> Result<(), FileNameError> {
+        if name.starts_with('-') {
+            return Err(FileNameError::LeadingDash);
+        }
         let plain = !name.is_empty()
             && name.len() <= 100
             && !name.starts_with('.')
@@ -318,6 +323,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // Compilers take such names for options (`gcc ... -o.c` writes the binary to `.c`).
+        let go = language(&Language::parse("go").unwrap()).unwrap();
+        for (lang, bad) in [(c, "-o.c"), (c, "-E.c"), (c, "--help.h"), (go, "-n.go")] {
+            assert_eq!(
+                lang.check_file_name(bad),
+                Err(FileNameError::LeadingDash),
+                "{bad:?}"
+            );
+        }
+        assert!(c.check_file_name("a-o.c").is_ok());
         assert!(matches!(
             c.check_file_name("main.py"),
             Err(FileNameError::Extension(_))

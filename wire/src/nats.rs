@@ -47,6 +47,74 @@ impl NatsError {
             source: source.into(),
         }
     }
+
+    /// Whether the server answered with a refusal (a store full, a message too large, a
+    /// record that does not decode): the same request would be refused again. Anything else
+    /// (a timeout, a lost connection, a server starting or not yet ready) may pass if retried.
+    pub fn is_refused(&self) -> bool {
+        match self {
+            Self::Nats { source, .. } => {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+                while let Some(error) = cause {
+                    if let Some(api) = error.downcast_ref::<jetstream::Error>() {
+                        return !JETSTREAM_STARTING.contains(&api.error_code());
+                    }
+                    if let Some(publish) = error.downcast_ref::<jetstream::context::PublishError>()
+                        && publish.kind()
+                            == jetstream::context::PublishErrorKind::MaxPayloadExceeded
+                    {
+                        return true;
+                    }
+                    cause = error.source();
+                }
+                false
+            }
+            Self::Corrupt { .. } => true,
+            Self::Spawn(_) => false,
+        }
+    }
+}
+
+/// What a server answers while its JetStream is not (yet) ready: worth another try.
+const JETSTREAM_STARTING: [jetstream::ErrorCode; 3] = [
+    jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
+    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+];
+
+/// The first pause of [`retry_until`]; each later one doubles, up to [`RETRY_MAX_PAUSE`].
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause of [`retry_until`] (a client reconnects within 4 s).
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Runs `attempt` until it succeeds or the server refuses it ([`NatsError::is_refused`]),
+/// pausing between attempts with a backoff (100 ms, doubling, at most 2 s), as long as another
+/// attempt can start before `until`; then the last error. The first attempt always runs, and
+/// each ends at NATS's own timeouts, so this returns at most one attempt's time after `until`.
+///
+/// For steps that are safe to repeat: a compare-and-set transition, a put of a whole object.
+pub async fn retry_until<T, F>(
+    until: tokio::time::Instant,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, NatsError>
+where
+    F: Future<Output = Result<T, NatsError>>,
+{
+    let mut pause = RETRY_FIRST_PAUSE;
+    loop {
+        let error = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error) => error,
+        };
+        let next = tokio::time::Instant::now() + pause;
+        if error.is_refused() || next >= until {
+            return Err(error);
+        }
+        tracing::warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "{what} failed; retrying");
+        tokio::time::sleep_until(next).await;
+        pause = (pause * 2).min(RETRY_MAX_PAUSE);
+    }
 }
 
 /// How the stream and buckets are created: retention and size limits, replicas.
@@ -414,33 +482,43 @@ pub enum Reported {
 /// compare-and-set if it is still running. A record that ended meanwhile stays as it is, and
 /// the zip just stored is removed again, unless the record names it.
 ///
+/// Both steps are retried with a backoff ([`retry_until`]) while NATS does not answer (a
+/// restart, a lost connection), as long as another attempt can start before `until`, the
+/// end of the job's time: a run that completed is not lost to a short outage. A refusal (the
+/// object store full) is not retried: the error comes back at once.
+///
 /// The zip is stored in one round trip ([`put_new_object`]). An outcome reported twice (a
-/// backend's outcome read again after a middleware restart) stores a second version whose
-/// metadata replaces the first; the first version's chunks stay until the bucket's retention
-/// removes them.
+/// backend's outcome read again after a middleware restart), or an attempt whose
+/// acknowledgement was lost, stores a second version whose metadata replaces the first; the
+/// first version's chunks stay until the bucket's retention removes them.
 pub async fn report_outcome(
     topology: &Topology,
     user: &UserId,
     id: &JobId,
     mut report: RunReport,
     zip: Option<&[u8]>,
+    until: tokio::time::Instant,
 ) -> Result<Reported, NatsError> {
     let key = names::job_key(user, id);
     report.output_object = None;
     if let Some(zip) = zip {
         let name = names::output_object(user, id);
-        put_new_object(&topology.js, names::OUTPUTS_BUCKET, &name, zip).await?;
+        retry_until(until, "storing the output zip", || {
+            put_new_object(&topology.js, names::OUTPUTS_BUCKET, &name, zip)
+        })
+        .await?;
         report.output_object = Some(name);
     }
-    let transition = topology
-        .jobs
-        .transition(&key, |r| {
+    let reported = &report;
+    let transition = retry_until(until, "ending the job record", || {
+        topology.jobs.transition(&key, |r| {
             r.status == Status::Running && {
-                r.apply_report(&report, crate::job::now());
+                r.apply_report(reported, crate::job::now());
                 true
             }
         })
-        .await?;
+    })
+    .await?;
     let record = match transition {
         Transition::Changed(..) => return Ok(Reported::Recorded(report)),
         Transition::Unchanged(record, _) => record,
@@ -514,13 +592,19 @@ impl LocalServer {
     /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port and store.
     pub async fn restart(&mut self) -> Result<(), NatsError> {
         self.stop().await;
-        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
-        Ok(())
+        self.start_again().await
     }
 
-    /// Kills the server and waits for it to exit.
+    /// Kills the server (SIGKILL) and waits for it to exit; [`start_again`](Self::start_again)
+    /// brings it back.
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Starts the server again on the same port and store after [`stop`](Self::stop).
+    pub async fn start_again(&mut self) -> Result<(), NatsError> {
+        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, bail};
+use async_nats::jetstream::kv;
 use cola_wire::{
     UserId,
     nats::{LocalServer, Topology},
@@ -50,7 +51,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     if args.dev {
-        write_dev_token(&topology, &data_dir).await?;
+        write_dev_token(&topology.tokens, &data_dir).await?;
     }
 
     let shutdown = shutdown_on_signal();
@@ -136,10 +137,33 @@ fn local_port(url: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-async fn write_dev_token(topology: &Topology, data_dir: &Path) -> anyhow::Result<()> {
+/// What the tokens of `cola up --dev` are called.
+const DEV_TOKEN_NAME: &str = "cola up --dev";
+
+/// Makes sure `<data-dir>/dev-token` holds a working API token of the user `dev`: the token
+/// already there if it still works, else a new one. Restarts never pile tokens up (a user has
+/// at most [`MAX_TOKENS_PER_USER`](cola_gateway::tokens::MAX_TOKENS_PER_USER)): the replaced
+/// token is revoked, and if `dev` has no room left (a data dir from before tokens were
+/// reused), its oldest `cola up --dev` tokens are revoked to make some.
+async fn write_dev_token(tokens: &kv::Store, data_dir: &Path) -> anyhow::Result<()> {
     let user = UserId::parse("dev").expect("a valid user id");
-    let token = cola_gateway::tokens::issue(&topology.tokens, &user, "cola up --dev").await?;
     let path = data_dir.join("dev-token");
+    let old = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| t.trim().to_owned());
+    if let Some(old) = &old {
+        let owner = cola_gateway::tokens::lookup(tokens, old).await?;
+        if owner.is_some_and(|record| record.user == user) {
+            eprintln!(
+                "dev mode: user `dev`, API token in {} (kept from the last start)",
+                path.display()
+            );
+            return Ok(());
+        }
+        cola_gateway::tokens::revoke(tokens, old).await?;
+    }
+    make_room_for_a_dev_token(tokens, &user).await?;
+    let token = cola_gateway::tokens::issue(tokens, &user, DEV_TOKEN_NAME).await?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -155,6 +179,21 @@ async fn write_dev_token(topology: &Topology, data_dir: &Path) -> anyhow::Result
     Ok(())
 }
 
+/// Revokes `user`'s oldest `cola up --dev` tokens while the user has no room for one more.
+async fn make_room_for_a_dev_token(tokens: &kv::Store, user: &UserId) -> anyhow::Result<()> {
+    use cola_gateway::tokens::{self, MAX_TOKENS_PER_USER};
+    let listed = tokens::list(tokens, user).await?;
+    let excess = (listed.len() + 1).saturating_sub(MAX_TOKENS_PER_USER);
+    let oldest_dev = listed
+        .iter()
+        .filter(|t| t.name == DEV_TOKEN_NAME)
+        .take(excess);
+    for token in oldest_dev {
+        tokens::revoke_by_id(tokens, user, &token.id).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +204,63 @@ mod tests {
         assert_eq!(local_port("nats://localhost:5000"), Some(5000));
         assert_eq!(local_port("nats://nats.example:4222"), None);
         assert_eq!(local_port("nats://127.0.0.1:x"), None);
+    }
+
+    #[tokio::test]
+    async fn restarts_in_dev_mode_reuse_or_replace_the_dev_token() {
+        use cola_gateway::tokens::{self, MAX_TOKENS_PER_USER};
+        let nats = cola_testkit::TestNats::start().await;
+        let store = &nats.topology.tokens;
+        let dev = UserId::parse("dev").unwrap();
+        let data_dir = tempfile::tempdir().unwrap();
+        let file = data_dir.path().join("dev-token");
+        let token_in_file = || std::fs::read_to_string(&file).unwrap().trim().to_owned();
+        let works = async |token: &str| {
+            tokens::lookup(store, token)
+                .await
+                .unwrap()
+                .is_some_and(|r| r.user == dev)
+        };
+
+        // More starts than a user may have tokens: the first token is kept throughout.
+        write_dev_token(store, data_dir.path()).await.unwrap();
+        let first = token_in_file();
+        for _ in 0..MAX_TOKENS_PER_USER + 5 {
+            write_dev_token(store, data_dir.path()).await.unwrap();
+        }
+        assert_eq!(token_in_file(), first);
+        assert!(works(&first).await);
+        assert_eq!(tokens::list(store, &dev).await.unwrap().len(), 1);
+
+        // Revoked (on the tokens page, say): the next start writes a new one.
+        tokens::revoke(store, &first).await.unwrap();
+        write_dev_token(store, data_dir.path()).await.unwrap();
+        let second = token_in_file();
+        assert_ne!(second, first);
+        assert!(works(&second).await);
+        assert_eq!(tokens::list(store, &dev).await.unwrap().len(), 1);
+
+        // A garbled file: its token cannot be known, so a new one is added beside it.
+        std::fs::write(&file, "not a token\n").unwrap();
+        write_dev_token(store, data_dir.path()).await.unwrap();
+        let third = token_in_file();
+        assert!(works(&third).await);
+        assert_eq!(tokens::list(store, &dev).await.unwrap().len(), 2);
+
+        // A data dir whose dev user has every token it may have (every start issued one):
+        // the oldest is revoked to make room, and the start goes on.
+        let mut issued = Vec::new();
+        while tokens::list(store, &dev).await.unwrap().len() < MAX_TOKENS_PER_USER {
+            issued.push(tokens::issue(store, &dev, DEV_TOKEN_NAME).await.unwrap());
+        }
+        std::fs::remove_file(&file).unwrap();
+        write_dev_token(store, data_dir.path()).await.unwrap();
+        assert!(works(&token_in_file()).await);
+        assert_eq!(
+            tokens::list(store, &dev).await.unwrap().len(),
+            MAX_TOKENS_PER_USER
+        );
+        assert!(!works(&second).await, "the oldest dev token was revoked");
+        assert!(works(&third).await && works(issued.last().unwrap()).await);
     }
 }

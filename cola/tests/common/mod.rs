@@ -12,7 +12,10 @@ use std::{
 };
 
 use cola_testkit::TestNats;
-use cola_wire::{UserId, nats::JobStore};
+use cola_wire::{
+    JobRecord, UserId,
+    nats::{JobStore, TopologyConfig},
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +49,14 @@ impl Stack {
         stack
     }
 
+    /// NATS with its stream and buckets made as `topology` says, the gateway and one
+    /// middleware.
+    pub async fn start_with_topology(topology: &TopologyConfig) -> Self {
+        let mut stack = Self::with_nats(TestNats::start_with(topology).await, |_| {}).await;
+        stack.start_middleware();
+        stack
+    }
+
     /// NATS and the gateway only: jobs stay queued until a middleware starts.
     pub async fn without_middleware() -> Self {
         Self::without_middleware_with(|_| {}).await
@@ -54,7 +65,14 @@ impl Stack {
     async fn without_middleware_with(
         configure: impl FnOnce(&mut cola_gateway::GatewayConfig),
     ) -> Self {
-        let nats = TestNats::start().await;
+        Self::with_nats(TestNats::start().await, configure).await
+    }
+
+    /// The gateway, configured further by `configure`, on `nats`.
+    async fn with_nats(
+        nats: TestNats,
+        configure: impl FnOnce(&mut cola_gateway::GatewayConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -130,6 +148,27 @@ impl Stack {
 
     pub fn jobs(&self) -> &JobStore {
         &self.nats.topology.jobs
+    }
+
+    /// The record of the job `id` of `user`.
+    pub async fn record(&self, user: &str, id: &str) -> JobRecord {
+        let key = format!("{user}.{id}");
+        let found = self.jobs().get(&key).await.unwrap();
+        found.unwrap_or_else(|| panic!("no record {key}")).0
+    }
+
+    /// Waits until the job `id` of `user` has its executor recorded (it has been launched).
+    pub async fn executor_recorded(&self, user: &str, id: &str) {
+        for _ in 0..300 {
+            if self.record(user, id).await.executor.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {id} has no executor within 15 s\n{}",
+            self.middleware_log()
+        );
     }
 
     /// An API token for `user`.

@@ -213,6 +213,19 @@ async fn every_bad_submission_is_refused_with_its_field_and_nothing_is_queued() 
             json!({"language": "c", "files": [file("main.c", "x"), file("run.sh", "x")]}),
             "files[1].name",
         ),
+        // Compilers would take these for options (`gcc -o main main.c -o.c`).
+        (
+            json!({"language": "c", "files": [file("main.c", "x"), file("-o.c", "x")]}),
+            "files[1].name",
+        ),
+        (
+            json!({"language": "c", "files": [file("main.c", "x"), file("-E.c", "x")]}),
+            "files[1].name",
+        ),
+        (
+            json!({"language": "go", "files": [file("main.go", "x"), file("-n.go", "x")]}),
+            "files[1].name",
+        ),
         (
             json!({"language": "c", "files": [file("helper.c", "x")]}),
             "files",
