@@ -101,6 +101,10 @@ pub struct MiddlewareFlags {
     /// Jobs run at once by this middleware (default: the number of cores).
     #[arg(long, env = "COLA_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Jobs this middleware takes ahead of its free slots, to pick fairly between users which
+    /// starts next.
+    #[arg(long, env = "COLA_LOOKAHEAD", default_value_t = 1000)]
+    pub lookahead: usize,
     /// On shutdown, seconds running jobs may go on before they are left to another replica.
     #[arg(long, env = "COLA_GRACE_SECONDS", default_value_t = 30)]
     pub grace_seconds: u64,

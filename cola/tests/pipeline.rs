@@ -87,6 +87,37 @@ async fn the_api_says_how_jobs_are_isolated_and_shared_memory_is_held_to_the_lim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_job_starts_soon_however_many_another_user_queued_first() {
+    let stack = Stack::start().await;
+    let (ada, bob) = (stack.token("ada").await, stack.token("bob").await);
+    // 30 jobs of a second each on 2 slots: 15 s of work queued before bob's.
+    let slow = job("javascript", "setTimeout(() => {}, 1000);\n");
+    let mut adas = Vec::new();
+    for _ in 0..30 {
+        let (status, view) = stack.submit(&ada, slow.clone(), 0).await;
+        assert_eq!(status, 201, "{view}");
+        adas.push(view["id"].as_str().unwrap().to_owned());
+    }
+    let (status, bobs) = stack
+        .submit(&bob, job("javascript", "console.log('hi');\n"), 30)
+        .await;
+    assert_eq!((status, &bobs["status"]), (201, &json!("succeeded")), "{bobs}");
+    let queued_ms = bobs["timings_ms"]["queue"].as_u64().unwrap();
+    assert!(queued_ms < 3_000, "bob's job waited {queued_ms} ms");
+    // ada's jobs still start in the order she submitted them.
+    let mut started = Vec::new();
+    for id in &adas {
+        let view = stack.wait_terminal(&ada, id, Duration::from_secs(60)).await;
+        assert_eq!(view["status"], "succeeded", "{view}");
+        let at = view["started_at"].as_str().unwrap();
+        started.push(chrono::DateTime::parse_from_rfc3339(at).unwrap());
+    }
+    let mut sorted = started.clone();
+    sorted.sort();
+    assert_eq!(started, sorted, "ada's jobs started out of order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_can_be_cancelled() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;

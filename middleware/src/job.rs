@@ -48,33 +48,43 @@ pub(crate) enum Disposition {
     Leave,
 }
 
-/// Handles one delivered message to the end.
-pub async fn handle(ctx: Arc<Context>, msg: Message) {
-    let disposition = match serde_json::from_slice::<JobMessage>(&msg.payload) {
+/// Handles one delivered message, decoded as `job`, to the end.
+pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage) {
+    let key = names::job_key(&job.user, &job.id);
+    let span =
+        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
+    let driven = if crate::numeric::is_builtin(&job) {
+        crate::numeric::drive(&ctx, &msg, &job, &key)
+            .instrument(span)
+            .await
+    } else {
+        drive(&ctx, &msg, &job, &key).instrument(span).await
+    };
+    let disposition = match driven {
+        Ok(d) => d,
         Err(e) => {
-            tracing::error!(subject = %msg.subject, error = %e, "undecodable job message; terminating it");
-            Disposition::Terminate
-        }
-        Ok(job) => {
-            let key = names::job_key(&job.user, &job.id);
-            let span = tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
-            let driven = if crate::numeric::is_builtin(&job) {
-                crate::numeric::drive(&ctx, &msg, &job, &key)
-                    .instrument(span)
-                    .await
-            } else {
-                drive(&ctx, &msg, &job, &key).instrument(span).await
-            };
-            match driven {
-                Ok(d) => d,
-                Err(e) => {
-                    // NATS trouble: leave the message; it comes back after the ack wait.
-                    tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
-                    Disposition::Leave
-                }
-            }
+            // NATS trouble: leave the message; it comes back after the ack wait.
+            tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
+            Disposition::Leave
         }
     };
+    settle(&msg, disposition).await;
+}
+
+/// A message that is not a job message: it can never run, so it is never delivered again.
+pub async fn terminate_undecodable(msg: Message, error: serde_json::Error) {
+    tracing::error!(subject = %msg.subject, %error, "undecodable job message; terminating it");
+    settle(&msg, Disposition::Terminate).await;
+}
+
+/// A message whose job was not started because the middleware is stopping: back to the
+/// stream at once, for another replica.
+pub async fn give_back(msg: Message) {
+    settle(&msg, Disposition::Leave).await;
+}
+
+/// Tells the stream what became of `msg`.
+async fn settle(msg: &Message, disposition: Disposition) {
     let acked = match disposition {
         Disposition::Ack => msg.double_ack().await,
         Disposition::AckNoWait => msg.ack().await,

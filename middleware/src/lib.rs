@@ -13,12 +13,13 @@ mod job;
 pub mod kube;
 pub mod numeric;
 pub mod process;
+pub mod scheduler;
 
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::pull};
 use cola_wire::{
-    names,
+    JobMessage, names,
     nats::{NatsError, Topology, TopologyConfig},
 };
 use futures::StreamExt;
@@ -26,10 +27,13 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use backend::{Backend, BackendError, ExecutorExit};
+use scheduler::{FairQueue, Held, Kind};
 pub use error::MiddlewareError;
 
 /// How long one pull request waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// The most messages one pull request asks for.
+const MAX_PULL_BATCH: usize = 256;
 
 /// The middleware's settings.
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub struct MiddlewareConfig {
     pub nats_url: String,
     /// Jobs run at once by this replica.
     pub concurrency: usize,
+    /// Jobs this replica takes from the stream ahead of its free slots, to choose fairly
+    /// between users which starts next (see [`scheduler`]).
+    pub lookahead: usize,
     /// On shutdown, how long running jobs may go on before they are left to redelivery.
     pub grace: Duration,
     /// How long the consumer waits for an ack before redelivering a job whose middleware went
@@ -51,6 +58,11 @@ impl MiddlewareConfig {
         if self.concurrency == 0 || self.concurrency > 10_000 {
             return Err(MiddlewareError::Config(
                 "concurrency must be between 1 and 10000".into(),
+            ));
+        }
+        if self.lookahead == 0 || self.lookahead > 50_000 {
+            return Err(MiddlewareError::Config(
+                "lookahead must be between 1 and 50000".into(),
             ));
         }
         if self.ack_wait < Duration::from_secs(1) || self.ack_wait > Duration::from_secs(3600) {
@@ -112,30 +124,69 @@ pub async fn run_with_probes(
         watcher_stop.clone(),
     ));
 
+    let queue = Arc::new(FairQueue::default());
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let dispatchers = [Kind::Program, Kind::Numeric].map(|kind| {
+        tokio::spawn(dispatch(
+            kind,
+            queue.clone(),
+            slots.clone(),
+            ctx.clone(),
+            tasks.clone(),
+        ))
+    });
+    let keeper = tokio::spawn(keep_held_alive(
+        queue.clone(),
+        ctx.progress_every,
+        watcher_stop.clone(),
+    ));
     tracing::info!(
         concurrency = config.concurrency,
+        lookahead = config.lookahead,
         backend = ctx.backend.name(),
         "middleware pulling jobs"
     );
     probes.set_pulling(true);
-    'pull: while !shutdown.is_cancelled() {
-        // Ask for as many messages as there are free slots, so no message waits in this
-        // process while another replica could run it.
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let mut permits = vec![first];
-        while permits.len() < 64 {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
+    pull(&consumer, &queue, config.lookahead, &tasks, &shutdown).await;
+    probes.set_pulling(false);
+    tracing::info!(
+        grace_s = config.grace.as_secs(),
+        "middleware stopping: draining running jobs"
+    );
+    // Jobs not started yet go back to the stream at once, for another replica.
+    for held in queue.close() {
+        tasks.spawn(job::give_back(held.msg));
+    }
+    for dispatcher in dispatchers {
+        dispatcher.await.ok();
+    }
+    tasks.close();
+    // Running jobs watch `shutdown` themselves and leave after the grace period.
+    tasks.wait().await;
+    watcher_stop.cancel();
+    watcher.await.ok();
+    keeper.await.ok();
+    Ok(())
+}
+
+/// Takes messages from the stream into `queue` while it holds fewer than `lookahead`, until
+/// `shutdown`. A message that is not a job message is terminated at once.
+async fn pull(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    queue: &FairQueue,
+    lookahead: usize,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            () = queue.wait_for_room(lookahead) => {}
         }
+        let room = lookahead.saturating_sub(queue.held()).clamp(1, MAX_PULL_BATCH);
         let batch = consumer
             .fetch()
-            .max_messages(permits.len())
+            .max_messages(room)
             .expires(PULL_EXPIRES)
             .messages()
             .await;
@@ -143,30 +194,22 @@ pub async fn run_with_probes(
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "pull failed; retrying");
-                pause(&shutdown).await;
+                pause(shutdown).await;
                 continue;
             }
         };
         loop {
             let next = tokio::select! {
-                _ = shutdown.cancelled() => break 'pull,
+                _ = shutdown.cancelled() => return,
                 next = batch.next() => next,
             };
             match next {
-                Some(Ok(msg)) => {
-                    let mut permit = permits
-                        .pop()
-                        .expect("the batch holds at most one message per permit");
-                    if numeric::is_builtin_subject(&msg.subject) {
-                        // Built-in (numeric) jobs run in-process under their own bound.
-                        permit = ctx.numeric.slot().await;
+                Some(Ok(msg)) => match serde_json::from_slice::<JobMessage>(&msg.payload) {
+                    Ok(job) => queue.hold(Held { msg, job }),
+                    Err(e) => {
+                        tasks.spawn(job::terminate_undecodable(msg, e));
                     }
-                    let ctx = ctx.clone();
-                    tasks.spawn(async move {
-                        job::handle(ctx, msg).await;
-                        drop(permit);
-                    });
-                }
+                },
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "pull batch ended with an error");
                     break;
@@ -175,17 +218,49 @@ pub async fn run_with_probes(
             }
         }
     }
-    probes.set_pulling(false);
-    tracing::info!(
-        grace_s = config.grace.as_secs(),
-        "middleware stopping: draining running jobs"
-    );
-    tasks.close();
-    // Running jobs watch `shutdown` themselves and leave after the grace period.
-    tasks.wait().await;
-    watcher_stop.cancel();
-    watcher.await.ok();
-    Ok(())
+}
+
+/// Starts the jobs of `kind` that `queue` hands out, each once it has a slot: one of `slots`
+/// for a program, a numeric slot for a numeric problem. Ends when the queue is closed.
+async fn dispatch(
+    kind: Kind,
+    queue: Arc<FairQueue>,
+    slots: Arc<Semaphore>,
+    ctx: Arc<job::Context>,
+    tasks: TaskTracker,
+) {
+    loop {
+        let permit = match kind {
+            Kind::Program => slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+            Kind::Numeric => ctx.numeric.slot().await,
+        };
+        let Some(held) = queue.next(kind).await else {
+            return;
+        };
+        let (ctx, queue) = (ctx.clone(), queue.clone());
+        tasks.spawn(async move {
+            let user = held.job.user.clone();
+            job::handle(ctx, held.msg, held.job).await;
+            queue.finished(kind, &user);
+            drop(permit);
+        });
+    }
+}
+
+/// Keeps the messages held in `queue` from being delivered again, until `stop`.
+async fn keep_held_alive(queue: Arc<FairQueue>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => scheduler::keep_alive(&queue).await,
+        }
+    }
 }
 
 async fn pause(shutdown: &CancellationToken) {

@@ -84,6 +84,7 @@ pub async fn middleware(
         concurrency: flags
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        lookahead: flags.lookahead,
         grace: Duration::from_secs(flags.grace_seconds),
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
         topology: topology_config(flags, quotas)?,
