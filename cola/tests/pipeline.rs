@@ -101,7 +101,11 @@ async fn a_users_job_starts_soon_however_many_another_user_queued_first() {
     let (status, bobs) = stack
         .submit(&bob, job("javascript", "console.log('hi');\n"), 30)
         .await;
-    assert_eq!((status, &bobs["status"]), (201, &json!("succeeded")), "{bobs}");
+    assert_eq!(
+        (status, &bobs["status"]),
+        (201, &json!("succeeded")),
+        "{bobs}"
+    );
     let queued_ms = bobs["timings_ms"]["queue"].as_u64().unwrap();
     assert!(queued_ms < 3_000, "bob's job waited {queued_ms} ms");
     // ada's jobs still start in the order she submitted them.
@@ -112,9 +116,16 @@ async fn a_users_job_starts_soon_however_many_another_user_queued_first() {
         let at = view["started_at"].as_str().unwrap();
         started.push(chrono::DateTime::parse_from_rfc3339(at).unwrap());
     }
-    let mut sorted = started.clone();
-    sorted.sort();
-    assert_eq!(started, sorted, "ada's jobs started out of order");
+    // (Two slots start two jobs at once: which of them writes `running` first is a race.)
+    for (i, earlier) in started.iter().enumerate() {
+        for later in &started[i + 1..] {
+            let overtaken_by = (*earlier - *later).num_milliseconds();
+            assert!(
+                overtaken_by < 250,
+                "ada's job {i} started {overtaken_by} ms after a later one: {started:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

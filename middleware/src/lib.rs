@@ -27,8 +27,8 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use backend::{Backend, BackendError, ExecutorExit};
-use scheduler::{FairQueue, Held, Kind};
 pub use error::MiddlewareError;
+use scheduler::{FairQueue, Held, Kind};
 
 /// How long one pull request waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
@@ -183,7 +183,9 @@ async fn pull(
             _ = shutdown.cancelled() => return,
             () = queue.wait_for_room(lookahead) => {}
         }
-        let room = lookahead.saturating_sub(queue.held()).clamp(1, MAX_PULL_BATCH);
+        let room = lookahead
+            .saturating_sub(queue.held())
+            .clamp(1, MAX_PULL_BATCH);
         let batch = consumer
             .fetch()
             .max_messages(room)

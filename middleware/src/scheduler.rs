@@ -284,10 +284,7 @@ mod tests {
         }
         hold(&queue, job("bob", 0, "c"));
         // ada's first, then bob's (nobody of his runs), then ada's in order.
-        assert_eq!(
-            order(&queue, Kind::Program, 3),
-            ["ada0", "bob0", "ada1"]
-        );
+        assert_eq!(order(&queue, Kind::Program, 3), ["ada0", "bob0", "ada1"]);
         assert_eq!(queue.held(), 3);
     }
 
