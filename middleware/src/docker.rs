@@ -7,7 +7,8 @@
 //! - a read-only root filesystem, and size-capped tmpfs mounts at `/work` (the job's work area,
 //!   executable: compiled programs run from it) and `/tmp`, owned by that user;
 //! - a memory limit with no swap (tmpfs pages count against it), a CPU quota (`nano_cpus`) and a
-//!   pids limit;
+//!   pids limit; the memory limit is the compile step's at first, and is lowered to the run
+//!   step's own before user code runs (see below);
 //! - the json-file log driver with a size cap, set explicitly: the outcome comes back through it.
 //!
 //! Inputs go in and the outcome comes out through the Engine API, never through a network the
@@ -19,6 +20,18 @@
 //! reads the frame back from the container's log (which survives a middleware restart), checks
 //! it strictly, stores the zip and ends the record by compare-and-set, exactly as an executor
 //! that talks to NATS does. User code can at most forge its own job's report.
+//!
+//! A compiled language's compiler may need more memory than the program is allowed: its
+//! container starts with the compile step's limit, and its executor is told the run step's
+//! (`--run-memory-limit`). Once the compile step is done, and before anything of the user runs,
+//! the executor asks for that limit on its standard output
+//! ([`cola_wire::frame::run_memory_request`]); the middleware, which follows the container's
+//! log from the start ([`Backend::wait`]), lowers the container's limit with the Engine API,
+//! and the executor starts the run step once its cgroup shows the new limit (it gives up after
+//! a while and fails the job `internal_error` rather than run the program with the compiler's
+//! limit). A middleware that adopts the container after a restart answers the request the same
+//! way. The run step's limit is the program's `memory_mb` and the executor's own memory, with
+//! no room for the tmpfs mounts: files the program writes count against its limit.
 //!
 //! Outcomes the container itself shows: `State.OOMKilled` makes a failed job `memory_limit`
 //! (and an executor that was killed with it `memory_limit` too); a daemon error, or a result
@@ -44,6 +57,7 @@ use bollard::{
     Docker,
     container::LogOutput,
     errors::Error as DockerError,
+    models::ContainerUpdateBody,
     models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig},
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -65,7 +79,8 @@ use crate::backend::{Backend, BackendError, ExecutorExit};
 const NAME: &str = "docker";
 /// Where the executor works in the container (a tmpfs of the backend's).
 const WORK_DIR: &str = "/work";
-/// Memory for the executor itself on top of what the job's steps may use.
+/// Memory for the executor itself on top of what the job's steps may use (with its copies of
+/// the job message and the output zip it builds).
 const EXECUTOR_MEMORY_MB: u64 = 64;
 /// Processes and threads for the executor and the toolchains' helpers on top of the job's.
 const EXECUTOR_TASKS: u64 = 64;
@@ -242,13 +257,16 @@ impl DockerBackend {
         let tmpfs_options =
             format!("rw,exec,nosuid,nodev,size={work_mb}m,uid={uid},gid={gid},mode=0700");
         let memory = memory_bytes(lang, &job.limits, work_mb);
+        let mut cmd: Vec<String> = ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
+            .map(String::from)
+            .to_vec();
+        if lang.compile.is_some() {
+            let run = run_memory_bytes(&job.limits);
+            cmd.extend(["--run-memory-limit".into(), run.to_string()]);
+        }
         ContainerCreateBody {
             image: Some(self.config.image(lang)),
-            cmd: Some(
-                ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            cmd: Some(cmd),
             user: Some(format!("{uid}:{gid}")),
             working_dir: Some(WORK_DIR.into()),
             labels: Some(labels),
@@ -453,6 +471,74 @@ impl DockerBackend {
         Ok(versions.get(lang.name).cloned())
     }
 
+    /// Answers the executor's request for its run step's memory limit, if the first line of its
+    /// standard output is one, by lowering the container's limit to it. Done once that line is
+    /// read, or the container has ended without one. A failure is only logged: the executor,
+    /// which waits for the new limit, then fails the job without running it.
+    async fn answer_memory_request(&self, name: &str) {
+        let lowered = match self.first_stdout_line(name).await {
+            Ok(line) => match frame::parse_run_memory_request(&line) {
+                Some(bytes) => self.set_memory(name, bytes).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = lowered {
+            tracing::warn!(container = %name, error = %e, "cannot set the run step's memory limit");
+        }
+    }
+
+    /// The first line of the container's standard output (without its newline, at most a few
+    /// bytes), read from its log as it comes; empty when the container ends without one.
+    async fn first_stdout_line(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        const LONGEST: usize = 64;
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(false)
+            .follow(true)
+            .build();
+        let mut logs = self.waiter.logs(name, Some(options));
+        let mut line = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            if let LogOutput::StdOut { message } =
+                chunk.map_err(|e| daemon("follow the container's log", e))?
+            {
+                let end = message.iter().position(|b| *b == b'\n');
+                line.extend_from_slice(&message[..end.unwrap_or(message.len())]);
+                if end.is_some() || line.len() > LONGEST {
+                    line.truncate(LONGEST);
+                    return Ok(line);
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Sets the container's memory limit, with no swap, to `bytes`; only ever lower than it is.
+    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), BackendError> {
+        let bytes = i64::try_from(bytes).map_err(|_| error(format!("{bytes} bytes of memory")))?;
+        let current = self
+            .inspect(name)
+            .await?
+            .and_then(|c| c.host_config)
+            .and_then(|h| h.memory)
+            .unwrap_or(0);
+        if current > 0 && bytes > current {
+            return Err(error(format!(
+                "the executor asked for {bytes} bytes of memory, more than the container's {current}"
+            )));
+        }
+        let update = ContainerUpdateBody {
+            memory: Some(bytes),
+            memory_swap: Some(bytes),
+            ..ContainerUpdateBody::default()
+        };
+        self.docker
+            .update_container(name, update)
+            .await
+            .map_err(|e| daemon("lower the container's memory limit", e))
+    }
+
     /// Waits for the container to stop; its exit code.
     async fn wait_exit(&self, name: &str) -> Result<i64, BackendError> {
         let options = WaitContainerOptionsBuilder::new()
@@ -517,7 +603,8 @@ impl Backend for DockerBackend {
         let name = self
             .container(handle)
             .ok_or_else(|| error(format!("{} is not a container of this daemon", handle.id)))?;
-        let code = self.wait_exit(name).await?;
+        let (code, ()) = tokio::join!(self.wait_exit(name), self.answer_memory_request(name));
+        let code = code?;
         let oom = self
             .inspect(name)
             .await?
@@ -589,11 +676,13 @@ impl Backend for DockerBackend {
             .ok_or_else(|| error(format!("container {name} is gone: its outcome is lost")))?;
         let oom_killed = state.oom_killed.unwrap_or(false);
         let exit_code = state.exit_code.unwrap_or(-1);
-        let frame = match self
-            .stdout(name, frame::max_frame_bytes(frame::MAX_ZIP_BYTES))
-            .await
-        {
-            Ok(bytes) => frame::decode(&bytes, frame::MAX_ZIP_BYTES).map_err(|e| e.to_string()),
+        let longest = frame::max_frame_bytes(frame::MAX_ZIP_BYTES)
+            + frame::run_memory_request(u64::MAX).len() as u64;
+        let frame = match self.stdout(name, longest).await {
+            Ok(bytes) => {
+                let (_, frame) = frame::split_run_memory_request(&bytes);
+                frame::decode(frame, frame::MAX_ZIP_BYTES).map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.message),
         };
         match frame {
@@ -695,14 +784,23 @@ pub fn container_name(job: &JobMessage) -> String {
     format!("cola-{}", job.id)
 }
 
-/// The container's memory limit: what its steps may use (a compile step may need more than the
-/// program), the executor's own, and the two tmpfs mounts, whose pages count against it.
+/// The container's memory limit when it starts: the run step's ([`run_memory_bytes`]); for a
+/// compiled language, the compile step's until the run step (what the compiler may use, the
+/// executor's own, and the two tmpfs mounts it may fill, whose pages count against it).
 fn memory_bytes(lang: &LanguageDef, limits: &Limits, work_mb: u64) -> i64 {
-    let steps = match lang.compile {
-        Some(_) => limits.memory_mb.max(lang.compile_limits.memory_mb),
-        None => limits.memory_mb,
-    };
-    let mb = steps + EXECUTOR_MEMORY_MB + 2 * work_mb;
+    let run = run_memory_bytes(limits);
+    if lang.compile.is_none() {
+        return run;
+    }
+    let mb = lang.compile_limits.memory_mb + EXECUTOR_MEMORY_MB + 2 * work_mb;
+    i64::try_from(mb << 20).unwrap_or(i64::MAX).max(run)
+}
+
+/// The container's memory limit during the run step: the program's and the executor's own.
+/// Whatever the program puts in memory counts against it, shared memory and tmpfs files
+/// (`/work`, `/tmp`, `/dev/shm`) included.
+fn run_memory_bytes(limits: &Limits) -> i64 {
+    let mb = limits.memory_mb + EXECUTOR_MEMORY_MB;
     i64::try_from(mb << 20).unwrap_or(i64::MAX)
 }
 
@@ -793,8 +891,10 @@ mod tests {
         let js = lang("javascript");
         let c = lang("c");
         let limits = js.default_limits;
-        assert_eq!(memory_bytes(js, &limits, 100), (256 + 64 + 200_i64) << 20);
-        // Compiling may take more than the program may.
+        // The program's, with its files; no room for the tmpfs mounts beside it.
+        assert_eq!(memory_bytes(js, &limits, 100), (256 + 64_i64) << 20);
+        assert_eq!(run_memory_bytes(&limits), (256 + 64_i64) << 20);
+        // Compiling may take more than the program may, until the run step.
         assert_eq!(memory_bytes(c, &limits, 100), (2048 + 64 + 200_i64) << 20);
         assert_eq!(pids_limit(js, &limits), (64 + EXECUTOR_TASKS) as i64);
         let many = Limits {

@@ -15,6 +15,11 @@
 //!
 //! Reading is strict: anything before, between or after these four lines, a size that does not
 //! match, or a frame larger than the reader allows is an error, never a partial result.
+//!
+//! One line may come before the frame, before any user code ran: `cola-run-memory/1 <bytes>`,
+//! the executor asking for its container's memory limit to be lowered to the run step's own
+//! once the compile step is done ([`run_memory_request`]); the Docker backend's middleware
+//! answers it and takes it off ([`split_run_memory_request`]) before it decodes the frame.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
@@ -23,6 +28,7 @@ use crate::RunReport;
 
 const BEGIN: &str = "cola-result/1";
 const END: &str = "cola-end/1";
+const RUN_MEMORY: &str = "cola-run-memory/1";
 /// The largest header (as JSON) a frame may carry: the report and three previews of at most
 /// [`crate::PREVIEW_BYTES`] each, which JSON escaping can make up to six times larger.
 pub const MAX_HEADER_BYTES: usize = 4 << 20;
@@ -97,6 +103,32 @@ pub fn encode(outcome: &Outcome) -> Vec<u8> {
     frame.push_str(END);
     frame.push('\n');
     frame.into_bytes()
+}
+
+/// The line that asks for the container's memory limit to be `bytes` for the run step.
+pub fn run_memory_request(bytes: u64) -> String {
+    format!("{RUN_MEMORY} {bytes}\n")
+}
+
+/// The memory limit `line` (without its newline) asks for, if it is a run step's request.
+pub fn parse_run_memory_request(line: &[u8]) -> Option<u64> {
+    let bytes = std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix(RUN_MEMORY)?
+        .strip_prefix(' ')?;
+    bytes.parse().ok().filter(|b| *b > 0)
+}
+
+/// An executor's standard output split into its run step's memory request, when its first line
+/// is one, and the rest: the frame.
+pub fn split_run_memory_request(stdout: &[u8]) -> (Option<u64>, &[u8]) {
+    let Some(end) = stdout.iter().position(|b| *b == b'\n') else {
+        return (None, stdout);
+    };
+    match parse_run_memory_request(&stdout[..end]) {
+        Some(bytes) => (Some(bytes), &stdout[end + 1..]),
+        None => (None, stdout),
+    }
 }
 
 /// Reads a frame back, accepting zips of at most `max_zip_bytes`.
@@ -227,6 +259,30 @@ mod tests {
         assert!(malformed(cut.as_bytes()));
         let swapped = format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]);
         assert!(malformed(swapped.as_bytes()));
+    }
+
+    #[test]
+    fn a_run_memory_request_comes_off_before_the_frame() {
+        let frame = encode(&outcome());
+        let mut stdout = run_memory_request(300 << 20).into_bytes();
+        stdout.extend_from_slice(&frame);
+        assert_eq!(
+            split_run_memory_request(&stdout),
+            (Some(300 << 20), &frame[..])
+        );
+        assert_eq!(
+            decode(split_run_memory_request(&stdout).1, 1 << 20).unwrap(),
+            outcome()
+        );
+        assert_eq!(split_run_memory_request(&frame), (None, &frame[..]));
+        for line in [
+            "cola-run-memory/1 0",
+            "cola-run-memory/1 x",
+            "cola-run-memory/1  5",
+            "cola-run-memory/15",
+        ] {
+            assert_eq!(parse_run_memory_request(line.as_bytes()), None, "{line}");
+        }
     }
 
     #[test]

@@ -215,7 +215,10 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     }
     if args.stdio {
         let job = cola_executors::read_job_bytes(std::io::stdin().lock())?;
-        let outcome = cola_executors::run_offline(&job, &job_dir, &sandbox).await?;
+        let before_run = args.run_memory_limit.map(|bytes| {
+            Box::new(move || cola_executors::await_memory_limit(bytes)) as cola_executors::RunGate
+        });
+        let outcome = cola_executors::run_offline(&job, &job_dir, &sandbox, before_run).await?;
         log_end(&outcome.report);
         let mut stdout = std::io::stdout().lock();
         stdout
