@@ -7,7 +7,8 @@
 //! The logs and `out/` itself come in as descriptors the workspace opened the same way
 //! ([`crate::workspace::Workspace::open_log`]), never as paths.
 //! The zip holds at most `max_bytes` of content; what does not fit is left out (logs are cut)
-//! and `result.json` says so.
+//! and `result.json` says so. `out/` is emptied as it is walked: what is zipped or left out is
+//! removed, so that in a container, where files are memory, the zip takes their place.
 
 use std::{
     fs::File,
@@ -21,6 +22,7 @@ use nix::{
     errno::Errno,
     fcntl::{OFlag, openat},
     sys::stat::{Mode, SFlag, fstat},
+    unistd::{UnlinkatFlags, unlinkat},
 };
 use serde::Serialize;
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
@@ -193,19 +195,20 @@ impl Packer {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, file_type) in names {
-            let Some(entry) = entry_name(prefix, &name) else {
-                let shown = String::from_utf8_lossy(&name);
-                self.notes.add(format!(
-                    "{prefix}/{shown:?} has a name a zip cannot hold safely: left out"
-                ));
-                continue;
-            };
-            if file_type == Some(Type::Symlink) {
-                self.notes
-                    .add(format!("{entry} is a symbolic link: left out"));
-                continue;
+            match entry_name(prefix, &name) {
+                None => {
+                    let shown = String::from_utf8_lossy(&name);
+                    self.notes.add(format!(
+                        "{prefix}/{shown:?} has a name a zip cannot hold safely: left out"
+                    ));
+                }
+                Some(entry) if file_type == Some(Type::Symlink) => {
+                    self.notes
+                        .add(format!("{entry} is a symbolic link: left out"));
+                }
+                Some(entry) => self.add_entry(&dir, &name, &entry, depth)?,
             }
-            self.add_entry(&dir, &name, &entry, depth)?;
+            remove_entry(&dir, &name);
         }
         Ok(())
     }
@@ -269,6 +272,15 @@ impl Packer {
             self.add_file(entry, File::from(fd), size)?;
         }
         Ok(())
+    }
+}
+
+/// Removes the entry `name` of `dir` (emptied already if it is a directory) once it is zipped or
+/// left out: in a container, files are memory, which the zip needs as it grows. Best effort.
+fn remove_entry(dir: &Dir, name: &[u8]) {
+    let name = std::ffi::OsStr::from_bytes(name);
+    if unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR) {
+        let _ = unlinkat(dir, name, UnlinkatFlags::RemoveDir);
     }
 }
 
@@ -385,6 +397,12 @@ mod tests {
                 "{expected:?} not in {notes:?}"
             );
         }
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "out/ is emptied as it is zipped"
+        );
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
         let result: serde_json::Value = serde_json::from_slice(&files["result.json"]).unwrap();
         assert_eq!(result["status"], "succeeded");
         assert_eq!(result["timings_ms"]["compile"], 20);

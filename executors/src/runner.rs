@@ -235,22 +235,25 @@ async fn halt(early: Option<EarlyExecution>) {
     }
 }
 
-/// Runs the job message `job` (JSON, every input inline) without NATS, for a backend that
+/// Runs the job message `message` (JSON, every input inline) without NATS, for a backend that
 /// carries the outcome itself (`cola executor --stdio`, Docker), its run step once `before_run`
 /// (if any) lets it. A job that fails, even internally, is still `Ok`: its report says why.
 pub async fn run_offline(
-    job: &[u8],
+    message: Vec<u8>,
     job_dir: &Path,
     sandbox: &SandboxConfig,
     before_run: Option<RunGate>,
 ) -> Result<Outcome, ExecutorError> {
     prepare(sandbox)?;
-    let job: JobMessage = serde_json::from_slice(job).map_err(ExecutorError::JobMessage)?;
+    // Memory in a container is the job's: the message goes once read, its inputs are moved.
+    let mut job: JobMessage =
+        serde_json::from_slice(&message).map_err(ExecutorError::JobMessage)?;
+    drop(message);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
-        let inputs = match (&job.inputs, &job.input_object) {
-            (Some(inputs), _) => Ok(inputs.clone()),
+        let inputs = match (job.inputs.take(), &job.input_object) {
+            (Some(inputs), _) => Ok(inputs),
             (None, Some(_)) => Err(
                 "the job's inputs are in the object store, which this executor cannot reach"
                     .to_owned(),
@@ -1120,7 +1123,7 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let outcome = run_offline(
-            &serde_json::to_vec(&job).unwrap(),
+            serde_json::to_vec(&job).unwrap(),
             dir.path(),
             &SandboxConfig::default(),
             None,
@@ -1142,7 +1145,7 @@ mod tests {
         let mut invalid = job;
         invalid["problem"] = serde_json::json!({"method": "bisection"});
         let outcome = run_offline(
-            &serde_json::to_vec(&invalid).unwrap(),
+            serde_json::to_vec(&invalid).unwrap(),
             dir.path(),
             &SandboxConfig::default(),
             None,

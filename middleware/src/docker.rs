@@ -79,9 +79,13 @@ use crate::backend::{Backend, BackendError, ExecutorExit};
 const NAME: &str = "docker";
 /// Where the executor works in the container (a tmpfs of the backend's).
 const WORK_DIR: &str = "/work";
-/// Memory for the executor itself on top of what the job's steps may use (with its copies of
-/// the job message and the output zip it builds).
-const EXECUTOR_MEMORY_MB: u64 = 64;
+/// Memory for the executor itself on top of what the job's steps may use, beside its copies of
+/// the job's inputs ([`INPUT_COPIES`]). (It writes the output zip's frame as it encodes it, and
+/// the zip takes the place of the files it holds.)
+const EXECUTOR_MEMORY_MB: u64 = 32;
+/// How many times the job message's size the executor keeps while the job runs: its inputs in
+/// memory, the copy its blocking worker gets, and the files written to the tmpfs work area.
+const INPUT_COPIES: u64 = 3;
 /// Processes and threads for the executor and the toolchains' helpers on top of the job's.
 const EXECUTOR_TASKS: u64 = 64;
 /// Requests that wait for a container to exit may take as long as a job does.
@@ -223,8 +227,14 @@ impl DockerBackend {
             .then_some(handle.id.as_str())
     }
 
-    /// Creates the job's container; `Ok(false)` if one of that name exists already.
-    async fn create(&self, job: &JobMessage, lang: &LanguageDef) -> Result<bool, BackendError> {
+    /// Creates the job's container, for a job message of `message_bytes`; `Ok(false)` if one of
+    /// that name exists already.
+    async fn create(
+        &self,
+        job: &JobMessage,
+        lang: &LanguageDef,
+        message_bytes: usize,
+    ) -> Result<bool, BackendError> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&container_name(job))
             .build();
@@ -236,7 +246,10 @@ impl DockerBackend {
         ]);
         match self
             .docker
-            .create_container(Some(options), self.container_spec(job, lang, labels))
+            .create_container(
+                Some(options),
+                self.container_spec(job, lang, message_bytes, labels),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -250,18 +263,20 @@ impl DockerBackend {
         &self,
         job: &JobMessage,
         lang: &LanguageDef,
+        message_bytes: usize,
         labels: HashMap<String, String>,
     ) -> ContainerCreateBody {
         let (uid, gid) = self.config.user;
         let work_mb = self.config.work_mb;
         let tmpfs_options =
             format!("rw,exec,nosuid,nodev,size={work_mb}m,uid={uid},gid={gid},mode=0700");
-        let memory = memory_bytes(lang, &job.limits, work_mb);
+        let executor_mb = executor_mb(message_bytes);
+        let memory = memory_bytes(lang, &job.limits, executor_mb, work_mb);
         let mut cmd: Vec<String> = ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
             .map(String::from)
             .to_vec();
         if lang.compile.is_some() {
-            let run = run_memory_bytes(&job.limits);
+            let run = run_memory_bytes(&job.limits, executor_mb);
             cmd.extend(["--run-memory-limit".into(), run.to_string()]);
         }
         ContainerCreateBody {
@@ -305,9 +320,8 @@ impl DockerBackend {
         }
     }
 
-    /// Attaches to the created container's stdin, starts it and hands it the job message.
-    async fn start_with_input(&self, name: &str, job: &JobMessage) -> Result<(), BackendError> {
-        let body = serde_json::to_vec(job).map_err(|e| error(format!("job message: {e}")))?;
+    /// Attaches to the created container's stdin, starts it and hands it the job message `body`.
+    async fn start_with_input(&self, name: &str, body: &[u8]) -> Result<(), BackendError> {
         let options = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stream(true)
@@ -322,7 +336,7 @@ impl DockerBackend {
             .await
             .map_err(|e| daemon("start the container", e))?;
         let input = async {
-            attached.input.write_all(&body).await?;
+            attached.input.write_all(body).await?;
             attached.input.flush().await?;
             // Closing our side closes the container's stdin (stdin_once): the executor reads EOF.
             attached.input.shutdown().await
@@ -566,19 +580,20 @@ impl Backend for DockerBackend {
             .filter(|l| !l.image.is_empty())
             .ok_or_else(|| error(format!("language {} has no executor image", job.language)))?;
         let name = container_name(job);
-        if !self.create(job, lang).await? {
+        let body = serde_json::to_vec(job).map_err(|e| error(format!("job message: {e}")))?;
+        if !self.create(job, lang, body.len()).await? {
             // Left by a launch that never completed (its middleware died before recording it):
             // whether the job message reached it whole is unknown, so it starts afresh. (A
             // recorded container is adopted through its handle instead.)
             tracing::info!(job_id = %job.id, container = %name, "replacing the container of an unfinished launch");
             self.remove(&name).await?;
-            if !self.create(job, lang).await? {
+            if !self.create(job, lang, body.len()).await? {
                 return Err(error(format!(
                     "container {name} exists and cannot be replaced"
                 )));
             }
         }
-        if let Err(e) = self.start_with_input(&name, job).await {
+        if let Err(e) = self.start_with_input(&name, &body).await {
             if let Err(removal) = self.remove(&name).await {
                 tracing::warn!(container = %name, error = %removal, "cannot remove a container that did not start");
             }
@@ -784,23 +799,28 @@ pub fn container_name(job: &JobMessage) -> String {
     format!("cola-{}", job.id)
 }
 
+/// The executor's own memory, in MiB, for a job message of `message_bytes`.
+fn executor_mb(message_bytes: usize) -> u64 {
+    EXECUTOR_MEMORY_MB + (INPUT_COPIES * message_bytes as u64).div_ceil(1 << 20)
+}
+
 /// The container's memory limit when it starts: the run step's ([`run_memory_bytes`]); for a
 /// compiled language, the compile step's until the run step (what the compiler may use, the
 /// executor's own, and the two tmpfs mounts it may fill, whose pages count against it).
-fn memory_bytes(lang: &LanguageDef, limits: &Limits, work_mb: u64) -> i64 {
-    let run = run_memory_bytes(limits);
+fn memory_bytes(lang: &LanguageDef, limits: &Limits, executor_mb: u64, work_mb: u64) -> i64 {
+    let run = run_memory_bytes(limits, executor_mb);
     if lang.compile.is_none() {
         return run;
     }
-    let mb = lang.compile_limits.memory_mb + EXECUTOR_MEMORY_MB + 2 * work_mb;
+    let mb = lang.compile_limits.memory_mb + executor_mb + 2 * work_mb;
     i64::try_from(mb << 20).unwrap_or(i64::MAX).max(run)
 }
 
 /// The container's memory limit during the run step: the program's and the executor's own.
 /// Whatever the program puts in memory counts against it, shared memory and tmpfs files
 /// (`/work`, `/tmp`, `/dev/shm`) included.
-fn run_memory_bytes(limits: &Limits) -> i64 {
-    let mb = limits.memory_mb + EXECUTOR_MEMORY_MB;
+fn run_memory_bytes(limits: &Limits, executor_mb: u64) -> i64 {
+    let mb = limits.memory_mb + executor_mb;
     i64::try_from(mb << 20).unwrap_or(i64::MAX)
 }
 
@@ -892,10 +912,15 @@ mod tests {
         let c = lang("c");
         let limits = js.default_limits;
         // The program's, with its files; no room for the tmpfs mounts beside it.
-        assert_eq!(memory_bytes(js, &limits, 100), (256 + 64_i64) << 20);
-        assert_eq!(run_memory_bytes(&limits), (256 + 64_i64) << 20);
+        assert_eq!(executor_mb(1000), 32 + 1);
+        assert_eq!(executor_mb(10 << 20), 32 + 30);
+        assert_eq!(memory_bytes(js, &limits, 40, 100), (256 + 40_i64) << 20);
+        assert_eq!(run_memory_bytes(&limits, 40), (256 + 40_i64) << 20);
         // Compiling may take more than the program may, until the run step.
-        assert_eq!(memory_bytes(c, &limits, 100), (2048 + 64 + 200_i64) << 20);
+        assert_eq!(
+            memory_bytes(c, &limits, 40, 100),
+            (2048 + 40 + 200_i64) << 20
+        );
         assert_eq!(pids_limit(js, &limits), (64 + EXECUTOR_TASKS) as i64);
         let many = Limits {
             processes: 200,

@@ -21,7 +21,9 @@
 //! once the compile step is done ([`run_memory_request`]); the Docker backend's middleware
 //! answers it and takes it off ([`split_run_memory_request`]) before it decodes the frame.
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
+use std::io::{self, Write};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD, write::EncoderWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::RunReport;
@@ -82,6 +84,15 @@ fn base64_len(bytes: u64) -> u64 {
 /// The frame for `outcome`. The report's `output_object` is not sent: the reader decides where
 /// the zip is stored.
 pub fn encode(outcome: &Outcome) -> Vec<u8> {
+    let mut frame = Vec::new();
+    write(outcome, &mut frame).expect("writing to memory cannot fail");
+    frame
+}
+
+/// Writes the frame for `outcome` (see [`encode`]) to `out` as it encodes it: no copy of the
+/// encoded zip is ever held in memory (an executor in a container has little to spare once its
+/// program has run).
+pub fn write(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
     let report = &outcome.report;
     let header = Header {
         report: report.clone(),
@@ -92,17 +103,13 @@ pub fn encode(outcome: &Outcome) -> Vec<u8> {
     };
     let zip = outcome.zip.as_deref().unwrap_or_default();
     let header = serde_json::to_vec(&header).expect("a report serializes");
-    let mut frame =
-        String::with_capacity(BEGIN.len() + END.len() + 4 + (header.len() + zip.len()) / 3 * 4 + 8);
-    frame.push_str(BEGIN);
-    frame.push('\n');
-    STANDARD.encode_string(&header, &mut frame);
-    frame.push('\n');
-    STANDARD.encode_string(zip, &mut frame);
-    frame.push('\n');
-    frame.push_str(END);
-    frame.push('\n');
-    frame.into_bytes()
+    writeln!(out, "{BEGIN}")?;
+    for part in [&header[..], zip] {
+        let mut encoder = EncoderWriter::new(&mut *out, &STANDARD);
+        encoder.write_all(part)?;
+        encoder.finish()?.write_all(b"\n")?;
+    }
+    writeln!(out, "{END}")
 }
 
 /// The line that asks for the container's memory limit to be `bytes` for the run step.
