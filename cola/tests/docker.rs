@@ -290,9 +290,19 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
     let mut stack = Stack::docker_without_middleware().await;
     let token = stack.token("alice").await;
     let mut ids = Vec::new();
-    for i in 0..2 {
-        let source = format!("setTimeout(() => console.log('done {i}'), 3000);\n");
-        let (status, view) = stack.submit(&token, job("javascript", &source), 0).await;
+    // A compiled job too: its run step's memory limit is set by whichever middleware watches it.
+    let jobs = [
+        (
+            "javascript",
+            "setTimeout(() => console.log('done 0'), 3000);\n",
+        ),
+        (
+            "c",
+            "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(3); puts(\"done 1\"); return 0; }\n",
+        ),
+    ];
+    for (language, source) in jobs {
+        let (status, view) = stack.submit(&token, job(language, source), 0).await;
         assert_eq!(status, 201, "{view}");
         ids.push(view["id"].as_str().unwrap().to_owned());
     }

@@ -490,12 +490,19 @@ impl DockerBackend {
     /// read, or the container has ended without one. A failure is only logged: the executor,
     /// which waits for the new limit, then fails the job without running it.
     async fn answer_memory_request(&self, name: &str) {
-        let lowered = match self.first_stdout_line(name).await {
-            Ok(line) => match frame::parse_run_memory_request(&line) {
-                Some(bytes) => self.set_memory(name, bytes).await,
-                None => Ok(()),
+        // The container's limit is read while the executor compiles, not once it asks.
+        let (line, current) = tokio::join!(self.first_stdout_line(name), self.inspect(name));
+        let lowered = match (line, current) {
+            (Ok(line), Ok(Some(current))) => match frame::parse_run_memory_request(&line) {
+                // (A container adopted after it ended has nothing left to run.)
+                Some(bytes) if current.state.and_then(|s| s.running) == Some(true) => {
+                    let current = current.host_config.and_then(|h| h.memory);
+                    self.set_memory(name, bytes, current.unwrap_or(0)).await
+                }
+                _ => Ok(()),
             },
-            Err(e) => Err(e),
+            (Ok(_), Ok(None)) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         if let Err(e) = lowered {
             tracing::warn!(container = %name, error = %e, "cannot set the run step's memory limit");
@@ -528,15 +535,10 @@ impl DockerBackend {
         Ok(Vec::new())
     }
 
-    /// Sets the container's memory limit, with no swap, to `bytes`; only ever lower than it is.
-    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), BackendError> {
+    /// Sets the container's memory limit, with no swap, to `bytes`; only ever lower than the
+    /// `current` one (0: none).
+    async fn set_memory(&self, name: &str, bytes: u64, current: i64) -> Result<(), BackendError> {
         let bytes = i64::try_from(bytes).map_err(|_| error(format!("{bytes} bytes of memory")))?;
-        let current = self
-            .inspect(name)
-            .await?
-            .and_then(|c| c.host_config)
-            .and_then(|h| h.memory)
-            .unwrap_or(0);
         if current > 0 && bytes > current {
             return Err(error(format!(
                 "the executor asked for {bytes} bytes of memory, more than the container's {current}"
