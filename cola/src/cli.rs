@@ -329,6 +329,11 @@ pub struct ExecutorArgs {
     /// NATS, write the outcome as one result frame to standard output (Docker).
     #[arg(long, conflicts_with_all = ["job_file", "job_env"])]
     pub stdio: bool,
+    /// With --stdio (Docker): once the compile step is done, ask on standard output for the
+    /// container's memory limit to be lowered to BYTES, and start the run step only once the
+    /// container's cgroup says it is.
+    #[arg(long, value_name = "BYTES", requires = "stdio", value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_memory_limit: Option<u64>,
     /// Connect to NATS first, then wait for the job message on standard input (a pre-started
     /// executor of the process backend). Standard input closed without a job: remove --job-dir
     /// and exit.

@@ -290,9 +290,19 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
     let mut stack = Stack::docker_without_middleware().await;
     let token = stack.token("alice").await;
     let mut ids = Vec::new();
-    for i in 0..2 {
-        let source = format!("setTimeout(() => console.log('done {i}'), 3000);\n");
-        let (status, view) = stack.submit(&token, job("javascript", &source), 0).await;
+    // A compiled job too: its run step's memory limit is set by whichever middleware watches it.
+    let jobs = [
+        (
+            "javascript",
+            "setTimeout(() => console.log('done 0'), 3000);\n",
+        ),
+        (
+            "c",
+            "#include <stdio.h>\n#include <unistd.h>\nint main(void) { sleep(3); puts(\"done 1\"); return 0; }\n",
+        ),
+    ];
+    for (language, source) in jobs {
+        let (status, view) = stack.submit(&token, job(language, source), 0).await;
         assert_eq!(status, 201, "{view}");
         ids.push(view["id"].as_str().unwrap().to_owned());
     }
@@ -547,4 +557,157 @@ int main(void) {
     assert_eq!(record.status, Status::Succeeded, "{record:?}");
     assert_eq!(record.stdout, "environ:closed job:unset url:unset\n");
     assert!(record.output_object.is_some());
+}
+
+/// A step ends with its main process, as in the sandbox: whatever it left behind is killed,
+/// also processes outside its process group that keep its stdout open; and its CPU limit
+/// counts every process of the container, also those that left the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_ends_with_its_main_process_and_its_cpu_limit_counts_every_process() {
+    let stack = Stack::start_docker().await;
+    let token = stack.token("alice").await;
+    let c_background = "#include <stdio.h>\n#include <unistd.h>\nint main(void) { puts(\"parent done\"); fflush(stdout); if (fork() == 0) { sleep(100); _exit(0); } return 0; }\n";
+    let js_background = "require(\"child_process\").spawn(\"/bin/sleep\", [\"100\"], { detached: true, stdio: \"inherit\" }).unref();\nconsole.log(\"parent done\");\n";
+    for (language, source) in [("c", c_background), ("javascript", js_background)] {
+        let started = std::time::Instant::now();
+        let view = stack.run(&token, job(language, source)).await;
+        assert_eq!(
+            (view["status"].as_str(), view["stdout"].as_str()),
+            (Some("succeeded"), Some("parent done\n")),
+            "{language}: {view}\n{}",
+            stack.middleware_log()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{language} took {:?}",
+            started.elapsed()
+        );
+        assert_no_container(&view).await;
+    }
+
+    // A chain of processes, each in a session of its own, each burning less than the CPU
+    // limit before it hands over to a child, while the main process sleeps.
+    let chain = r#"#include <time.h>
+#include <unistd.h>
+static void burn(double seconds) {
+    clock_t end = clock() + (clock_t)(seconds * CLOCKS_PER_SEC);
+    while (clock() < end) {}
+}
+int main(void) {
+    if (fork() == 0) {
+        for (;;) {
+            setsid();
+            burn(0.3);
+            if (fork() != 0) _exit(0);
+        }
+    }
+    sleep(30);
+    return 0;
+}
+"#;
+    let view = stack
+        .run(
+            &token,
+            c_job(chain, json!({ "cpu_time_ms": 1000, "wall_time_ms": 20000 })),
+        )
+        .await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("failed"), Some("time_limit")),
+        "{view}"
+    );
+    let id = assert_no_container(&view).await;
+    let (record, _) = stack
+        .jobs()
+        .get(&format!("alice.{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let message = record.message.unwrap_or_default();
+    assert!(message.contains("CPU time limit"), "{message}: {view}");
+    // Stopped at its CPU time, long before its wall time (however busy this machine is).
+    let run_ms = view["timings_ms"]["run"].as_u64().unwrap();
+    assert!(run_ms < 15000, "the chain ran {run_ms} ms: {view}");
+}
+
+/// The container's memory limit is the compile step's only until the run step: then the
+/// program's own, shared memory and tmpfs files included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_step_is_held_to_its_own_memory_limit() {
+    let stack = Stack::start_docker().await;
+    let token = stack.token("alice").await;
+    let shared = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\nint main(void) { size_t size = (size_t)1 << 30; char *p = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); if (p == MAP_FAILED) return 1; memset(p, 1, size); puts(\"touched\"); return 0; }\n";
+    // 200 files of 1000 KB (under the file size limit) in /tmp, as many in /work: each half
+    // fits its tmpfs, not the program's memory limit.
+    let files = r#"#include <stdio.h>
+#include <string.h>
+static char block[1000 << 10];
+int main(void) {
+    memset(block, 1, sizeof block);
+    char path[64];
+    for (int i = 0; i < 400; i++) {
+        snprintf(path, sizeof path, i % 2 ? "/tmp/%d" : "%d", i);
+        FILE *f = fopen(path, "w");
+        if (!f || fwrite(block, 1, sizeof block, f) != sizeof block || fclose(f) != 0) return 1;
+    }
+    puts("written");
+    return 0;
+}
+"#;
+    for (what, source) in [("shared memory", shared), ("tmpfs files", files)] {
+        let view = stack
+            .run(&token, c_job(source, json!({ "memory_mb": 256 })))
+            .await;
+        assert_eq!(
+            (view["status"].as_str(), view["reason"].as_str()),
+            (Some("failed"), Some("memory_limit")),
+            "{what}: {view}\n{}",
+            stack.middleware_log()
+        );
+        assert_no_container(&view).await;
+    }
+    // What fits the limit still runs, after a compile step that needs more than it.
+    let view = stack
+        .run(&token, c_job(C_HELLO, json!({ "memory_mb": 16 })))
+        .await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["stdout"], "hello\n");
+}
+
+/// User code runs as the executor's uid and can replace the executor's logs with links: the
+/// executor reads none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_replaced_by_links_are_not_followed() {
+    let stack = Stack::start_docker().await;
+    let token = stack.token("alice").await;
+    let source = r#"#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    puts("mine");
+    fflush(stdout);
+    const char *logs[] = { "../logs/stdout", "../logs/stderr", "../logs/compile" };
+    const char *targets[] = { "/etc/passwd", "/proc/1/maps", "/etc/passwd" };
+    for (int i = 0; i < 3; i++) {
+        if (unlink(logs[i]) != 0 || symlink(targets[i], logs[i]) != 0) {
+            perror(logs[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+"#;
+    let view = stack.run(&token, job("c", source)).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    let id = view["id"].as_str().unwrap();
+    let mut texts: Vec<(String, String)> = ["stdout", "stderr", "compile_output"]
+        .iter()
+        .map(|field| (field.to_string(), view[field].as_str().unwrap().to_owned()))
+        .collect();
+    texts.extend(stack.zip_entries(&token, id).await);
+    for (name, text) in &texts {
+        assert!(
+            !text.contains("root:") && !text.contains("/usr/local/bin/cola"),
+            "{name} shows a file the link points to: {text}"
+        );
+    }
 }

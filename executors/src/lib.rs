@@ -42,7 +42,7 @@ mod workspace;
 pub use error::ExecutorError;
 pub use go_cache::prepare_go_cache;
 pub use runner::{
-    Execution, ExecutorConfig, JobSource, execute, read_job, read_job_bytes, run, run_offline,
-    toolchain_versions,
+    Execution, ExecutorConfig, JobSource, RunGate, execute, read_job, read_job_bytes, run,
+    run_offline, toolchain_versions,
 };
-pub use sandbox::{SandboxConfig, SandboxKind};
+pub use sandbox::{SandboxConfig, SandboxKind, await_memory_limit};

@@ -4,14 +4,16 @@
 //! `out/` is a directory user code wrote, so it is walked with `openat` from directory
 //! descriptors, every entry opened with `O_NOFOLLOW`, checked with `fstat`, and taken only if it
 //! is a regular file: a symbolic link, a `..` or a FIFO never leads the executor anywhere else.
+//! The logs and `out/` itself come in as descriptors the workspace opened the same way
+//! ([`crate::workspace::Workspace::open_log`]), never as paths.
 //! The zip holds at most `max_bytes` of content; what does not fit is left out (logs are cut)
-//! and `result.json` says so.
+//! and `result.json` says so. `out/` is emptied as it is walked: what is zipped or left out is
+//! removed, so that in a container, where files are memory, the zip takes their place.
 
 use std::{
     fs::File,
     io::{self, Cursor, Read, Write},
     os::{fd::OwnedFd, unix::ffi::OsStrExt},
-    path::Path,
 };
 
 use cola_wire::RunReport;
@@ -20,6 +22,7 @@ use nix::{
     errno::Errno,
     fcntl::{OFlag, openat},
     sys::stat::{Mode, SFlag, fstat},
+    unistd::{UnlinkatFlags, unlinkat},
 };
 use serde::Serialize;
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
@@ -54,10 +57,11 @@ pub struct Usage {
 pub struct ZipContents<'a> {
     pub report: &'a RunReport,
     pub usage: Usage,
-    /// Entry name and the file holding it (`stdout.txt`, ...), in this order.
-    pub logs: &'a [(&'a str, &'a Path)],
+    /// Entry name and the file holding it (`stdout.txt`, ...), in this order; an entry
+    /// without a file is empty.
+    pub logs: &'a [(&'a str, Option<File>)],
     /// The program's `out/` directory, if there is one.
-    pub out_dir: Option<&'a Path>,
+    pub out_dir: Option<&'a OwnedFd>,
     pub max_bytes: u64,
 }
 
@@ -80,8 +84,8 @@ pub fn build_zip(contents: &ZipContents<'_>) -> Result<Vec<u8>, ExecutorError> {
         notes: Notes::default(),
         files: 0,
     };
-    for (name, path) in contents.logs {
-        zip.add_log(name, path)?;
+    for (name, file) in contents.logs {
+        zip.add_log(name, file.as_ref())?;
     }
     if let Some(out_dir) = contents.out_dir {
         zip.add_out_dir(out_dir)?;
@@ -138,18 +142,14 @@ struct Packer {
 }
 
 impl Packer {
-    /// Adds a log file of the executor's, cut to what the budget allows.
-    fn add_log(&mut self, name: &str, path: &Path) -> Result<(), ExecutorError> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                File::open("/dev/null").context(|| "opening /dev/null")?
-            }
-            Err(e) => return Err(ExecutorError::io(format!("opening {}", path.display()), e)),
+    /// Adds a log file of the executor's (empty without one), cut to what the budget allows.
+    fn add_log(&mut self, name: &str, file: Option<&File>) -> Result<(), ExecutorError> {
+        let Some(file) = file else {
+            return self.add_file(name, io::empty(), 0);
         };
         let size = file
             .metadata()
-            .context(|| format!("reading {}", path.display()))?
+            .context(|| format!("reading the log for {name}"))?
             .len();
         let kept = size.min(self.budget);
         if kept < size {
@@ -162,7 +162,7 @@ impl Packer {
     }
 
     /// Adds `size` bytes of `file` as entry `name`.
-    fn add_file(&mut self, name: &str, file: File, size: u64) -> Result<(), ExecutorError> {
+    fn add_file(&mut self, name: &str, file: impl Read, size: u64) -> Result<(), ExecutorError> {
         self.zip.start_file(name, options())?;
         let copied = io::copy(&mut file.take(size), &mut self.zip)
             .context(|| format!("adding {name} to the zip"))?;
@@ -171,11 +171,11 @@ impl Packer {
     }
 
     /// Adds every regular file under `out_dir` as `out/...`.
-    fn add_out_dir(&mut self, out_dir: &Path) -> Result<(), ExecutorError> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match Dir::open(out_dir, flags, Mode::empty()) {
+    fn add_out_dir(&mut self, out_dir: &OwnedFd) -> Result<(), ExecutorError> {
+        // A descriptor of its own: reading a directory moves its offset.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        match Dir::openat(out_dir, ".", flags, Mode::empty()) {
             Ok(dir) => self.add_dir(dir, "out", 0),
-            Err(Errno::ENOENT) => Ok(()),
             Err(e) => {
                 self.notes.add(format!(
                     "out is not a directory the executor can read ({e}): left out"
@@ -195,19 +195,20 @@ impl Packer {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, file_type) in names {
-            let Some(entry) = entry_name(prefix, &name) else {
-                let shown = String::from_utf8_lossy(&name);
-                self.notes.add(format!(
-                    "{prefix}/{shown:?} has a name a zip cannot hold safely: left out"
-                ));
-                continue;
-            };
-            if file_type == Some(Type::Symlink) {
-                self.notes
-                    .add(format!("{entry} is a symbolic link: left out"));
-                continue;
+            match entry_name(prefix, &name) {
+                None => {
+                    let shown = String::from_utf8_lossy(&name);
+                    self.notes.add(format!(
+                        "{prefix}/{shown:?} has a name a zip cannot hold safely: left out"
+                    ));
+                }
+                Some(entry) if file_type == Some(Type::Symlink) => {
+                    self.notes
+                        .add(format!("{entry} is a symbolic link: left out"));
+                }
+                Some(entry) => self.add_entry(&dir, &name, &entry, depth)?,
             }
-            self.add_entry(&dir, &name, &entry, depth)?;
+            remove_entry(&dir, &name);
         }
         Ok(())
     }
@@ -274,6 +275,15 @@ impl Packer {
     }
 }
 
+/// Removes the entry `name` of `dir` (emptied already if it is a directory) once it is zipped or
+/// left out: in a container, files are memory, which the zip needs as it grows. Best effort.
+fn remove_entry(dir: &Dir, name: &[u8]) {
+    let name = std::ffi::OsStr::from_bytes(name);
+    if unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR) {
+        let _ = unlinkat(dir, name, UnlinkatFlags::RemoveDir);
+    }
+}
+
 /// `prefix/name` as a zip entry, or `None` for a name that is not UTF-8 or that an unzipper
 /// could misread as a path (a backslash, a control character).
 fn entry_name(prefix: &str, name: &[u8]) -> Option<String> {
@@ -287,7 +297,7 @@ fn entry_name(prefix: &str, name: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, os::unix::fs::symlink};
+    use std::{collections::BTreeMap, os::unix::fs::symlink, path::Path};
 
     use cola_wire::{Status, Timings, languages};
 
@@ -328,12 +338,13 @@ mod tests {
     fn zip_dir(root: &Path, max_bytes: u64) -> BTreeMap<String, Vec<u8>> {
         let stdout = root.join("stdout");
         std::fs::write(&stdout, "hello\n").unwrap();
-        let logs = [("stdout.txt", stdout.as_path())];
+        let logs = [("stdout.txt", Some(File::open(&stdout).unwrap()))];
+        let out_dir: OwnedFd = File::open(root.join("work/out")).unwrap().into();
         let contents = ZipContents {
             report: &report(),
             usage: Usage::default(),
             logs: &logs,
-            out_dir: Some(&root.join("work/out")),
+            out_dir: Some(&out_dir),
             max_bytes,
         };
         unzip(&build_zip(&contents).unwrap())
@@ -386,6 +397,12 @@ mod tests {
                 "{expected:?} not in {notes:?}"
             );
         }
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "out/ is emptied as it is zipped"
+        );
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
         let result: serde_json::Value = serde_json::from_slice(&files["result.json"]).unwrap();
         assert_eq!(result["status"], "succeeded");
         assert_eq!(result["timings_ms"]["compile"], 20);
@@ -394,18 +411,6 @@ mod tests {
             result.get("stdout").is_none(),
             "previews stay out of result.json"
         );
-    }
-
-    #[test]
-    fn an_out_that_is_a_symlink_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
-        std::fs::write(dir.path().join("elsewhere/x.txt"), "host").unwrap();
-        std::fs::create_dir_all(dir.path().join("work")).unwrap();
-        symlink(dir.path().join("elsewhere"), dir.path().join("work/out")).unwrap();
-        let files = zip_dir(dir.path(), 1 << 20);
-        assert!(!files.contains_key("out/x.txt"));
-        assert!(notes(&files)[0].starts_with("out is not a directory"));
     }
 
     #[test]

@@ -137,17 +137,13 @@ async fn run_job_message(
         let key = names::job_key(&job.user, &job.id);
         let early = match (language(&job.language), &job.inputs) {
             (Some(lang), Some(inputs)) if !lang.is_builtin() => {
-                let (go, gate) = tokio::sync::oneshot::channel();
+                let (go, checked) = tokio::sync::oneshot::channel();
+                let gate = Some(after(checked));
                 let execution = match standby.take() {
-                    Some(standby) => standby.execute(lang, &job, inputs, Some(gate)),
-                    None => spawn_execute(
-                        lang,
-                        &job,
-                        inputs,
-                        &config.job_dir,
-                        &config.sandbox,
-                        Some(gate),
-                    ),
+                    Some(standby) => standby.execute(lang, &job, inputs, gate),
+                    None => {
+                        spawn_execute(lang, &job, inputs, &config.job_dir, &config.sandbox, gate)
+                    }
                 };
                 Some((go, execution))
             }
@@ -201,7 +197,16 @@ async fn run_job_message(
                         return end_record(&topology, &job, report, None, report_until).await;
                     }
                 };
-                match run_job(&job, inputs, &config.job_dir, &config.sandbox, standby).await {
+                match run_job(
+                    &job,
+                    inputs,
+                    &config.job_dir,
+                    &config.sandbox,
+                    standby,
+                    None,
+                )
+                .await
+                {
                     Ok(done) => done,
                     Err(e) => {
                         tracing::error!(error = %e, "job failed in the executor");
@@ -235,28 +240,32 @@ async fn halt(early: Option<EarlyExecution>) {
     }
 }
 
-/// Runs the job message `job` (JSON, every input inline) without NATS, for a backend that
-/// carries the outcome itself (`cola executor --stdio`, Docker). A job that fails, even
-/// internally, is still `Ok`: its report says why.
+/// Runs the job message `message` (JSON, every input inline) without NATS, for a backend that
+/// carries the outcome itself (`cola executor --stdio`, Docker), its run step once `before_run`
+/// (if any) lets it. A job that fails, even internally, is still `Ok`: its report says why.
 pub async fn run_offline(
-    job: &[u8],
+    message: Vec<u8>,
     job_dir: &Path,
     sandbox: &SandboxConfig,
+    before_run: Option<RunGate>,
 ) -> Result<Outcome, ExecutorError> {
     prepare(sandbox)?;
-    let job: JobMessage = serde_json::from_slice(job).map_err(ExecutorError::JobMessage)?;
+    // Memory in a container is the job's: the message goes once read, its inputs are moved.
+    let mut job: JobMessage =
+        serde_json::from_slice(&message).map_err(ExecutorError::JobMessage)?;
+    drop(message);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     async {
-        let inputs = match (&job.inputs, &job.input_object) {
-            (Some(inputs), _) => Ok(inputs.clone()),
+        let inputs = match (job.inputs.take(), &job.input_object) {
+            (Some(inputs), _) => Ok(inputs),
             (None, Some(_)) => Err(
                 "the job's inputs are in the object store, which this executor cannot reach"
                     .to_owned(),
             ),
             (None, None) => Err(NO_INPUTS.to_owned()),
         };
-        let (report, zip) = match run_job(&job, inputs, job_dir, sandbox, None).await {
+        let (report, zip) = match run_job(&job, inputs, job_dir, sandbox, None, before_run).await {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "job failed in the executor");
@@ -355,14 +364,15 @@ async fn inline_or_fetched(
     })
 }
 
-/// Runs `job` on `inputs` (or refuses it with `invalid_input` and the message of `inputs`):
-/// its report, and its zip when it ran.
+/// Runs `job` on `inputs` (or refuses it with `invalid_input` and the message of `inputs`), its
+/// run step once `gate` (if any) lets it: its report, and its zip when it ran.
 async fn run_job(
     job: &JobMessage,
     inputs: Result<Inputs, String>,
     job_dir: &Path,
     sandbox: &SandboxConfig,
     standby: Option<StandbyThread>,
+    gate: Option<RunGate>,
 ) -> Result<(RunReport, Option<Vec<u8>>), ExecutorError> {
     let refuse = |message: String| Ok((invalid_input(&job.limits, message), None));
     let Some(lang) = language(&job.language) else {
@@ -376,8 +386,8 @@ async fn run_job(
         Err(message) => return refuse(message),
     };
     let execution = match standby {
-        Some(standby) => joined(standby.execute(lang, job, &inputs, None)).await?,
-        None => execute(lang, job, &inputs, job_dir, sandbox).await?,
+        Some(standby) => joined(standby.execute(lang, job, &inputs, gate)).await?,
+        None => joined(spawn_execute(lang, job, &inputs, job_dir, sandbox, gate)).await?,
     };
     Ok((execution.report, Some(execution.zip)))
 }
@@ -516,9 +526,16 @@ async fn joined(
         .map_err(|e| ExecutorError::Worker(e.to_string()))?
 }
 
-/// What lets a job's run step start: a value. If its sender is dropped instead, the step is not
-/// run (see [`run`]).
-type RunGate = tokio::sync::oneshot::Receiver<()>;
+/// What must happen before a job's run step starts, and its user code with it; an error means
+/// the step never runs. [`run`]'s gate is the record check ([`after`]); the Docker backend's,
+/// the container's memory limit lowered to the run step's own.
+pub type RunGate = Box<dyn FnOnce() -> Result<(), ExecutorError> + Send>;
+
+/// A gate that opens once `signal` gets a value; if its sender is dropped instead, the step is
+/// not run.
+fn after(signal: tokio::sync::oneshot::Receiver<()>) -> RunGate {
+    Box::new(move || signal.blocking_recv().map_err(|_| ExecutorError::Halted))
+}
 
 /// [`execute`] on a thread of its own, whose run step waits for `gate` if there is one. A
 /// thread per job, never a pooled one: the job's disk allowance is mounted for that thread
@@ -864,10 +881,8 @@ impl JobSteps<'_> {
                 return Ok((report, usage));
             }
         }
-        if let Some(gate) = gate
-            && gate.blocking_recv().is_err()
-        {
-            return Err(ExecutorError::Halted);
+        if let Some(gate) = gate {
+            gate()?;
         }
         let outcome = sandbox.run(&run)?;
         timings.run = Some(millis(&outcome));
@@ -936,12 +951,17 @@ impl JobSteps<'_> {
 
     fn judge_run(&self, outcome: &StepOutcome) -> Result<Verdict, ExecutorError> {
         let failed = outcome.ending != verdict::Ending::Exited(0);
-        let stderr = self.workspace.log(Log::Stderr);
         // Only a step without a cgroup, whose memory cannot be measured, is judged on this.
-        let oom_reported = failed
-            && outcome.oom_killed.is_none()
-            && verdict::reports_out_of_memory(&stderr)
-                .context(|| format!("reading {}", stderr.display()))?;
+        let stderr = match failed && outcome.oom_killed.is_none() {
+            true => self.workspace.open_log(Log::Stderr)?,
+            false => None,
+        };
+        let oom_reported = match stderr {
+            Some(stderr) => verdict::reports_out_of_memory(stderr).context(|| {
+                format!("reading {}", self.workspace.log(Log::Stderr).display())
+            })?,
+            None => false,
+        };
         let disk = self
             .workspace
             .disk_evidence(run_file_bytes(&self.job.limits));
@@ -973,31 +993,38 @@ impl JobSteps<'_> {
             timings_ms: Timings::default(),
             limits: self.job.limits,
             message: verdict.message,
-            stdout: read_preview(&self.workspace.log(Log::Stdout)),
-            stderr: read_preview(&self.workspace.log(Log::Stderr)),
-            compile_output: read_preview(&self.workspace.log(Log::Compile)),
+            stdout: self.preview(Log::Stdout),
+            stderr: self.preview(Log::Stderr),
+            compile_output: self.preview(Log::Compile),
             output_object: None,
         }
     }
 
+    /// The start of a log as text, for a record's preview; empty if there is none.
+    fn preview(&self, log: Log) -> String {
+        match self.workspace.open_log(log) {
+            Ok(Some(file)) => read_preview(file),
+            Ok(None) => String::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a log for its preview");
+                String::new()
+            }
+        }
+    }
+
     fn package(&self, report: &RunReport, usage: Usage) -> Result<Vec<u8>, ExecutorError> {
-        let (stdout, stderr, compile) = (
-            self.workspace.log(Log::Stdout),
-            self.workspace.log(Log::Stderr),
-            self.workspace.log(Log::Compile),
-        );
         let mut logs = vec![
-            ("stdout.txt", stdout.as_path()),
-            ("stderr.txt", stderr.as_path()),
+            ("stdout.txt", self.workspace.open_log(Log::Stdout)?),
+            ("stderr.txt", self.workspace.open_log(Log::Stderr)?),
         ];
         if self.lang.compile.is_some() {
-            logs.push(("compile.txt", compile.as_path()));
+            logs.push(("compile.txt", self.workspace.open_log(Log::Compile)?));
         }
         outputs::build_zip(&ZipContents {
             report,
             usage,
             logs: &logs,
-            out_dir: Some(&self.workspace.out_dir()),
+            out_dir: self.workspace.open_out_dir()?.as_ref(),
             max_bytes: self.config.max_zip_bytes,
         })
     }
@@ -1040,11 +1067,8 @@ fn language_env(lang: &LanguageDef) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The start of a log file as text, for a record's preview; empty if there is none.
-fn read_preview(path: &Path) -> String {
-    let Ok(file) = File::open(path) else {
-        return String::new();
-    };
+/// The start of a log file as text, for a record's preview.
+fn read_preview(file: File) -> String {
     let mut bytes = Vec::new();
     // A few bytes more than the preview so that a character cut by the limit is not lost.
     let _ = file.take(PREVIEW_BYTES as u64 + 4).read_to_end(&mut bytes);
@@ -1169,9 +1193,10 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let outcome = run_offline(
-            &serde_json::to_vec(&job).unwrap(),
+            serde_json::to_vec(&job).unwrap(),
             dir.path(),
             &SandboxConfig::default(),
+            None,
         )
         .await
         .unwrap();
@@ -1190,9 +1215,10 @@ mod tests {
         let mut invalid = job;
         invalid["problem"] = serde_json::json!({"method": "bisection"});
         let outcome = run_offline(
-            &serde_json::to_vec(&invalid).unwrap(),
+            serde_json::to_vec(&invalid).unwrap(),
             dir.path(),
             &SandboxConfig::default(),
+            None,
         )
         .await
         .unwrap();
@@ -1244,14 +1270,14 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel::<()>();
-        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(gate));
+        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(after(gate)));
         drop(go);
         let stopped = joined(task).await;
         assert!(matches!(stopped, Err(ExecutorError::Halted)), "{stopped:?}");
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel();
-        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(gate));
+        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(after(gate)));
         go.send(()).unwrap();
         let done = joined(task).await.unwrap();
         assert_eq!(

@@ -8,15 +8,32 @@
 //! ```
 //!
 //! All are removed when the [`Workspace`] is dropped, however the job ends.
+//!
+//! Where the sandbox is the executor's container, user code runs as the executor's own uid and
+//! can replace anything under the job directory, `logs/` included, with a link. So the executor
+//! never goes through a path user code may have changed: it keeps both directories open from
+//! the moment it made them, and opens what is in them relative to those descriptors with
+//! `O_NOFOLLOW`, taking only regular files ([`Workspace::open_log`], [`Workspace::open_out_dir`]);
+//! files it creates are created `O_EXCL | O_NOFOLLOW`. (Under bubblewrap, `logs/` is not even in
+//! the sandbox; the same opens serve both.)
 
 use std::{
+    ffi::OsStr,
     fs::{self, DirBuilder, File, OpenOptions},
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    io::{self, Write},
+    os::{
+        fd::OwnedFd,
+        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
 };
 
 use cola_wire::InputFile;
+use nix::{
+    errno::Errno,
+    fcntl::{OFlag, openat},
+    sys::stat::{Mode, SFlag, fstat},
+};
 
 use crate::{
     disk::{self, Allowance},
@@ -56,6 +73,9 @@ pub struct Workspace {
     fs: PathBuf,
     dirs: WritableDirs,
     logs: PathBuf,
+    /// `work/` and `logs/` as made, whatever user code renames or links there later.
+    work_fd: OwnedFd,
+    logs_fd: OwnedFd,
     /// The sandbox user that owns `work/` and `tmp/`, when the executor is root.
     owner: Option<(u32, u32)>,
     /// The tmpfs mounted at `fs/`, when the job has a disk allowance.
@@ -79,39 +99,35 @@ impl Workspace {
                 job_dir.display()
             )));
         }
-        let fs = job_dir.join("fs");
-        let mut workspace = Self {
-            dirs: WritableDirs {
-                work: fs.join("work"),
-                tmp: fs.join("tmp"),
-            },
-            fs,
-            logs: job_dir.join("logs"),
-            owner,
-            allowance: None,
-        };
+        let (fs, logs) = (job_dir.join("fs"), job_dir.join("logs"));
         // Left by an earlier attempt? Start clean.
-        workspace.remove();
-        make_dir(&workspace.logs, 0o700)?;
-        make_dir(&workspace.fs, 0o711)?;
-        if let Some(bytes) = disk_bytes {
-            match Allowance::mount(&workspace.fs, bytes) {
-                Ok(allowance) => workspace.allowance = Some(allowance),
-                // Root without the right to mount (a container's): as without root.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    tracing::warn!(error = %e, "no disk allowance: the job's files go to the host's disk");
-                }
-                Err(e) => {
-                    return Err(ExecutorError::io(
-                        format!("mounting the disk allowance at {}", workspace.fs.display()),
-                        e,
-                    ));
-                }
-            }
-        }
-        workspace.make_sandbox_dir(&workspace.dirs.work, 0o700)?;
-        workspace.make_sandbox_dir(&workspace.dirs.tmp, 0o700)?;
-        workspace.make_sandbox_dir(&workspace.dirs.work.join(OUT_DIR), 0o755)?;
+        remove_dirs(&[&fs, &logs]);
+        make_dir(&logs, 0o700)?;
+        make_dir(&fs, 0o711)?;
+        let allowance = match disk_bytes {
+            Some(bytes) => mount_allowance(&fs, bytes)?,
+            None => None,
+        };
+        let dirs = WritableDirs {
+            work: fs.join("work"),
+            tmp: fs.join("tmp"),
+        };
+        make_dir(&dirs.work, 0o700)?;
+        make_dir(&dirs.tmp, 0o700)?;
+        let workspace = Self {
+            work_fd: open_dir(&dirs.work)?,
+            logs_fd: open_dir(&logs)?,
+            fs,
+            dirs,
+            logs,
+            owner,
+            allowance,
+        };
+        workspace.give_to_sandbox(&workspace.work_fd, &workspace.dirs.work)?;
+        workspace.give_to_sandbox(open_dir(&workspace.dirs.tmp)?, &workspace.dirs.tmp)?;
+        let out = workspace.out_dir();
+        make_dir(&out, 0o755)?;
+        workspace.give_to_sandbox(&open_dir(&out)?, &out)?;
         Ok(workspace)
     }
 
@@ -147,21 +163,37 @@ impl Workspace {
         }
     }
 
+    /// Where a log is created, before any user code runs (see [`create_file`]); read it back
+    /// with [`Workspace::open_log`], never through this path.
     pub fn log(&self, log: Log) -> PathBuf {
         self.logs.join(log.file_name())
+    }
+
+    /// The log as the executor made it, for reading: `None` when it is missing or is no longer
+    /// a regular file (user code sharing the executor's uid replaced it with a link, a FIFO or a
+    /// directory: its own output is lost, nothing else is read).
+    pub fn open_log(&self, log: Log) -> Result<Option<File>, ExecutorError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        Ok(
+            open_in(&self.logs_fd, log.file_name(), flags, SFlag::S_IFREG)
+                .context(|| format!("opening {}", self.log(log).display()))?
+                .map(File::from),
+        )
+    }
+
+    /// The program's `out/` directory, opened without following a link; `None` when there is
+    /// no such directory any more.
+    pub fn open_out_dir(&self) -> Result<Option<OwnedFd>, ExecutorError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        open_in(&self.work_fd, OUT_DIR, flags, SFlag::S_IFDIR)
+            .context(|| format!("opening {}", self.out_dir().display()))
     }
 
     /// Writes the job's files into the work directory, owned by the sandbox user.
     pub fn write_files(&self, files: &[InputFile]) -> Result<(), ExecutorError> {
         for file in files {
             let path = self.dirs.work.join(&file.name);
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .context(|| format!("creating {}", path.display()))?;
+            let mut out = create_file(&path, 0o644)?;
             out.write_all(file.content.as_bytes())
                 .context(|| format!("writing {}", path.display()))?;
             self.give_to_sandbox(&out, &path)?;
@@ -172,50 +204,96 @@ impl Workspace {
     /// Writes what the program reads on stdin into the executor's logs.
     pub fn write_stdin(&self, stdin: &str) -> Result<PathBuf, ExecutorError> {
         let path = self.log(Log::Stdin);
-        fs::write(&path, stdin).context(|| format!("writing {}", path.display()))?;
+        create_file(&path, 0o600)?
+            .write_all(stdin.as_bytes())
+            .context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
-    /// Creates a directory owned by the sandbox user.
-    fn make_sandbox_dir(&self, path: &Path, mode: u32) -> Result<(), ExecutorError> {
-        make_dir(path, mode)?;
-        let dir = File::open(path).context(|| format!("opening {}", path.display()))?;
-        self.give_to_sandbox(&dir, path)
-    }
-
     /// Hands a file or directory the executor created to the sandbox user.
-    fn give_to_sandbox(&self, file: &File, path: &Path) -> Result<(), ExecutorError> {
+    fn give_to_sandbox(
+        &self,
+        file: impl std::os::fd::AsFd,
+        path: &Path,
+    ) -> Result<(), ExecutorError> {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::fchown(file, Some(uid), Some(gid))
                 .context(|| format!("giving {} to uid {uid}", path.display()))?;
         }
         Ok(())
     }
+}
 
+impl Drop for Workspace {
     /// Removes everything: the allowance's files go with its tmpfs.
-    fn remove(&mut self) {
-        let warn = |dir: &Path, e: std::io::Error| {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
-        };
+    fn drop(&mut self) {
         if self.allowance.take().is_none() {
-            for dir in [&self.dirs.work, &self.dirs.tmp] {
-                if let Err(e) = remove_tree(dir) {
-                    warn(dir, e);
-                }
-            }
+            remove_dirs(&[&self.dirs.work, &self.dirs.tmp]);
         }
-        for dir in [&self.fs, &self.logs] {
-            if let Err(e) = remove_tree(dir) {
-                warn(dir, e);
-            }
+        remove_dirs(&[&self.fs, &self.logs]);
+    }
+}
+
+/// Mounts a disk allowance of `bytes` at `fs`; `None` (and a warning) where this executor may
+/// not mount, although root (a container's root).
+fn mount_allowance(fs: &Path, bytes: u64) -> Result<Option<Allowance>, ExecutorError> {
+    match Allowance::mount(fs, bytes) {
+        Ok(allowance) => Ok(Some(allowance)),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            tracing::warn!(error = %e, "no disk allowance: the job's files go to the host's disk");
+            Ok(None)
+        }
+        Err(e) => Err(ExecutorError::io(
+            format!("mounting the disk allowance at {}", fs.display()),
+            e,
+        )),
+    }
+}
+
+fn remove_dirs(dirs: &[&Path]) {
+    for dir in dirs {
+        if let Err(e) = remove_tree(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
         }
     }
 }
 
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        self.remove();
-    }
+/// Creates a new file at `path` for writing: never one that exists, never through a link.
+pub(crate) fn create_file(path: &Path, mode: u32) -> Result<File, ExecutorError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .context(|| format!("creating {}", path.display()))
+}
+
+/// The directory the executor just made at `path`.
+fn open_dir(path: &Path) -> Result<OwnedFd, ExecutorError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    nix::fcntl::open(path, flags, Mode::empty())
+        .map_err(io::Error::from)
+        .context(|| format!("opening {}", path.display()))
+}
+
+/// Opens `name` in `dir` with `flags`, never following a link, if it is of type `kind`;
+/// `None` when it is missing, a link or of another type.
+pub(crate) fn open_in(
+    dir: &OwnedFd,
+    name: impl AsRef<OsStr>,
+    flags: OFlag,
+    kind: SFlag,
+) -> io::Result<Option<OwnedFd>> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, name.as_ref(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // ELOOP: a link; ENOTDIR: not the directory asked for; ENXIO: a socket.
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR | Errno::ENXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let stat = fstat(&fd)?;
+    Ok((SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == kind).then_some(fd))
 }
 
 fn make_dir(path: &Path, mode: u32) -> Result<(), ExecutorError> {
@@ -293,6 +371,46 @@ mod tests {
         drop(ws);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// What user code sharing the executor's uid could leave in `logs/` and `work/`: links to
+    /// files it must not read, a FIFO that would block a reader, the directories themselves
+    /// moved away and replaced by links.
+    #[test]
+    fn logs_and_out_replaced_by_links_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, "host file").unwrap();
+        let job = dir.path().join("job");
+        fs::create_dir(&job).unwrap();
+        let ws = Workspace::create(&job, None, None).unwrap();
+        fs::write(ws.log(Log::Compile), "compiled").unwrap();
+        let read = |log| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut ws.open_log(log).unwrap()?, &mut text).unwrap();
+            Some(text)
+        };
+        assert_eq!(read(Log::Compile).as_deref(), Some("compiled"));
+        assert_eq!(read(Log::Stdout), None, "missing");
+        std::os::unix::fs::symlink(&secret, ws.log(Log::Stdout)).unwrap();
+        std::os::unix::fs::symlink("/proc/self/maps", ws.log(Log::Stderr)).unwrap();
+        nix::unistd::mkfifo(&ws.log(Log::Stdin), Mode::from_bits_truncate(0o600)).unwrap();
+        for log in [Log::Stdout, Log::Stderr, Log::Stdin] {
+            assert_eq!(read(log), None, "{log:?}");
+        }
+        // A file of the executor's is never overwritten, nor created through a link.
+        assert!(create_file(&ws.log(Log::Stdout), 0o600).is_err());
+        assert_eq!(fs::read_to_string(&secret).unwrap(), "host file");
+
+        // The directories moved away and replaced by links: still the executor's own.
+        fs::rename(job.join("logs"), job.join("moved-logs")).unwrap();
+        fs::create_dir(dir.path().join("fake")).unwrap();
+        fs::write(dir.path().join("fake/compile"), "fake").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("fake"), job.join("logs")).unwrap();
+        assert_eq!(read(Log::Compile).as_deref(), Some("compiled"));
+        fs::rename(ws.out_dir(), job.join("moved-out")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), ws.out_dir()).unwrap();
+        assert!(ws.open_out_dir().unwrap().is_none());
     }
 
     #[test]

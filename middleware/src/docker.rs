@@ -7,7 +7,8 @@
 //! - a read-only root filesystem, and size-capped tmpfs mounts at `/work` (the job's work area,
 //!   executable: compiled programs run from it) and `/tmp`, owned by that user;
 //! - a memory limit with no swap (tmpfs pages count against it), a CPU quota (`nano_cpus`) and a
-//!   pids limit;
+//!   pids limit; the memory limit is the compile step's at first, and is lowered to the run
+//!   step's own before user code runs (see below);
 //! - the json-file log driver with a size cap, set explicitly: the outcome comes back through it.
 //!
 //! Inputs go in and the outcome comes out through the Engine API, never through a network the
@@ -19,6 +20,18 @@
 //! reads the frame back from the container's log (which survives a middleware restart), checks
 //! it strictly, stores the zip and ends the record by compare-and-set, exactly as an executor
 //! that talks to NATS does. User code can at most forge its own job's report.
+//!
+//! A compiled language's compiler may need more memory than the program is allowed: its
+//! container starts with the compile step's limit, and its executor is told the run step's
+//! (`--run-memory-limit`). Once the compile step is done, and before anything of the user runs,
+//! the executor asks for that limit on its standard output
+//! ([`cola_wire::frame::run_memory_request`]); the middleware, which follows the container's
+//! log from the start ([`Backend::wait`]), lowers the container's limit with the Engine API,
+//! and the executor starts the run step once its cgroup shows the new limit (it gives up after
+//! a while and fails the job `internal_error` rather than run the program with the compiler's
+//! limit). A middleware that adopts the container after a restart answers the request the same
+//! way. The run step's limit is the program's `memory_mb` and the executor's own memory, with
+//! no room for the tmpfs mounts: files the program writes count against its limit.
 //!
 //! Outcomes the container itself shows: `State.OOMKilled` makes a failed job `memory_limit`
 //! (and an executor that was killed with it `memory_limit` too); a daemon error, or a result
@@ -44,6 +57,7 @@ use bollard::{
     Docker,
     container::LogOutput,
     errors::Error as DockerError,
+    models::ContainerUpdateBody,
     models::{ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig},
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -65,8 +79,13 @@ use crate::backend::{Backend, BackendError, ExecutorExit};
 const NAME: &str = "docker";
 /// Where the executor works in the container (a tmpfs of the backend's).
 const WORK_DIR: &str = "/work";
-/// Memory for the executor itself on top of what the job's steps may use.
-const EXECUTOR_MEMORY_MB: u64 = 64;
+/// Memory for the executor itself on top of what the job's steps may use, beside its copies of
+/// the job's inputs ([`INPUT_COPIES`]). (It writes the output zip's frame as it encodes it, and
+/// the zip takes the place of the files it holds.)
+const EXECUTOR_MEMORY_MB: u64 = 32;
+/// How many times the job message's size the executor keeps while the job runs: its inputs in
+/// memory, the copy its blocking worker gets, and the files written to the tmpfs work area.
+const INPUT_COPIES: u64 = 3;
 /// Processes and threads for the executor and the toolchains' helpers on top of the job's.
 const EXECUTOR_TASKS: u64 = 64;
 /// Requests that wait for a container to exit may take as long as a job does.
@@ -208,8 +227,14 @@ impl DockerBackend {
             .then_some(handle.id.as_str())
     }
 
-    /// Creates the job's container; `Ok(false)` if one of that name exists already.
-    async fn create(&self, job: &JobMessage, lang: &LanguageDef) -> Result<bool, BackendError> {
+    /// Creates the job's container, for a job message of `message_bytes`; `Ok(false)` if one of
+    /// that name exists already.
+    async fn create(
+        &self,
+        job: &JobMessage,
+        lang: &LanguageDef,
+        message_bytes: usize,
+    ) -> Result<bool, BackendError> {
         let options = CreateContainerOptionsBuilder::new()
             .name(&container_name(job))
             .build();
@@ -221,7 +246,10 @@ impl DockerBackend {
         ]);
         match self
             .docker
-            .create_container(Some(options), self.container_spec(job, lang, labels))
+            .create_container(
+                Some(options),
+                self.container_spec(job, lang, message_bytes, labels),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -235,20 +263,25 @@ impl DockerBackend {
         &self,
         job: &JobMessage,
         lang: &LanguageDef,
+        message_bytes: usize,
         labels: HashMap<String, String>,
     ) -> ContainerCreateBody {
         let (uid, gid) = self.config.user;
         let work_mb = self.config.work_mb;
         let tmpfs_options =
             format!("rw,exec,nosuid,nodev,size={work_mb}m,uid={uid},gid={gid},mode=0700");
-        let memory = memory_bytes(lang, &job.limits, work_mb);
+        let executor_mb = executor_mb(message_bytes);
+        let memory = memory_bytes(lang, &job.limits, executor_mb, work_mb);
+        let mut cmd: Vec<String> = ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
+            .map(String::from)
+            .to_vec();
+        if lang.compile.is_some() {
+            let run = run_memory_bytes(&job.limits, executor_mb);
+            cmd.extend(["--run-memory-limit".into(), run.to_string()]);
+        }
         ContainerCreateBody {
             image: Some(self.config.image(lang)),
-            cmd: Some(
-                ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            cmd: Some(cmd),
             user: Some(format!("{uid}:{gid}")),
             working_dir: Some(WORK_DIR.into()),
             labels: Some(labels),
@@ -287,9 +320,8 @@ impl DockerBackend {
         }
     }
 
-    /// Attaches to the created container's stdin, starts it and hands it the job message.
-    async fn start_with_input(&self, name: &str, job: &JobMessage) -> Result<(), BackendError> {
-        let body = serde_json::to_vec(job).map_err(|e| error(format!("job message: {e}")))?;
+    /// Attaches to the created container's stdin, starts it and hands it the job message `body`.
+    async fn start_with_input(&self, name: &str, body: &[u8]) -> Result<(), BackendError> {
         let options = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stream(true)
@@ -304,7 +336,7 @@ impl DockerBackend {
             .await
             .map_err(|e| daemon("start the container", e))?;
         let input = async {
-            attached.input.write_all(&body).await?;
+            attached.input.write_all(body).await?;
             attached.input.flush().await?;
             // Closing our side closes the container's stdin (stdin_once): the executor reads EOF.
             attached.input.shutdown().await
@@ -453,6 +485,76 @@ impl DockerBackend {
         Ok(versions.get(lang.name).cloned())
     }
 
+    /// Answers the executor's request for its run step's memory limit, if the first line of its
+    /// standard output is one, by lowering the container's limit to it. Done once that line is
+    /// read, or the container has ended without one. A failure is only logged: the executor,
+    /// which waits for the new limit, then fails the job without running it.
+    async fn answer_memory_request(&self, name: &str) {
+        // The container's limit is read while the executor compiles, not once it asks.
+        let (line, current) = tokio::join!(self.first_stdout_line(name), self.inspect(name));
+        let lowered = match (line, current) {
+            (Ok(line), Ok(Some(current))) => match frame::parse_run_memory_request(&line) {
+                // (A container adopted after it ended has nothing left to run.)
+                Some(bytes) if current.state.and_then(|s| s.running) == Some(true) => {
+                    let current = current.host_config.and_then(|h| h.memory);
+                    self.set_memory(name, bytes, current.unwrap_or(0)).await
+                }
+                _ => Ok(()),
+            },
+            (Ok(_), Ok(None)) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = lowered {
+            tracing::warn!(container = %name, error = %e, "cannot set the run step's memory limit");
+        }
+    }
+
+    /// The first line of the container's standard output (without its newline, at most a few
+    /// bytes), read from its log as it comes; empty when the container ends without one.
+    async fn first_stdout_line(&self, name: &str) -> Result<Vec<u8>, BackendError> {
+        const LONGEST: usize = 64;
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(false)
+            .follow(true)
+            .build();
+        let mut logs = self.waiter.logs(name, Some(options));
+        let mut line = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            if let LogOutput::StdOut { message } =
+                chunk.map_err(|e| daemon("follow the container's log", e))?
+            {
+                let end = message.iter().position(|b| *b == b'\n');
+                line.extend_from_slice(&message[..end.unwrap_or(message.len())]);
+                if end.is_some() || line.len() > LONGEST {
+                    line.truncate(LONGEST);
+                    return Ok(line);
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Sets the container's memory limit, with no swap, to `bytes`; only ever lower than the
+    /// `current` one (0: none).
+    async fn set_memory(&self, name: &str, bytes: u64, current: i64) -> Result<(), BackendError> {
+        let bytes = i64::try_from(bytes).map_err(|_| error(format!("{bytes} bytes of memory")))?;
+        if current > 0 && bytes > current {
+            return Err(error(format!(
+                "the executor asked for {bytes} bytes of memory, more than the container's {current}"
+            )));
+        }
+        let update = ContainerUpdateBody {
+            memory: Some(bytes),
+            memory_swap: Some(bytes),
+            ..ContainerUpdateBody::default()
+        };
+        self.docker
+            .update_container(name, update)
+            .await
+            .map_err(|e| daemon("lower the container's memory limit", e))
+    }
+
     /// Waits for the container to stop; its exit code.
     async fn wait_exit(&self, name: &str) -> Result<i64, BackendError> {
         let options = WaitContainerOptionsBuilder::new()
@@ -480,19 +582,20 @@ impl Backend for DockerBackend {
             .filter(|l| !l.image.is_empty())
             .ok_or_else(|| error(format!("language {} has no executor image", job.language)))?;
         let name = container_name(job);
-        if !self.create(job, lang).await? {
+        let body = serde_json::to_vec(job).map_err(|e| error(format!("job message: {e}")))?;
+        if !self.create(job, lang, body.len()).await? {
             // Left by a launch that never completed (its middleware died before recording it):
             // whether the job message reached it whole is unknown, so it starts afresh. (A
             // recorded container is adopted through its handle instead.)
             tracing::info!(job_id = %job.id, container = %name, "replacing the container of an unfinished launch");
             self.remove(&name).await?;
-            if !self.create(job, lang).await? {
+            if !self.create(job, lang, body.len()).await? {
                 return Err(error(format!(
                     "container {name} exists and cannot be replaced"
                 )));
             }
         }
-        if let Err(e) = self.start_with_input(&name, job).await {
+        if let Err(e) = self.start_with_input(&name, &body).await {
             if let Err(removal) = self.remove(&name).await {
                 tracing::warn!(container = %name, error = %removal, "cannot remove a container that did not start");
             }
@@ -517,7 +620,8 @@ impl Backend for DockerBackend {
         let name = self
             .container(handle)
             .ok_or_else(|| error(format!("{} is not a container of this daemon", handle.id)))?;
-        let code = self.wait_exit(name).await?;
+        let (code, ()) = tokio::join!(self.wait_exit(name), self.answer_memory_request(name));
+        let code = code?;
         let oom = self
             .inspect(name)
             .await?
@@ -589,11 +693,13 @@ impl Backend for DockerBackend {
             .ok_or_else(|| error(format!("container {name} is gone: its outcome is lost")))?;
         let oom_killed = state.oom_killed.unwrap_or(false);
         let exit_code = state.exit_code.unwrap_or(-1);
-        let frame = match self
-            .stdout(name, frame::max_frame_bytes(frame::MAX_ZIP_BYTES))
-            .await
-        {
-            Ok(bytes) => frame::decode(&bytes, frame::MAX_ZIP_BYTES).map_err(|e| e.to_string()),
+        let longest = frame::max_frame_bytes(frame::MAX_ZIP_BYTES)
+            + frame::run_memory_request(u64::MAX).len() as u64;
+        let frame = match self.stdout(name, longest).await {
+            Ok(bytes) => {
+                let (_, frame) = frame::split_run_memory_request(&bytes);
+                frame::decode(frame, frame::MAX_ZIP_BYTES).map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.message),
         };
         match frame {
@@ -695,14 +801,28 @@ pub fn container_name(job: &JobMessage) -> String {
     format!("cola-{}", job.id)
 }
 
-/// The container's memory limit: what its steps may use (a compile step may need more than the
-/// program), the executor's own, and the two tmpfs mounts, whose pages count against it.
-fn memory_bytes(lang: &LanguageDef, limits: &Limits, work_mb: u64) -> i64 {
-    let steps = match lang.compile {
-        Some(_) => limits.memory_mb.max(lang.compile_limits.memory_mb),
-        None => limits.memory_mb,
-    };
-    let mb = steps + EXECUTOR_MEMORY_MB + 2 * work_mb;
+/// The executor's own memory, in MiB, for a job message of `message_bytes`.
+fn executor_mb(message_bytes: usize) -> u64 {
+    EXECUTOR_MEMORY_MB + (INPUT_COPIES * message_bytes as u64).div_ceil(1 << 20)
+}
+
+/// The container's memory limit when it starts: the run step's ([`run_memory_bytes`]); for a
+/// compiled language, the compile step's until the run step (what the compiler may use, the
+/// executor's own, and the two tmpfs mounts it may fill, whose pages count against it).
+fn memory_bytes(lang: &LanguageDef, limits: &Limits, executor_mb: u64, work_mb: u64) -> i64 {
+    let run = run_memory_bytes(limits, executor_mb);
+    if lang.compile.is_none() {
+        return run;
+    }
+    let mb = lang.compile_limits.memory_mb + executor_mb + 2 * work_mb;
+    i64::try_from(mb << 20).unwrap_or(i64::MAX).max(run)
+}
+
+/// The container's memory limit during the run step: the program's and the executor's own.
+/// Whatever the program puts in memory counts against it, shared memory and tmpfs files
+/// (`/work`, `/tmp`, `/dev/shm`) included.
+fn run_memory_bytes(limits: &Limits, executor_mb: u64) -> i64 {
+    let mb = limits.memory_mb + executor_mb;
     i64::try_from(mb << 20).unwrap_or(i64::MAX)
 }
 
@@ -793,9 +913,16 @@ mod tests {
         let js = lang("javascript");
         let c = lang("c");
         let limits = js.default_limits;
-        assert_eq!(memory_bytes(js, &limits, 100), (256 + 64 + 200_i64) << 20);
-        // Compiling may take more than the program may.
-        assert_eq!(memory_bytes(c, &limits, 100), (2048 + 64 + 200_i64) << 20);
+        // The program's, with its files; no room for the tmpfs mounts beside it.
+        assert_eq!(executor_mb(1000), 32 + 1);
+        assert_eq!(executor_mb(10 << 20), 32 + 30);
+        assert_eq!(memory_bytes(js, &limits, 40, 100), (256 + 40_i64) << 20);
+        assert_eq!(run_memory_bytes(&limits, 40), (256 + 40_i64) << 20);
+        // Compiling may take more than the program may, until the run step.
+        assert_eq!(
+            memory_bytes(c, &limits, 40, 100),
+            (2048 + 40 + 200_i64) << 20
+        );
         assert_eq!(pids_limit(js, &limits), (64 + EXECUTOR_TASKS) as i64);
         let many = Limits {
             processes: 200,

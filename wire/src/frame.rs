@@ -15,14 +15,22 @@
 //!
 //! Reading is strict: anything before, between or after these four lines, a size that does not
 //! match, or a frame larger than the reader allows is an error, never a partial result.
+//!
+//! One line may come before the frame, before any user code ran: `cola-run-memory/1 <bytes>`,
+//! the executor asking for its container's memory limit to be lowered to the run step's own
+//! once the compile step is done ([`run_memory_request`]); the Docker backend's middleware
+//! answers it and takes it off ([`split_run_memory_request`]) before it decodes the frame.
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
+use std::io::{self, Write};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD, write::EncoderWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::RunReport;
 
 const BEGIN: &str = "cola-result/1";
 const END: &str = "cola-end/1";
+const RUN_MEMORY: &str = "cola-run-memory/1";
 /// The largest header (as JSON) a frame may carry: the report and three previews of at most
 /// [`crate::PREVIEW_BYTES`] each, which JSON escaping can make up to six times larger.
 pub const MAX_HEADER_BYTES: usize = 4 << 20;
@@ -76,6 +84,15 @@ fn base64_len(bytes: u64) -> u64 {
 /// The frame for `outcome`. The report's `output_object` is not sent: the reader decides where
 /// the zip is stored.
 pub fn encode(outcome: &Outcome) -> Vec<u8> {
+    let mut frame = Vec::new();
+    write(outcome, &mut frame).expect("writing to memory cannot fail");
+    frame
+}
+
+/// Writes the frame for `outcome` (see [`encode`]) to `out` as it encodes it: no copy of the
+/// encoded zip is ever held in memory (an executor in a container has little to spare once its
+/// program has run).
+pub fn write(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
     let report = &outcome.report;
     let header = Header {
         report: report.clone(),
@@ -86,17 +103,39 @@ pub fn encode(outcome: &Outcome) -> Vec<u8> {
     };
     let zip = outcome.zip.as_deref().unwrap_or_default();
     let header = serde_json::to_vec(&header).expect("a report serializes");
-    let mut frame =
-        String::with_capacity(BEGIN.len() + END.len() + 4 + (header.len() + zip.len()) / 3 * 4 + 8);
-    frame.push_str(BEGIN);
-    frame.push('\n');
-    STANDARD.encode_string(&header, &mut frame);
-    frame.push('\n');
-    STANDARD.encode_string(zip, &mut frame);
-    frame.push('\n');
-    frame.push_str(END);
-    frame.push('\n');
-    frame.into_bytes()
+    writeln!(out, "{BEGIN}")?;
+    for part in [&header[..], zip] {
+        let mut encoder = EncoderWriter::new(&mut *out, &STANDARD);
+        encoder.write_all(part)?;
+        encoder.finish()?.write_all(b"\n")?;
+    }
+    writeln!(out, "{END}")
+}
+
+/// The line that asks for the container's memory limit to be `bytes` for the run step.
+pub fn run_memory_request(bytes: u64) -> String {
+    format!("{RUN_MEMORY} {bytes}\n")
+}
+
+/// The memory limit `line` (without its newline) asks for, if it is a run step's request.
+pub fn parse_run_memory_request(line: &[u8]) -> Option<u64> {
+    let bytes = std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix(RUN_MEMORY)?
+        .strip_prefix(' ')?;
+    bytes.parse().ok().filter(|b| *b > 0)
+}
+
+/// An executor's standard output split into its run step's memory request, when its first line
+/// is one, and the rest: the frame.
+pub fn split_run_memory_request(stdout: &[u8]) -> (Option<u64>, &[u8]) {
+    let Some(end) = stdout.iter().position(|b| *b == b'\n') else {
+        return (None, stdout);
+    };
+    match parse_run_memory_request(&stdout[..end]) {
+        Some(bytes) => (Some(bytes), &stdout[end + 1..]),
+        None => (None, stdout),
+    }
 }
 
 /// Reads a frame back, accepting zips of at most `max_zip_bytes`.
@@ -228,6 +267,30 @@ mod tests {
         assert!(malformed(cut.as_bytes()));
         let swapped = format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]);
         assert!(malformed(swapped.as_bytes()));
+    }
+
+    #[test]
+    fn a_run_memory_request_comes_off_before_the_frame() {
+        let frame = encode(&outcome());
+        let mut stdout = run_memory_request(300 << 20).into_bytes();
+        stdout.extend_from_slice(&frame);
+        assert_eq!(
+            split_run_memory_request(&stdout),
+            (Some(300 << 20), &frame[..])
+        );
+        assert_eq!(
+            decode(split_run_memory_request(&stdout).1, 1 << 20).unwrap(),
+            outcome()
+        );
+        assert_eq!(split_run_memory_request(&frame), (None, &frame[..]));
+        for line in [
+            "cola-run-memory/1 0",
+            "cola-run-memory/1 x",
+            "cola-run-memory/1  5",
+            "cola-run-memory/15",
+        ] {
+            assert_eq!(parse_run_memory_request(line.as_bytes()), None, "{line}");
+        }
     }
 
     #[test]

@@ -233,17 +233,20 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     if args.isolation == SandboxKind::Container && std::process::id() != 1 {
         tracing::warn!(
             "the container sandbox runs as PID {} rather than 1: processes that leave the \
-             program's process group outlive their step until the container ends",
+             program's process group outlive their step until the container ends, and its CPU \
+             limit holds for each process alone",
             std::process::id()
         );
     }
     if args.stdio {
         let job = cola_executors::read_job_bytes(std::io::stdin().lock())?;
-        let outcome = cola_executors::run_offline(&job, &job_dir, &sandbox).await?;
+        let before_run = args.run_memory_limit.map(|bytes| {
+            Box::new(move || cola_executors::await_memory_limit(bytes)) as cola_executors::RunGate
+        });
+        let outcome = cola_executors::run_offline(job, &job_dir, &sandbox, before_run).await?;
         log_end(&outcome.report);
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(&cola_wire::frame::encode(&outcome))
+        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        cola_wire::frame::write(&outcome, &mut stdout)
             .and_then(|()| stdout.flush())
             .context("writing the result frame")?;
         return Ok(ExitCode::SUCCESS);

@@ -33,7 +33,9 @@
 //! its own namespaces, no network, a read-only root, a size-capped `/work` and `/tmp`, a memory,
 //! CPU and pids cgroup, all set from outside by the backend. Steps then run directly as the
 //! executor's own (non-root) user, with the same rlimits (but `RLIMIT_NPROC`), environment, wall
-//! time and output cap. The executor makes itself non-dumpable ([`harden_container`]), so user
+//! time and output cap; as PID 1 of the container, the executor holds a step's CPU limit to the
+//! CPU time of the whole container and kills everything else once the step's main process
+//! ends (`process::run_direct`). The executor makes itself non-dumpable ([`harden_container`]), so user
 //! code of the same uid can neither read its `/proc` entries (environment, descriptors, memory)
 //! nor trace it.
 //!
@@ -42,6 +44,7 @@
 
 mod bwrap;
 pub mod cgroup;
+mod container;
 pub mod identity;
 pub mod init;
 mod process;
@@ -57,6 +60,7 @@ use std::{
 
 use cola_wire::{Isolation, Limits, Provision};
 
+pub use container::await_memory_limit;
 pub use identity::SandboxUser;
 pub use session::SandboxPlan;
 pub use verdict::{DiskEvidence, Ending, Kill, StepOutcome, Verdict};

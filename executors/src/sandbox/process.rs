@@ -30,19 +30,28 @@ use super::{
     Output, Step, WritableDirs,
     bwrap::Binds,
     cgroup::CgroupJoin,
+    container::CpuMeter,
     init::StepRlimits,
     staging::Staging,
     verdict::{Ending, Kill, StepOutcome},
 };
-use crate::error::{ExecutorError, IoContext};
+use crate::{
+    error::{ExecutorError, IoContext},
+    workspace::create_file,
+};
 
 /// Runs `step` directly as the executor's own user, without bubblewrap: the container the
 /// executor runs in is the sandbox. The same rlimits (but `RLIMIT_NPROC`, which counts every
 /// process of the uid on the host, so containers sharing a uid would share it: the container's
 /// pids limit bounds processes instead), the same cleared environment, no inherited descriptor,
-/// the process group killed at the wall time. When the executor is PID 1 of its container, every
-/// process the step left behind (also those that left the process group) is killed and reaped
-/// once the step ends.
+/// the process group killed at the wall time.
+///
+/// When the executor is PID 1 of its container, the step is held as strictly as in the
+/// sandbox's init: its CPU limit is the CPU time of everything in the container (read from the
+/// container's cgroup), so processes that left the step's process group count too, and when the
+/// step's main process ends, every other process of the container is killed and reaped at once,
+/// before the step's output is waited for: nothing the step started can hold its output open,
+/// keep burning CPU or outlive it.
 pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, ExecutorError> {
     let (program, args) = step
         .command
@@ -71,6 +80,14 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
     unsafe {
         command.pre_exec(move || setup.apply());
     }
+    let pid_1 = std::process::id() == 1;
+    let meter = CpuMeter::start();
+    let budget = Budget {
+        wall: Duration::from_millis(step.limits.wall_time_ms),
+        cpu: meter
+            .as_ref()
+            .map(|meter| (meter, Duration::from_millis(step.limits.cpu_time_ms))),
+    };
     let group = OnceLock::<Group>::new();
     let overflow = || group.wait().kill(Kill::Output);
     let supervised = supervise_output(&step.output, &step.limits, &overflow, |[stdout, stderr]| {
@@ -81,27 +98,33 @@ pub(super) fn run_direct(work_dir: &Path, step: &Step) -> Result<StepOutcome, Ex
         drop(command);
         let child = spawned.context(|| format!("starting {program}"))?;
         let group = group.get_or_init(|| Group::new(child.id() as i32));
-        let waited = wait_with_deadline(
-            group,
-            started,
-            Duration::from_millis(step.limits.wall_time_ms),
-        );
+        let waited = wait_with_deadline(group, started, &budget);
         if waited.is_err() {
             // The step cannot be watched any more: stop it, so that the readers end too.
             group.kill(Kill::WallTime);
         }
+        if pid_1 {
+            // The step ended with its main process: what it left goes now, not once the readers
+            // are done (a process that keeps stdout open would keep them, and the job, waiting).
+            kill_everything_else();
+        }
         waited.context(|| "waiting for the step")
     });
-    if std::process::id() == 1 {
-        kill_everything_else();
-    }
     let (waited, output_bytes) = supervised?;
     let waited = waited?;
+    // Every process of the step is gone: the container's count is final.
+    let cpu = match &meter {
+        Some(meter) => meter
+            .used()
+            .context(|| "reading the container's CPU time")?
+            .max(waited.cpu),
+        None => waited.cpu,
+    };
     Ok(StepOutcome {
         ending: waited.ending,
         killed: group.get().and_then(Group::killed_for),
         wall: waited.elapsed,
-        cpu: waited.cpu,
+        cpu,
         peak_memory_kb: waited.peak_memory_kb,
         output_bytes,
         // The container's cgroup is the backend's to read.
@@ -145,13 +168,22 @@ pub(super) fn supervise_output<T>(
 /// As PID 1 of a container or a sandbox: SIGKILLs every other process in its PID namespace
 /// (`kill(-1)` spares only the caller) and reaps them all.
 pub(super) fn kill_everything_else() {
-    // SAFETY: plain system calls. The caller is PID 1, so -1 means "this container's processes".
+    kill_all_others();
+    // SAFETY: plain system calls.
     unsafe {
-        libc::kill(-1, libc::SIGKILL);
         let mut status = 0;
         while libc::waitpid(-1, &mut status, 0) > 0
             || io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
         {}
+    }
+}
+
+/// As PID 1 of a container: SIGKILLs every other process in it, without reaping them.
+fn kill_all_others() {
+    // SAFETY: a plain system call. The caller is PID 1, so -1 means "this container's
+    // processes" (and never the caller itself).
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
     }
 }
 
@@ -167,8 +199,7 @@ type Sink = (PipeReader, File);
 /// ends for stdout and stderr.
 fn output_pipes(output: &Output) -> Result<(Vec<Sink>, [PipeWriter; 2]), ExecutorError> {
     let pipe = || io::pipe().context(|| "creating an output pipe");
-    let create =
-        |path: &Path| File::create(path).context(|| format!("creating {}", path.display()));
+    let create = |path: &Path| create_file(path, 0o600);
     match output {
         Output::Separate { stdout, stderr } => {
             let (out_reader, out_writer) = pipe()?;
@@ -314,6 +345,12 @@ impl Group {
         let _ = killpg(self.leader, Signal::SIGKILL);
     }
 
+    /// SIGKILLs what is left of the group once its leader has exited, before the leader is
+    /// reaped (until then, the group's id cannot belong to anyone else).
+    fn kill_rest(&self) {
+        let _ = killpg(self.leader, Signal::SIGKILL);
+    }
+
     pub fn killed_for(&self) -> Option<Kill> {
         self.state
             .lock()
@@ -380,24 +417,52 @@ struct Waited {
     peak_memory_kb: u64,
 }
 
-/// Waits for bubblewrap to exit, killing its group when `wall` has passed since `started`; then
-/// reaps it, with the resource usage of everything it (and the sandbox) waited for.
-fn wait_with_deadline(group: &Group, started: Instant, wall: Duration) -> io::Result<Waited> {
+/// What a directly run step may use: wall time, and CPU time of its whole container when the
+/// container can be metered.
+struct Budget<'a> {
+    wall: Duration,
+    cpu: Option<(&'a CpuMeter, Duration)>,
+}
+
+/// How often the container's CPU time is read while a step runs.
+const CPU_POLL: Duration = Duration::from_millis(50);
+
+/// Waits for the step's main process to exit, killing its group when the wall time has passed
+/// since `started`, or everything in the container when the container's CPU time goes beyond
+/// the budget; then kills what is left of the group and reaps the main process, with the
+/// resource usage of everything it waited for.
+fn wait_with_deadline(group: &Group, started: Instant, budget: &Budget) -> io::Result<Waited> {
     let pidfd = pidfd_open(group.leader)?;
-    let deadline = started + wall;
+    let deadline = started + budget.wall;
+    let mut over_cpu = false;
     loop {
         let timeout = match group.killed_for() {
             Some(_) => None,
-            None => Some(deadline.saturating_duration_since(Instant::now())),
+            None => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                Some(match budget.cpu {
+                    Some(_) if !over_cpu => left.min(CPU_POLL),
+                    _ => left,
+                })
+            }
         };
         if has_exited(&pidfd, timeout)? {
             break;
         }
         if Instant::now() >= deadline {
             group.kill(Kill::WallTime);
+        } else if let Some((meter, cpu)) = budget.cpu
+            && !over_cpu
+            && meter.used()? > cpu
+        {
+            // Whatever process used it (also one outside the group): the CPU time is the
+            // step's, and the verdict reads it from the meter.
+            over_cpu = true;
+            kill_all_others();
         }
     }
     let elapsed = started.elapsed();
+    group.kill_rest();
     group.mark_reaped();
     let (status, usage) = wait4(group.leader)?;
     Ok(Waited {
@@ -466,7 +531,7 @@ pub(super) fn ending_of(status: libc::c_int) -> Ending {
     }
 }
 
-fn timeval(t: libc::timeval) -> Duration {
+pub(super) fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 

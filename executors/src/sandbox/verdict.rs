@@ -1,6 +1,6 @@
 //! How a step ended, and what that means for the job.
 
-use std::{fs::File, io::Read, path::Path, time::Duration};
+use std::{io::Read, time::Duration};
 
 use cola_wire::{Limits, Reason, Status};
 
@@ -237,14 +237,13 @@ fn signal_name(signal: i32) -> &'static str {
 /// `Fatal process out of memory`, `strerror(ENOMEM)`, C++'s `std::bad_alloc`.
 const OUT_OF_MEMORY_MESSAGES: [&str; 3] = ["out of memory", "cannot allocate memory", "bad_alloc"];
 
-/// Whether the file at `path` holds a well-known out-of-memory message anywhere.
-pub fn reports_out_of_memory(path: &Path) -> std::io::Result<bool> {
+/// Whether `file` holds a well-known out-of-memory message anywhere.
+pub fn reports_out_of_memory(mut file: impl Read) -> std::io::Result<bool> {
     let longest = OUT_OF_MEMORY_MESSAGES
         .iter()
         .map(|m| m.len())
         .max()
         .unwrap_or(0);
-    let mut file = File::open(path)?;
     let mut window: Vec<u8> = Vec::with_capacity(64 * 1024 + longest);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -468,16 +467,16 @@ mod tests {
         let mut text = "x".repeat(64 * 1024 - 5).into_bytes();
         text.extend_from_slice(b"out of memory\n");
         std::fs::write(&path, &text).unwrap();
-        assert!(reports_out_of_memory(&path).unwrap());
+        assert!(reports_out_of_memory(std::fs::File::open(&path).unwrap()).unwrap());
         std::fs::write(&path, "fatal error: runtime: out of memory\n").unwrap();
-        assert!(reports_out_of_memory(&path).unwrap());
+        assert!(reports_out_of_memory(std::fs::File::open(&path).unwrap()).unwrap());
         std::fs::write(
             &path,
             "terminate called after throwing an instance of 'std::bad_alloc'",
         )
         .unwrap();
-        assert!(reports_out_of_memory(&path).unwrap());
+        assert!(reports_out_of_memory(std::fs::File::open(&path).unwrap()).unwrap());
         std::fs::write(&path, "panic: index out of range\n".repeat(10_000)).unwrap();
-        assert!(!reports_out_of_memory(&path).unwrap());
+        assert!(!reports_out_of_memory(std::fs::File::open(&path).unwrap()).unwrap());
     }
 }
