@@ -265,10 +265,13 @@ async fn enqueue(topology: &Topology, body: &Value) -> String {
     static NEXT_USER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     static QUOTAS: std::sync::OnceLock<Quotas> = std::sync::OnceLock::new();
     let quotas = QUOTAS.get_or_init(|| {
-        Quotas::new(QuotaConfig {
-            submissions_per_minute: 1_000_000,
-            ..QuotaConfig::default()
-        })
+        Quotas::new(
+            QuotaConfig {
+                submissions_per_minute: 1_000_000,
+                ..QuotaConfig::default()
+            },
+            Duration::from_secs(7 * 24 * 3600),
+        )
     });
     let valid = serde_json::from_value::<SubmitRequest>(body.clone())
         .unwrap()

@@ -274,6 +274,9 @@ pub struct QuotaFlags {
     /// Jobs one user may submit per minute (to one gateway), in bursts of up to as many.
     #[arg(long, env = "COLA_SUBMISSIONS_PER_MINUTE", default_value_t = 600)]
     pub submissions_per_minute: u32,
+    /// Megabytes of output zips one user may keep stored (they expire with the retention).
+    #[arg(long, env = "COLA_MAX_STORED_MB_PER_USER", default_value_t = 512)]
+    pub max_stored_mb_per_user: u64,
 }
 
 #[derive(Debug, Args)]

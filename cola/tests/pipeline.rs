@@ -129,6 +129,33 @@ async fn a_users_job_starts_soon_however_many_another_user_queued_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_outputs_count_against_their_users_storage() {
+    let stack = Stack::start().await;
+    let token = stack.token("alice").await;
+    let alice = cola_wire::UserId::parse("alice").unwrap();
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let usage = &stack.nats.topology.usage;
+    // An executor counts its zip before it ends the record.
+    let done = stack.run(&token, job("c", C_HELLO)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let after_program = usage.stored(&alice, week).await.unwrap();
+    assert!(after_program > 100, "{after_program}");
+    // The middleware counts its numeric zips every second.
+    let numeric = json!({"language": "numeric", "problem": {"method": "bisection", "f": "x^2 - 2", "a": 0, "b": 2, "tol": 1e-10, "max_iter": 100}});
+    let done = stack.run(&token, numeric).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let mut stored = after_program;
+    for _ in 0..50 {
+        stored = usage.stored(&alice, week).await.unwrap();
+        if stored > after_program {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored > after_program, "{stored} after {after_program}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_can_be_cancelled() {
     let stack = Stack::start().await;
     let token = stack.token("alice").await;

@@ -957,9 +957,8 @@ impl JobSteps<'_> {
             false => None,
         };
         let oom_reported = match stderr {
-            Some(stderr) => verdict::reports_out_of_memory(stderr).context(|| {
-                format!("reading {}", self.workspace.log(Log::Stderr).display())
-            })?,
+            Some(stderr) => verdict::reports_out_of_memory(stderr)
+                .context(|| format!("reading {}", self.workspace.log(Log::Stderr).display()))?,
             None => false,
         };
         let disk = self

@@ -155,6 +155,7 @@ impl Gateway {
             token_cache.clone(),
         ))]);
         let quotas = config.quotas;
+        let retention = outputs_retention(&topology).await;
         let state = AppState::new(Shared {
             config,
             client,
@@ -164,7 +165,7 @@ impl Gateway {
             shutdown: stopping,
             web,
             token_cache,
-            quotas: crate::quota::Quotas::new(quotas),
+            quotas: crate::quota::Quotas::new(quotas, retention),
         });
         Ok(Self {
             state,
@@ -191,6 +192,22 @@ impl Gateway {
         }
         if let Err(error) = self.tokens_watch.await {
             tracing::error!(%error, "token watch task failed");
+        }
+    }
+}
+
+/// How long outputs are kept (the object store's max age); a week when it cannot be read.
+async fn outputs_retention(topology: &Topology) -> std::time::Duration {
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    let stream = format!("OBJ_{}", cola_wire::names::OUTPUTS_BUCKET);
+    match topology.js.get_stream(stream).await {
+        Ok(stream) if !stream.cached_info().config.max_age.is_zero() => {
+            stream.cached_info().config.max_age
+        }
+        Ok(_) => WEEK,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the outputs' retention; taking a week");
+            WEEK
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   other, or through several gateways, cannot get past it in one language.
 //! - **Submissions per minute**: a token bucket per user, in this gateway's memory (each
 //!   gateway replica counts its own).
+//! - **Output bytes stored**: the sizes of the user's output zips stored within the retention
+//!   (`cola-usage`, see [`cola_wire::usage`]), read at most every few seconds per user: a
+//!   user can go past it by what their jobs store in that time, and by one job's zip.
 
 use std::{
     collections::HashMap,
@@ -28,6 +31,8 @@ pub struct QuotaConfig {
     pub max_unfinished: u64,
     /// Submissions one user may make per minute (in bursts of up to as many).
     pub submissions_per_minute: u32,
+    /// Bytes of output zips one user may keep stored.
+    pub max_stored_bytes: u64,
 }
 
 impl Default for QuotaConfig {
@@ -35,6 +40,7 @@ impl Default for QuotaConfig {
         Self {
             max_unfinished: 50,
             submissions_per_minute: 600,
+            max_stored_bytes: 512 << 20,
         }
     }
 }
@@ -53,12 +59,23 @@ impl QuotaConfig {
                 self.submissions_per_minute
             ));
         }
+        if self.max_stored_bytes < 1 << 20 {
+            return Err(format!(
+                "the output storage per user must be at least 1 MB, got {} bytes",
+                self.max_stored_bytes
+            ));
+        }
         Ok(())
     }
 }
 
 /// When a user over the unfinished-jobs quota is told to come back.
 const UNFINISHED_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// When a user over the storage quota is told to come back: their oldest outputs expire by
+/// the day.
+const STORED_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How long a user's stored bytes, once read, are taken as they are.
+const STORED_FRESH_FOR: Duration = Duration::from_secs(5);
 /// Users whose submission rate this gateway remembers at most; beyond, those who have not
 /// submitted for a minute (their bucket is full again) are forgotten.
 const MAX_TRACKED_USERS: usize = 100_000;
@@ -67,7 +84,11 @@ const MAX_TRACKED_USERS: usize = 100_000;
 #[derive(Debug)]
 pub struct Quotas {
     config: QuotaConfig,
+    /// How long outputs are kept: what a user's stored bytes are summed over.
+    retention: Duration,
     rates: Mutex<HashMap<UserId, Bucket>>,
+    /// Stored bytes per user, and when they were read.
+    stored: Mutex<HashMap<UserId, (Instant, u64)>>,
 }
 
 /// A user's submissions left, refilled continuously.
@@ -78,10 +99,13 @@ struct Bucket {
 }
 
 impl Quotas {
-    pub fn new(config: QuotaConfig) -> Self {
+    /// The quotas of `config`, for outputs kept `retention`.
+    pub fn new(config: QuotaConfig, retention: Duration) -> Self {
         Self {
             config,
+            retention,
             rates: Mutex::new(HashMap::new()),
+            stored: Mutex::new(HashMap::new()),
         }
     }
 
@@ -96,7 +120,42 @@ impl Quotas {
         if unfinished >= self.config.max_unfinished {
             return Err(self.unfinished_refusal());
         }
+        let stored = self.stored_bytes(topology, user).await?;
+        if stored >= self.config.max_stored_bytes {
+            return Err(GatewayError::TooManyRequests {
+                message: format!(
+                    "your outputs take {} MB, the most one user may keep ({} MB): they expire \
+                     {} days after their job",
+                    stored >> 20,
+                    self.config.max_stored_bytes >> 20,
+                    self.retention.as_secs().div_ceil(24 * 3600)
+                ),
+                retry_after: STORED_RETRY_AFTER,
+            });
+        }
         Ok(())
+    }
+
+    /// What `user`'s outputs take, as read at most [`STORED_FRESH_FOR`] ago.
+    async fn stored_bytes(&self, topology: &Topology, user: &UserId) -> Result<u64, GatewayError> {
+        let now = Instant::now();
+        let cached = self.lock_stored().get(user).copied();
+        if let Some((read, bytes)) = cached
+            && now.duration_since(read) < STORED_FRESH_FOR
+        {
+            return Ok(bytes);
+        }
+        let bytes = topology.usage.stored(user, self.retention).await?;
+        let mut stored = self.lock_stored();
+        if stored.len() >= MAX_TRACKED_USERS {
+            stored.retain(|_, (read, _)| now.duration_since(*read) < STORED_FRESH_FOR);
+        }
+        stored.insert(user.clone(), (now, bytes));
+        Ok(bytes)
+    }
+
+    fn lock_stored(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (Instant, u64)>> {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The refusal of a job beyond the unfinished-jobs quota (also what the stream's own limit
@@ -167,10 +226,13 @@ mod tests {
 
     #[test]
     fn a_user_gets_the_rate_and_a_burst_of_as_much_then_waits() {
-        let quotas = Quotas::new(QuotaConfig {
-            submissions_per_minute: 60,
-            ..QuotaConfig::default()
-        });
+        let quotas = Quotas::new(
+            QuotaConfig {
+                submissions_per_minute: 60,
+                ..QuotaConfig::default()
+            },
+            Duration::from_secs(7 * 24 * 3600),
+        );
         let (ada, bob) = (UserId::parse("ada").unwrap(), UserId::parse("bob").unwrap());
         let start = Instant::now();
         for _ in 0..60 {

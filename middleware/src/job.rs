@@ -33,6 +33,8 @@ pub struct Context {
     pub progress_every: Duration,
     /// The built-in (numeric) runtime: its jobs never reach the backend.
     pub numeric: crate::numeric::Numeric,
+    /// What the numeric runtime stored, not yet counted against its users' storage.
+    pub stored: cola_wire::usage::Tally,
 }
 
 /// How a job task ended with its message.

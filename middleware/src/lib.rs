@@ -115,6 +115,7 @@ pub async fn run_with_probes(
         grace: config.grace,
         progress_every: config.ack_wait / 3,
         numeric: numeric::Numeric::new(&topology, numeric::Numeric::default_threads()),
+        stored: Default::default(),
     });
     let tasks = TaskTracker::new();
     let watcher_stop = CancellationToken::new();
@@ -140,6 +141,7 @@ pub async fn run_with_probes(
         ctx.progress_every,
         watcher_stop.clone(),
     ));
+    let counter = tokio::spawn(count_stored(ctx.clone(), watcher_stop.clone()));
     tracing::info!(
         concurrency = config.concurrency,
         lookahead = config.lookahead,
@@ -166,7 +168,24 @@ pub async fn run_with_probes(
     watcher_stop.cancel();
     watcher.await.ok();
     keeper.await.ok();
+    counter.await.ok();
     Ok(())
+}
+
+/// How often the zips this middleware stored are counted against their users' storage.
+const COUNT_STORED_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes what this middleware stored to each user's storage count, every second and once
+/// more at `stop`.
+async fn count_stored(ctx: Arc<job::Context>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(COUNT_STORED_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => ctx.stored.flush(&ctx.topology.usage).await,
+        }
+    }
+    ctx.stored.flush(&ctx.topology.usage).await;
 }
 
 /// Takes messages from the stream into `queue` while it holds fewer than `lookahead`, until

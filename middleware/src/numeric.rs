@@ -271,6 +271,7 @@ pub(crate) async fn drive(
                 end_failed(ctx, key, Reason::InternalError, &detail).await?;
                 return Ok(Disposition::Ack);
             }
+            ctx.stored.add(&job.user, zip.len() as u64);
             Some(name.clone())
         }
         None => None,

@@ -1194,6 +1194,9 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
         r.output_object,
         Some(names::output_object(&job.user, &job.id))
     );
+    // Its zip counts against its user's storage.
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(topology.usage.stored(&job.user, week).await.unwrap(), 6);
 
     // And nothing else: no API tokens, no job stream, no stream management.
     assert!(mine.tokens.get("secret-token").await.is_err());

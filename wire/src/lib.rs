@@ -27,3 +27,5 @@ pub mod frame;
 pub mod input_zip;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+pub mod usage;

@@ -15,6 +15,8 @@ pub const CONSUMER: &str = "middleware";
 pub const JOBS_BUCKET: &str = "cola-jobs";
 /// Object store with the output (and large input) zips.
 pub const OUTPUTS_BUCKET: &str = "cola-outputs";
+/// KV bucket with what each user stored per day (key `<user>.<day>`): the storage quota.
+pub const USAGE_BUCKET: &str = "cola-usage";
 /// KV bucket with browser sessions.
 pub const SESSIONS_BUCKET: &str = "cola-sessions";
 /// KV bucket with API tokens, key = hex SHA-256 of the token (the token itself is never stored).

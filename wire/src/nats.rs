@@ -19,6 +19,7 @@ use crate::{
     Inputs, JobId, JobRecord, RunReport, Status, UserId,
     input_zip::{self, InputZipError},
     names,
+    usage::UsageStore,
 };
 
 /// A failure talking to NATS, with the step that failed.
@@ -157,6 +158,8 @@ pub struct Topology {
     pub outputs: ObjectStore,
     pub tokens: kv::Store,
     pub meta: kv::Store,
+    /// What each user stored (see [`crate::usage`]).
+    pub usage: UsageStore,
 }
 
 impl Topology {
@@ -211,6 +214,14 @@ impl Topology {
             .create_or_update_key_value(kv_config(names::META_BUCKET, Duration::ZERO, 16 << 20))
             .await
             .map_err(|e| NatsError::nats("create bucket cola-meta", e))?;
+        let usage = js
+            .create_or_update_key_value(kv_config(
+                names::USAGE_BUCKET,
+                cfg.retention + Duration::from_secs(24 * 3600),
+                64 << 20,
+            ))
+            .await
+            .map_err(|e| NatsError::nats("create bucket cola-usage", e))?;
         let outputs = match js.get_object_store(names::OUTPUTS_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -232,6 +243,7 @@ impl Topology {
             outputs,
             tokens,
             meta,
+            usage: UsageStore { kv: usage },
         })
     }
 
@@ -251,10 +263,11 @@ impl Topology {
     /// needs.
     pub async fn open_buckets(js: &jetstream::Context) -> Result<Self, NatsError> {
         let kv = |e| NatsError::nats("open bucket", e);
-        let (jobs, tokens, meta, outputs) = tokio::try_join!(
+        let (jobs, tokens, meta, usage, outputs) = tokio::try_join!(
             async { js.get_key_value(names::JOBS_BUCKET).await.map_err(kv) },
             async { js.get_key_value(names::TOKENS_BUCKET).await.map_err(kv) },
             async { js.get_key_value(names::META_BUCKET).await.map_err(kv) },
+            async { js.get_key_value(names::USAGE_BUCKET).await.map_err(kv) },
             async {
                 js.get_object_store(names::OUTPUTS_BUCKET)
                     .await
@@ -267,6 +280,7 @@ impl Topology {
             outputs,
             tokens,
             meta,
+            usage: UsageStore { kv: usage },
         })
     }
 }
@@ -507,6 +521,7 @@ pub async fn report_outcome(
             put_new_object(&topology.js, names::OUTPUTS_BUCKET, &name, zip)
         })
         .await?;
+        count_stored(topology, user, zip.len()).await;
         report.output_object = Some(name);
     }
     let reported = &report;
@@ -533,6 +548,14 @@ pub async fn report_outcome(
     } else {
         Reported::NotRunning(record)
     })
+}
+
+/// Adds a stored zip to its user's storage (see [`crate::usage`]). A count that cannot be
+/// written is only logged: the zip is stored, and the job goes on.
+pub async fn count_stored(topology: &Topology, user: &UserId, bytes: usize) {
+    if let Err(e) = topology.usage.add(user, bytes as u64).await {
+        tracing::warn!(%user, error = %e, "cannot count a stored zip against its user's storage");
+    }
 }
 
 /// Removes the zip named by `report` unless `record` names it too: nobody would read it.

@@ -42,6 +42,7 @@ pub fn gateway_config(
         quotas: cola_gateway::quota::QuotaConfig {
             max_unfinished: quotas.max_unfinished_per_user,
             submissions_per_minute: quotas.submissions_per_minute,
+            max_stored_bytes: quotas.max_stored_mb_per_user.saturating_mul(1 << 20),
         },
         ..cola_gateway::GatewayConfig::default()
     };

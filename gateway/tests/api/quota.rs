@@ -112,3 +112,26 @@ async fn submissions_beyond_the_rate_wait_for_their_turn() {
     tokio::time::sleep(Duration::from_secs(wait)).await;
     gw.submit_hello(&ada).await;
 }
+
+#[tokio::test]
+async fn a_user_whose_outputs_fill_their_storage_cannot_queue_more() {
+    let gw = Gateway::start_with(|c| {
+        c.quotas = QuotaConfig {
+            max_stored_bytes: 10 << 20,
+            ..QuotaConfig::default()
+        }
+    })
+    .await;
+    let (ada, bob) = (gw.user("ada").await, gw.user("bob").await);
+    // What executors and the middleware count as they store zips.
+    let usage = &gw.nats.topology.usage;
+    usage.add(&ada.user, 6 << 20).await.unwrap();
+    usage.add(&ada.user, 4 << 20).await.unwrap();
+    usage.add(&bob.user, 1 << 20).await.unwrap();
+    let (status, retry_after, body) = refusal(gw.submit(&ada, hello()).await).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after.is_some());
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("10 MB"), "{error}");
+    gw.submit_hello(&bob).await;
+}
