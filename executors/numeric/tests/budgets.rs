@@ -123,14 +123,20 @@ fn pathological(method: &str) -> (Value, bool) {
             let xs: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
             let ys: Vec<f64> = xs.iter().map(|x| (7.0 * x).sin()).collect();
             let at: Vec<f64> = (0..points).map(|i| i as f64 / points as f64).collect();
-            (json!({"method": method, "xs": xs, "ys": ys, "at": at}), false)
+            (
+                json!({"method": method, "xs": xs, "ys": ys, "at": at}),
+                false,
+            )
         }
         "cubic_spline" => {
             let n = cola_numeric::limits::MAX_SPLINE_POINTS;
             let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
             let ys: Vec<f64> = xs.iter().map(|x| x.sin()).collect();
             let at: Vec<f64> = (0..points).map(|i| i as f64 / 10.0).collect();
-            (json!({"method": method, "xs": xs, "ys": ys, "at": at}), false)
+            (
+                json!({"method": method, "xs": xs, "ys": ys, "at": at}),
+                false,
+            )
         }
         other => panic!("no pathological problem for {other}: add one"),
     }
