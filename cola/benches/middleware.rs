@@ -32,7 +32,7 @@ use cola_gateway::{
     quota::{QuotaConfig, Quotas},
     submit::SubmitRequest,
 };
-use cola_testkit::TestNats;
+use cola_testkit::{TestNats, process_cpu};
 use cola_wire::{JobId, UserId, names, nats::Topology};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -76,7 +76,6 @@ async fn bench() {
     let nats = TestNats::start().await;
     let dir = tempfile::tempdir().unwrap();
     let topology = Arc::new(nats.topology.clone());
-    let ticks = clock_ticks();
     println!(
         "middleware bench: nats-server {}, {} cores, {seconds} s windows, RUST_LOG={}",
         nats.url(),
@@ -96,13 +95,13 @@ async fn bench() {
     ] {
         let jobs = (rate * seconds).round() as usize;
         let sampler = RssSampler::start(middleware.pid());
-        let cpu0 = cpu_ticks(middleware.pid());
+        let cpu0 = process_cpu(middleware.pid());
         let (ids, fed_in) = feed(&topology, body, jobs, rate).await;
-        let cpu1 = cpu_ticks(middleware.pid());
+        let cpu1 = process_cpu(middleware.pid());
         let drained_in =
             wait_terminal(&topology, &ids, Duration::from_secs(300), &middleware).await;
         let rss = sampler.stop().await;
-        let cpu = (cpu1 - cpu0) as f64 / ticks as f64;
+        let cpu = (cpu1 - cpu0).as_secs_f64();
         let share = cpu / fed_in.as_secs_f64();
         let per_job = cpu / jobs as f64;
         println!(
@@ -374,24 +373,6 @@ async fn wait_terminal(
         }
     }
     start.elapsed()
-}
-
-/// utime + stime of `pid` (its own threads; not its children), in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 /// VmRSS of `pid`, in KiB.

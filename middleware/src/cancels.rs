@@ -1,5 +1,6 @@
 //! Cancellation: one KV watch per middleware process over the job records. A cancel request on
-//! a queued job ends it at once; on a running job it wakes the task that owns the executor.
+//! a queued job ends it at once (and wakes a task waiting to start it); on a running job it
+//! wakes the task that owns the executor.
 
 use std::{
     collections::HashMap,
@@ -17,14 +18,14 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Running jobs owned by this process, by KV key, each with the signal that cancels it.
+/// Jobs this process runs (or waits to start), by KV key, each with the signal that cancels it.
 #[derive(Clone, Default)]
 pub struct CancelBoard {
     running: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
 impl CancelBoard {
-    /// Registers a running job; the returned guard unregisters it when dropped.
+    /// Registers a job; the returned guard unregisters it when dropped.
     pub fn register(&self, key: &str) -> CancelGuard {
         let notify = Arc::new(Notify::new());
         self.running
@@ -127,6 +128,11 @@ async fn on_update(jobs: &JobStore, board: &CancelBoard, entry: kv::Entry) {
             match ended {
                 // A replica started it in between: tell the owner, if it is this process.
                 Ok(Transition::Unchanged(r, _)) if r.status == Status::Running => {
+                    board.cancel(&entry.key);
+                }
+                // Ended: a task waiting to start it (a numeric job waiting for a solver thread)
+                // stops waiting.
+                Ok(Transition::Changed(..)) => {
                     board.cancel(&entry.key);
                 }
                 Ok(_) => {}

@@ -10,17 +10,26 @@
 //! 2. validate, solve, render `result.json`, `table.csv` and `plot.svg` and zip them, under
 //!    the job's time budget (`min(wall_time_ms, cpu_time_ms)`): inline when that takes at most
 //!    [`INLINE_BUDGET`] (most problems take tens of microseconds, less than a thread hand-off),
-//!    else from the start on a fixed pool of solver threads ([`SolverPool`]), so a pathological
+//!    else from the start on a fixed pool of solver threads (`pool.rs`), so a pathological
 //!    problem holds one solver thread for at most its budget and an async worker for at most
-//!    [`INLINE_BUDGET`];
+//!    [`INLINE_BUDGET`]. The pool is shared fairly between users (one queue per user, no user
+//!    holding more than half of the threads), and the budget counts from when a solver thread
+//!    takes the job, never while it waits for one;
 //! 3. store the zip as `<user>/<job-id>-output.zip`;
 //! 4. end the record by compare-and-set from the revision of step 1 (falling back to the usual
 //!    read-modify-write loop if somebody wrote in between: a cancel request, say, which then
 //!    wins), then the message is acked.
 //!
 //! A job that solves within [`RUNNING_AFTER`] never writes `running`: it goes from `queued` to
-//! its end in one write, which is most of what a numeric job costs. A slower one is marked
-//! `running`, registered for cancel requests and kept alive with progress acks.
+//! its end in one write, which is most of what a numeric job costs. A slower one is registered
+//! for cancel requests and kept alive with progress acks; it is marked `running` when a solver
+//! thread takes it (until then it is `queued`), and the middleware's backstop deadline (its
+//! budget and `BUDGET_SLACK`) starts then too.
+//!
+//! A job that is over without its answer (cancelled, ended by the backstop, or left at
+//! shutdown) drops its `Solving`, which raises the solve's [`StopFlag`]: a solve not started
+//! is skipped, a running one stops at its next budget check. No solver thread works for a job
+//! whose record is terminal.
 //!
 //! Outcomes: converged → `succeeded`; did not converge → `failed`/`did_not_converge`; out of
 //! time → `failed`/`time_limit`; NaN or infinity → `failed`/`runtime_error`, with the message
@@ -31,11 +40,7 @@
 
 use std::{
     io::Cursor,
-    panic::AssertUnwindSafe,
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, Receiver},
-    },
+    sync::Arc,
     task::Poll,
     time::{Duration, Instant},
 };
@@ -43,8 +48,8 @@ use std::{
 use async_nats::jetstream::{self, AckKind, Message, object_store::ObjectStore};
 pub use cola_numeric::job::{MAX_RECORD_RESULT_BYTES, Solved, solve, zip_files};
 use cola_numeric::{
-    Budget, Outcome,
-    job::{invalid, render},
+    Budget, Outcome, StopFlag,
+    job::{invalid, render, solve_unless_stopped},
 };
 use cola_wire::{
     JobMessage, JobRecord, Language, Limits, Reason, Status,
@@ -54,11 +59,15 @@ use cola_wire::{
     nats::{NatsError, Topology, Transition, put_new_object, retry_until},
 };
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::job::{Context, Disposition, keeping_alive};
 
-/// A job still solving after this long is marked `running` (and can then be cancelled).
+mod pool;
+use pool::{SolverPool, Solving};
+
+/// A job still solving (or waiting for a solver thread) after this long can be cancelled, and
+/// is marked `running` once a solver thread has it.
 pub const RUNNING_AFTER: Duration = Duration::from_millis(250);
 /// Numeric jobs one middleware process holds at once (solving or waiting for a solver).
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -67,7 +76,8 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// need under 512 KiB; this is four times that. `every_example_solves_on_a_solver_thread` checks
 /// it.
 pub const SOLVER_STACK_BYTES: usize = 2 << 20;
-/// Time allowed past a job's budget before the middleware gives up on its solver thread.
+/// Time allowed past a job's budget (counted from when a solver thread took it) before the
+/// middleware gives up on its solver thread.
 const BUDGET_SLACK: Duration = Duration::from_secs(5);
 
 /// The numeric runtime of one middleware process: its solver threads and its bound on jobs
@@ -91,7 +101,8 @@ impl Numeric {
     }
 
     /// Solver threads for this machine: twice the cores, at least 4, so that a few jobs using
-    /// up their budget share the cores with the others instead of making them wait.
+    /// up their budget share the cores with the others instead of making them wait. One user
+    /// may hold half of them: every core, with the other half kept for other users.
     pub fn default_threads() -> usize {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         (2 * cores).clamp(4, 64)
@@ -147,7 +158,7 @@ pub(crate) async fn drive(
         .flatten();
     let (mut record, mut revision, solving) = match created {
         Some(revision) => {
-            let solving = solve_now(ctx, statement, budget);
+            let solving = solve_now(ctx, job.user.as_str(), statement, budget);
             (JobRecord::queued(job, Vec::new(), 0), revision, solving)
         }
         None => {
@@ -155,7 +166,7 @@ pub(crate) async fn drive(
             let reading = ctx.jobs.get(key);
             tokio::pin!(reading);
             let early = futures::poll!(&mut reading);
-            let solving = solve_now(ctx, statement, budget);
+            let solving = solve_now(ctx, job.user.as_str(), statement, budget);
             let read = match early {
                 Poll::Ready(read) => read,
                 Poll::Pending => reading.await,
@@ -185,55 +196,14 @@ pub(crate) async fn drive(
         biased;
         solved = &mut solving => solved,
         () = tokio::time::sleep(RUNNING_AFTER) => {
-            // A slow one: show it running, let it be cancelled, keep its message alive.
-            let cancel = ctx.cancels.register(key);
-            let marked = ctx
-                .jobs
-                .transition_from(key, record, revision, |r| {
-                    r.status = Status::Running;
-                    r.started_at = Some(started_at);
-                    true
-                })
-                .await?;
-            match marked {
-                Transition::Changed(r, rev) => (record, revision) = (r, rev),
-                Transition::Unchanged(..) | Transition::Missing => return Ok(Disposition::Ack),
-            }
-            if record.cancel_requested {
-                end_cancelled(ctx, key).await?;
-                return Ok(Disposition::Ack);
-            }
-            let deadline = tokio::time::Instant::now() + budget_limit(&job.limits) + BUDGET_SLACK;
-            let mut progress = tokio::time::interval(ctx.progress_every);
-            progress.tick().await;
-            let stopping = async {
-                ctx.shutdown.cancelled().await;
-                tokio::time::sleep(ctx.grace).await;
-            };
-            tokio::pin!(stopping);
-            loop {
-                tokio::select! {
-                    solved = &mut solving => break solved,
-                    _ = progress.tick() => {
-                        if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                            tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
-                        }
-                    }
-                    () = cancel.requested() => {
-                        // The solver thread stops at its budget; its answer is not wanted.
-                        end_cancelled(ctx, key).await?;
-                        return Ok(Disposition::Ack);
-                    }
-                    () = tokio::time::sleep_until(deadline) => {
-                        tracing::error!(job_id = %job.id, "solver did not stop at its time budget");
-                        end_failed(ctx, key, Reason::TimeLimit, "the solver did not stop at its time budget").await?;
-                        return Ok(Disposition::Ack);
-                    }
-                    () = &mut stopping => return Ok(Disposition::Leave),
-                }
+            match follow_slow_solve(ctx, msg, job, key, &mut solving, (&mut record, &mut revision)).await? {
+                Followed::Solved(solved) => solved,
+                Followed::Over(disposition) => return Ok(disposition),
             }
         }
     };
+    // When a solver thread started it (the job's queue time ends there).
+    let started_at = solving.started.instant().map_or(started_at, timestamp_of);
 
     let solved = match solved {
         Ok(solved) => solved,
@@ -306,13 +276,105 @@ pub(crate) async fn drive(
     Ok(Disposition::AckNoWait)
 }
 
-/// Solves inline if that is quick, else starts solving on a solver thread.
-fn solve_now(ctx: &Context, statement: &Value, budget: Duration) -> Solving<Solved> {
+/// How a solve still going after [`RUNNING_AFTER`] ended.
+enum Followed {
+    /// It was solved.
+    Solved(Result<Solved, String>),
+    /// The job is over without its answer (cancelled, ended by the backstop, or the middleware
+    /// is stopping): dropping its [`Solving`] stops the solver.
+    Over(Disposition),
+}
+
+/// Follows a slow solve: registers the job for cancel requests and keeps its message alive
+/// while it waits for a solver thread (the record stays `queued`) and while it solves (marked
+/// `running` when a thread starts it). The backstop deadline counts from that start, as the
+/// solve's own budget does. `record`, at `revision`, is kept up to date.
+async fn follow_slow_solve(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+    solving: &mut Solving<Solved>,
+    (record, revision): (&mut JobRecord, &mut u64),
+) -> Result<Followed, NatsError> {
+    let cancel = ctx.cancels.register(key);
+    let mut progress = tokio::time::interval(ctx.progress_every);
+    progress.tick().await;
+    let stopping = async {
+        ctx.shutdown.cancelled().await;
+        tokio::time::sleep(ctx.grace).await;
+    };
+    tokio::pin!(stopping);
+    let mut deadline = None;
+    loop {
+        tokio::select! {
+            biased;
+            solved = &mut solving.answer => return Ok(Followed::Solved(solved)),
+            started = &mut solving.started, if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::from_std(started) + budget_limit(&job.limits) + BUDGET_SLACK);
+                let marked = ctx
+                    .jobs
+                    .transition_from(key, record.clone(), *revision, |r| {
+                        r.status = Status::Running;
+                        r.started_at = Some(timestamp_of(started));
+                        true
+                    })
+                    .await?;
+                match marked {
+                    Transition::Changed(r, rev) => (*record, *revision) = (r, rev),
+                    Transition::Unchanged(..) | Transition::Missing => return Ok(Followed::Over(Disposition::Ack)),
+                }
+                if record.cancel_requested {
+                    end_cancelled(ctx, key).await?;
+                    return Ok(Followed::Over(Disposition::Ack));
+                }
+            }
+            _ = progress.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
+                }
+            }
+            () = cancel.requested() => {
+                // Cancelled while running, or ended cancelled while waiting for a thread.
+                end_cancelled(ctx, key).await?;
+                return Ok(Followed::Over(Disposition::Ack));
+            }
+            () = sleep_until_some(deadline) => {
+                tracing::error!(job_id = %job.id, "solver did not stop at its time budget");
+                end_failed(ctx, key, Reason::TimeLimit, "the solver did not stop at its time budget").await?;
+                return Ok(Followed::Over(Disposition::Ack));
+            }
+            () = &mut stopping => return Ok(Followed::Over(Disposition::Leave)),
+        }
+    }
+}
+
+/// Sleeps until `deadline`; forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The wall-clock time of `instant` (a moment in the past).
+fn timestamp_of(instant: Instant) -> cola_wire::job::Timestamp {
+    now() - chrono::TimeDelta::from_std(instant.elapsed()).unwrap_or_default()
+}
+
+/// Solves inline if that is quick, else hands the solve to the solver pool, in `user`'s
+/// queue. Dropping the returned [`Solving`] stops the solve.
+fn solve_now(ctx: &Context, user: &str, statement: &Value, budget: Duration) -> Solving<Solved> {
+    let started = Instant::now();
     match solve_inline(statement, budget) {
-        Some(solved) => Solving::ready(solved),
+        Some(solved) => Solving::ready(solved, started),
         None => {
             let statement = statement.clone();
-            ctx.numeric.pool.run(move || solve(&statement, budget))
+            let stop = StopFlag::new();
+            let stopped = stop.clone();
+            ctx.numeric.pool.run(user, stop, move || {
+                solve_unless_stopped(&statement, budget, &stopped)
+            })
         }
     }
 }
@@ -394,84 +456,6 @@ pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
         return None;
     }
     Some(render(statement, &solution, budget, started.elapsed()))
-}
-
-/// A fixed set of solver threads, fed through one queue.
-struct SolverPool {
-    queue: mpsc::Sender<Task>,
-}
-
-type Task = Box<dyn FnOnce() + Send>;
-
-impl SolverPool {
-    fn new(threads: usize, stack: usize) -> Self {
-        let (queue, tasks) = mpsc::channel::<Task>();
-        let tasks = Arc::new(Mutex::new(tasks));
-        for i in 0..threads.max(1) {
-            let tasks = tasks.clone();
-            std::thread::Builder::new()
-                .name(format!("cola-numeric-{i}"))
-                .stack_size(stack)
-                .spawn(move || work(&tasks))
-                .expect("a solver thread starts");
-        }
-        Self { queue }
-    }
-
-    /// Runs `work` on a solver thread. The answer is `Err` with the message of a panic, or
-    /// when the pool is gone.
-    fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Solving<T> {
-        let (answer, answered) = oneshot::channel();
-        let task: Task = Box::new(move || {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
-                panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".to_owned())
-            });
-            let _ = answer.send(outcome);
-        });
-        // If the pool is gone, the task (and its sender) is dropped: the answer is an error.
-        let _ = self.queue.send(task);
-        Solving(answered)
-    }
-}
-
-/// The answer of a solver thread, to await.
-struct Solving<T>(oneshot::Receiver<Result<T, String>>);
-
-impl<T> Solving<T> {
-    /// An answer already there (solved inline).
-    fn ready(value: T) -> Self {
-        let (answer, answered) = oneshot::channel();
-        let _ = answer.send(Ok(value));
-        Self(answered)
-    }
-}
-
-impl<T> Future for Solving<T> {
-    type Output = Result<T, String>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|answer| answer.unwrap_or_else(|_| Err("the solver threads are gone".to_owned())))
-    }
-}
-
-/// A solver thread: takes tasks until the pool is dropped.
-fn work(tasks: &Mutex<Receiver<Task>>) {
-    loop {
-        let next = tasks.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        match next {
-            Ok(task) => task(),
-            Err(_) => return,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -611,7 +595,9 @@ mod tests {
         for method in cola_numeric::methods() {
             let example = method.example.clone();
             let solved = runtime
-                .block_on(pool.run(move || solve(&example, Duration::from_secs(30))))
+                .block_on(pool.run("u", StopFlag::new(), move || {
+                    solve(&example, Duration::from_secs(30))
+                }))
                 .unwrap();
             assert_eq!(
                 solved.status,
@@ -651,7 +637,9 @@ mod tests {
         assert!(hard.len() > 3, "some deep expressions validate");
         for statement in hard {
             let solved = runtime
-                .block_on(pool.run(move || solve(&statement, Duration::from_secs(30))))
+                .block_on(pool.run("u", StopFlag::new(), move || {
+                    solve(&statement, Duration::from_secs(30))
+                }))
                 .unwrap();
             assert_ne!(
                 solved.reason,
@@ -660,9 +648,15 @@ mod tests {
                 solved.stderr
             );
         }
-        let panicked = runtime.block_on(pool.run(|| -> () { panic!("boom") }));
+        let panicked =
+            runtime.block_on(pool.run("u", StopFlag::new(), || -> () { panic!("boom") }));
         assert_eq!(panicked.unwrap_err(), "boom");
         // The thread survives a panic.
-        assert_eq!(runtime.block_on(pool.run(|| 7)).unwrap(), 7);
+        assert_eq!(
+            runtime
+                .block_on(pool.run("u", StopFlag::new(), || 7))
+                .unwrap(),
+            7
+        );
     }
 }

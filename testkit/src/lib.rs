@@ -10,6 +10,9 @@ use std::{
 
 use cola_wire::nats::{LocalServer, Topology, TopologyConfig, free_port};
 
+mod process;
+pub use process::process_cpu;
+
 /// A running `nats-server` with JetStream and cola's topology. Killed when dropped.
 pub struct TestNats {
     pub server: LocalServer,

@@ -142,6 +142,11 @@ impl Stack {
         child.wait().unwrap();
     }
 
+    /// The process id of the most recently started middleware.
+    pub fn middleware_pid(&self) -> u32 {
+        self.middlewares.last().expect("a middleware runs").id()
+    }
+
     pub fn middleware_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("middleware.log")).unwrap_or_default()
     }

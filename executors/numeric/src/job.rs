@@ -11,7 +11,7 @@ use std::{
 use cola_wire::{Limits, Reason, Status};
 use serde_json::Value;
 
-use crate::{Budget, Outcome};
+use crate::{Budget, Outcome, StopFlag};
 
 /// The largest result (as JSON) the job record carries; a larger one is only in `result.json`.
 pub const MAX_RECORD_RESULT_BYTES: usize = 64 * 1024;
@@ -37,14 +37,21 @@ pub fn budget_of(limits: &Limits) -> Duration {
     Duration::from_millis(limits.wall_time_ms.min(limits.cpu_time_ms))
 }
 
-/// Validates, solves and renders one problem: what runs on a solver thread.
+/// Validates, solves and renders one problem: what runs on a solver thread. The budget counts
+/// from this call.
 pub fn solve(statement: &Value, budget: Duration) -> Solved {
+    solve_unless_stopped(statement, budget, &StopFlag::new())
+}
+
+/// [`solve`], which also stops (as if out of time) when `stop` is raised: for a caller that
+/// may stop wanting the answer (its job was cancelled, or ended otherwise).
+pub fn solve_unless_stopped(statement: &Value, budget: Duration, stop: &StopFlag) -> Solved {
     let started = Instant::now();
     let problem = match crate::parse_problem(statement) {
         Ok(problem) => problem,
         Err(error) => return invalid(&error, started),
     };
-    let solution = crate::solve(&problem, &Budget::until(started + budget));
+    let solution = crate::solve(&problem, &Budget::until(started + budget).stopped_by(stop));
     render(statement, &solution, budget, started.elapsed())
 }
 

@@ -39,7 +39,7 @@ pub mod svg;
 pub mod table;
 mod validation;
 
-pub use budget::Budget;
+pub use budget::{Budget, StopFlag};
 pub use catalogue::{MethodInfo, ParamInfo, ParamType, example, methods};
 pub use error::ProblemError;
 pub use method::{Family, Method};
