@@ -16,10 +16,11 @@ use std::{
     cell::Cell,
     ffi::CString,
     io,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     ptr,
 };
+
+use crate::sandbox::{c_path, check};
 
 /// Files (and directories) a job may have on its allowance at once: also what walking them
 /// after a step may cost.
@@ -160,19 +161,6 @@ fn private_mounts() -> io::Result<()> {
     }
     PRIVATE_MOUNTS.set(true);
     Ok(())
-}
-
-fn check(result: libc::c_int) -> io::Result<()> {
-    if result == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
 }
 
 #[cfg(test)]

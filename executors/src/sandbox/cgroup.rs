@@ -25,12 +25,11 @@
 use std::{
     ffi::CString,
     fs, io,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use super::check;
+use super::{c_path, check};
 
 /// The controllers a job cgroup needs on cgroup v1, and `cpu`, used when present.
 const V1_REQUIRED: [&str; 3] = ["memory", "pids", "cpuacct"];
@@ -461,11 +460,6 @@ fn missing(key: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("no {key} in the cgroup"),
     )
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
 }
 
 #[cfg(test)]

@@ -340,10 +340,17 @@ pub fn harden_container() -> Result<(), ExecutorError> {
 }
 
 /// The result of a system call that returns -1 and sets `errno` on failure. Async-signal-safe.
-fn check(result: libc::c_int) -> io::Result<()> {
+pub(crate) fn check(result: libc::c_int) -> io::Result<()> {
     if result == -1 {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
     }
+}
+
+/// `path` as a C string, for a system call (made before `fork` where the child needs it).
+pub(crate) fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
 }

@@ -16,12 +16,12 @@
 use std::{
     ffi::CString,
     io,
-    os::{fd::RawFd, unix::ffi::OsStrExt},
+    os::fd::RawFd,
     path::{Path, PathBuf},
     ptr,
 };
 
-use super::check;
+use super::{c_path, check};
 
 /// The directory staged binds appear under, in the child's own mount namespace.
 const STAGE: &str = "/tmp";
@@ -111,11 +111,6 @@ impl Staging {
         }
         Ok(())
     }
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
 }
 
 #[cfg(test)]
