@@ -219,12 +219,13 @@ impl ColaUp {
         let out = Command::new(&self.cola_bin)
             .args(["token", "issue", "--user", user, "--name", "bench"])
             .args(["--nats-url", &self.nats_url])
-            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "warn")
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "cola token issue --user {user} failed"
+            "cola token issue --user {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
