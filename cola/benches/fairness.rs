@@ -148,11 +148,13 @@ async fn bench(up: &ColaUp, settings: &Settings) {
     );
 }
 
-/// One of B's jobs: A's backlog when it was submitted, its queue time and latency.
+/// One of B's jobs: A's backlog when it was submitted, its queue time and latency, and how many
+/// of A's jobs ended meanwhile (with first come, first served: about A's backlog).
 struct Sample {
     flood: Counts,
     queue: Duration,
     latency: Duration,
+    flood_ended_meanwhile: usize,
 }
 
 /// B's jobs, one every `settings.interval` (each on its own task, so that a long queue does
@@ -168,16 +170,17 @@ async fn probe(
     let mut jobs = Vec::with_capacity(settings.samples);
     for i in 0..settings.samples {
         tokio::time::sleep_until(start + settings.interval * i as u32).await;
-        let (http, url, token, flood) = (
+        let (http, url, token, backlog) = (
             http.clone(),
             url.to_owned(),
             token.to_owned(),
-            backlog.counts(),
+            backlog.clone(),
         );
         jobs.push(tokio::spawn(async move {
-            let submitted = Instant::now();
+            let (submitted, flood) = (Instant::now(), backlog.counts());
             let view = submit(&http, &url, &token, "c", HELLO_C).await;
             let latency = submitted.elapsed();
+            let flood_ended_meanwhile = backlog.counts().ended() - flood.ended();
             let queue = view["timings_ms"]["queue"]
                 .as_u64()
                 .unwrap_or_else(|| panic!("a finished job without a queue time: {view}"));
@@ -185,6 +188,7 @@ async fn probe(
                 flood,
                 queue: Duration::from_millis(queue),
                 latency,
+                flood_ended_meanwhile,
             }
         }));
     }
@@ -196,16 +200,19 @@ async fn probe(
 }
 
 fn report(samples: &[Sample]) {
-    println!("\n| B's job | A queued | A running | B queue time | B submit → terminal |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "\n| B's job | A queued | A running | B queue time | B submit → terminal | A's jobs ended meanwhile |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (i, s) in samples.iter().enumerate() {
         println!(
-            "| {} | {} | {} | {:.0} ms | {:.0} ms |",
+            "| {} | {} | {} | {:.0} ms | {:.0} ms | {} |",
             i + 1,
             s.flood.queued,
             s.flood.running,
             ms(s.queue),
-            ms(s.latency)
+            ms(s.latency),
+            s.flood_ended_meanwhile
         );
     }
     let queue: Vec<Duration> = samples.iter().map(|s| s.queue).collect();
