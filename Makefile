@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware images
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images
 
 CARGO ?= cargo
 
@@ -38,6 +38,11 @@ bench-docker: setup
 ## The middleware's CPU at 100 jobs/s and its memory with 10,000 queued jobs (see BENCHMARKS.md).
 bench-middleware: setup
 	scripts/bench-middleware.sh
+
+## One user floods the queue, another user's hello world is timed: queue time p50/p95 (see
+## BENCHMARKS.md). COLA_UP_ARGS passes more arguments to `cola up` (e.g. quota flags).
+bench-fairness: setup
+	scripts/bench-fairness.sh
 
 ## Build cola's images (service and one executor per language) into the local Docker daemon,
 ## making the Debian base locally when no registry answers (see docker/Dockerfile).

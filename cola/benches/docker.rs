@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 mod support;
 
-use support::{ColaUp, alternated, median_ratio, ms, percentile};
+use support::{ColaUp, HELLO_C, alternated, median_ratio, ms, percentile};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
@@ -19,7 +19,7 @@ const COLA: &str = env!("CARGO_BIN_EXE_cola");
 const PROGRAMS: [(&str, &str, &str); 3] = [
     (
         "c",
-        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+        HELLO_C,
         "cat > main.c && gcc -O2 -std=c17 -o main main.c -lm && ./main",
     ),
     (

@@ -37,14 +37,11 @@ use cola_wire::{JobId, UserId, names, nats::Topology};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-const COLA: &str = env!("CARGO_BIN_EXE_cola");
+mod support;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{HELLO_C, env_or};
+
+const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -65,8 +62,7 @@ fn numeric() -> Value {
 }
 
 fn c_hello() -> Value {
-    json!({ "language": "c",
-        "source": "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n" })
+    json!({ "language": "c", "source": HELLO_C })
 }
 
 async fn bench() {

@@ -10,16 +10,12 @@ use std::{
 
 mod support;
 
-use support::{ColaUp, alternated, median_ratio, ms, percentile, submit};
+use support::{ColaUp, HELLO_C, alternated, median_ratio, ms, percentile, submit};
 
 const COLA: &str = env!("CARGO_BIN_EXE_cola");
 
 const PROGRAMS: [(&str, &str, &str); 3] = [
-    (
-        "c",
-        "main.c",
-        "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
-    ),
+    ("c", "main.c", HELLO_C),
     ("javascript", "main.js", "console.log('hello');\n"),
     (
         "go",
@@ -118,7 +114,7 @@ async fn throughput(url: &str, token: &str, jobs: usize, clients: usize) -> (usi
         let share = jobs / clients + usize::from(client < jobs % clients);
         tasks.push(tokio::spawn(async move {
             for _ in 0..share {
-                submit(&http, &url, &token, "c", PROGRAMS[0].2).await;
+                submit(&http, &url, &token, "c", HELLO_C).await;
             }
         }));
     }

@@ -1,5 +1,6 @@
 //! What the benches share: timing a command, submitting a job through the HTTP API and waiting
-//! for it, and summarising samples.
+//! for it, summarising samples, a real `cola up` with tokens for its users, and settings from the
+//! environment.
 
 #![allow(dead_code)] // each bench uses its own subset
 
@@ -9,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// Hello world in C, printing `hello`.
+pub const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
 
 /// Samples per measurement, after one warm-up.
 pub const RUNS: usize = 30;
@@ -31,7 +35,9 @@ pub fn alternated(
     source: &str,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let http = reqwest::Client::new();
-    let mut through_api = || runtime.block_on(submit(&http, url, token, language, source));
+    let mut through_api = || {
+        runtime.block_on(submit(&http, url, token, language, source));
+    };
     baseline(); // warms caches (the Go build cache, the page cache)
     through_api();
     let timed = |run: &mut dyn FnMut()| {
@@ -45,20 +51,67 @@ pub fn alternated(
         .unzip()
 }
 
-/// Submits a hello-world program and waits for it to succeed with `hello`.
-pub async fn submit(http: &reqwest::Client, url: &str, token: &str, language: &str, source: &str) {
-    let view: serde_json::Value = http
-        .post(format!("{url}/api/v1/jobs?wait=60"))
-        .bearer_auth(token)
-        .json(&json!({ "language": language, "source": source }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+/// Submits a hello-world program and waits for it to succeed with `hello`; its last view.
+pub async fn submit(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    language: &str,
+    source: &str,
+) -> Value {
+    let body = json!({ "language": language, "source": source });
+    let view = submit_until_terminal(http, url, token, &body).await;
     assert_eq!(view["status"], "succeeded", "{view}");
     assert_eq!(view["stdout"], "hello\n");
+    view
+}
+
+/// Longest `?wait` the gateway allows by default, in seconds.
+const MAX_WAIT_S: u32 = 60;
+
+/// Submits the job `body` with `?wait` and follows it (`GET` with `?wait` again, should its queue
+/// outlast one wait) until it ends; its last view.
+pub async fn submit_until_terminal(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> Value {
+    let answer = http
+        .post(format!("{url}/api/v1/jobs?wait={MAX_WAIT_S}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        reqwest::StatusCode::CREATED,
+        "submitting {body}"
+    );
+    let mut view: Value = answer.json().await.unwrap();
+    while !is_terminal(&view) {
+        let id = view["id"].as_str().unwrap();
+        view = http
+            .get(format!("{url}/api/v1/jobs/{id}?wait={MAX_WAIT_S}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+    view
+}
+
+/// Whether a job view's status is terminal.
+fn is_terminal(view: &Value) -> bool {
+    serde_json::from_value::<cola_wire::Status>(view["status"].clone())
+        .unwrap_or_else(|e| panic!("job view without a status ({e}): {view}"))
+        .is_terminal()
 }
 
 /// The median of `treated[i] / baseline[i]`: how much slower than its baseline a run was,
@@ -74,10 +127,20 @@ pub fn median_ratio(baseline: &[Duration], treated: &[Duration]) -> f64 {
 }
 
 /// The `p`th percentile of `samples`.
-pub fn percentile(samples: &[Duration], p: usize) -> Duration {
+pub fn percentile<T: Ord + Copy>(samples: &[T], p: usize) -> T {
     let mut sorted = samples.to_vec();
     sorted.sort();
     sorted[((sorted.len() - 1) * p) / 100]
+}
+
+/// The environment variable `name` parsed, or `default` when it is unset.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(raw) => raw
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={raw:?} is not a valid value")),
+        Err(_) => default,
+    }
 }
 
 pub fn ms(d: Duration) -> f64 {
@@ -92,12 +155,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A release `cola up --dev` on free ports with its own data directory, stopped (SIGTERM) when
-/// dropped.
+/// A release `cola up --dev` on free ports with its own data directory and nats-server, stopped
+/// (SIGTERM) when dropped.
 pub struct ColaUp {
     pub url: String,
+    /// The dev user's token.
     pub token: String,
+    pub nats_url: String,
     pub dir: tempfile::TempDir,
+    cola_bin: String,
     child: Child,
 }
 
@@ -106,20 +172,28 @@ impl ColaUp {
     pub fn start(cola_bin: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(cola_bin)
+        let nats_url = format!("nats://127.0.0.1:{}", free_port());
+        let log = dir.path().join("cola-up.log");
+        let mut child = Command::new(cola_bin)
             .args(["up", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--nats-url", &format!("nats://127.0.0.1:{}", free_port())])
+            .args(["--nats-url", &nats_url])
             .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let token_file = dir.path().join("dev-token");
         let start = Instant::now();
         while !token_file.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "cola up {extra:?} exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "cola up {extra:?} did not start"
@@ -133,9 +207,27 @@ impl ColaUp {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             token,
+            nats_url,
             dir,
+            cola_bin: cola_bin.to_owned(),
             child,
         }
+    }
+
+    /// A new API token for `user`, as an operator issues one (`cola token issue --user`).
+    pub fn issue_token(&self, user: &str) -> String {
+        let out = Command::new(&self.cola_bin)
+            .args(["token", "issue", "--user", user, "--name", "bench"])
+            .args(["--nats-url", &self.nats_url])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cola token issue --user {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 }
 
