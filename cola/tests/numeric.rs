@@ -265,13 +265,13 @@ async fn a_numeric_job_whose_middleware_dies_is_solved_again_by_another_once() {
 }
 
 /// Issue 10's starving problem: Romberg to 25 levels of a 951-character integrand, with a
-/// budget of `budget_ms`.
+/// budget of `budget_ms` (a numeric job's budget is the smaller of its wall and CPU time).
 fn slow_romberg(budget_ms: u64) -> Value {
     let f = vec!["sqrt(abs(sin(97*x)))*cos(x)"; 34].join("+");
     json!({
         "language": "numeric",
         "problem": {"method": "romberg", "f": f, "a": 0, "b": 1, "tol": 1e-15, "max_iter": 25},
-        "limits": {"wall_time_ms": budget_ms}
+        "limits": {"wall_time_ms": budget_ms, "cpu_time_ms": budget_ms}
     })
 }
 
@@ -301,23 +301,20 @@ async fn one_users_slow_problems_do_not_make_another_users_quick_one_wait() {
         })
         .await;
 
-    // 99 ms alone in a release build, about 1 s in a debug build: a budget of 10 s.
+    // 99 ms alone in a release build, about 1 s in a debug build, and it shares the cores with
+    // alice's: a budget of 30 s, which is no speed test.
     let quick = json!({
         "language": "numeric",
         "problem": {"method": "simpson", "f": "sin(x)", "a": 0, "b": 1, "n": 1_000_000},
-        "limits": {"wall_time_ms": 10_000}
+        "limits": {"wall_time_ms": 30_000, "cpu_time_ms": 30_000}
     });
     let quick = stack.run(&bob, quick).await;
     assert_eq!(quick["status"], "succeeded", "{quick}");
     let value = quick["result"]["value"].as_f64().unwrap();
     assert!((value - (1.0 - 1f64.cos())).abs() < 1e-12, "{quick}");
-    // It found a solver thread at once, and ended well within its budget.
-    let total = quick["timings_ms"]["total"].as_u64().unwrap();
+    // It found a solver thread at once (alice's 24 would have kept it waiting 18 s).
     let queue = quick["timings_ms"]["queue"].as_u64().unwrap();
-    assert!(
-        total < 5_000 && queue < 500,
-        "bob's job waited {queue} ms and took {total} ms in all: {quick}"
-    );
+    assert!(queue < 2_000, "bob's job waited {queue} ms: {quick}");
 
     // Alice's problems all end, each after having been given its whole budget.
     for id in &slow {
@@ -352,11 +349,19 @@ async fn cancelled_slow_numeric_jobs_stop_their_solvers() {
     let token = stack.token("alice").await;
     // More slow jobs than the middleware has solver threads (4 on 2 cores): some run, some wait.
     let slow = submit_all(&stack, &token, &slow_romberg(20_000), 6).await;
-    stack
-        .wait_for(&token, &slow[0], Duration::from_secs(20), |v| {
-            v["status"] == "running"
-        })
-        .await;
+    // (Which two of them run first is a race: they are handed to the solver threads at once.)
+    let mut running = 0;
+    for _ in 0..200 {
+        running = 0;
+        for id in &slow {
+            running += usize::from(stack.view(&token, id).await["status"] == "running");
+        }
+        if running > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running > 0, "none of the slow jobs runs");
     for id in &slow {
         assert_eq!(stack.cancel(&token, id).await, 202);
     }

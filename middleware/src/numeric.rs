@@ -158,7 +158,7 @@ pub(crate) async fn drive(
         .flatten();
     let (mut record, mut revision, solving) = match created {
         Some(revision) => {
-            let solving = solve_now(ctx, job.user.as_str(), statement, budget);
+            let solving = solve_now(ctx, job, statement, budget);
             (JobRecord::queued(job, Vec::new(), 0), revision, solving)
         }
         None => {
@@ -166,7 +166,7 @@ pub(crate) async fn drive(
             let reading = ctx.jobs.get(key);
             tokio::pin!(reading);
             let early = futures::poll!(&mut reading);
-            let solving = solve_now(ctx, job.user.as_str(), statement, budget);
+            let solving = solve_now(ctx, job, statement, budget);
             let read = match early {
                 Poll::Ready(read) => read,
                 Poll::Pending => reading.await,
@@ -362,9 +362,14 @@ fn timestamp_of(instant: Instant) -> cola_wire::job::Timestamp {
     now() - chrono::TimeDelta::from_std(instant.elapsed()).unwrap_or_default()
 }
 
-/// Solves inline if that is quick, else hands the solve to the solver pool, in `user`'s
+/// Solves inline if that is quick, else hands the solve to the solver pool, in its user's
 /// queue. Dropping the returned [`Solving`] stops the solve.
-fn solve_now(ctx: &Context, user: &str, statement: &Value, budget: Duration) -> Solving<Solved> {
+fn solve_now(
+    ctx: &Context,
+    job: &JobMessage,
+    statement: &Value,
+    budget: Duration,
+) -> Solving<Solved> {
     let started = Instant::now();
     match solve_inline(statement, budget) {
         Some(solved) => Solving::ready(solved, started),
@@ -372,9 +377,11 @@ fn solve_now(ctx: &Context, user: &str, statement: &Value, budget: Duration) -> 
             let statement = statement.clone();
             let stop = StopFlag::new();
             let stopped = stop.clone();
-            ctx.numeric.pool.run(user, stop, move || {
-                solve_unless_stopped(&statement, budget, &stopped)
-            })
+            ctx.numeric
+                .pool
+                .run(job.user.as_str(), job.id, stop, move || {
+                    solve_unless_stopped(&statement, budget, &stopped)
+                })
         }
     }
 }
@@ -595,9 +602,11 @@ mod tests {
         for method in cola_numeric::methods() {
             let example = method.example.clone();
             let solved = runtime
-                .block_on(pool.run("u", StopFlag::new(), move || {
-                    solve(&example, Duration::from_secs(30))
-                }))
+                .block_on(
+                    pool.run("u", cola_wire::JobId::new(), StopFlag::new(), move || {
+                        solve(&example, Duration::from_secs(30))
+                    }),
+                )
                 .unwrap();
             assert_eq!(
                 solved.status,
@@ -637,9 +646,11 @@ mod tests {
         assert!(hard.len() > 3, "some deep expressions validate");
         for statement in hard {
             let solved = runtime
-                .block_on(pool.run("u", StopFlag::new(), move || {
-                    solve(&statement, Duration::from_secs(30))
-                }))
+                .block_on(
+                    pool.run("u", cola_wire::JobId::new(), StopFlag::new(), move || {
+                        solve(&statement, Duration::from_secs(30))
+                    }),
+                )
                 .unwrap();
             assert_ne!(
                 solved.reason,
@@ -648,13 +659,17 @@ mod tests {
                 solved.stderr
             );
         }
-        let panicked =
-            runtime.block_on(pool.run("u", StopFlag::new(), || -> () { panic!("boom") }));
+        let panicked = runtime.block_on(pool.run(
+            "u",
+            cola_wire::JobId::new(),
+            StopFlag::new(),
+            || -> () { panic!("boom") },
+        ));
         assert_eq!(panicked.unwrap_err(), "boom");
         // The thread survives a panic.
         assert_eq!(
             runtime
-                .block_on(pool.run("u", StopFlag::new(), || 7))
+                .block_on(pool.run("u", cola_wire::JobId::new(), StopFlag::new(), || 7))
                 .unwrap(),
             7
         );

@@ -21,6 +21,7 @@ use std::{
 };
 
 use cola_numeric::StopFlag;
+use cola_wire::JobId;
 use tokio::sync::oneshot;
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -61,12 +62,14 @@ impl SolverPool {
         Self { shared }
     }
 
-    /// Runs `work` for `user` on a solver thread, after the work `user` handed in before.
-    /// Dropping the returned [`Solving`] raises `stop`, which `work` should watch. The answer
-    /// is `Err` with the message of a panic, or when the pool is gone.
+    /// Runs `work` for `user` on a solver thread, after the work of `user` that comes before it
+    /// by `order` (a job id: ids sort by when their jobs were submitted, whichever of them was
+    /// handed in first). Dropping the returned [`Solving`] raises `stop`, which `work` should
+    /// watch. The answer is `Err` with the message of a panic, or when the pool is gone.
     pub(crate) fn run<T: Send + 'static>(
         &self,
         user: &str,
+        order: JobId,
         stop: StopFlag,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Solving<T> {
@@ -86,7 +89,7 @@ impl SolverPool {
             });
             let _ = answer.send(outcome);
         });
-        self.shared.lock().push(user, task);
+        self.shared.lock().push(user, order, task);
         self.shared.ready.notify_one();
         Solving {
             answer: Answer(answered),
@@ -136,7 +139,8 @@ struct FairQueue {
 
 #[derive(Default)]
 struct UserWork {
-    waiting: VecDeque<Task>,
+    /// By job id: in the order the jobs were submitted.
+    waiting: VecDeque<(JobId, Task)>,
     running: usize,
 }
 
@@ -150,7 +154,7 @@ impl FairQueue {
         }
     }
 
-    fn push(&mut self, user: &str, task: Task) {
+    fn push(&mut self, user: &str, order: JobId, task: Task) {
         if self.closed {
             return;
         }
@@ -158,7 +162,10 @@ impl FairQueue {
         if work.waiting.is_empty() {
             self.turns.push_back(user.to_owned());
         }
-        work.waiting.push_back(task);
+        let at = work
+            .waiting
+            .partition_point(|(earlier, _)| *earlier < order);
+        work.waiting.insert(at, (order, task));
     }
 
     /// The next work to start: the oldest of the user who holds the fewest threads (below
@@ -176,7 +183,7 @@ impl FairQueue {
             .min()?;
         let user = self.turns.remove(position)?;
         let work = self.users.get_mut(&user)?;
-        let task = work.waiting.pop_front()?;
+        let (_, task) = work.waiting.pop_front()?;
         work.running += 1;
         if !work.waiting.is_empty() {
             self.turns.push_back(user.clone());
@@ -341,16 +348,38 @@ mod tests {
             .unwrap();
         // One user hands in 6 slow pieces of work: two start, in order; four wait.
         let a: Vec<_> = (0..6)
-            .map(|n| pool.run("a", StopFlag::new(), held(&log, "a", n, &released)))
+            .map(|n| {
+                pool.run(
+                    "a",
+                    JobId::new(),
+                    StopFlag::new(),
+                    held(&log, "a", n, &released),
+                )
+            })
             .collect();
         assert_eq!([started(&starts), started(&starts)], [("a", 0), ("a", 1)]);
         assert!(starts.recv_timeout(Duration::from_millis(200)).is_err());
         // Two other users each find a thread at once (the fourth waits for the next one).
-        let b = pool.run("b", StopFlag::new(), held(&log, "b", 0, &released));
+        let b = pool.run(
+            "b",
+            JobId::new(),
+            StopFlag::new(),
+            held(&log, "b", 0, &released),
+        );
         assert_eq!(started(&starts), ("b", 0));
-        let c = pool.run("c", StopFlag::new(), held(&log, "c", 0, &released));
+        let c = pool.run(
+            "c",
+            JobId::new(),
+            StopFlag::new(),
+            held(&log, "c", 0, &released),
+        );
         assert_eq!(started(&starts), ("c", 0));
-        let d = pool.run("d", StopFlag::new(), held(&log, "d", 0, &released));
+        let d = pool.run(
+            "d",
+            JobId::new(),
+            StopFlag::new(),
+            held(&log, "d", 0, &released),
+        );
         assert!(starts.recv_timeout(Duration::from_millis(200)).is_err());
         // A thread frees up: d, who holds none, goes before a, who still holds one or two;
         // then a's work goes on in order.
@@ -367,13 +396,24 @@ mod tests {
     }
 
     #[test]
-    fn a_users_work_starts_in_the_order_it_was_handed_in() {
+    fn a_users_work_starts_in_the_order_its_jobs_were_submitted() {
         let pool = SolverPool::new(2, 1 << 20);
         let (log, starts) = mpsc::channel();
-        let order: Vec<_> = (0..20)
+        // Ids as the gateway made them; handed in as racing tasks might, the last two swapped
+        // (while the first job holds the user's one thread).
+        let ids: Vec<JobId> = (0..20).map(|_| JobId::new()).collect();
+        let mut handed = (0..20).collect::<Vec<usize>>();
+        handed.swap(18, 19);
+        let order: Vec<_> = handed
+            .into_iter()
             .map(|n| {
                 let log = log.clone();
-                pool.run("a", StopFlag::new(), move || log.send(n).unwrap())
+                pool.run("a", ids[n], StopFlag::new(), move || {
+                    if n == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    log.send(n as u32).unwrap()
+                })
             })
             .collect();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -405,15 +445,17 @@ mod tests {
             }
         };
         let flag = StopFlag::new();
-        let mut running = pool.run("a", flag.clone(), spin(&flag));
+        let mut running = pool.run("a", JobId::new(), flag.clone(), spin(&flag));
         runtime.block_on(&mut running.started);
         let (ran, skipped) = (Arc::new(Mutex::new(false)), StopFlag::new());
         let ran_too = ran.clone();
-        let waiting = pool.run("a", skipped, move || *ran_too.lock().unwrap() = true);
+        let waiting = pool.run("a", JobId::new(), skipped, move || {
+            *ran_too.lock().unwrap() = true
+        });
         drop(waiting);
         drop(running); // raises the flag: the thread is free again
         // The next work of the same user starts at once, and the dropped one never ran.
-        let next = pool.run("a", StopFlag::new(), || 7);
+        let next = pool.run("a", JobId::new(), StopFlag::new(), || 7);
         assert_eq!(runtime.block_on(next).unwrap(), 7);
         assert!(!*ran.lock().unwrap());
     }
