@@ -289,15 +289,21 @@ impl Backlog {
         tokio::spawn(async move {
             while let Some(change) = changes.next().await {
                 let change = change.expect("watching the flooding user's records");
-                if change.operation != async_nats::jetstream::kv::Operation::Put {
-                    continue;
-                }
-                let status = decode(&change.key, &change.value).unwrap().status;
                 let (statuses, counts) = &mut *state.lock().unwrap();
-                if let Some(before) = statuses.insert(change.key, status) {
+                // A record taken back (a job refused at the stream, after it was created) is
+                // no job of A's any more.
+                let now = (change.operation == async_nats::jetstream::kv::Operation::Put)
+                    .then(|| decode(&change.key, &change.value).unwrap().status);
+                let before = match now {
+                    Some(status) => statuses.insert(change.key, status),
+                    None => statuses.remove(&change.key),
+                };
+                if let Some(before) = before {
                     *counts.slot(before) -= 1;
                 }
-                *counts.slot(status) += 1;
+                if let Some(status) = now {
+                    *counts.slot(status) += 1;
+                }
             }
         });
         backlog
