@@ -322,26 +322,36 @@ impl JobCgroup {
 }
 
 impl Drop for JobCgroup {
-    /// Removes the cgroup; its processes are gone by now, but the kernel may take a moment to
-    /// see the last of them leave.
+    /// Removes the cgroup. Its sandbox was killed, but its last processes may still be on their
+    /// way out (PID 1 of the sandbox dies with bubblewrap, a moment later): the removal is
+    /// tried again every millisecond, for up to a second.
     fn drop(&mut self) {
-        for dir in &self.dirs {
-            let mut tries = 0;
-            loop {
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if tries < 50 && e.raw_os_error() == Some(libc::EBUSY) => {
-                        tries += 1;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job cgroup");
-                        break;
-                    }
+        for _ in 0..1000 {
+            match self.remove() {
+                Ok(()) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot remove a job cgroup");
+                    return;
                 }
             }
         }
+        tracing::warn!(dirs = ?self.dirs, "a job cgroup still holds processes; left in place");
+    }
+}
+
+impl JobCgroup {
+    /// Removes the cgroup's directories that are still there.
+    fn remove(&self) -> io::Result<()> {
+        for dir in &self.dirs {
+            match fs::remove_dir(dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
