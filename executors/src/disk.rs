@@ -51,6 +51,8 @@ pub fn available() -> Result<(), String> {
 pub struct Allowance {
     root: PathBuf,
     c_root: CString,
+    /// Its size now.
+    bytes: Cell<u64>,
 }
 
 impl Allowance {
@@ -77,12 +79,16 @@ impl Allowance {
         Ok(Self {
             root: root.to_owned(),
             c_root,
+            bytes: Cell::new(bytes),
         })
     }
 
     /// Gives the allowance a new size (files already there stay; a size below what they take
     /// is refused).
     pub fn resize(&self, bytes: u64) -> io::Result<()> {
+        if bytes == self.bytes.get() {
+            return Ok(());
+        }
         let options =
             CString::new(format!("size={}", bytes.max(4096))).map_err(io::Error::other)?;
         // SAFETY: valid NUL-terminated strings.
@@ -94,7 +100,9 @@ impl Allowance {
                 libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV,
                 options.as_ptr().cast(),
             )
-        })
+        })?;
+        self.bytes.set(bytes);
+        Ok(())
     }
 
     /// Whether the allowance is used up (less than two pages left).

@@ -87,6 +87,13 @@ pub struct Execution {
 /// to execute user code, waits for that check, so the code of a job that has already ended (or
 /// has no record) never runs.
 pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
+    let ran = run_job_of(&config).await;
+    remove_left_cgroups().await?;
+    ran
+}
+
+/// [`run`], but for removing the job's cgroup once its outcome is recorded.
+async fn run_job_of(config: &ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
     prepare(&config.sandbox)?;
     let (job, connected, standby) = match &config.job {
         JobSource::Stdin => {
@@ -117,7 +124,7 @@ pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorEr
         }
         source => (read_job(source)?, None, None),
     };
-    run_job_message(job, connected, standby, &config)
+    run_job_message(job, connected, standby, config)
         .await
         .map(Some)
 }
@@ -515,7 +522,17 @@ pub async fn execute(
     job_dir: &Path,
     sandbox: &SandboxConfig,
 ) -> Result<Execution, ExecutorError> {
-    joined(spawn_execute(lang, job, inputs, job_dir, sandbox, None)).await
+    let execution = joined(spawn_execute(lang, job, inputs, job_dir, sandbox, None)).await;
+    remove_left_cgroups().await?;
+    execution
+}
+
+/// Removes the cgroups of the sandboxes this executor ran, once their jobs are reported (see
+/// [`crate::sandbox::cgroup::remove_later`]).
+async fn remove_left_cgroups() -> Result<(), ExecutorError> {
+    tokio::task::spawn_blocking(crate::sandbox::cgroup::remove_left)
+        .await
+        .map_err(|e| ExecutorError::Worker(e.to_string()))
 }
 
 /// What an execution task returned; a worker that failed is an [`ExecutorError::Worker`].

@@ -38,6 +38,8 @@ const V1_OPTIONAL: &str = "cpu";
 const V2_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 /// The directory under a v1 parent that holds cola's job cgroups.
 const V1_SUBDIR: &str = "cola";
+/// How a sandbox's cgroup is named: then the executor's pid, `-`, a count.
+const SANDBOX_PREFIX: &str = "sandbox-";
 
 /// Why this machine gives cola no job cgroups.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +149,7 @@ impl CgroupHost {
                     fs::create_dir_all(dir).map_err(|e| {
                         Unavailable(format!("cannot create {}: {e}", dir.display()))
                     })?;
+                    sweep(dir);
                 }
                 Ok(())
             }
@@ -161,6 +164,7 @@ impl CgroupHost {
                     )));
                 }
                 let enable: Vec<String> = V2_CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
+                sweep(parent);
                 fs::write(parent.join("cgroup.subtree_control"), enable.join(" ")).map_err(|e| {
                     Unavailable(format!(
                         "cgroup v2: cannot enable {} for the children of {} ({e}); a cgroup \
@@ -189,9 +193,17 @@ impl CgroupHost {
         }
     }
 
+    /// Makes the job cgroup of a sandbox of this process, empty and unlimited until a step sets
+    /// its limits.
+    pub fn create_for_sandbox(&self) -> io::Result<JobCgroup> {
+        static SANDBOXES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SANDBOXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.create(&format!("{SANDBOX_PREFIX}{}-{n}", std::process::id()))
+    }
+
     /// Makes the job cgroup `name` (letters, digits, `-`), empty and unlimited until a step
     /// sets its limits.
-    pub fn create(&self, name: &str) -> io::Result<JobCgroup> {
+    fn create(&self, name: &str) -> io::Result<JobCgroup> {
         let dirs: Vec<PathBuf> = match &self.layout {
             Layout::V1 {
                 memory,
@@ -353,6 +365,46 @@ impl JobCgroup {
         }
         Ok(())
     }
+}
+
+/// Removes the job cgroups in `dir` of executors that are gone (a killed executor leaves its
+/// cgroup behind; once empty it is removed here, by the next executor to start).
+fn sweep(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let executor = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SANDBOX_PREFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok());
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = executor.is_some_and(|pid| {
+            let asked = unsafe { libc::kill(pid, 0) };
+            asked == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        });
+        if gone {
+            // A cgroup that still holds processes refuses (EBUSY): it stays.
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// Job cgroups whose sandboxes are gone, waiting to be removed: removing one waits for its
+/// last processes to leave, which need not delay a job's report.
+static LEFT: std::sync::Mutex<Vec<JobCgroup>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes `cgroup` at the next [`remove_left`] rather than now.
+pub fn remove_later(cgroup: JobCgroup) {
+    LEFT.lock().unwrap_or_else(|e| e.into_inner()).push(cgroup);
+}
+
+/// Removes the job cgroups [`remove_later`] was given (blocking: a millisecond or two each).
+pub fn remove_left() {
+    let left = std::mem::take(&mut *LEFT.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(left);
 }
 
 /// A cgroup file system in the mount table.
@@ -530,6 +582,30 @@ mod tests {
                 parent: "/sys/fs/cgroup/jobs".into()
             }
         );
+    }
+
+    #[test]
+    fn the_sweep_removes_the_cgroups_of_executors_that_are_gone_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        let mut gone = gone;
+        gone.wait().unwrap();
+        let names = [
+            format!("{SANDBOX_PREFIX}{gone_pid}-0"),
+            format!("{SANDBOX_PREFIX}{}-3", std::process::id()),
+            "other".to_owned(),
+        ];
+        for name in &names {
+            fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        sweep(dir.path());
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [names[2].clone(), names[1].clone()]);
     }
 
     #[test]

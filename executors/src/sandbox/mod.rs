@@ -289,7 +289,6 @@ impl Sandbox {
 /// A new cgroup for a sandbox, where this machine gives cola cgroups (see [`cgroup`]); `None`
 /// where it does not (the middleware says why at start-up).
 fn job_cgroup(config: &SandboxConfig) -> Result<Option<cgroup::JobCgroup>, ExecutorError> {
-    static SANDBOXES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let host = match cgroup::CgroupHost::detect(config.cgroup_parent.as_deref()) {
         Ok(host) => host,
         Err(why) => {
@@ -297,14 +296,9 @@ fn job_cgroup(config: &SandboxConfig) -> Result<Option<cgroup::JobCgroup>, Execu
             return Ok(None);
         }
     };
-    let name = format!(
-        "sandbox-{}-{}",
-        std::process::id(),
-        SANDBOXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    host.create(&name)
+    host.create_for_sandbox()
         .map(Some)
-        .context(|| format!("creating the job cgroup {name}"))
+        .context(|| "creating the sandbox's cgroup")
 }
 
 /// What this machine gives the sandboxes of `config`: how memory, processes and CPU are

@@ -393,12 +393,16 @@ impl<'a> Meter<'a> {
 }
 
 impl Drop for Session {
-    /// Kills whatever is left of the sandbox and reaps bubblewrap.
+    /// Kills whatever is left of the sandbox and reaps bubblewrap; its cgroup is removed later
+    /// ([`super::cgroup::remove_left`]), once the job is reported.
     fn drop(&mut self) {
         self.group.kill(Kill::WallTime);
         self.group.mark_reaped();
         if let Err(e) = wait4(self.group.leader()) {
             tracing::warn!(error = %e, "cannot reap bubblewrap");
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            super::cgroup::remove_later(cgroup);
         }
     }
 }
