@@ -105,6 +105,10 @@ pub struct MiddlewareFlags {
     /// starts next.
     #[arg(long, env = "COLA_LOOKAHEAD", default_value_t = 1000)]
     pub lookahead: usize,
+    /// Numeric jobs this middleware holds at once (solving or waiting for a solver thread);
+    /// they take none of the --concurrency slots.
+    #[arg(long, env = "COLA_NUMERIC_IN_FLIGHT", default_value_t = cola_middleware::numeric::MAX_IN_FLIGHT)]
+    pub numeric_in_flight: usize,
     /// On shutdown, seconds running jobs may go on before they are left to another replica.
     #[arg(long, env = "COLA_GRACE_SECONDS", default_value_t = 30)]
     pub grace_seconds: u64,

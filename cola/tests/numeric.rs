@@ -456,3 +456,35 @@ async fn a_numeric_job_whose_zip_a_full_store_refuses_ends_internal_error_once()
     assert_eq!(info.delivered.consumer_sequence, 1, "{info:?}");
     assert_eq!(info.num_ack_pending, 0, "{info:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_never_waits_for_the_numeric_jobs_slots() {
+    // Issue 10: past the numeric jobs a middleware holds at once (256), its pull loop waited
+    // for a numeric slot, and another user's C hello world waited 8.9 s. This one holds 2.
+    let mut stack = Stack::without_middleware().await;
+    stack.middleware_args = vec!["--numeric-in-flight".into(), "2".into()];
+    stack.start_middleware();
+    let (alice, bob) = (stack.token("alice").await, stack.token("bob").await);
+    let slow = submit_all(&stack, &alice, &slow_romberg(20_000), 6).await;
+    let mut running = 0;
+    for _ in 0..200 {
+        running = 0;
+        for id in &slow {
+            running += usize::from(stack.view(&alice, id).await["status"] == "running");
+        }
+        if running > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running > 0, "none of the slow jobs runs");
+    // Both numeric slots are taken for 20 s, four more jobs wait for them: bob's program
+    // starts anyway.
+    let hello = stack.run(&bob, common::job("c", common::C_HELLO)).await;
+    assert_eq!(hello["status"], "succeeded", "{hello}");
+    let queue = hello["timings_ms"]["queue"].as_u64().unwrap();
+    assert!(queue < 5_000, "bob's program waited {queue} ms");
+    for id in &slow {
+        stack.cancel(&alice, id).await;
+    }
+}

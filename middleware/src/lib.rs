@@ -44,6 +44,9 @@ pub struct MiddlewareConfig {
     /// Jobs this replica takes from the stream ahead of its free slots, to choose fairly
     /// between users which starts next (see [`scheduler`]).
     pub lookahead: usize,
+    /// Numeric jobs this replica holds at once (solving or waiting for a solver thread): they
+    /// take none of the `concurrency` slots.
+    pub numeric_in_flight: usize,
     /// On shutdown, how long running jobs may go on before they are left to redelivery.
     pub grace: Duration,
     /// How long the consumer waits for an ack before redelivering a job whose middleware went
@@ -58,6 +61,11 @@ impl MiddlewareConfig {
         if self.concurrency == 0 || self.concurrency > 10_000 {
             return Err(MiddlewareError::Config(
                 "concurrency must be between 1 and 10000".into(),
+            ));
+        }
+        if self.numeric_in_flight == 0 || self.numeric_in_flight > 100_000 {
+            return Err(MiddlewareError::Config(
+                "numeric jobs in flight must be between 1 and 100000".into(),
             ));
         }
         if self.lookahead == 0 || self.lookahead > 50_000 {
@@ -114,7 +122,11 @@ pub async fn run_with_probes(
         shutdown: shutdown.clone(),
         grace: config.grace,
         progress_every: config.ack_wait / 3,
-        numeric: numeric::Numeric::new(&topology, numeric::Numeric::default_threads()),
+        numeric: numeric::Numeric::new(
+            &topology,
+            numeric::Numeric::default_threads(),
+            config.numeric_in_flight,
+        ),
         stored: Default::default(),
     });
     let tasks = TaskTracker::new();

@@ -69,7 +69,8 @@ use pool::{SolverPool, Solving};
 /// A job still solving (or waiting for a solver thread) after this long can be cancelled, and
 /// is marked `running` once a solver thread has it.
 pub const RUNNING_AFTER: Duration = Duration::from_millis(250);
-/// Numeric jobs one middleware process holds at once (solving or waiting for a solver).
+/// Numeric jobs one middleware process holds at once (solving or waiting for a solver), by
+/// default (`--numeric-in-flight`).
 pub const MAX_IN_FLIGHT: usize = 256;
 /// Stack of a solver thread. In a debug build every method's example solves in 384 KiB and
 /// the deepest expressions validation accepts (differentiated symbolically by Newton's method)
@@ -90,13 +91,14 @@ pub struct Numeric {
 }
 
 impl Numeric {
-    /// A runtime storing zips in the topology's object store, with `threads` solver threads.
-    pub fn new(topology: &Topology, threads: usize) -> Self {
+    /// A runtime storing zips in the topology's object store, with `threads` solver threads,
+    /// holding at most `in_flight` jobs.
+    pub fn new(topology: &Topology, threads: usize, in_flight: usize) -> Self {
         Self {
             js: topology.js.clone(),
             outputs: topology.outputs.clone(),
             pool: SolverPool::new(threads, SOLVER_STACK_BYTES),
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Arc::new(Semaphore::new(in_flight)),
         }
     }
 
@@ -108,8 +110,8 @@ impl Numeric {
         (2 * cores).clamp(4, 64)
     }
 
-    /// A slot for one more numeric job; waits while [`MAX_IN_FLIGHT`] are held. Numeric jobs
-    /// take these instead of the slots of executor jobs.
+    /// A slot for one more numeric job; waits while as many as the runtime holds are held.
+    /// Numeric jobs take these instead of the slots of executor jobs.
     pub async fn slot(&self) -> OwnedSemaphorePermit {
         self.in_flight
             .clone()

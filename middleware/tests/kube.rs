@@ -808,6 +808,7 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
             nats_url: nats.url(),
             concurrency: 1,
             lookahead: 100,
+            numeric_in_flight: 8,
             grace: Duration::from_secs(1),
             ack_wait: Duration::from_secs(30),
             topology: TopologyConfig::default(),

@@ -86,6 +86,7 @@ pub async fn middleware(
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         lookahead: flags.lookahead,
+        numeric_in_flight: flags.numeric_in_flight,
         grace: Duration::from_secs(flags.grace_seconds),
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
         topology: topology_config(flags, quotas)?,
