@@ -20,7 +20,7 @@ use std::{
     ptr,
 };
 
-use crate::sandbox::{c_path, check};
+use crate::sandbox::{c_path, check, private_mount_namespace};
 
 /// Files (and directories) a job may have on its allowance at once: also what walking them
 /// after a step may cost.
@@ -155,18 +155,7 @@ fn private_mounts() -> io::Result<()> {
     if PRIVATE_MOUNTS.get() {
         return Ok(());
     }
-    // SAFETY: plain system calls; CLONE_NEWNS (with the CLONE_FS it implies) applies to the
-    // calling thread only.
-    unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS))?;
-        check(libc::mount(
-            ptr::null(),
-            c"/".as_ptr(),
-            ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            ptr::null(),
-        ))?;
-    }
+    private_mount_namespace()?;
     PRIVATE_MOUNTS.set(true);
     Ok(())
 }

@@ -647,7 +647,7 @@ fn execute_blocking(
         &run,
         compile.as_slice(),
         read_only.flatten().into_iter().collect(),
-        system::dirs_for([lang]),
+        system::dirs_of(lang),
     );
     let sandbox = match standing {
         Some(sandbox) if sandbox.serves(&plan) => sandbox,

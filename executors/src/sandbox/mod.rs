@@ -342,6 +342,23 @@ pub(crate) fn check(result: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Moves the calling thread (or child) into a mount namespace of its own, in which nothing
+/// mounted propagates to or from the one it leaves. Async-signal-safe.
+pub(crate) fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: plain system calls with static strings; CLONE_NEWNS (with the CLONE_FS it
+    // implies) applies to the calling thread only.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))
+    }
+}
+
 /// `path` as a C string, for a system call (made before `fork` where the child needs it).
 pub(crate) fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;

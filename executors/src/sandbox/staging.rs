@@ -18,7 +18,6 @@ use std::{
     io,
     os::fd::RawFd,
     path::{Path, PathBuf},
-    ptr,
 };
 
 use super::{c_path, check};
@@ -63,17 +62,10 @@ impl Staging {
     /// In the child, as root: a private mount namespace with every directory attached at its
     /// staged path. Async-signal-safe (no allocation: `clones` has its capacity).
     pub(super) fn apply(&mut self) -> io::Result<()> {
+        // Nothing mounted here may reach the host's mount namespace.
+        super::private_mount_namespace()?;
         // SAFETY: system calls with valid NUL-terminated strings made before fork.
         unsafe {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            // Nothing mounted here may reach the host's mount namespace.
-            check(libc::mount(
-                ptr::null(),
-                c"/".as_ptr(),
-                ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                ptr::null(),
-            ))?;
             self.clones.clear();
             for (host, _) in &self.binds {
                 let clone = libc::syscall(

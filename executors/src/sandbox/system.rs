@@ -2,9 +2,28 @@
 //! ([`cola_wire::languages::SYSTEM_DIRS`] and each language's `toolchain_dirs`), read-only,
 //! and nothing else of it.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 use cola_wire::{LanguageDef, languages::SYSTEM_DIRS};
+
+/// The host directories the sandbox of a job of `lang` binds (see [`dirs_for`]), looked up
+/// once per process: every job's sandbox needs them.
+pub fn dirs_of(lang: &LanguageDef) -> Vec<PathBuf> {
+    static DIRS: OnceLock<Vec<(&'static str, Vec<PathBuf>)>> = OnceLock::new();
+    let known = DIRS.get_or_init(|| {
+        cola_wire::languages()
+            .iter()
+            .map(|l| (l.name, dirs_for([l])))
+            .collect()
+    });
+    match known.iter().find(|(name, _)| *name == lang.name) {
+        Some((_, dirs)) => dirs.clone(),
+        None => dirs_for([lang]),
+    }
+}
 
 /// The host directories the sandbox of a job of any of `langs` binds read-only at the same
 /// paths: those that exist, sorted, each once.
@@ -74,6 +93,13 @@ mod tests {
         assert_eq!(expand(&format!("{base}/other")), [dir.path().join("other")]);
         assert!(expand(&format!("{base}/missing")).is_empty());
         assert!(expand(&format!("{base}/go-link")).is_empty());
+    }
+
+    #[test]
+    fn a_languages_dirs_are_looked_up_once_and_the_same() {
+        for lang in cola_wire::languages() {
+            assert_eq!(dirs_of(lang), dirs_for([lang]), "{}", lang.name);
+        }
     }
 
     #[test]
