@@ -3,10 +3,13 @@
 //! What a sandbox gets:
 //! - new user, PID, network, IPC, UTS and cgroup namespaces (`--unshare-all`), and no way to make
 //!   more user namespaces (`--disable-userns`); no network at all, not even loopback to the host;
-//! - `/usr` read-only (plus the merged-usr links `/bin`, `/lib`, ...), nothing of the host's
-//!   `/etc` (gcc, Go and Node.js need none of it), a fresh `/proc`, a read-only `/dev` with the
-//!   usual devices, private size-capped `/tmp` and `/dev/shm`, a read-only root, and the job's
-//!   work directory at `/work` as the only writable place on disk;
+//! - read-only, only the directories of `/usr` the language table names ([`system`]; plus the
+//!   merged-usr links `/bin`, `/lib`, ...), nothing of the host's `/etc` (gcc, Go and Node.js
+//!   need none of it), a fresh `/proc`, a read-only `/dev` with the usual devices, a size-capped
+//!   `/dev/shm`, a read-only root, and the job's `/work` and `/tmp` (its disk allowance, see
+//!   [`crate::disk`]) as the only writable places;
+//! - where this machine gives cola cgroups, a cgroup of its own ([`cgroup`]), which bounds its
+//!   memory (shared memory and tmpfs pages included) and processes and measures its CPU time;
 //! - on the host, an unprivileged uid and gid of its own, without supplementary groups, when the
 //!   executor runs as root (see [`identity`]), so two jobs cannot touch each other's files even
 //!   outside their mount namespaces; the job's directories are staged where that uid can reach
@@ -18,9 +21,12 @@
 //!
 //! What each step gets:
 //! - an empty environment but `PATH`, `HOME=/tmp`, `LANG=C.UTF-8` and the language's variables;
-//! - rlimits on CPU time, data memory (`RLIMIT_DATA`, not `RLIMIT_AS`), processes, open files,
-//!   file size, stack and core dumps, set before it starts and inherited by all it starts (the
-//!   sandbox as a whole never goes beyond the largest of its steps' limits);
+//! - its memory and processes limits on the sandbox's cgroup, and its CPU time watched there
+//!   (stopped at the limit, whichever of its processes used it);
+//! - rlimits on CPU time (a second past the limit when a cgroup measures it), data memory
+//!   (`RLIMIT_DATA`, not `RLIMIT_AS`; only without a cgroup), processes, open files, file size,
+//!   stack and core dumps, set before it starts and inherited by all it starts (the sandbox as a
+//!   whole never goes beyond the largest of its steps' limits);
 //! - its own pipes for stdout and stderr, capped together at the output limit;
 //! - a wall-clock deadline, on which the sandbox is killed (the PID namespace takes every
 //!   sandboxed process with it): a step killed for its wall time or its output ends the job.
@@ -40,7 +46,8 @@
 //! nor trace it.
 //!
 //! Not bounded by rlimits: shared memory (`MAP_SHARED` mappings, SysV and POSIX shared memory)
-//! does not count against `RLIMIT_DATA`; only a memory cgroup can cap it.
+//! does not count against `RLIMIT_DATA`; only the memory cgroup caps it, so without one it is
+//! not bounded (the middleware says so at start-up).
 
 mod bwrap;
 pub mod cgroup;
