@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down
 
 CARGO ?= cargo
 
@@ -48,3 +48,13 @@ bench-fairness: setup
 ## making the Debian base locally when no registry answers (see docker/Dockerfile).
 images:
 	scripts/images.sh
+
+## A two-node Kubernetes cluster on this machine (loopback), built from Debian's kubernetes source
+## package (binaries cached in ~/.cache/cola/k8s), with cola's images imported when Docker has
+## them; prints the KUBECONFIG to use (see k8s/README.md, "A local cluster").
+k8s-up:
+	scripts/k8s-local.sh up
+
+## Stop the local cluster and remove everything it made (the binary cache and logs stay).
+k8s-down:
+	scripts/k8s-local.sh down
