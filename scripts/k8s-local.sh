@@ -595,13 +595,13 @@ write_if_changed() {
 # Writes a node's configuration (containerd, CNI, kubelet); when it changed on a node that
 # runs, the node is restarted with it.
 write_node_config() {
-  local index=$1 node=${nodes[$1]}
-  local dir run_dir changed=0
+  local index=$1 bin=$2 node=${nodes[$1]}
+  local dir run_dir runtime_changed=0 kubelet_changed=0
   dir=$(node_dir "$node")
   run_dir=$(node_run "$node")
   mkdir -p "$dir/cni/net.d" "$dir/cni/ipam" "$dir/kubelet/pki" "$dir/pod-logs" \
     "$dir/container-logs" "$dir/volume-plugins" "$run_dir"
-  write_if_changed "$dir/containerd.toml" <<EOF && changed=1
+  write_if_changed "$dir/containerd.toml" <<EOF && runtime_changed=1
 version = 2
 root = "$dir/containerd"
 state = "$run_dir/containerd-state"
@@ -649,7 +649,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     max_conf_num = 1
 EOF
   # A bridge per node; no masquerading (Pods reach this machine, nothing beyond it).
-  write_if_changed "$dir/cni/net.d/10-cola.conflist" <<EOF && changed=1
+  write_if_changed "$dir/cni/net.d/10-cola.conflist" <<EOF && runtime_changed=1
 {
   "cniVersion": "0.4.0",
   "name": "$node",
@@ -670,7 +670,7 @@ EOF
   ]
 }
 EOF
-  write_if_changed "$dir/kubelet-config.yaml" <<EOF && changed=1
+  write_if_changed "$dir/kubelet-config.yaml" <<EOF && kubelet_changed=1
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -706,10 +706,28 @@ evictionHard:
   nodefs.inodesFree: 2%
   imagefs.available: 2%
 EOF
-  if [ "$changed" = 1 ] && [ -n "$(running_pid "containerd-$node")" ]; then
-    say "$node: configuration changed, restarting its containerd and kubelet"
+  # The node's address is its bridge's (a kubelet refuses a loopback one); the API server
+  # reaches the kubelet by its name, which /etc/hosts resolves to 127.0.0.1.
+  {
+    has_flag "$bin/kubelet" container-runtime && echo --container-runtime=remote
+    has_flag "$bin/kubelet" pod-infra-container-image \
+      && echo "--pod-infra-container-image=$pause_image"
+    echo "--config=$dir/kubelet-config.yaml"
+    echo "--kubeconfig=$dir/kubelet.kubeconfig"
+    echo "--container-runtime-endpoint=unix://$(node_socket "$node")"
+    echo "--hostname-override=$node"
+    echo "--node-ip=${pod_gateways[$index]}"
+    echo "--root-dir=$dir/kubelet"
+    echo "--cert-dir=$dir/kubelet/pki"
+    echo "--volume-plugin-dir=$dir/volume-plugins"
+  } | write_if_changed "$dir/kubelet.flags" && kubelet_changed=1
+  if [ "$runtime_changed" = 1 ] && [ -n "$(running_pid "containerd-$node")" ]; then
+    say "$node: containerd's configuration changed, restarting its containerd and kubelet"
     stop_component "kubelet-$node"
     stop_component "containerd-$node"
+  elif [ "$kubelet_changed" = 1 ] && [ -n "$(running_pid "kubelet-$node")" ]; then
+    say "$node: the kubelet's configuration changed, restarting it"
+    stop_component "kubelet-$node"
   fi
 }
 
@@ -751,18 +769,10 @@ start_kubelet() {
   [ -n "$(running_pid "$component")" ] && return
   port_free "${kubelet_ports[$index]}" "$component"
   port_free "${kubelet_healthz_ports[$index]}" "$component"
-  local dir flags=()
-  dir=$(node_dir "$node")
-  has_flag "$bin/kubelet" container-runtime && flags+=(--container-runtime=remote)
-  has_flag "$bin/kubelet" pod-infra-container-image \
-    && flags+=(--pod-infra-container-image="$pause_image")
+  local flags
+  mapfile -t flags <"$(node_dir "$node")/kubelet.flags"
   start "$component" kubelet nsenter --target "$(running_pid "containerd-$node")" --mount -- \
-    "$bin/kubelet" "${flags[@]}" \
-    --config="$dir/kubelet-config.yaml" --kubeconfig="$dir/kubelet.kubeconfig" \
-    --container-runtime-endpoint="unix://$(node_socket "$node")" \
-    --hostname-override="$node" --node-ip=127.0.0.1 \
-    --root-dir="$dir/kubelet" --cert-dir="$dir/kubelet/pki" \
-    --volume-plugin-dir="$dir/volume-plugins"
+    "$bin/kubelet" "${flags[@]}"
   wait_until "$component" 60 \
     curl -fsS --max-time 2 "http://127.0.0.1:${kubelet_healthz_ports[$index]}/healthz"
 }
@@ -879,7 +889,7 @@ up() {
   local index node
   for index in "${!nodes[@]}"; do
     node=${nodes[$index]}
-    write_node_config "$index"
+    write_node_config "$index" "$bin"
     make_node_cgroups "$node"
     start_containerd "$node"
     import_pause_image "$node"
