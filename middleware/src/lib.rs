@@ -14,6 +14,7 @@ pub mod kube;
 pub mod numeric;
 pub mod process;
 pub mod scheduler;
+mod supervise;
 
 use std::{sync::Arc, time::Duration};
 
@@ -277,7 +278,7 @@ async fn dispatch(
         let (ctx, queue) = (ctx.clone(), queue.clone());
         tasks.spawn(async move {
             let user = held.job.user.clone();
-            job::handle(ctx, held.msg, held.job).await;
+            job::handle(ctx, held.msg, held.job, kind).await;
             queue.finished(kind, &user);
             drop(permit);
         });

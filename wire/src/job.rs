@@ -213,6 +213,36 @@ pub struct JobRecord {
     pub result: Option<Value>,
 }
 
+/// How a job ends when the middleware (not its executor or solver) ends it: cancelled, or
+/// failed for a reason only the middleware (or the cluster) saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    /// What the owner is told; `None` leaves the record's message as it is.
+    pub message: Option<String>,
+}
+
+impl Ending {
+    /// Ended at its owner's request.
+    pub fn cancelled() -> Self {
+        Self {
+            status: Status::Cancelled,
+            reason: None,
+            message: None,
+        }
+    }
+
+    /// Failed for `reason`, with `message` for its owner.
+    pub fn failed(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            reason: Some(reason),
+            message: Some(message.into()),
+        }
+    }
+}
+
 impl JobRecord {
     /// The record of a job that has just been accepted.
     pub fn queued(msg: &JobMessage, files: Vec<FileSummary>, stdin_bytes: u64) -> Self {
@@ -243,6 +273,14 @@ impl JobRecord {
             problem: msg.problem.clone(),
             result: None,
         }
+    }
+
+    /// Ends the job as `ending` says, with its message (a cancelled job keeps the one it has).
+    pub fn end(&mut self, ending: &Ending, now: DateTime<Utc>) {
+        if let Some(message) = &ending.message {
+            self.message = Some(message.clone());
+        }
+        self.finish(ending.status, ending.reason, now);
     }
 
     /// Ends the job with `status`/`reason`, stamping the finish time and total duration.

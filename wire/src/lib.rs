@@ -15,8 +15,8 @@ pub mod names;
 pub use ids::{IdError, JobId, Language, UserId};
 pub use isolation::{Isolation, Provision};
 pub use job::{
-    ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES, Reason,
-    RunReport, Status, Timings,
+    Ending, ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES,
+    Reason, RunReport, Status, Timings,
 };
 pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};

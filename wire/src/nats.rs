@@ -16,7 +16,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 
 use crate::{
-    Inputs, JobId, JobRecord, RunReport, Status, UserId,
+    Ending, Inputs, JobId, JobRecord, RunReport, Status, UserId,
     input_zip::{self, InputZipError},
     names,
     usage::UsageStore,
@@ -357,6 +357,32 @@ impl JobStore {
                 Err(e) => return Err(NatsError::nats("update job record", e)),
             }
         }
+    }
+
+    /// Ends the job under `key` as `ending` says, unless it has ended already (a terminal
+    /// record never changes again).
+    pub async fn end(&self, key: &str, ending: &Ending) -> Result<Transition, NatsError> {
+        self.transition(key, |r| {
+            r.end(ending, crate::job::now());
+            true
+        })
+        .await
+    }
+
+    /// [`end`](Self::end), starting from `record` as read at `revision` (see
+    /// [`transition_from`](Self::transition_from)).
+    pub async fn end_from(
+        &self,
+        key: &str,
+        record: JobRecord,
+        revision: u64,
+        ending: &Ending,
+    ) -> Result<Transition, NatsError> {
+        self.transition_from(key, record, revision, |r| {
+            r.end(ending, crate::job::now());
+            true
+        })
+        .await
     }
 
     /// [`transition`](Self::transition), starting from `record` as read at `revision`: when
