@@ -1095,13 +1095,13 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     use async_nats::{ConnectOptions, jetstream};
     use cola_wire::{
         RunReport, Timings,
-        nats::{Reported, fetch_inputs, free_port, report_outcome},
+        nats::{Reported, fetch_inputs, report_outcome},
     };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = std::fs::read_to_string(root.join("k8s/base/config.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
+    let port = cola_testkit::free_port().unwrap();
     let conf = nats_conf_for_test(&manifest, port, &dir.path().join("store"));
     let conf_path = dir.path().join("nats.conf");
     std::fs::write(&conf_path, conf).unwrap();

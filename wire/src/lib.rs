@@ -3,7 +3,9 @@
 //! This crate is the only place that defines what crosses a process boundary: the names of the
 //! NATS stream, subjects and buckets, the job message published by the gateway, the job record
 //! kept in the KV store, the job lifecycle (status and reason) and the language table.
-//! It has no I/O and no async code, so every other crate can depend on it cheaply.
+//! Without features it has no I/O and no async code, so every other crate can depend on it
+//! cheaply; the `nats` feature adds the typed access to the stream and buckets (`nats.rs`) that
+//! every process shares. It starts no process (`cola-localnats` does).
 
 pub mod ids;
 pub mod isolation;

@@ -4,10 +4,8 @@ use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path, time::D
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::kv;
-use cola_wire::{
-    UserId,
-    nats::{LocalServer, Topology},
-};
+use cola_localnats::LocalServer;
+use cola_wire::{UserId, nats::Topology};
 
 use super::{services, shutdown_on_signal};
 use crate::cli::{BackendKind, UpArgs};
