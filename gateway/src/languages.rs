@@ -7,7 +7,7 @@ use axum::{Json, extract::State};
 use cola_wire::{Isolation, Limits, languages, names};
 use serde::Serialize;
 
-use crate::{GatewayError, app::AppState, auth::Authenticated};
+use crate::{GatewayError, auth::Authenticated, state::AppState};
 
 /// The version shown while no middleware has said which toolchain it runs.
 pub const UNKNOWN_VERSION: &str = "unknown";

@@ -18,7 +18,6 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::{
     GatewayError,
-    app::AppState,
     jobs::{self as api, DEFAULT_PAGE_SIZE},
     pages::{
         Chrome, PageError, PageForm, PageJobId, SignedIn,
@@ -27,6 +26,7 @@ use crate::{
         view::{self, JobRow, Output},
     },
     queue,
+    state::AppState,
 };
 
 /// The largest output zip whose file list the job page reads.
