@@ -385,8 +385,8 @@ async fn run_job(
     let Some(lang) = language(&job.language) else {
         return refuse(format!("unknown language {}", job.language));
     };
-    if lang.is_builtin() {
-        return solve_builtin(job).await;
+    if let Err(message) = check_runnable(lang) {
+        return refuse(message);
     }
     let inputs = match inputs {
         Ok(inputs) => inputs,
@@ -397,34 +397,6 @@ async fn run_job(
         None => joined(spawn_execute(lang, job, &inputs, job_dir, sandbox, gate)).await?,
     };
     Ok((execution.report, Some(execution.zip)))
-}
-
-/// A job of the built-in runtime (numeric): its problem solved by the numeric library under its
-/// time budget, as the middleware solves it in-process (the numeric executor image runs it
-/// here). The record's `result` is left to `result.json` in the zip.
-async fn solve_builtin(job: &JobMessage) -> Result<(RunReport, Option<Vec<u8>>), ExecutorError> {
-    let statement = job.problem.clone().unwrap_or_default();
-    let budget = cola_numeric::job::budget_of(&job.limits);
-    let solved = tokio::task::spawn_blocking(move || cola_numeric::job::solve(&statement, budget))
-        .await
-        .map_err(|e| ExecutorError::Worker(e.to_string()))?;
-    let report = RunReport {
-        status: solved.status,
-        reason: solved.reason,
-        exit_code: None,
-        signal: None,
-        timings_ms: Timings {
-            run: Some(u64::try_from(solved.solve.as_millis()).unwrap_or(u64::MAX)),
-            ..Timings::default()
-        },
-        limits: job.limits,
-        message: None,
-        stdout: String::new(),
-        stderr: preview(&solved.stderr),
-        compile_output: String::new(),
-        output_object: None,
-    };
-    Ok((report, solved.zip))
 }
 
 /// Stores the zip and ends the record with `report` if it is still running (see
@@ -837,11 +809,11 @@ fn run_file_bytes(limits: &Limits) -> u64 {
     limits.output_kb * 1024
 }
 
-/// Only programs run in a sandbox: a built-in runtime's jobs are the middleware's.
+/// Only programs run in a sandbox: numeric jobs are solved by the middleware, in-process.
 fn check_runnable(lang: &LanguageDef) -> Result<(), String> {
     if lang.is_builtin() {
         return Err(format!(
-            "{} jobs run in cola's built-in runtime, not in an executor",
+            "{} jobs are solved in the middleware by cola's built-in runtime, not in an executor",
             lang.name
         ));
     }
@@ -1197,7 +1169,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_numeric_job_is_solved_offline_with_its_zip() {
+    async fn a_numeric_job_is_refused_by_the_executor() {
+        // The middleware solves numeric jobs in-process; an executor never does.
         let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
         let job = serde_json::json!({
             "id": cola_wire::JobId::new(),
@@ -1217,29 +1190,21 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(
-            outcome.report.status,
-            Status::Succeeded,
+            (outcome.report.status, outcome.report.reason),
+            (Status::Failed, Some(Reason::InvalidInput)),
             "{:?}",
             outcome.report
         );
-        assert!(outcome.report.timings_ms.run.is_some());
-        let zip = zip::ZipArchive::new(std::io::Cursor::new(outcome.zip.unwrap())).unwrap();
-        let mut names: Vec<&str> = zip.file_names().collect();
-        names.sort();
-        assert_eq!(names, ["plot.svg", "result.json", "table.csv"]);
-
-        let mut invalid = job;
-        invalid["problem"] = serde_json::json!({"method": "bisection"});
-        let outcome = run_offline(
-            serde_json::to_vec(&invalid).unwrap(),
-            dir.path(),
-            &SandboxConfig::default(),
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(outcome.report.reason, Some(Reason::InvalidInput));
-        assert!(outcome.zip.is_none() && !outcome.report.stderr.is_empty());
+        assert!(
+            outcome
+                .report
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("not in an executor")),
+            "{:?}",
+            outcome.report
+        );
+        assert!(outcome.zip.is_none());
     }
 
     /// A C job with the language's default limits.
