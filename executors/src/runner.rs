@@ -143,7 +143,7 @@ async fn run_job_message(
     async {
         let key = names::job_key(&job.user, &job.id);
         let early = match (language(&job.language), &job.inputs) {
-            (Some(lang), Some(inputs)) if !lang.is_builtin() => {
+            (Some(lang), Some(inputs)) if !lang.is_numeric() => {
                 let (go, checked) = tokio::sync::oneshot::channel();
                 let gate = Some(after(checked));
                 let execution = match standby.take() {
@@ -661,7 +661,7 @@ impl Standby {
     /// Go build cache bound whatever the language. A job with other limits gets a sandbox of
     /// its own instead (see [`Sandbox::serves`]).
     fn start(config: &SandboxConfig, job_dir: &Path) -> Result<Self, ExecutorError> {
-        let programs = || languages().iter().filter(|l| !l.is_builtin());
+        let programs = || languages().iter().filter(|l| !l.is_numeric());
         let default = programs()
             .map(|l| l.default_limits)
             .max_by_key(|limits| limits.memory_mb)
@@ -811,7 +811,7 @@ fn run_file_bytes(limits: &Limits) -> u64 {
 
 /// Only programs run in a sandbox: numeric jobs are solved by the middleware, in-process.
 fn check_runnable(lang: &LanguageDef) -> Result<(), String> {
-    if lang.is_builtin() {
+    if lang.is_numeric() {
         return Err(format!(
             "{} jobs are solved in the middleware by cola's built-in runtime, not in an executor",
             lang.name
@@ -1077,7 +1077,7 @@ pub(crate) fn host_env(lang: &LanguageDef, home: &Path) -> Vec<(String, OsString
 }
 
 /// Each program language's toolchain version (its `version` command's first line); a language
-/// whose command fails is left out, and so is a built-in runtime (it has no toolchain).
+/// whose command fails is left out, and so is the numeric runtime (it has no toolchain).
 pub fn toolchain_versions() -> BTreeMap<String, String> {
     let Ok(home) = tempfile::tempdir() else {
         tracing::warn!("no scratch directory for toolchain commands");
@@ -1085,7 +1085,7 @@ pub fn toolchain_versions() -> BTreeMap<String, String> {
     };
     languages()
         .iter()
-        .filter(|lang| !lang.is_builtin())
+        .filter(|lang| !lang.is_numeric())
         .filter_map(|lang| Some((lang.name.to_owned(), toolchain_version(lang, home.path())?)))
         .collect()
 }
@@ -1159,7 +1159,7 @@ mod tests {
                 .contains("twice")
         );
         assert!(check_files(c, &[]).is_err());
-        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
+        let numeric = languages().iter().find(|l| l.is_numeric()).unwrap();
         assert!(
             check_runnable(numeric)
                 .unwrap_err()
@@ -1171,7 +1171,7 @@ mod tests {
     #[tokio::test]
     async fn a_numeric_job_is_refused_by_the_executor() {
         // The middleware solves numeric jobs in-process; an executor never does.
-        let numeric = languages().iter().find(|l| l.is_builtin()).unwrap();
+        let numeric = languages().iter().find(|l| l.is_numeric()).unwrap();
         let job = serde_json::json!({
             "id": cola_wire::JobId::new(),
             "user": "alice",
@@ -1388,7 +1388,7 @@ int main(void) {
     #[test]
     fn every_language_reports_a_toolchain_version() {
         let versions = toolchain_versions();
-        for lang in languages().iter().filter(|l| !l.is_builtin()) {
+        for lang in languages().iter().filter(|l| !l.is_numeric()) {
             let version = versions
                 .get(lang.name)
                 .unwrap_or_else(|| panic!("{} has no version", lang.name));
