@@ -38,7 +38,7 @@ use self::{
     intake::{check_record, check_runnable, inline_or_fetched},
     report::{REPORT_RESERVE, Ran, end_record, failed_report, invalid_input, or_internal_error},
     standby::StandbyThread,
-    steps::{after, joined, spawn_execute},
+    steps::{JobRun, after, joined, spawn_execute},
 };
 pub use crate::sandbox::{SandboxConfig, SandboxKind};
 use crate::{ExecutorError, sandbox::harden_container};
@@ -152,8 +152,8 @@ impl EarlyExecution {
         let inputs = job.inputs.as_ref()?;
         let (go, checked) = tokio::sync::oneshot::channel();
         let gate = Some(after(checked));
-        let (job_dir, sandbox) = (&config.job_dir, &config.sandbox);
-        let execution = spawn_in(standby.take(), lang, job, inputs, job_dir, sandbox, gate);
+        let run = JobRun::new(lang, job, inputs.clone(), gate);
+        let execution = spawn_in(standby.take(), run, &config.job_dir, &config.sandbox);
         Some(Self { go, execution })
     }
 
@@ -235,26 +235,21 @@ async fn run_job(
         Ok(inputs) => inputs,
         Err(message) => return refuse(message),
     };
-    let execution = joined(spawn_in(
-        standby, lang, job, &inputs, job_dir, sandbox, gate,
-    ))
-    .await?;
+    let run = JobRun::new(lang, job, inputs, gate);
+    let execution = joined(spawn_in(standby, run, job_dir, sandbox)).await?;
     Ok((execution.report, Some(execution.zip)))
 }
 
 /// [`spawn_execute`], in `standby`'s sandbox when there is one.
 fn spawn_in(
     standby: Option<StandbyThread>,
-    lang: &LanguageDef,
-    job: &JobMessage,
-    inputs: &Inputs,
+    run: JobRun,
     job_dir: &Path,
     sandbox: &SandboxConfig,
-    gate: Option<RunGate>,
 ) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
     match standby {
-        Some(standby) => standby.execute(lang, job, inputs, gate),
-        None => spawn_execute(lang, job, inputs, job_dir, sandbox, gate),
+        Some(standby) => standby.execute(run),
+        None => spawn_execute(run, job_dir, sandbox),
     }
 }
 
@@ -266,7 +261,8 @@ pub async fn execute(
     job_dir: &Path,
     sandbox: &SandboxConfig,
 ) -> Result<Execution, ExecutorError> {
-    let execution = joined(spawn_execute(lang, job, inputs, job_dir, sandbox, None)).await;
+    let run = JobRun::new(lang, job, inputs.clone(), None);
+    let execution = joined(spawn_execute(run, job_dir, sandbox)).await;
     remove_left_cgroups().await?;
     execution
 }

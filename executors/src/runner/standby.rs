@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use cola_wire::{Inputs, JobMessage, LanguageDef, languages, nats::Topology};
+use cola_wire::{JobMessage, languages, nats::Topology};
 
 use super::{
     intake::{connect, decode, read_job_bytes},
     steps::{
-        COMPILE_MAX_FILE_BYTES, Execution, PreparedSandbox, RunGate, disk_allowance,
+        COMPILE_MAX_FILE_BYTES, Execution, JobRun, PreparedSandbox, disk_allowance,
         execute_blocking, run_file_bytes, start_sandbox,
     },
 };
@@ -108,10 +108,7 @@ pub(super) struct StandbyThread {
 
 /// A job for a [`StandbyThread`], and where its execution goes.
 struct StandbyWork {
-    lang: LanguageDef,
-    job: JobMessage,
-    inputs: Inputs,
-    gate: Option<RunGate>,
+    run: JobRun,
     done: tokio::sync::oneshot::Sender<Result<Execution, ExecutorError>>,
 }
 
@@ -131,15 +128,7 @@ impl StandbyThread {
                 let Ok(work) = jobs.recv() else {
                     return;
                 };
-                let executed = execute_blocking(
-                    &work.lang,
-                    &work.job,
-                    &work.inputs,
-                    &job_dir,
-                    &config,
-                    work.gate,
-                    standby,
-                );
+                let executed = execute_blocking(work.run, &job_dir, &config, standby);
                 let _ = work.done.send(executed);
             });
         match thread {
@@ -157,20 +146,11 @@ impl StandbyThread {
     /// [`super::steps::spawn_execute`], on this thread.
     pub(super) fn execute(
         mut self,
-        lang: &LanguageDef,
-        job: &JobMessage,
-        inputs: &Inputs,
-        gate: Option<RunGate>,
+        run: JobRun,
     ) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
         let (done, executed) = tokio::sync::oneshot::channel();
         if let Some(work) = self.work.take() {
-            let _ = work.send(StandbyWork {
-                lang: *lang,
-                job: job.clone(),
-                inputs: inputs.clone(),
-                gate,
-                done,
-            });
+            let _ = work.send(StandbyWork { run, done });
         }
         // The thread ends by itself once the job is done: nobody waits for it here.
         self.thread.take();
@@ -247,7 +227,7 @@ int main(void) {
         let standby = StandbyThread::spawn(&config, dir.path()).unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let came = ticks_since_boot();
-        let done = joined(standby.execute(c, &c_job(), &inputs, None))
+        let done = joined(standby.execute(JobRun::new(c, &c_job(), inputs.clone(), None)))
             .await
             .unwrap();
         assert!(init_started(&done) < came, "{came}: {:?}", done.report);
@@ -263,7 +243,7 @@ int main(void) {
         let mut job = c_job();
         job.limits.memory_mb /= 2;
         let came = ticks_since_boot();
-        let done = joined(standby.execute(c, &job, &inputs, None))
+        let done = joined(standby.execute(JobRun::new(c, &job, inputs.clone(), None)))
             .await
             .unwrap();
         // (`/proc/uptime` and a start time may round a tick apart.)

@@ -57,18 +57,38 @@ pub(super) async fn joined(
     task.await?
 }
 
-/// [`execute_blocking`] on a thread of its own, whose run step waits for `gate` if there is
+/// A job to execute: its language, its message and inputs, and the gate of its run step.
+pub(super) struct JobRun {
+    pub(super) lang: LanguageDef,
+    pub(super) job: JobMessage,
+    pub(super) inputs: Inputs,
+    pub(super) gate: Option<RunGate>,
+}
+
+impl JobRun {
+    pub(super) fn new(
+        lang: &LanguageDef,
+        job: &JobMessage,
+        inputs: Inputs,
+        gate: Option<RunGate>,
+    ) -> Self {
+        Self {
+            lang: *lang,
+            job: job.clone(),
+            inputs,
+            gate,
+        }
+    }
+}
+
+/// [`execute_blocking`] on a thread of its own, whose run step waits for its gate if there is
 /// one. A thread per job, never a pooled one: the job's disk allowance is mounted for that
 /// thread only (see [`crate::disk`]).
 pub(super) fn spawn_execute(
-    lang: &LanguageDef,
-    job: &JobMessage,
-    inputs: &Inputs,
+    run: JobRun,
     job_dir: &Path,
     sandbox: &SandboxConfig,
-    gate: Option<RunGate>,
 ) -> tokio::task::JoinHandle<Result<Execution, ExecutorError>> {
-    let (lang, job, inputs) = (*lang, job.clone(), inputs.clone());
     let (job_dir, sandbox) = (job_dir.to_owned(), sandbox.clone());
     let (done, executed) = tokio::sync::oneshot::channel();
     // Blocking work (processes, files): off the async threads. A panic in there still drops
@@ -76,9 +96,7 @@ pub(super) fn spawn_execute(
     let thread = std::thread::Builder::new()
         .name("job".into())
         .spawn(move || {
-            let _ = done.send(execute_blocking(
-                &lang, &job, &inputs, &job_dir, &sandbox, gate, None,
-            ));
+            let _ = done.send(execute_blocking(run, &job_dir, &sandbox, None));
         });
     tokio::spawn(async move {
         thread.map_err(|e| ExecutorError::Worker(format!("cannot start the job's thread: {e}")))?;
@@ -99,16 +117,21 @@ pub(super) struct PreparedSandbox {
     pub(super) user: SandboxUser,
 }
 
-/// Runs `job` in `prepared` if given (and it can serve the job), or in a sandbox of its own.
+/// Runs the job of `run` in `prepared` if given (and it can serve the job), or in a sandbox of
+/// its own.
 pub(super) fn execute_blocking(
-    lang: &LanguageDef,
-    job: &JobMessage,
-    inputs: &Inputs,
+    run: JobRun,
     job_dir: &Path,
     config: &SandboxConfig,
-    gate: Option<RunGate>,
     prepared: Option<PreparedSandbox>,
 ) -> Result<Execution, ExecutorError> {
+    let JobRun {
+        lang,
+        ref job,
+        ref inputs,
+        gate,
+    } = run;
+    let lang = &lang;
     config.validate()?;
     if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
         return refused(invalid_input(&job.limits, message), config);
@@ -466,14 +489,16 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel::<()>();
-        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(after(gate)));
+        let run = JobRun::new(c, &job(), inputs.clone(), Some(after(gate)));
+        let task = spawn_execute(run, dir.path(), &config);
         drop(go);
         let stopped = joined(task).await;
         assert!(matches!(stopped, Err(ExecutorError::Halted)), "{stopped:?}");
 
         let dir = tempfile::tempdir().unwrap();
         let (go, gate) = tokio::sync::oneshot::channel();
-        let task = spawn_execute(c, &job(), &inputs, dir.path(), &config, Some(after(gate)));
+        let run = JobRun::new(c, &job(), inputs.clone(), Some(after(gate)));
+        let task = spawn_execute(run, dir.path(), &config);
         go.send(()).unwrap();
         let done = joined(task).await.unwrap();
         assert_eq!(
