@@ -28,6 +28,8 @@
 //! - [`pages`]: the web app (HTML pages, live updates, the tokens page); [`assets`]: its
 //!   CSS, script and icon, built in.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod assets;
 pub mod auth;

@@ -660,7 +660,7 @@ impl Backend for DockerBackend {
     async fn versions(&self) -> BTreeMap<String, String> {
         let programs = languages()
             .iter()
-            .filter(|l| !l.image.is_empty() && !l.is_builtin());
+            .filter(|l| !l.image.is_empty() && !l.is_numeric());
         let found = futures::future::join_all(programs.map(|lang| async move {
             match self.image_version(lang).await {
                 Ok(version) => version.map(|v| (lang.name.to_owned(), v)),

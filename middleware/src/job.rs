@@ -33,7 +33,7 @@ pub struct Context {
     pub grace: Duration,
     /// How often a running job's message is marked in progress (well inside the ack wait).
     pub progress_every: Duration,
-    /// The built-in (numeric) runtime: its jobs never reach the backend.
+    /// The numeric runtime: its jobs never reach the backend.
     pub numeric: crate::numeric::Numeric,
     /// What the numeric runtime stored, not yet counted against its users' storage.
     pub stored: cola_wire::usage::Tally,

@@ -4,6 +4,8 @@
 //! it, enforces deadlines and cancel requests, and acknowledges a message only once its job is
 //! terminal. It is the only component that talks to a backend.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 mod cancels;
 pub mod docker;

@@ -1,4 +1,4 @@
-//! The built-in numeric runtime (`numeric` on `cola.numeric`): jobs that state a problem are
+//! The numeric runtime (`numeric` on `cola.numeric`): jobs that state a problem are
 //! solved here, in-process, with the `cola-numeric` library. No compiler, no process, no
 //! backend: the [`Backend`](crate::Backend) trait is for executors.
 //!
@@ -124,9 +124,9 @@ impl Numeric {
     }
 }
 
-/// Whether `job` is for the built-in runtime.
-pub fn is_builtin(job: &JobMessage) -> bool {
-    language(&job.language).is_some_and(|def| def.is_builtin())
+/// Whether `job` is a numeric job.
+pub fn is_numeric_job(job: &JobMessage) -> bool {
+    language(&job.language).is_some_and(|def| def.is_numeric())
 }
 
 /// Runs one numeric job to its end (see the module's documentation).

@@ -2,6 +2,8 @@
 //! a temporary store, with cola's stream and buckets created exactly as `cola up` creates them;
 //! or a three-node JetStream cluster ([`TestCluster`]) with them at three replicas.
 
+#![forbid(unsafe_code)]
+
 use std::{
     path::PathBuf,
     process::Stdio,

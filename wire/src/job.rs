@@ -111,7 +111,7 @@ pub struct JobMessage {
     /// Otherwise the object (`<user>/<job-id>-input.zip`) that holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_object: Option<String>,
-    /// The problem statement of a job for the built-in runtime (`numeric`), as received and
+    /// The problem statement of a numeric job, as received and
     /// validated by the gateway; such a job has no inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Value>,
@@ -204,10 +204,10 @@ pub struct JobRecord {
     pub attempt: u32,
     #[serde(default)]
     pub executor: Option<ExecutorHandle>,
-    /// The problem statement of a built-in (`numeric`) job.
+    /// The problem statement of a numeric job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Value>,
-    /// The result of a built-in (`numeric`) job, in its method family's shape (e.g. roots
+    /// The result of a numeric job, in its method family's shape (e.g. roots
     /// `{root, f_root, iterations, converged}`), once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,

@@ -7,6 +7,8 @@
 //! cheaply; the `nats` feature adds the typed access to the stream and buckets (`nats.rs`) that
 //! every process shares. It starts no process (`cola-localnats` does).
 
+#![forbid(unsafe_code)]
+
 pub mod ids;
 pub mod isolation;
 pub mod job;
