@@ -26,7 +26,7 @@ pub struct LanguageList {
 pub struct LanguageView {
     pub name: &'static str,
     pub title: &'static str,
-    /// `program` (files run by an executor) or `builtin` (the numeric runtime: a `problem`
+    /// `program` (files run by an executor) or `numeric` (the numeric runtime: a `problem`
     /// solved in-process, see `GET /api/v1/numeric/methods`; see [`cola_wire::Runtime::as_str`]).
     pub runtime: &'static str,
     pub source_file: &'static str,

@@ -23,12 +23,11 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    /// `program` or `builtin`, as the API shows it (`GET /api/v1/languages`). `builtin` is the
-    /// published name of [`Runtime::Numeric`], kept so that clients checking it keep working.
+    /// `program` or `numeric`, as the API shows it (`GET /api/v1/languages`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Program => "program",
-            Self::Numeric => "builtin",
+            Self::Numeric => "numeric",
         }
     }
 }

@@ -129,7 +129,7 @@ async fn languages_are_listed_with_the_versions_the_middleware_published() {
     };
     assert_eq!(names_of(&body), ["c", "go", "javascript", "numeric"]);
     let numeric = &body["languages"][3];
-    assert_eq!(numeric["runtime"], "builtin");
+    assert_eq!(numeric["runtime"], "numeric");
     assert_eq!(body["languages"][0]["runtime"], "program");
     assert!(numeric["version"].as_str().unwrap().starts_with("built in"));
     assert_eq!(numeric["max_limits"]["wall_time_ms"], 30_000);
