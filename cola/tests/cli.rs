@@ -183,6 +183,42 @@ fn cola_up_refuses_dev_mode_off_loopback_before_binding_anything() {
     );
 }
 
+/// A backend left out of the build (`--no-default-features`) is refused by name before
+/// anything starts.
+#[cfg(not(all(feature = "docker", feature = "kubernetes")))]
+#[test]
+fn cola_up_refuses_a_backend_left_out_of_the_build() {
+    let missing = [
+        ("docker", cfg!(feature = "docker")),
+        ("kubernetes", cfg!(feature = "kubernetes")),
+    ];
+    for (backend, _) in missing.iter().filter(|(_, built)| !built) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(COLA)
+            .args([
+                "up",
+                "--backend",
+                backend,
+                "--nats-url",
+                "nats://127.0.0.1:1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("built without the {backend} backend")),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("nats").exists(),
+            "no NATS server was started"
+        );
+    }
+}
+
 fn submit(url: &str, token: &str, lang: &[&str], file: &std::path::Path) -> std::process::Output {
     Command::new(COLA)
         .arg("submit")
