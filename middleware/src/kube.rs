@@ -179,36 +179,36 @@ impl KubeBackendConfig {
                 && !s.ends_with('-')
         };
         if !dns_label(&self.namespace) {
-            return Err(error(format!(
+            return Err(config(format!(
                 "namespace {:?} is not a DNS label",
                 self.namespace
             )));
         }
         if self.image_tag.is_empty() || self.image_tag.contains(['/', ':', ' ']) {
-            return Err(error(format!("image tag {:?} is invalid", self.image_tag)));
+            return Err(config(format!("image tag {:?} is invalid", self.image_tag)));
         }
         if !["IfNotPresent", "Always", "Never"].contains(&self.image_pull_policy.as_str()) {
-            return Err(error(format!(
+            return Err(config(format!(
                 "image pull policy {:?} is not IfNotPresent, Always or Never",
                 self.image_pull_policy
             )));
         }
         if self.nats_url_secret.name.is_empty() || self.nats_url_secret.key.is_empty() {
-            return Err(error("the NATS URL secret needs a name and a key".into()));
+            return Err(config("the NATS URL secret needs a name and a key".into()));
         }
         if self.work_area_mb == 0 || self.tmp_mb == 0 {
-            return Err(error("the work area and /tmp need a size".into()));
+            return Err(config("the work area and /tmp need a size".into()));
         }
         if self.cpu_request_millis == 0 || self.cpu_limit_millis < self.cpu_request_millis {
-            return Err(error(
+            return Err(config(
                 "the CPU request must be positive and at most the CPU limit".into(),
             ));
         }
         if self.pending_timeout < Duration::from_secs(1) {
-            return Err(error("the pending timeout must be at least 1 s".into()));
+            return Err(config("the pending timeout must be at least 1 s".into()));
         }
         if self.reconcile_every.is_some_and(|d| d.is_zero()) {
-            return Err(error("the reconciliation period must be positive".into()));
+            return Err(config("the reconciliation period must be positive".into()));
         }
         Ok(())
     }
@@ -327,7 +327,7 @@ impl KubeBackend {
     pub async fn connect(config: KubeBackendConfig) -> Result<Self, BackendError> {
         let client = Client::try_default()
             .await
-            .map_err(|e| error(format!("cannot configure a Kubernetes client: {e}")))?;
+            .map_err(|e| BackendError::kube("cannot configure a Kubernetes client", e))?;
         Self::new(client, config)
     }
 
@@ -357,7 +357,7 @@ impl KubeBackend {
         let c = &self.config;
         let lang = language(&job.language)
             .filter(|l| l.runtime == Runtime::Program)
-            .ok_or_else(|| error(format!("language {} has no executor image", job.language)))?;
+            .ok_or_else(|| job_error(format!("language {} has no executor image", job.language)))?;
         let run_mb = job.limits.memory_mb;
         let peak_mb = if lang.compile.is_some() {
             run_mb.max(lang.compile_limits.memory_mb)
@@ -534,32 +534,38 @@ impl KubeBackend {
     /// are moved to the object store (`<user>/<job-id>-input.zip`), as the gateway does for
     /// inputs too large for a message.
     async fn job_json(&self, job: &JobMessage) -> Result<String, BackendError> {
-        let json = serde_json::to_string(job).map_err(|e| error(e.to_string()))?;
+        let json =
+            serde_json::to_string(job).map_err(|e| BackendError::json(NAME, "job message", e))?;
         if json.len() <= MAX_ENV_JOB_BYTES {
             return Ok(json);
         }
         let Some(inputs) = &job.inputs else {
-            return Err(error(format!(
+            return Err(job_error(format!(
                 "the job message is {} bytes, too large for a Pod",
                 json.len()
             )));
         };
-        let topology = self.topology.get().ok_or_else(|| {
-            error("large inputs need the object store, which is not attached".into())
-        })?;
+        let topology = self
+            .topology
+            .get()
+            .ok_or_else(|| BackendError::NotAttached {
+                backend: NAME,
+                message: "large inputs need the object store, which is not attached".into(),
+            })?;
         let object = names::input_object(&job.user, &job.id);
         let zip = input_zip::encode(inputs);
         topology
             .outputs
             .put(object.as_str(), &mut zip.as_slice())
             .await
-            .map_err(|e| error(format!("store the inputs as {object}: {e}")))?;
+            .map_err(|e| BackendError::nats(NAME, format!("store the inputs as {object}"), e))?;
         let mut slim = job.clone();
         slim.inputs = None;
         slim.input_object = Some(object);
-        let json = serde_json::to_string(&slim).map_err(|e| error(e.to_string()))?;
+        let json =
+            serde_json::to_string(&slim).map_err(|e| BackendError::json(NAME, "job message", e))?;
         if json.len() > MAX_ENV_JOB_BYTES {
-            return Err(error(format!(
+            return Err(job_error(format!(
                 "the job message is {} bytes without its inputs, too large for a Pod",
                 json.len()
             )));
@@ -798,16 +804,16 @@ impl Backend for KubeBackend {
                 let existing = self
                     .get_pod(&name)
                     .await?
-                    .ok_or_else(|| error(format!("Pod {name} exists but cannot be read")))?;
+                    .ok_or_else(|| conflict(format!("Pod {name} exists but cannot be read")))?;
                 let labels = existing.metadata.labels.as_ref();
                 let ours = labels.and_then(|l| l.get(LABEL_JOB_ID)) == Some(&job.id.to_string());
                 if !ours {
-                    return Err(error(format!(
+                    return Err(conflict(format!(
                         "Pod {name} exists and is not this job's executor"
                     )));
                 }
                 if existing.metadata.deletion_timestamp.is_some() {
-                    return Err(error(format!(
+                    return Err(conflict(format!(
                         "an earlier executor Pod {name} is being deleted"
                     )));
                 }
@@ -831,12 +837,15 @@ impl Backend for KubeBackend {
     }
 
     async fn wait(&self, handle: &ExecutorHandle) -> Result<ExecutorExit, BackendError> {
-        let name = self.pod_of(handle).ok_or_else(|| {
-            error(format!(
-                "handle {}:{}:{} is not a Pod of this backend",
-                handle.backend, handle.node, handle.id
-            ))
-        })?;
+        let name = self
+            .pod_of(handle)
+            .ok_or_else(|| BackendError::ForeignHandle {
+                backend: NAME,
+                message: format!(
+                    "handle {}:{}:{} is not a Pod of this backend",
+                    handle.backend, handle.node, handle.id
+                ),
+            })?;
         self.follow(name).await
     }
 
@@ -1051,14 +1060,13 @@ async fn reconcile_pod(
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    let record = match job_key_of(pod) {
-        None => None,
-        Some(key) => topology
-            .jobs
-            .get(&key)
-            .await
-            .map_err(|e| error(format!("read the record of Pod {name}: {e}")))?,
-    };
+    let record =
+        match job_key_of(pod) {
+            None => None,
+            Some(key) => topology.jobs.get(&key).await.map_err(|e| {
+                BackendError::nats(NAME, format!("read the record of Pod {name}"), e)
+            })?,
+        };
     let open = record.is_some_and(|(r, _)| !r.status.is_terminal());
     if open {
         match classify(pod) {
@@ -1175,28 +1183,29 @@ fn clip(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-fn error(message: String) -> BackendError {
-    BackendError {
+fn config(message: String) -> BackendError {
+    BackendError::Config {
         backend: NAME,
         message,
     }
 }
 
-/// An API failure, in the API server's words when it gave any.
-fn api_error(step: &str, e: ::kube::Error) -> BackendError {
-    match e {
-        ::kube::Error::Api(s) => error(format!(
-            "{step}: {} {} ({})",
-            s.code,
-            if s.reason.is_empty() {
-                "Error"
-            } else {
-                &s.reason
-            },
-            s.message
-        )),
-        e => error(format!("{step}: {e}")),
+fn job_error(message: String) -> BackendError {
+    BackendError::Job {
+        backend: NAME,
+        message,
     }
+}
+
+fn conflict(message: String) -> BackendError {
+    BackendError::Conflict {
+        backend: NAME,
+        message,
+    }
+}
+
+fn api_error(step: &str, e: ::kube::Error) -> BackendError {
+    BackendError::kube(step, e)
 }
 
 #[cfg(test)]
