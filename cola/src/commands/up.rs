@@ -12,6 +12,7 @@ use crate::cli::{BackendKind, UpArgs};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
+    services::ensure_built(args.backend.backend)?;
     let gateway =
         services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, args.dev)?;
     if args.dev && !args.gateway.listen.ip().is_loopback() {
