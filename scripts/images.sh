@@ -2,7 +2,8 @@
 # Builds cola's images (docker/Dockerfile) into the local Docker daemon, without a registry:
 #
 #   cola:<tag>                         gateway, middleware and executor
-#   cola-executor-<language>:<tag>     one per language of the language table
+#   cola-executor-<language>:<tag>     one per program language of the language table (numeric
+#                                      jobs have none: the middleware solves them)
 #
 # Usage: scripts/images.sh [--cola-binary PATH] [--tag TAG]
 #   --cola-binary PATH   put this (Debian 12) binary in the images instead of compiling cola in
@@ -29,7 +30,7 @@ done
 
 base=debian:bookworm-slim
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-stages=(cola executor-c executor-go executor-javascript executor-numeric)
+stages=(cola executor-c executor-go executor-javascript)
 
 "$root/scripts/dockerd.sh"
 

@@ -41,7 +41,7 @@ fn artifacts() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    cola_wire::nats::free_port().unwrap()
+    cola_testkit::free_port().unwrap()
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {

@@ -161,26 +161,47 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
 
 #[test]
 fn cola_up_refuses_dev_mode_off_loopback_before_binding_anything() {
+    let stderr = cola_up_refused(&["--dev", "--listen", "0.0.0.0:0"]);
+    assert!(stderr.contains("loopback"));
+}
+
+/// A backend left out of the build (`--no-default-features`) is refused by name before
+/// anything starts.
+#[cfg(not(all(feature = "docker", feature = "kubernetes")))]
+#[test]
+fn cola_up_refuses_a_backend_left_out_of_the_build() {
+    let missing = [
+        ("docker", cfg!(feature = "docker")),
+        ("kubernetes", cfg!(feature = "kubernetes")),
+    ];
+    for (backend, _) in missing.iter().filter(|(_, built)| !built) {
+        let stderr = cola_up_refused(&["--backend", backend]);
+        assert!(
+            stderr.contains(&format!("built without the {backend} backend")),
+            "{stderr}"
+        );
+    }
+}
+
+/// Runs `cola up` with `args` and a NATS URL nothing answers at, expects it to refuse (exit
+/// code 2) before starting a NATS server, and returns what it printed.
+fn cola_up_refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(COLA)
-        .args([
-            "up",
-            "--dev",
-            "--listen",
-            "0.0.0.0:0",
-            "--nats-url",
-            "nats://127.0.0.1:1",
-        ])
+        .arg("up")
+        .args(args)
+        .args(["--nats-url", "nats://127.0.0.1:1"])
         .arg("--data-dir")
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         !dir.path().join("nats").exists(),
         "no NATS server was started"
     );
+    stderr
 }
 
 fn submit(url: &str, token: &str, lang: &[&str], file: &std::path::Path) -> std::process::Output {

@@ -381,56 +381,6 @@ async fn the_sweep_at_start_up_removes_containers_of_ended_jobs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_numeric_image_solves_a_problem_with_the_executor_protocol() {
-    // The middleware solves numeric jobs itself; the image runs the same library, for a
-    // deployment that wants numeric work in containers too.
-    let tag = docker::images();
-    let job = json!({
-        "id": cola_wire::JobId::new(),
-        "user": "alice",
-        "language": "numeric",
-        "limits": { "wall_time_ms": 5000, "cpu_time_ms": 5000, "memory_mb": 256, "processes": 1, "output_kb": 16384 },
-        "created_at": cola_wire::job::now(),
-        "problem": { "method": "bisection", "f": "x^2 - 2", "a": 0, "b": 2, "tol": 1e-10, "max_iter": 200 },
-    });
-    let tmpfs = "rw,exec,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700";
-    let mut child = std::process::Command::new("docker")
-        .args(["run", "--rm", "-i", "--network", "none", "--read-only"])
-        .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
-        .args(["--user", "10001:10001"])
-        .args(["--tmpfs", &format!("/work:{tmpfs}")])
-        .args(["--tmpfs", &format!("/tmp:{tmpfs}")])
-        .arg(format!("cola-executor-numeric:{tag}"))
-        .args(["--sandbox", "container", "--stdio", "--job-dir", "/work"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut child.stdin.take().unwrap(),
-        &serde_json::to_vec(&job).unwrap(),
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outcome = cola_wire::frame::decode(&out.stdout, cola_wire::frame::MAX_ZIP_BYTES)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    assert_eq!(
-        outcome.report.status,
-        cola_wire::Status::Succeeded,
-        "{:?}",
-        outcome.report
-    );
-    let zip = zip::ZipArchive::new(std::io::Cursor::new(outcome.zip.unwrap())).unwrap();
-    assert!(zip.file_names().any(|n| n == "result.json"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_errors_and_bad_result_frames_are_internal_errors_for_operators() {
     let tag = docker::images();
     // An image whose "executor" prints no result frame.

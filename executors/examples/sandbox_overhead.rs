@@ -199,7 +199,7 @@ async fn main() {
         ..SandboxConfig::default()
     };
     bwrap_start_up(runs, &config, scratch.path());
-    for lang in languages().iter().filter(|l| !l.is_builtin()) {
+    for lang in languages().iter().filter(|l| !l.is_numeric()) {
         hello_world(runs, lang, &config, scratch.path()).await;
     }
 }

@@ -61,6 +61,13 @@ impl ExecutorError {
     }
 }
 
+/// A worker task or thread that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ExecutorError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::Worker(error.to_string())
+    }
+}
+
 /// Adds context to I/O results: `fs::read(p).context(|| format!("reading {}", p.display()))`.
 pub(crate) trait IoContext<T> {
     fn context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T, ExecutorError>;

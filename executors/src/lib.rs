@@ -27,9 +27,9 @@
 //!   leaves them to the backend, which owns the job directory);
 //! - a terminal job record is never changed;
 //! - languages are data ([`cola_wire::languages()`]): nothing here names a language, except the Go
-//!   build cache ([`prepare_go_cache`]), which is a property of Go's toolchain. A job of the
-//!   built-in runtime (`numeric`) has no files: [`run`] and [`run_offline`] solve its problem
-//!   with the numeric library, as the middleware does in-process (the numeric executor image).
+//!   build cache ([`prepare_go_cache`]), which is a property of Go's toolchain;
+//! - numeric jobs never come here: the middleware solves them in-process. Given one anyway,
+//!   [`run`] and [`run_offline`] refuse it (`invalid_input`).
 
 mod disk;
 mod error;

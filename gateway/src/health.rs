@@ -7,7 +7,7 @@ use async_nats::connection::State as ConnectionState;
 use axum::{extract::State, http::StatusCode};
 use cola_wire::nats::Topology;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// How long the readiness check may take before it counts as a failure.
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

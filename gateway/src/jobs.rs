@@ -21,10 +21,10 @@ use tokio_util::io::ReaderStream;
 
 use crate::{
     GatewayError,
-    app::AppState,
     auth::Authenticated,
     extract::{JobIdParam, JsonBody, NO_SUCH_JOB, QueryParams},
     listing, queue,
+    state::AppState,
     submit::SubmitRequest,
     view::{JobView, job_path},
     wait::{self, Seen},

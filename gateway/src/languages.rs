@@ -7,12 +7,12 @@ use axum::{Json, extract::State};
 use cola_wire::{Isolation, Limits, languages, names};
 use serde::Serialize;
 
-use crate::{GatewayError, app::AppState, auth::Authenticated};
+use crate::{GatewayError, auth::Authenticated, state::AppState};
 
 /// The version shown while no middleware has said which toolchain it runs.
 pub const UNKNOWN_VERSION: &str = "unknown";
-/// The version of the built-in runtime: the one built into this cola.
-pub const BUILTIN_VERSION: &str = concat!("built in (cola ", env!("CARGO_PKG_VERSION"), ")");
+/// The version of the numeric runtime: the one built into this cola.
+pub const NUMERIC_VERSION: &str = concat!("built in (cola ", env!("CARGO_PKG_VERSION"), ")");
 
 #[derive(Debug, Serialize)]
 pub struct LanguageList {
@@ -26,8 +26,8 @@ pub struct LanguageList {
 pub struct LanguageView {
     pub name: &'static str,
     pub title: &'static str,
-    /// `program` (files run by an executor) or `builtin` (a `problem` solved in-process:
-    /// `numeric`, see `GET /api/v1/numeric/methods`).
+    /// `program` (files run by an executor) or `numeric` (the numeric runtime: a `problem`
+    /// solved in-process, see `GET /api/v1/numeric/methods`; see [`cola_wire::Runtime::as_str`]).
     pub runtime: &'static str,
     pub source_file: &'static str,
     pub allowed_extensions: &'static [&'static str],
@@ -49,8 +49,8 @@ pub async fn list(
             runtime: l.runtime.as_str(),
             source_file: l.source_file,
             allowed_extensions: l.allowed_extensions,
-            version: if l.is_builtin() {
-                BUILTIN_VERSION.into()
+            version: if l.is_numeric() {
+                NUMERIC_VERSION.into()
             } else {
                 versions
                     .remove(l.name)

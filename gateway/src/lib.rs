@@ -28,6 +28,8 @@
 //! - [`pages`]: the web app (HTML pages, live updates, the tokens page); [`assets`]: its
 //!   CSS, script and icon, built in.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -46,6 +48,7 @@ pub mod pages;
 pub mod queue;
 pub mod quota;
 pub mod session;
+pub mod state;
 pub mod submit;
 pub mod tokens;
 pub mod view;
@@ -63,10 +66,10 @@ pub use config::{GatewayConfig, OidcConfig, Secret};
 pub use error::GatewayError;
 
 use crate::{
-    app::{AppState, Shared, WebSettings},
     auth::{Authenticators, BearerTokens},
-    pages::{live::LiveStreams, prelogin::PreLoginCookies, site::PublicSite},
+    pages::{prelogin::PreLoginCookies, site::PublicSite, streams::LiveStreams},
     session::NatsSessionStore,
+    state::{AppState, Shared, WebSettings},
 };
 
 /// Runs the gateway on `config.listen` until `shutdown` is cancelled.

@@ -1,4 +1,4 @@
-//! `GET /api/v1/numeric/methods`: every method of the built-in numeric runtime with its
+//! `GET /api/v1/numeric/methods`: every method of the numeric runtime with its
 //! parameters (name, type, required, default, meaning) and a worked example, so that clients
 //! can build forms. The catalogue is static: it is serialized once.
 

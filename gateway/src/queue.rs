@@ -8,7 +8,7 @@ use cola_wire::{
 };
 
 use crate::{
-    GatewayConfig, GatewayError, app::AppState, config::MAX_INLINE_MESSAGE_BYTES, quota::Quotas,
+    GatewayConfig, GatewayError, config::MAX_INLINE_MESSAGE_BYTES, quota::Quotas, state::AppState,
     submit::ValidJob,
 };
 

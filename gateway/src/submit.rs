@@ -2,8 +2,8 @@
 //! naming the field at fault. Nothing here does I/O: a request that fails these checks never
 //! reaches NATS.
 //!
-//! A program (`c`, `go`, `javascript`) comes as `files` or `source`; a job for the built-in
-//! runtime (`numeric`) comes as a `problem`, validated completely by
+//! A program (`c`, `go`, `javascript`) comes as `files` or `source`; a numeric job
+//! (`numeric`) comes as a `problem`, validated completely by
 //! [`cola_numeric::parse_problem`] (fields such as `problem.f`).
 
 use std::collections::HashSet;
@@ -44,11 +44,11 @@ pub struct SubmitRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidJob {
     pub language: &'static LanguageDef,
-    /// Empty for a built-in (`numeric`) job.
+    /// Empty for a numeric job.
     pub inputs: Inputs,
     pub args: Vec<String>,
     pub limits: Limits,
-    /// The validated problem statement of a built-in (`numeric`) job.
+    /// The validated problem statement of a numeric job.
     pub problem: Option<Value>,
 }
 
@@ -56,7 +56,7 @@ impl SubmitRequest {
     /// Checks everything about the request, in the order a person would fix it.
     pub fn validate(self) -> Result<ValidJob, GatewayError> {
         let language = known_language(self.language.as_deref())?;
-        if language.is_builtin() {
+        if language.is_numeric() {
             return self.validate_problem(language);
         }
         if self.problem.is_some() {
@@ -90,7 +90,7 @@ impl SubmitRequest {
         })
     }
 
-    /// A job for the built-in runtime: a problem, and nothing a program would have.
+    /// A numeric job: a problem, and nothing a program would have.
     fn validate_problem(self, language: &'static LanguageDef) -> Result<ValidJob, GatewayError> {
         let not_here = |field: &str| {
             GatewayError::invalid_field(
@@ -161,7 +161,7 @@ impl ValidJob {
             })
             .collect();
         let stdin_bytes = self.inputs.stdin.len() as u64;
-        let builtin = self.language.is_builtin();
+        let numeric = self.language.is_numeric();
         let message = JobMessage {
             id,
             user: user.clone(),
@@ -169,7 +169,7 @@ impl ValidJob {
             args: self.args,
             limits: self.limits,
             created_at,
-            inputs: (!builtin).then_some(self.inputs),
+            inputs: (!numeric).then_some(self.inputs),
             input_object: None,
             problem: self.problem,
         };
@@ -433,7 +433,7 @@ mod tests {
         let job = request(json!({"language": "numeric", "problem": bisection, "stdin": ""}))
             .validate()
             .unwrap();
-        assert!(job.language.is_builtin() && job.inputs.files.is_empty());
+        assert!(job.language.is_numeric() && job.inputs.files.is_empty());
         let (record, message) = job.into_job(
             JobId::new(),
             &UserId::parse("alice").unwrap(),

@@ -11,12 +11,178 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use cola_wire::{ExecutorHandle, Isolation, JobMessage, Provision, frame::Outcome, nats::Topology};
 
-/// A failure of a backend, with the backend's own words (kept in the job record for operators).
+/// A failure of a backend, in the backend's own words (kept in the job record for operators).
+/// Every message starts with the backend's name; one caused by another error names the step
+/// that failed and quotes the cause, which it keeps as its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
-#[error("{backend} backend: {message}")]
-pub struct BackendError {
-    pub backend: &'static str,
-    pub message: String,
+pub enum BackendError {
+    /// A setting the backend cannot work with, found before the first job.
+    #[error("{backend} backend: {message}")]
+    Config {
+        backend: &'static str,
+        message: String,
+    },
+    /// Asked for what needs [`Backend::attach`] first (the job records, the object store).
+    #[error("{backend} backend: {message}")]
+    NotAttached {
+        backend: &'static str,
+        message: String,
+    },
+    /// A job this backend cannot run as it is (no executor image, a message too large).
+    #[error("{backend} backend: {message}")]
+    Job {
+        backend: &'static str,
+        message: String,
+    },
+    /// A handle that names no executor of this backend.
+    #[error("{backend} backend: {message}")]
+    ForeignHandle {
+        backend: &'static str,
+        message: String,
+    },
+    /// Something of the same name exists and cannot be adopted or replaced.
+    #[error("{backend} backend: {message}")]
+    Conflict {
+        backend: &'static str,
+        message: String,
+    },
+    /// The executor did not do what an executor does (exited at once, left no valid result,
+    /// asked for an impossible limit), or what it left is gone.
+    #[error("{backend} backend: {message}")]
+    Executor {
+        backend: &'static str,
+        message: String,
+    },
+    /// A file, directory or process operation failed.
+    #[error("{backend} backend: {step}: {source}")]
+    Io {
+        backend: &'static str,
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON that could not be written or read (a job message, an executor's answer).
+    #[error("{backend} backend: {step}: {source}")]
+    Json {
+        backend: &'static str,
+        step: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// NATS failed: a job record, the object store or the stream.
+    #[error("{backend} backend: {step}: {source}")]
+    Nats {
+        backend: &'static str,
+        step: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The Kubernetes API failed or refused, in the API server's words when it gave any.
+    #[cfg(feature = "kubernetes")]
+    #[error("kubernetes backend: {step}: {}", kube_words(.source))]
+    Kube {
+        step: String,
+        #[source]
+        source: ::kube::Error,
+    },
+    /// The Docker daemon failed or refused.
+    #[cfg(feature = "docker")]
+    #[error("docker backend: {step}: {source}")]
+    Docker {
+        step: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl BackendError {
+    /// The backend that failed: `process`, `docker` or `kubernetes`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Config { backend, .. }
+            | Self::NotAttached { backend, .. }
+            | Self::Job { backend, .. }
+            | Self::ForeignHandle { backend, .. }
+            | Self::Conflict { backend, .. }
+            | Self::Executor { backend, .. }
+            | Self::Io { backend, .. }
+            | Self::Json { backend, .. }
+            | Self::Nats { backend, .. } => backend,
+            #[cfg(feature = "kubernetes")]
+            Self::Kube { .. } => "kubernetes",
+            #[cfg(feature = "docker")]
+            Self::Docker { .. } => "docker",
+        }
+    }
+
+    /// A failed file, directory or process operation: `step` says which.
+    pub fn io(backend: &'static str, step: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            backend,
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// JSON that `step` could not write or read.
+    pub fn json(backend: &'static str, step: impl Into<String>, source: serde_json::Error) -> Self {
+        Self::Json {
+            backend,
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// A NATS request of `step` that failed.
+    pub fn nats(
+        backend: &'static str,
+        step: impl Into<String>,
+        source: impl Into<async_nats::Error>,
+    ) -> Self {
+        Self::Nats {
+            backend,
+            step: step.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A Kubernetes API request of `step` that failed or was refused.
+    #[cfg(feature = "kubernetes")]
+    pub fn kube(step: impl Into<String>, source: ::kube::Error) -> Self {
+        Self::Kube {
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// A Docker daemon request of `step` that failed or was refused.
+    #[cfg(feature = "docker")]
+    pub fn docker(step: impl Into<String>, source: bollard::errors::Error) -> Self {
+        Self::Docker {
+            step: step.into(),
+            source,
+        }
+    }
+}
+
+/// A Kubernetes API failure as the API server put it (`403 Forbidden (pods is forbidden: …)`),
+/// or as the client saw it.
+#[cfg(feature = "kubernetes")]
+fn kube_words(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => format!(
+            "{} {} ({})",
+            s.code,
+            if s.reason.is_empty() {
+                "Error"
+            } else {
+                &s.reason
+            },
+            s.message
+        ),
+        e => e.to_string(),
+    }
 }
 
 /// How an executor ended, as far as the backend can tell.

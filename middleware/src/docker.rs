@@ -134,20 +134,20 @@ impl Default for DockerConfig {
 impl DockerConfig {
     pub fn validate(&self) -> Result<(), BackendError> {
         if self.user.0 == 0 || self.user.1 == 0 {
-            return Err(error(
+            return Err(config(
                 "containers must not run as root (uid or gid 0)".into(),
             ));
         }
         if !(1..=65_536).contains(&self.work_mb) {
-            return Err(error(
+            return Err(config(
                 "the work area must be between 1 and 65536 MiB".into(),
             ));
         }
         if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 1024.0) {
-            return Err(error("cpus must be between 0.01 and 1024".into()));
+            return Err(config("cpus must be between 0.01 and 1024".into()));
         }
         if self.image_tag.is_empty() || self.image_tag.contains([':', '/', '@', ' ']) {
-            return Err(error(format!("invalid image tag {:?}", self.image_tag)));
+            return Err(config(format!("invalid image tag {:?}", self.image_tag)));
         }
         Ok(())
     }
@@ -178,15 +178,15 @@ impl DockerBackend {
             Some(host) => Docker::connect_with_host(host),
             None => Docker::connect_with_defaults(),
         }
-        .map_err(|e| error(format!("connecting to the Docker daemon: {e}")))?;
+        .map_err(|e| daemon("connecting to the Docker daemon", e))?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| error(format!("the Docker daemon does not answer: {e}")))?;
+            .map_err(|e| daemon("the Docker daemon does not answer", e))?;
         let info = docker
             .info()
             .await
-            .map_err(|e| error(format!("the Docker daemon does not answer: {e}")))?;
+            .map_err(|e| daemon("the Docker daemon does not answer", e))?;
         Ok(Self {
             waiter: docker.clone().with_timeout(WAIT_TIMEOUT),
             docker,
@@ -203,10 +203,10 @@ impl DockerBackend {
 
     /// The labels every container of this deployment carries.
     fn labels(&self) -> Result<HashMap<String, String>, BackendError> {
-        let scope = self
-            .scope
-            .get()
-            .ok_or_else(|| error("the backend is not attached to NATS yet".into()))?;
+        let scope = self.scope.get().ok_or_else(|| BackendError::NotAttached {
+            backend: NAME,
+            message: "the backend is not attached to NATS yet".into(),
+        })?;
         Ok(HashMap::from([
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
             (LABEL_SCOPE.to_owned(), scope.clone()),
@@ -343,7 +343,7 @@ impl DockerBackend {
         };
         input
             .await
-            .map_err(|e| error(format!("writing the job message to the container: {e}")))
+            .map_err(|e| BackendError::io(NAME, "writing the job message to the container", e))
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, BackendError> {
@@ -368,9 +368,10 @@ impl DockerBackend {
         }
     }
 
-    /// The container's standard output (the result frame), at most `limit` bytes; `Err` with
-    /// the size limit when there is more.
-    async fn stdout(&self, name: &str, limit: u64) -> Result<Vec<u8>, BackendError> {
+    /// The container's standard output (the result frame), at most `limit` bytes; `Err` says
+    /// why it cannot be had (more than `limit` bytes, or the log not read), for the message of
+    /// a job without a valid result.
+    async fn stdout(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(false)
@@ -379,12 +380,12 @@ impl DockerBackend {
         let mut logs = self.waiter.logs(name, Some(options));
         let mut out = Vec::new();
         while let Some(chunk) = logs.next().await {
-            match chunk.map_err(|e| daemon("read the container's log", e))? {
+            match chunk.map_err(|e| format!("read the container's log: {e}"))? {
                 LogOutput::StdOut { message } => {
                     if (out.len() + message.len()) as u64 > limit {
-                        return Err(error(format!(
+                        return Err(format!(
                             "the container wrote more than {limit} bytes of result frame"
-                        )));
+                        ));
                     }
                     out.extend_from_slice(&message);
                 }
@@ -476,12 +477,12 @@ impl DockerBackend {
             {
                 out.extend_from_slice(&message);
                 if out.len() > 1 << 20 {
-                    return Err(error("--versions printed more than 1 MiB".into()));
+                    return Err(executor("--versions printed more than 1 MiB".into()));
                 }
             }
         }
         let versions: BTreeMap<String, String> = serde_json::from_slice(&out)
-            .map_err(|e| error(format!("--versions printed no JSON: {e}")))?;
+            .map_err(|e| BackendError::json(NAME, "--versions printed no JSON", e))?;
         Ok(versions.get(lang.name).cloned())
     }
 
@@ -538,9 +539,10 @@ impl DockerBackend {
     /// Sets the container's memory limit, with no swap, to `bytes`; only ever lower than the
     /// `current` one (0: none).
     async fn set_memory(&self, name: &str, bytes: u64, current: i64) -> Result<(), BackendError> {
-        let bytes = i64::try_from(bytes).map_err(|_| error(format!("{bytes} bytes of memory")))?;
+        let bytes =
+            i64::try_from(bytes).map_err(|_| executor(format!("{bytes} bytes of memory")))?;
         if current > 0 && bytes > current {
-            return Err(error(format!(
+            return Err(executor(format!(
                 "the executor asked for {bytes} bytes of memory, more than the container's {current}"
             )));
         }
@@ -566,7 +568,9 @@ impl DockerBackend {
             // bollard reports a non-zero exit code as an error.
             Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(daemon("wait for the container", e)),
-            None => Err(error("the daemon ended the wait without an answer".into())),
+            None => Err(executor(
+                "the daemon ended the wait without an answer".into(),
+            )),
         }
     }
 }
@@ -580,9 +584,13 @@ impl Backend for DockerBackend {
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
         let lang = language(&job.language)
             .filter(|l| !l.image.is_empty())
-            .ok_or_else(|| error(format!("language {} has no executor image", job.language)))?;
+            .ok_or_else(|| BackendError::Job {
+                backend: NAME,
+                message: format!("language {} has no executor image", job.language),
+            })?;
         let name = container_name(job);
-        let body = serde_json::to_vec(job).map_err(|e| error(format!("job message: {e}")))?;
+        let body =
+            serde_json::to_vec(job).map_err(|e| BackendError::json(NAME, "job message", e))?;
         if !self.create(job, lang, body.len()).await? {
             // Left by a launch that never completed (its middleware died before recording it):
             // whether the job message reached it whole is unknown, so it starts afresh. (A
@@ -590,9 +598,10 @@ impl Backend for DockerBackend {
             tracing::info!(job_id = %job.id, container = %name, "replacing the container of an unfinished launch");
             self.remove(&name).await?;
             if !self.create(job, lang, body.len()).await? {
-                return Err(error(format!(
-                    "container {name} exists and cannot be replaced"
-                )));
+                return Err(BackendError::Conflict {
+                    backend: NAME,
+                    message: format!("container {name} exists and cannot be replaced"),
+                });
             }
         }
         if let Err(e) = self.start_with_input(&name, &body).await {
@@ -619,7 +628,10 @@ impl Backend for DockerBackend {
     async fn wait(&self, handle: &ExecutorHandle) -> Result<ExecutorExit, BackendError> {
         let name = self
             .container(handle)
-            .ok_or_else(|| error(format!("{} is not a container of this daemon", handle.id)))?;
+            .ok_or_else(|| BackendError::ForeignHandle {
+                backend: NAME,
+                message: format!("{} is not a container of this daemon", handle.id),
+            })?;
         let (code, ()) = tokio::join!(self.wait_exit(name), self.answer_memory_request(name));
         let code = code?;
         let oom = self
@@ -660,7 +672,7 @@ impl Backend for DockerBackend {
     async fn versions(&self) -> BTreeMap<String, String> {
         let programs = languages()
             .iter()
-            .filter(|l| !l.image.is_empty() && !l.is_builtin());
+            .filter(|l| !l.image.is_empty() && !l.is_numeric());
         let found = futures::future::join_all(programs.map(|lang| async move {
             match self.image_version(lang).await {
                 Ok(version) => version.map(|v| (lang.name.to_owned(), v)),
@@ -690,7 +702,7 @@ impl Backend for DockerBackend {
             .inspect(name)
             .await?
             .and_then(|c| c.state)
-            .ok_or_else(|| error(format!("container {name} is gone: its outcome is lost")))?;
+            .ok_or_else(|| executor(format!("container {name} is gone: its outcome is lost")))?;
         let oom_killed = state.oom_killed.unwrap_or(false);
         let exit_code = state.exit_code.unwrap_or(-1);
         let longest = frame::max_frame_bytes(frame::MAX_ZIP_BYTES)
@@ -700,7 +712,7 @@ impl Backend for DockerBackend {
                 let (_, frame) = frame::split_run_memory_request(&bytes);
                 frame::decode(frame, frame::MAX_ZIP_BYTES).map_err(|e| e.to_string())
             }
-            Err(e) => Err(e.message),
+            Err(problem) => Err(problem),
         };
         match frame {
             Ok(outcome) => Ok(Some(with_oom(outcome, oom_killed))),
@@ -710,7 +722,7 @@ impl Backend for DockerBackend {
             })),
             Err(problem) => {
                 let stderr = self.stderr_tail(name).await;
-                Err(error(format!(
+                Err(executor(format!(
                     "container exited with code {exit_code} without a valid result: {problem}{}",
                     if stderr.is_empty() {
                         String::new()
@@ -728,12 +740,13 @@ impl Backend for DockerBackend {
             .js
             .get_stream(names::STREAM)
             .await
-            .map_err(|e| error(format!("open the job stream: {e}")))?;
+            .map_err(|e| BackendError::nats(NAME, "open the job stream", e))?;
         let scope = format!("{:x}", stream.cached_info().created.unix_timestamp_nanos());
         if self.scope.get_or_init(|| scope.clone()) != &scope {
-            return Err(error(
-                "the backend is attached to another deployment already".into(),
-            ));
+            return Err(BackendError::Conflict {
+                backend: NAME,
+                message: "the backend is attached to another deployment already".into(),
+            });
         }
         if let Err(e) = self.sweep(&topology.jobs).await {
             tracing::warn!(error = %e, "cannot sweep the containers of ended jobs");
@@ -889,11 +902,19 @@ fn status_of(e: &DockerError) -> Option<u16> {
 }
 
 fn daemon(step: &str, e: DockerError) -> BackendError {
-    error(format!("{step}: {e}"))
+    BackendError::docker(step, e)
 }
 
-fn error(message: String) -> BackendError {
-    BackendError {
+fn config(message: String) -> BackendError {
+    BackendError::Config {
+        backend: NAME,
+        message,
+    }
+}
+
+/// An executor (or its container) that did not do what an executor does.
+fn executor(message: String) -> BackendError {
+    BackendError::Executor {
         backend: NAME,
         message,
     }
@@ -968,6 +989,26 @@ mod tests {
             config.image(lang("go")),
             "registry.example/cola-executor-go:1.2"
         );
+    }
+
+    #[tokio::test]
+    async fn a_daemon_out_of_reach_is_named_with_the_client_s_error_as_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DockerConfig {
+            host: Some(format!("unix://{}/docker.sock", dir.path().display())),
+            ..DockerConfig::default()
+        };
+        let Err(e) = DockerBackend::connect(config).await else {
+            panic!("connected to a socket that does not exist");
+        };
+        assert_eq!(e.backend(), "docker");
+        assert!(
+            e.to_string()
+                .starts_with("docker backend: connecting to the Docker daemon: "),
+            "{e}"
+        );
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.downcast_ref::<DockerError>().is_some(), "{source:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
-    ExecutorHandle, JobMessage, JobRecord, Reason, Status,
+    Ending, ExecutorHandle, JobMessage, JobRecord, Reason, Status,
     frame::Outcome,
     job::{DEADLINE_SLACK, millis_between, now},
     language, names,
@@ -17,6 +17,8 @@ use tracing::Instrument;
 use crate::{
     backend::Backend,
     cancels::{CancelBoard, CancelGuard},
+    scheduler::Kind,
+    supervise::{Interruption, keeping_alive, supervise},
 };
 
 /// What every job task shares.
@@ -31,7 +33,7 @@ pub struct Context {
     pub grace: Duration,
     /// How often a running job's message is marked in progress (well inside the ack wait).
     pub progress_every: Duration,
-    /// The built-in (numeric) runtime: its jobs never reach the backend.
+    /// The numeric runtime: its jobs never reach the backend.
     pub numeric: crate::numeric::Numeric,
     /// What the numeric runtime stored, not yet counted against its users' storage.
     pub stored: cola_wire::usage::Tally,
@@ -50,17 +52,18 @@ pub(crate) enum Disposition {
     Leave,
 }
 
-/// Handles one delivered message, decoded as `job`, to the end.
-pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage) {
+/// Handles one delivered message, decoded as `job` of `kind` (see [`Kind::of`]), to the end.
+pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
     let key = names::job_key(&job.user, &job.id);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
-    let driven = if crate::numeric::is_builtin(&job) {
-        crate::numeric::drive(&ctx, &msg, &job, &key)
-            .instrument(span)
-            .await
-    } else {
-        drive(&ctx, &msg, &job, &key).instrument(span).await
+    let driven = match kind {
+        Kind::Numeric => {
+            crate::numeric::drive(&ctx, &msg, &job, &key)
+                .instrument(span)
+                .await
+        }
+        Kind::Program => drive(&ctx, &msg, &job, &key).instrument(span).await,
     };
     let disposition = match driven {
         Ok(d) => d,
@@ -115,18 +118,14 @@ async fn drive(
         return Ok(Disposition::Ack);
     }
     if record.cancel_requested && record.status == Status::Queued {
-        end(ctx, key, Status::Cancelled, None, None).await?;
+        ctx.jobs.end(key, &Ending::cancelled()).await?;
         return Ok(Disposition::Ack);
     }
     if language(&job.language).is_none() {
-        end(
-            ctx,
-            key,
-            Status::Failed,
-            Some(Reason::InvalidInput),
-            Some(format!("unknown language {}", job.language)),
-        )
-        .await?;
+        let unknown = format!("unknown language {}", job.language);
+        ctx.jobs
+            .end(key, &Ending::failed(Reason::InvalidInput, unknown))
+            .await?;
         return Ok(Disposition::Ack);
     }
     let guard = ctx.cancels.register(key);
@@ -305,14 +304,8 @@ async fn start(
                 &inlined
             }
             Err(message) => {
-                end(
-                    ctx,
-                    key,
-                    Status::Failed,
-                    Some(Reason::InvalidInput),
-                    Some(message),
-                )
-                .await?;
+                let ending = Ending::failed(Reason::InvalidInput, message);
+                ctx.jobs.end(key, &ending).await?;
                 return Ok(Err(Disposition::Ack));
             }
         }
@@ -323,14 +316,7 @@ async fn start(
         Ok(handle) => handle,
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "cannot launch executor");
-            end(
-                ctx,
-                key,
-                Status::Failed,
-                Some(Reason::InternalError),
-                Some(e.to_string()),
-            )
-            .await?;
+            internal_error(ctx, key, e.to_string()).await?;
             return Ok(Err(Disposition::Ack));
         }
     };
@@ -379,45 +365,17 @@ async fn watch(
     cancel: &CancelGuard,
 ) -> Result<Disposition, NatsError> {
     let deadline = tokio::time::Instant::now() + job.deadline();
-    let mut progress = tokio::time::interval(ctx.progress_every);
-    progress.tick().await;
-    let stopping = async {
-        ctx.shutdown.cancelled().await;
-        tokio::time::sleep(ctx.grace).await;
-    };
-    tokio::pin!(stopping);
     // Every later cancel request comes through `cancel` (see [`Started`]).
     let cancelled_early = started == Started::Adopted
         && matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested);
-    let exit = if cancelled_early {
-        None
+    let supervised = if cancelled_early {
+        Err(Interruption::CancelRequested)
     } else {
-        let wait = ctx.backend.wait(handle);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                exit = &mut wait => break Some(exit),
-                _ = progress.tick() => {
-                    if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                        tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    kill(ctx, handle).await;
-                    let detail = "wall-time deadline exceeded; stopped by the middleware";
-                    end(ctx, key, Status::Failed, Some(Reason::TimeLimit), Some(detail.into())).await?;
-                    break None;
-                }
-                _ = cancel.requested() => break None,
-                _ = &mut stopping => return Ok(Disposition::Leave),
-            }
-        }
+        supervise(ctx, msg, cancel, Some(deadline), ctx.backend.wait(handle)).await
     };
-    match exit {
-        Some(Err(e)) => {
-            internal_error(ctx, key, e.to_string()).await?;
-        }
-        Some(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
+    match supervised {
+        Ok(Err(e)) => internal_error(ctx, key, e.to_string()).await?,
+        Ok(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
             Ok(Some(outcome)) => {
                 keeping_alive(ctx, msg, report(ctx, job, outcome, deadline)).await?;
             }
@@ -430,15 +388,20 @@ async fn watch(
                 internal_error(ctx, key, detail).await?;
             }
             // The backend's error says how the executor ended.
-            Err(e) => {
-                internal_error(ctx, key, e.to_string()).await?;
-            }
+            Err(e) => internal_error(ctx, key, e.to_string()).await?,
         },
-        None => {
+        Err(Interruption::DeadlinePassed) => {
             kill(ctx, handle).await;
-            // Only a cancel request reaches here with the record still open.
-            end(ctx, key, Status::Cancelled, None, None).await?;
+            let detail = "wall-time deadline exceeded; stopped by the middleware";
+            ctx.jobs
+                .end(key, &Ending::failed(Reason::TimeLimit, detail))
+                .await?;
         }
+        Err(Interruption::CancelRequested) => {
+            kill(ctx, handle).await;
+            ctx.jobs.end(key, &Ending::cancelled()).await?;
+        }
+        Err(Interruption::Stopping) => return Ok(Disposition::Leave),
     }
     if let Err(e) = ctx.backend.cleanup(handle).await {
         tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
@@ -510,53 +473,7 @@ async fn report(
     Ok(reported)
 }
 
-/// Runs `work`, marking the message in progress meanwhile (work that retries while NATS does
-/// not answer may take longer than the ack wait).
-pub(crate) async fn keeping_alive<T>(
-    ctx: &Context,
-    msg: &Message,
-    work: impl Future<Output = T>,
-) -> T {
-    let mut progress = tokio::time::interval(ctx.progress_every);
-    progress.tick().await;
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            _ = progress.tick() => {
-                if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                    tracing::debug!(error = %e, "progress ack failed");
-                }
-            }
-        }
-    }
-}
-
 async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {
-    end(
-        ctx,
-        key,
-        Status::Failed,
-        Some(Reason::InternalError),
-        Some(detail),
-    )
-    .await
-    .map(drop)
-}
-
-/// Ends a job that is not yet terminal (a terminal one is left as it is).
-async fn end(
-    ctx: &Context,
-    key: &str,
-    status: Status,
-    reason: Option<Reason>,
-    message: Option<String>,
-) -> Result<Transition, NatsError> {
-    ctx.jobs
-        .transition(key, |r: &mut JobRecord| {
-            r.message = message.clone();
-            r.finish(status, reason, now());
-            true
-        })
-        .await
+    let ending = Ending::failed(Reason::InternalError, detail);
+    ctx.jobs.end(key, &ending).await.map(drop)
 }

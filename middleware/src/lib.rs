@@ -3,17 +3,25 @@
 //! `cola-jobs` by compare-and-set, launches an executor per job through a [`Backend`], watches
 //! it, enforces deadlines and cancel requests, and acknowledges a message only once its job is
 //! terminal. It is the only component that talks to a backend.
+//!
+//! The Docker and Kubernetes backends are behind the cargo features `docker` and `kubernetes`
+//! (both on by default): a build without one does not compile its client (bollard, kube).
+
+#![forbid(unsafe_code)]
 
 pub mod backend;
 mod cancels;
+#[cfg(feature = "docker")]
 pub mod docker;
 mod error;
 pub mod health;
 mod job;
+#[cfg(feature = "kubernetes")]
 pub mod kube;
 pub mod numeric;
 pub mod process;
 pub mod scheduler;
+mod supervise;
 
 use std::{sync::Arc, time::Duration};
 
@@ -277,7 +285,7 @@ async fn dispatch(
         let (ctx, queue) = (ctx.clone(), queue.clone());
         tasks.spawn(async move {
             let user = held.job.user.clone();
-            job::handle(ctx, held.msg, held.job).await;
+            job::handle(ctx, held.msg, held.job, kind).await;
             queue.finished(kind, &user);
             drop(permit);
         });

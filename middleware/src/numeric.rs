@@ -1,4 +1,4 @@
-//! The built-in numeric runtime (`numeric` on `cola.numeric`): jobs that state a problem are
+//! The numeric runtime (`numeric` on `cola.numeric`): jobs that state a problem are
 //! solved here, in-process, with the `cola-numeric` library. No compiler, no process, no
 //! backend: the [`Backend`](crate::Backend) trait is for executors.
 //!
@@ -45,14 +45,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, AckKind, Message, object_store::ObjectStore};
+use async_nats::jetstream::{self, Message, object_store::ObjectStore};
 pub use cola_numeric::job::{MAX_RECORD_RESULT_BYTES, Solved, solve, zip_files};
 use cola_numeric::{
     Budget, Outcome, StopFlag,
     job::{invalid, render, solve_unless_stopped},
 };
 use cola_wire::{
-    JobMessage, JobRecord, Language, Limits, Reason, Status,
+    Ending, JobMessage, JobRecord, Limits, Reason, Status,
     job::millis_between,
     job::now,
     language, names,
@@ -61,7 +61,10 @@ use cola_wire::{
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::job::{Context, Disposition, keeping_alive};
+use crate::{
+    job::{Context, Disposition},
+    supervise::{Interruption, keeping_alive, supervise},
+};
 
 mod pool;
 use pool::{SolverPool, Solving};
@@ -121,18 +124,9 @@ impl Numeric {
     }
 }
 
-/// Whether a message on `subject` is a job for the built-in runtime (decided by the language
-/// table, without decoding the message).
-pub fn is_builtin_subject(subject: &str) -> bool {
-    names::language_of_subject(subject)
-        .and_then(|name| Language::parse(name).ok())
-        .and_then(|name| language(&name))
-        .is_some_and(|def| def.is_builtin())
-}
-
-/// Whether `job` is for the built-in runtime.
-pub fn is_builtin(job: &JobMessage) -> bool {
-    language(&job.language).is_some_and(|def| def.is_builtin())
+/// Whether `job` is a numeric job.
+pub fn is_numeric_job(job: &JobMessage) -> bool {
+    language(&job.language).is_some_and(|def| def.is_numeric())
 }
 
 /// Runs one numeric job to its end (see the module's documentation).
@@ -143,56 +137,13 @@ pub(crate) async fn drive(
     key: &str,
 ) -> Result<Disposition, NatsError> {
     let received = Instant::now();
-    let started_at = now();
     let budget = budget_limit(&job.limits);
-    let statement = job.problem.as_ref().unwrap_or(&Value::Null);
     let first_delivery = msg.info().is_ok_and(|info| info.delivered <= 1);
-    // The record as the gateway created it: it can be changed without reading it first.
-    let created = first_delivery
-        .then(|| {
-            msg.headers
-                .as_ref()?
-                .get(names::RECORD_REVISION_HEADER)?
-                .as_str()
-                .parse::<u64>()
-                .ok()
-        })
-        .flatten();
-    let (mut record, mut revision, solving) = match created {
-        Some(revision) => {
-            let solving = solve_now(ctx, job, statement, budget);
-            (JobRecord::queued(job, Vec::new(), 0), revision, solving)
-        }
-        None => {
-            // The record is asked for first, and arrives while the problem is solved.
-            let reading = ctx.jobs.get(key);
-            tokio::pin!(reading);
-            let early = futures::poll!(&mut reading);
-            let solving = solve_now(ctx, job, statement, budget);
-            let read = match early {
-                Poll::Ready(read) => read,
-                Poll::Pending => reading.await,
-            };
-            let Some((record, revision)) = read? else {
-                tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
-                return Ok(Disposition::Ack);
-            };
-            if record.status.is_terminal() {
-                return Ok(Disposition::Ack);
-            }
-            if record.cancel_requested {
-                ctx.jobs
-                    .transition_from(key, record, revision, |r| {
-                        r.finish(Status::Cancelled, None, now());
-                        true
-                    })
-                    .await?;
-                return Ok(Disposition::Ack);
-            }
-            (record, revision, solving)
-        }
-    };
-    let mut solving = solving;
+    let (mut record, mut revision, mut solving) =
+        match record_and_solve(ctx, msg, job, key, budget, first_delivery).await? {
+            Ok(started) => started,
+            Err(disposition) => return Ok(disposition),
+        };
     let read = received.elapsed();
     let solved = tokio::select! {
         biased;
@@ -205,48 +156,33 @@ pub(crate) async fn drive(
         }
     };
     // When a solver thread started it (the job's queue time ends there).
-    let started_at = solving.started.instant().map_or(started_at, timestamp_of);
-
+    let started_at = solving
+        .started
+        .instant()
+        .map_or_else(|| timestamp_of(received), timestamp_of);
     let solved = match solved {
         Ok(solved) => solved,
         Err(panic) => {
             tracing::error!(job_id = %job.id, panic = %panic, "numeric solver panicked");
-            end_failed(
-                ctx,
-                key,
-                Reason::InternalError,
-                &format!("the numeric solver failed: {panic}"),
-            )
-            .await?;
+            let detail = format!("the numeric solver failed: {panic}");
+            ctx.jobs
+                .end(key, &Ending::failed(Reason::InternalError, detail))
+                .await?;
             return Ok(Disposition::Ack);
         }
     };
     let solved_after = received.elapsed();
-    let output_object = match &solved.zip {
-        Some(zip) => {
-            let name = names::output_object(&job.user, &job.id);
-            // Retried while NATS does not answer, within the job's time; a store that refuses
-            // the zip (full) ends the job rather than have it delivered again and again.
-            let until = tokio::time::Instant::from_std(received) + budget + BUDGET_SLACK;
-            let name = &name;
-            let store = retry_until(until, "storing a numeric output zip", || async move {
-                // A first delivery has no earlier zip to replace: one round trip stores it.
-                if first_delivery {
-                    put_new_object(&ctx.numeric.js, names::OUTPUTS_BUCKET, name, zip).await
-                } else {
-                    put_zip(&ctx.numeric.outputs, name, zip).await
-                }
-            });
-            if let Err(e) = keeping_alive(ctx, msg, store).await {
-                tracing::error!(job_id = %job.id, error = %e, "cannot store a numeric output zip");
-                let detail = format!("the output zip could not be stored: {e}");
-                end_failed(ctx, key, Reason::InternalError, &detail).await?;
-                return Ok(Disposition::Ack);
-            }
-            ctx.stored.add(&job.user, zip.len() as u64);
-            Some(name.clone())
+    let until = tokio::time::Instant::from_std(received) + budget + BUDGET_SLACK;
+    let output_object = match store_zip(ctx, msg, job, &solved, first_delivery, until).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::error!(job_id = %job.id, error = %e, "cannot store a numeric output zip");
+            let detail = format!("the output zip could not be stored: {e}");
+            ctx.jobs
+                .end(key, &Ending::failed(Reason::InternalError, detail))
+                .await?;
+            return Ok(Disposition::Ack);
         }
-        None => None,
     };
     let stored_after = received.elapsed();
     let ended = ctx
@@ -254,7 +190,7 @@ pub(crate) async fn drive(
         .transition_from(key, record, revision, |r| {
             if r.cancel_requested {
                 // Asked before the answer was recorded: the owner's word wins.
-                r.finish(Status::Cancelled, None, now());
+                r.end(&Ending::cancelled(), now());
             } else {
                 apply(&solved, r, started_at, output_object.clone());
             }
@@ -278,6 +214,92 @@ pub(crate) async fn drive(
     Ok(Disposition::AckNoWait)
 }
 
+/// The job's record (at its revision) and its solve, started (steps 1 and 2 of the module's
+/// documentation). On a first delivery the record is the one the gateway created, at the
+/// revision the message carries, and is not read; on a redelivery it is read while the solve
+/// starts. `Err` with what to do with the message when the job must not be solved: it has no
+/// record, has ended, or was cancelled (then it is ended here).
+async fn record_and_solve(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &str,
+    budget: Duration,
+    first_delivery: bool,
+) -> Result<Result<(JobRecord, u64, Solving<Solved>), Disposition>, NatsError> {
+    let statement = job.problem.as_ref().unwrap_or(&Value::Null);
+    if let Some(revision) = first_delivery.then(|| created_revision(msg)).flatten() {
+        let solving = solve_now(ctx, job, statement, budget);
+        return Ok(Ok((
+            JobRecord::queued(job, Vec::new(), 0),
+            revision,
+            solving,
+        )));
+    }
+    // The record is asked for first, and arrives while the problem is solved.
+    let reading = ctx.jobs.get(key);
+    tokio::pin!(reading);
+    let early = futures::poll!(&mut reading);
+    let solving = solve_now(ctx, job, statement, budget);
+    let read = match early {
+        Poll::Ready(read) => read,
+        Poll::Pending => reading.await,
+    };
+    let Some((record, revision)) = read? else {
+        tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
+        return Ok(Err(Disposition::Ack));
+    };
+    if record.status.is_terminal() {
+        return Ok(Err(Disposition::Ack));
+    }
+    if record.cancel_requested {
+        ctx.jobs
+            .end_from(key, record, revision, &Ending::cancelled())
+            .await?;
+        return Ok(Err(Disposition::Ack));
+    }
+    Ok(Ok((record, revision, solving)))
+}
+
+/// The revision of the record the gateway created for the message's job, as the message says.
+fn created_revision(msg: &Message) -> Option<u64> {
+    msg.headers
+        .as_ref()?
+        .get(names::RECORD_REVISION_HEADER)?
+        .as_str()
+        .parse()
+        .ok()
+}
+
+/// Stores the solution's zip, if it has one, as the job's output object; its name. Retried
+/// while NATS does not answer, until `until`; a store that refuses the zip (full) is an error,
+/// which ends the job rather than have it delivered again and again.
+async fn store_zip(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    solved: &Solved,
+    first_delivery: bool,
+    until: tokio::time::Instant,
+) -> Result<Option<String>, NatsError> {
+    let Some(zip) = &solved.zip else {
+        return Ok(None);
+    };
+    let name = names::output_object(&job.user, &job.id);
+    let name = &name;
+    let store = retry_until(until, "storing a numeric output zip", || async move {
+        // A first delivery has no earlier zip to replace: one round trip stores it.
+        if first_delivery {
+            put_new_object(&ctx.numeric.js, names::OUTPUTS_BUCKET, name, zip).await
+        } else {
+            put_zip(&ctx.numeric.outputs, name, zip).await
+        }
+    });
+    keeping_alive(ctx, msg, store).await?;
+    ctx.stored.add(&job.user, zip.len() as u64);
+    Ok(Some(name.clone()))
+}
+
 /// How a solve still going after [`RUNNING_AFTER`] ended.
 enum Followed {
     /// It was solved.
@@ -285,6 +307,14 @@ enum Followed {
     /// The job is over without its answer (cancelled, ended by the backstop, or the middleware
     /// is stopping): dropping its [`Solving`] stops the solver.
     Over(Disposition),
+}
+
+/// What a slow solve did first.
+enum FirstOf<T> {
+    /// It was solved (it never waited for a solver thread, or finished at once).
+    Answered(T),
+    /// A solver thread started it at this instant.
+    Started(Instant),
 }
 
 /// Follows a slow solve: registers the job for cancel requests and keeps its message alive
@@ -300,63 +330,63 @@ async fn follow_slow_solve(
     (record, revision): (&mut JobRecord, &mut u64),
 ) -> Result<Followed, NatsError> {
     let cancel = ctx.cancels.register(key);
-    let mut progress = tokio::time::interval(ctx.progress_every);
-    progress.tick().await;
-    let stopping = async {
-        ctx.shutdown.cancelled().await;
-        tokio::time::sleep(ctx.grace).await;
-    };
-    tokio::pin!(stopping);
-    let mut deadline = None;
-    loop {
+    let first = supervise(ctx, msg, &cancel, None, async {
         tokio::select! {
             biased;
-            solved = &mut solving.answer => return Ok(Followed::Solved(solved)),
-            started = &mut solving.started, if deadline.is_none() => {
-                deadline = Some(tokio::time::Instant::from_std(started) + budget_limit(&job.limits) + BUDGET_SLACK);
-                let marked = ctx
-                    .jobs
-                    .transition_from(key, record.clone(), *revision, |r| {
-                        r.status = Status::Running;
-                        r.started_at = Some(timestamp_of(started));
-                        true
-                    })
-                    .await?;
-                match marked {
-                    Transition::Changed(r, rev) => (*record, *revision) = (r, rev),
-                    Transition::Unchanged(..) | Transition::Missing => return Ok(Followed::Over(Disposition::Ack)),
-                }
-                if record.cancel_requested {
-                    end_cancelled(ctx, key).await?;
-                    return Ok(Followed::Over(Disposition::Ack));
-                }
-            }
-            _ = progress.tick() => {
-                if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                    tracing::warn!(job_id = %job.id, error = %e, "progress ack failed");
-                }
-            }
-            () = cancel.requested() => {
-                // Cancelled while running, or ended cancelled while waiting for a thread.
-                end_cancelled(ctx, key).await?;
-                return Ok(Followed::Over(Disposition::Ack));
-            }
-            () = sleep_until_some(deadline) => {
-                tracing::error!(job_id = %job.id, "solver did not stop at its time budget");
-                end_failed(ctx, key, Reason::TimeLimit, "the solver did not stop at its time budget").await?;
-                return Ok(Followed::Over(Disposition::Ack));
-            }
-            () = &mut stopping => return Ok(Followed::Over(Disposition::Leave)),
+            solved = &mut solving.answer => FirstOf::Answered(solved),
+            started = &mut solving.started => FirstOf::Started(started),
         }
+    })
+    .await;
+    let started = match first {
+        Ok(FirstOf::Answered(solved)) => return Ok(Followed::Solved(solved)),
+        Ok(FirstOf::Started(started)) => started,
+        Err(interruption) => return over(ctx, job, key, interruption).await,
+    };
+    let marked = ctx
+        .jobs
+        .transition_from(key, record.clone(), *revision, |r| {
+            r.status = Status::Running;
+            r.started_at = Some(timestamp_of(started));
+            true
+        })
+        .await?;
+    match marked {
+        Transition::Changed(r, rev) => (*record, *revision) = (r, rev),
+        Transition::Unchanged(..) | Transition::Missing => {
+            return Ok(Followed::Over(Disposition::Ack));
+        }
+    }
+    if record.cancel_requested {
+        return over(ctx, job, key, Interruption::CancelRequested).await;
+    }
+    let deadline =
+        tokio::time::Instant::from_std(started) + budget_limit(&job.limits) + BUDGET_SLACK;
+    match supervise(ctx, msg, &cancel, Some(deadline), &mut solving.answer).await {
+        Ok(solved) => Ok(Followed::Solved(solved)),
+        Err(interruption) => over(ctx, job, key, interruption).await,
     }
 }
 
-/// Sleeps until `deadline`; forever when there is none.
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// Ends a job whose solve is over without its answer, as `interruption` says.
+async fn over(
+    ctx: &Context,
+    job: &JobMessage,
+    key: &str,
+    interruption: Interruption,
+) -> Result<Followed, NatsError> {
+    let ending = match interruption {
+        Interruption::Stopping => return Ok(Followed::Over(Disposition::Leave)),
+        // Cancelled while running, or ended cancelled while waiting for a thread.
+        Interruption::CancelRequested => Ending::cancelled(),
+        Interruption::DeadlinePassed => {
+            tracing::error!(job_id = %job.id, "solver did not stop at its time budget");
+            let detail = "the solver did not stop at its time budget";
+            Ending::failed(Reason::TimeLimit, detail)
+        }
+    };
+    ctx.jobs.end(key, &ending).await?;
+    Ok(Followed::Over(Disposition::Ack))
 }
 
 /// The wall-clock time of `instant` (a moment in the past).
@@ -398,30 +428,6 @@ async fn put_zip(outputs: &ObjectStore, name: &str, zip: &[u8]) -> Result<(), Na
         .await
         .map(drop)
         .map_err(|e| NatsError::nats("store numeric output zip", e))
-}
-
-async fn end_cancelled(ctx: &Context, key: &str) -> Result<Transition, NatsError> {
-    ctx.jobs
-        .transition(key, |r| {
-            r.finish(Status::Cancelled, None, now());
-            true
-        })
-        .await
-}
-
-async fn end_failed(
-    ctx: &Context,
-    key: &str,
-    reason: Reason,
-    detail: &str,
-) -> Result<Transition, NatsError> {
-    ctx.jobs
-        .transition(key, |r| {
-            r.message = Some(detail.to_owned());
-            r.finish(Status::Failed, Some(reason), now());
-            true
-        })
-        .await
 }
 
 /// Ends `record` with the outcome `solved`.
@@ -482,25 +488,6 @@ mod tests {
                 (entry.name().to_owned(), text)
             })
             .collect()
-    }
-
-    #[test]
-    fn builtin_subjects_come_from_the_table() {
-        assert!(is_builtin_subject("cola.numeric"));
-        assert!(is_builtin_subject("cola.numeric.ada"));
-        assert!(!is_builtin_subject("cola.c.ada"));
-        for other in [
-            "cola.c",
-            "cola.go",
-            "cola.javascript",
-            "cola.cobol",
-            "numeric",
-            "cola.",
-            "colanumeric",
-            "x.numeric",
-        ] {
-            assert!(!is_builtin_subject(other), "{other}");
-        }
     }
 
     #[test]

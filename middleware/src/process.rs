@@ -77,8 +77,7 @@ struct WarmExecutor {
 
 impl ProcessBackend {
     pub fn new(config: ProcessBackendConfig) -> Result<Self, BackendError> {
-        std::fs::create_dir_all(&config.jobs_dir)
-            .map_err(|e| error(format!("{}: {e}", config.jobs_dir.display())))?;
+        std::fs::create_dir_all(&config.jobs_dir).map_err(|e| io(config.jobs_dir.display(), e))?;
         restrict_to_owner(&config.jobs_dir)?;
         let backend = Self {
             config,
@@ -145,7 +144,7 @@ impl ProcessBackend {
         let stdin = child
             .stdin
             .take()
-            .ok_or_else(|| error("the executor has no standard input".into()))?;
+            .ok_or_else(|| executor("the executor has no standard input"))?;
         Ok(WarmExecutor {
             child,
             stdin,
@@ -215,18 +214,15 @@ impl ProcessBackend {
     /// Makes the private directory `name` for one executor.
     fn make_dir(&self, name: &str) -> Result<PathBuf, BackendError> {
         let dir = self.job_dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| error(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| io(dir.display(), e))?;
         restrict_to_owner(&dir)?;
         Ok(dir)
     }
 
     /// `cola executor` working in `dir`, its output going to the directory's log.
     fn executor_command(&self, dir: &Path) -> Result<Command, BackendError> {
-        let log = std::fs::File::create(dir.join(LOG_FILE))
-            .map_err(|e| error(format!("executor log: {e}")))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| error(format!("executor log: {e}")))?;
+        let log = std::fs::File::create(dir.join(LOG_FILE)).map_err(|e| io("executor log", e))?;
+        let log2 = log.try_clone().map_err(|e| io("executor log", e))?;
         let mut command = Command::new(&self.config.executor_bin);
         command
             .arg("executor")
@@ -250,16 +246,14 @@ impl ProcessBackend {
         dir_name: &str,
     ) -> Result<(Child, ExecutorHandle), BackendError> {
         let child = command.spawn().map_err(|e| {
-            error(format!(
-                "cannot start {}: {e}",
-                self.config.executor_bin.display()
-            ))
+            let step = format!("cannot start {}", self.config.executor_bin.display());
+            io(step, e)
         })?;
         let pid = child
             .id()
-            .ok_or_else(|| error("executor exited at once".into()))?;
+            .ok_or_else(|| executor("executor exited at once"))?;
         let (_, started) =
-            process_state(pid as i32).ok_or_else(|| error("executor exited at once".into()))?;
+            process_state(pid as i32).ok_or_else(|| executor("executor exited at once"))?;
         let handle = ExecutorHandle {
             backend: NAME.into(),
             node: self.node.clone(),
@@ -321,7 +315,8 @@ impl Backend for ProcessBackend {
             self.remove_dir_of(&found).await?;
             remove_entry(&self.job_dir(&job_id)).await?;
         }
-        let body = serde_json::to_vec(job).map_err(|e| error(e.to_string()))?;
+        let body =
+            serde_json::to_vec(job).map_err(|e| BackendError::json(NAME, "job message", e))?;
         if let Some(handle) = self.launch_warm(&job_id, &body).await {
             // The pool refills when a job ends (see `cleanup`), not now: a new executor's start
             // would take CPU from this job's.
@@ -331,7 +326,7 @@ impl Backend for ProcessBackend {
         let job_file = dir.join(JOB_FILE);
         tokio::fs::write(&job_file, body)
             .await
-            .map_err(|e| error(format!("{}: {e}", job_file.display())))?;
+            .map_err(|e| io(job_file.display(), e))?;
         let mut command = self.executor_command(&dir)?;
         command.arg("--job-file").arg(&job_file);
         let (child, handle) = self.spawn(command, &job_id)?;
@@ -375,7 +370,7 @@ impl Backend for ProcessBackend {
         let description = match child {
             Some(mut child) => match child.wait().await {
                 Ok(status) => status.to_string(),
-                Err(e) => return Err(error(format!("waiting for the executor: {e}"))),
+                Err(e) => return Err(io("waiting for the executor", e)),
             },
             None => {
                 // Adopted: not our child, so watch its /proc entry.
@@ -403,7 +398,7 @@ impl Backend for ProcessBackend {
             // the sandbox's PID namespace with it.
             match signal::killpg(pid, signal::Signal::SIGKILL) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => return Err(error(format!("kill executor {pid}: {e}"))),
+                Err(e) => return Err(io(format!("kill executor {pid}"), e.into())),
             }
         }
         Ok(())
@@ -454,10 +449,16 @@ impl ProcessBackend {
     }
 }
 
-fn error(message: String) -> BackendError {
-    BackendError {
+/// A file or process operation of this backend that failed; `step` says which (often a path).
+fn io(step: impl std::fmt::Display, e: std::io::Error) -> BackendError {
+    BackendError::io(NAME, step.to_string(), e)
+}
+
+/// An executor that did not start as one should.
+fn executor(message: &str) -> BackendError {
+    BackendError::Executor {
         backend: NAME,
-        message,
+        message: message.to_owned(),
     }
 }
 
@@ -471,14 +472,14 @@ async fn remove_entry(path: &Path) -> Result<(), BackendError> {
     match removed {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(error(format!("remove {}: {e}", path.display()))),
+        Err(e) => Err(io(format!("remove {}", path.display()), e)),
     }
 }
 
 fn restrict_to_owner(dir: &Path) -> Result<(), BackendError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| error(format!("{}: {e}", dir.display())))
+        .map_err(|e| io(dir.display(), e))
 }
 
 /// The state letter and start time (clock ticks since boot) of a process, from /proc.
@@ -546,5 +547,32 @@ mod tests {
         assert_ne!(state, 'Z');
         assert!(start > 0);
         assert!(process_state(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_jobs_directory_that_cannot_be_made_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let Err(e) = ProcessBackend::new(ProcessBackendConfig {
+            executor_bin: PathBuf::from("/nonexistent/cola"),
+            jobs_dir: file.join("jobs"),
+            nats_url: "nats://127.0.0.1:1".into(),
+            executor_args: Vec::new(),
+            warm_executors: 0,
+        }) else {
+            panic!("made a directory inside a file");
+        };
+        assert_eq!(e.backend(), "process");
+        assert!(
+            e.to_string()
+                .contains(&format!("{}: ", file.join("jobs").display())),
+            "{e}"
+        );
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

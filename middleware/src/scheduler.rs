@@ -35,7 +35,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn of(job: &JobMessage) -> Self {
-        if crate::numeric::is_builtin(job) {
+        if crate::numeric::is_numeric_job(job) {
             Self::Numeric
         } else {
             Self::Program

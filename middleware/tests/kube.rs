@@ -647,7 +647,8 @@ async fn a_create_that_conflicts_adopts_the_jobs_existing_pod() {
     other["metadata"]["labels"]["cola/job-id"] = json!(JobId::new().to_string());
     api.get(&job, other).await;
     let e = launch.await.unwrap().unwrap_err();
-    assert!(e.message.contains("is not this job's executor"), "{e}");
+    assert!(e.to_string().contains("is not this job's executor"), "{e}");
+    assert!(matches!(e, BackendError::Conflict { .. }), "{e:?}");
 }
 
 #[tokio::test]
@@ -669,10 +670,17 @@ async fn api_errors_surface_with_the_api_servers_words() {
     )
     .await;
     let e = launch.await.unwrap().unwrap_err();
-    assert_eq!(e.backend, "kubernetes");
-    assert!(e.message.contains("create Pod"), "{e}");
-    assert!(e.message.contains("403 Forbidden"), "{e}");
-    assert!(e.message.contains("cannot create resource"), "{e}");
+    assert_eq!(e.backend(), "kubernetes");
+    assert!(e.to_string().contains("create Pod"), "{e}");
+    assert!(e.to_string().contains("403 Forbidden"), "{e}");
+    assert!(e.to_string().contains("cannot create resource"), "{e}");
+    // The API server's answer stays at hand as the error's source.
+    let source = std::error::Error::source(&e).expect("a source");
+    let status = source.downcast_ref::<kube::Error>();
+    assert!(
+        matches!(status, Some(kube::Error::Api(s)) if s.code == 403),
+        "{source:?}"
+    );
 
     // Following a Pod: a few failures are retried, then the error is returned.
     let handle = handle_of(&job);
@@ -685,7 +693,10 @@ async fn api_errors_surface_with_the_api_servers_words() {
         .await;
     }
     let e = wait.await.unwrap().unwrap_err();
-    assert!(e.message.contains("500 InternalError (etcdserver"), "{e}");
+    assert!(
+        e.to_string().contains("500 InternalError (etcdserver"),
+        "{e}"
+    );
     api.quiet().await;
 }
 
@@ -1095,13 +1106,13 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     use async_nats::{ConnectOptions, jetstream};
     use cola_wire::{
         RunReport, Timings,
-        nats::{Reported, fetch_inputs, free_port, report_outcome},
+        nats::{Reported, fetch_inputs, report_outcome},
     };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = std::fs::read_to_string(root.join("k8s/base/config.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
+    let port = cola_testkit::free_port().unwrap();
     let conf = nats_conf_for_test(&manifest, port, &dir.path().join("store"));
     let conf_path = dir.path().join("nats.conf");
     std::fs::write(&conf_path, conf).unwrap();

@@ -111,7 +111,7 @@ pub struct JobMessage {
     /// Otherwise the object (`<user>/<job-id>-input.zip`) that holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_object: Option<String>,
-    /// The problem statement of a job for the built-in runtime (`numeric`), as received and
+    /// The problem statement of a numeric job, as received and
     /// validated by the gateway; such a job has no inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Value>,
@@ -204,13 +204,43 @@ pub struct JobRecord {
     pub attempt: u32,
     #[serde(default)]
     pub executor: Option<ExecutorHandle>,
-    /// The problem statement of a built-in (`numeric`) job.
+    /// The problem statement of a numeric job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<Value>,
-    /// The result of a built-in (`numeric`) job, in its method family's shape (e.g. roots
+    /// The result of a numeric job, in its method family's shape (e.g. roots
     /// `{root, f_root, iterations, converged}`), once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+}
+
+/// How a job ends when the middleware (not its executor or solver) ends it: cancelled, or
+/// failed for a reason only the middleware (or the cluster) saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    /// What the owner is told; `None` leaves the record's message as it is.
+    pub message: Option<String>,
+}
+
+impl Ending {
+    /// Ended at its owner's request.
+    pub fn cancelled() -> Self {
+        Self {
+            status: Status::Cancelled,
+            reason: None,
+            message: None,
+        }
+    }
+
+    /// Failed for `reason`, with `message` for its owner.
+    pub fn failed(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Failed,
+            reason: Some(reason),
+            message: Some(message.into()),
+        }
+    }
 }
 
 impl JobRecord {
@@ -243,6 +273,14 @@ impl JobRecord {
             problem: msg.problem.clone(),
             result: None,
         }
+    }
+
+    /// Ends the job as `ending` says, with its message (a cancelled job keeps the one it has).
+    pub fn end(&mut self, ending: &Ending, now: DateTime<Utc>) {
+        if let Some(message) = &ending.message {
+            self.message = Some(message.clone());
+        }
+        self.finish(ending.status, ending.reason, now);
     }
 
     /// Ends the job with `status`/`reason`, stamping the finish time and total duration.

@@ -5,7 +5,7 @@
 //! directory; `{sources}` expands to the job's files with one of `source_extensions`.
 //!
 //! A language's [`Runtime`] says how its jobs run: a [`Runtime::Program`] is files compiled and
-//! run by an executor in a sandbox, with the commands of its entry; the [`Runtime::Builtin`]
+//! run by an executor in a sandbox, with the commands of its entry; the [`Runtime::Numeric`]
 //! (`numeric`) is cola's own numeric-methods library, which the middleware runs in-process on
 //! the job's `problem`: such an entry has no files, commands, toolchain or image (those fields
 //! are empty and unused).
@@ -17,17 +17,17 @@ use crate::{Language, Limits, limits::DEFAULT_DISK_MB};
 pub enum Runtime {
     /// Source files, compiled (maybe) and run by an executor in a sandbox.
     Program,
-    /// Built into cola: the job states a `problem` (no files, no compiler, no process) that the
-    /// middleware solves in-process with the numeric-methods library.
-    Builtin,
+    /// Numeric methods, built into cola: the job states a `problem` (no files, no compiler, no
+    /// process) that the middleware solves in-process with the numeric-methods library.
+    Numeric,
 }
 
 impl Runtime {
-    /// `program` or `builtin`, as the API shows it.
+    /// `program` or `numeric`, as the API shows it (`GET /api/v1/languages`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Program => "program",
-            Self::Builtin => "builtin",
+            Self::Numeric => "numeric",
         }
     }
 }
@@ -39,7 +39,7 @@ pub struct LanguageDef {
     pub name: &'static str,
     /// The name shown to people.
     pub title: &'static str,
-    /// How its jobs run; a builtin runtime leaves the program fields below empty.
+    /// How its jobs run; the numeric runtime leaves the program fields below empty.
     pub runtime: Runtime,
     /// The file that the `source` shorthand of the API fills in.
     pub source_file: &'static str,
@@ -184,7 +184,7 @@ static LANGUAGES: [LanguageDef; 4] = [
     LanguageDef {
         name: "numeric",
         title: "Numeric methods (built in)",
-        runtime: Runtime::Builtin,
+        runtime: Runtime::Numeric,
         source_file: "",
         source_extensions: &[],
         allowed_extensions: &[],
@@ -227,9 +227,9 @@ impl LanguageDef {
         Language::parse(self.name).expect("the table holds valid names")
     }
 
-    /// Whether jobs of this language state a problem for the built-in runtime (no files).
-    pub fn is_builtin(&self) -> bool {
-        self.runtime == Runtime::Builtin
+    /// Whether jobs of this language state a problem for the numeric runtime (no files).
+    pub fn is_numeric(&self) -> bool {
+        self.runtime == Runtime::Numeric
     }
 
     /// Checks a job file name: a plain name (no path, no `..`, no hidden file) with an allowed
@@ -273,7 +273,7 @@ mod tests {
         for l in languages() {
             assert_eq!(language(&l.id()).unwrap().name, l.name);
             assert!(l.default_limits.wall_time_ms <= l.max_limits.wall_time_ms);
-            if l.is_builtin() {
+            if l.is_numeric() {
                 // No files, no commands, no toolchain, no image.
                 assert!(l.source_file.is_empty() && l.allowed_extensions.is_empty());
                 assert!(l.compile.is_none() && l.run.is_empty() && l.version.is_empty());
@@ -292,16 +292,16 @@ mod tests {
         }
         assert!(language(&Language::parse("cobol").unwrap()).is_none());
         let numeric = language(&Language::parse("numeric").unwrap()).unwrap();
-        assert_eq!(numeric.runtime, Runtime::Builtin);
+        assert_eq!(numeric.runtime, Runtime::Numeric);
         let user = crate::UserId::parse("ada").unwrap();
         assert_eq!(
             crate::names::job_subject(&numeric.id(), &user),
             "cola.numeric.ada"
         );
         assert_eq!(
-            languages().iter().filter(|l| l.is_builtin()).count(),
+            languages().iter().filter(|l| l.is_numeric()).count(),
             1,
-            "one builtin runtime"
+            "one numeric runtime"
         );
     }
 

@@ -3,7 +3,11 @@
 //! This crate is the only place that defines what crosses a process boundary: the names of the
 //! NATS stream, subjects and buckets, the job message published by the gateway, the job record
 //! kept in the KV store, the job lifecycle (status and reason) and the language table.
-//! It has no I/O and no async code, so every other crate can depend on it cheaply.
+//! Without features it has no I/O and no async code, so every other crate can depend on it
+//! cheaply; the `nats` feature adds the typed access to the stream and buckets (`nats.rs`) that
+//! every process shares. It starts no process (`cola-localnats` does).
+
+#![forbid(unsafe_code)]
 
 pub mod ids;
 pub mod isolation;
@@ -15,8 +19,8 @@ pub mod names;
 pub use ids::{IdError, JobId, Language, UserId};
 pub use isolation::{Isolation, Provision};
 pub use job::{
-    ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES, Reason,
-    RunReport, Status, Timings,
+    Ending, ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES,
+    Reason, RunReport, Status, Timings,
 };
 pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};

@@ -1,12 +1,7 @@
-//! The NATS side of the wire (feature `nats`): the stream and buckets with their settings,
-//! compare-and-set updates of job records, and a local `nats-server` for one machine and tests.
+//! The NATS side of the wire (feature `nats`): the stream and buckets with their settings, and
+//! compare-and-set updates of job records.
 
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::time::Duration;
 
 use async_nats::jetstream::{
     self, kv,
@@ -16,7 +11,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 
 use crate::{
-    Inputs, JobId, JobRecord, RunReport, Status, UserId,
+    Ending, Inputs, JobId, JobRecord, RunReport, Status, UserId,
     input_zip::{self, InputZipError},
     names,
     usage::UsageStore,
@@ -37,8 +32,6 @@ pub enum NatsError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("could not start nats-server: {0}")]
-    Spawn(String),
 }
 
 impl NatsError {
@@ -71,7 +64,6 @@ impl NatsError {
                 false
             }
             Self::Corrupt { .. } => true,
-            Self::Spawn(_) => false,
         }
     }
 }
@@ -359,6 +351,32 @@ impl JobStore {
         }
     }
 
+    /// Ends the job under `key` as `ending` says, unless it has ended already (a terminal
+    /// record never changes again).
+    pub async fn end(&self, key: &str, ending: &Ending) -> Result<Transition, NatsError> {
+        self.transition(key, |r| {
+            r.end(ending, crate::job::now());
+            true
+        })
+        .await
+    }
+
+    /// [`end`](Self::end), starting from `record` as read at `revision` (see
+    /// [`transition_from`](Self::transition_from)).
+    pub async fn end_from(
+        &self,
+        key: &str,
+        record: JobRecord,
+        revision: u64,
+        ending: &Ending,
+    ) -> Result<Transition, NatsError> {
+        self.transition_from(key, record, revision, |r| {
+            r.end(ending, crate::job::now());
+            true
+        })
+        .await
+    }
+
     /// [`transition`](Self::transition), starting from `record` as read at `revision`: when
     /// nobody wrote since, the change costs one write and no read. On a conflict it goes on as
     /// `transition` does, from a fresh read.
@@ -584,53 +602,6 @@ pub fn decode(key: &str, value: &[u8]) -> Result<JobRecord, NatsError> {
     })
 }
 
-/// A `nats-server` with JetStream, run as a child process with its store in a directory.
-/// Killed when dropped.
-pub struct LocalServer {
-    child: tokio::process::Child,
-    pub port: u16,
-    pub store: PathBuf,
-    binary: PathBuf,
-}
-
-impl LocalServer {
-    /// Starts `binary` on 127.0.0.1:`port` (0 = a port the server picks itself, so no other
-    /// process can take it between choosing and binding) with its store under `store`, and
-    /// waits until it accepts connections.
-    pub async fn spawn(binary: &Path, store: &Path, port: u16) -> Result<Self, NatsError> {
-        let (child, port) = start(binary, store, (port != 0).then_some(port)).await?;
-        Ok(Self {
-            child,
-            port,
-            store: store.to_owned(),
-            binary: binary.to_owned(),
-        })
-    }
-
-    /// `nats://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port and store.
-    pub async fn restart(&mut self) -> Result<(), NatsError> {
-        self.stop().await;
-        self.start_again().await
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to exit; [`start_again`](Self::start_again)
-    /// brings it back.
-    pub async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    /// Starts the server again on the same port and store after [`stop`](Self::stop).
-    pub async fn start_again(&mut self) -> Result<(), NatsError> {
-        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
-        Ok(())
-    }
-}
-
 /// The servers named by a NATS URL option: one URL, or a cluster as a comma-separated list of
 /// its nodes' URLs (`nats://a:4222,nats://b:4222`), for `async_nats::connect`.
 pub fn server_urls(url: &str) -> Vec<&str> {
@@ -638,91 +609,4 @@ pub fn server_urls(url: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .collect()
-}
-
-/// The JetStream store limit of a spawned server (see [`start`]).
-const LOCAL_MAX_FILE_STORE: &str = "16GB";
-
-/// Starts a server on `port`, or on a port of its own choosing (`None`), which it then reports
-/// in a ports file in `store`. Returns the server and its port once it accepts connections.
-async fn start(
-    binary: &Path,
-    store: &Path,
-    port: Option<u16>,
-) -> Result<(tokio::process::Child, u16), NatsError> {
-    std::fs::create_dir_all(store)
-        .map_err(|e| NatsError::Spawn(format!("{}: {e}", store.display())))?;
-    // JetStream's own default store limit is 75% of the disk free at start: on a fuller disk it
-    // refuses the topology's reservations (about 10.4 GiB in all), though a bucket only ever
-    // takes what is written to it. An explicit limit above the reservations keeps `cola up`
-    // (and every test server) working on any disk; the buckets' limits bound the real use.
-    let config = store.join("cola-nats.conf");
-    let store_dir = serde_json::to_string(&store.to_string_lossy()).expect("a path serializes");
-    std::fs::write(
-        &config,
-        format!(
-            "jetstream {{\n  store_dir: {store_dir}\n  max_file_store: {LOCAL_MAX_FILE_STORE}\n}}\n"
-        ),
-    )
-    .map_err(|e| NatsError::Spawn(format!("{}: {e}", config.display())))?;
-    let mut command = tokio::process::Command::new(binary);
-    command.args(["-a", "127.0.0.1", "-c"]).arg(&config);
-    match port {
-        Some(port) => command.args(["-p", &port.to_string()]),
-        None => command.args(["-p", "-1", "--ports_file_dir"]).arg(store),
-    };
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| NatsError::Spawn(format!("{}: {e}", binary.display())))?;
-    let pid = child.id();
-    for _ in 0..200 {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| NatsError::Spawn(e.to_string()))?
-        {
-            let port = port.map_or_else(|| "its port".into(), |p| format!("port {p}"));
-            return Err(NatsError::Spawn(format!(
-                "nats-server exited at start ({status}); is {port} taken?"
-            )));
-        }
-        let listening = port.or_else(|| pid.and_then(|pid| reported_port(store, pid)));
-        if let Some(port) = listening {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Ok((child, port));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(NatsError::Spawn(
-        "nats-server did not accept connections within 5 s".into(),
-    ))
-}
-
-/// The client port a server with `pid` wrote to its ports file
-/// (`<executable>_<pid>.ports` in `dir`: `{"nats": ["nats://127.0.0.1:<port>"], ...}`).
-fn reported_port(dir: &Path, pid: u32) -> Option<u16> {
-    let suffix = format!("_{pid}.ports");
-    let file = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?;
-    let ports: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
-    let url = ports["nats"].as_array()?.first()?.as_str()?;
-    url.rsplit(':').next()?.parse().ok()
-}
-
-/// A TCP port on loopback that nobody listens on right now.
-pub fn free_port() -> Result<u16, NatsError> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| NatsError::Spawn(e.to_string()))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| NatsError::Spawn(e.to_string()))
 }

@@ -4,10 +4,12 @@ use std::{io::Write as _, path::Path, process::ExitCode, sync::Arc, time::Durati
 
 use anyhow::{Context as _, bail};
 use cola_executors::SandboxKind;
+#[cfg(feature = "docker")]
+use cola_middleware::docker::{DockerBackend, DockerConfig};
+#[cfg(feature = "kubernetes")]
+use cola_middleware::kube::{self, KubeBackend, KubeBackendConfig, SecretKeyRef};
 use cola_middleware::{
     Backend, MiddlewareConfig,
-    docker::{DockerBackend, DockerConfig},
-    kube::{self, KubeBackend, KubeBackendConfig, SecretKeyRef},
     process::{ProcessBackend, ProcessBackendConfig},
 };
 use cola_wire::nats::{Topology, TopologyConfig};
@@ -100,10 +102,27 @@ pub async fn middleware(
             go_cache,
             usize::from(backend.warm_executors),
         )?),
-        BackendKind::Docker => Arc::new(docker_backend(&backend.docker).await?),
-        BackendKind::Kubernetes => Arc::new(kube_backend(&backend.kube).await?),
+        BackendKind::Docker => docker_backend(&backend.docker).await?,
+        BackendKind::Kubernetes => kube_backend(&backend.kube).await?,
     };
     Ok((config, backend))
+}
+
+/// Fails, saying so, when `kind` is a backend this binary was built without (its cargo
+/// feature, `docker` or `kubernetes`, was off).
+pub fn ensure_built(kind: BackendKind) -> anyhow::Result<()> {
+    match kind {
+        BackendKind::Docker if !cfg!(feature = "docker") => Err(not_built("docker")),
+        BackendKind::Kubernetes if !cfg!(feature = "kubernetes") => Err(not_built("kubernetes")),
+        _ => Ok(()),
+    }
+}
+
+fn not_built(backend: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--backend {backend}: this cola was built without the {backend} backend (its cargo \
+         feature `{backend}`, on by default, was turned off)"
+    )
 }
 
 fn process_backend(
@@ -144,7 +163,8 @@ fn process_backend(
     Ok(backend)
 }
 
-async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<DockerBackend> {
+#[cfg(feature = "docker")]
+async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<Arc<dyn Backend>> {
     let config = DockerConfig {
         host: flags.docker_host.clone(),
         image_prefix: flags.executor_image_prefix.clone(),
@@ -153,10 +173,16 @@ async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<DockerBackend> {
         cpus: flags.docker_cpus,
         ..DockerConfig::default()
     };
-    Ok(DockerBackend::connect(config).await?)
+    Ok(Arc::new(DockerBackend::connect(config).await?))
 }
 
-async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<KubeBackend> {
+#[cfg(not(feature = "docker"))]
+async fn docker_backend(_: &DockerFlags) -> anyhow::Result<Arc<dyn Backend>> {
+    Err(not_built("docker"))
+}
+
+#[cfg(feature = "kubernetes")]
+async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<Arc<dyn Backend>> {
     let mut config = KubeBackendConfig::new(
         flags.kube_namespace.clone(),
         SecretKeyRef {
@@ -188,7 +214,12 @@ async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<KubeBackend> {
     config.pending_timeout = Duration::from_secs(flags.kube_pending_timeout_seconds);
     config.reconcile_every = (flags.kube_reconcile_seconds > 0)
         .then(|| Duration::from_secs(flags.kube_reconcile_seconds));
-    Ok(KubeBackend::connect(config).await?)
+    Ok(Arc::new(KubeBackend::connect(config).await?))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+async fn kube_backend(_: &KubeFlags) -> anyhow::Result<Arc<dyn Backend>> {
+    Err(not_built("kubernetes"))
 }
 
 pub fn sandbox_config(

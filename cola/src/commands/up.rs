@@ -4,16 +4,15 @@ use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path, time::D
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::kv;
-use cola_wire::{
-    UserId,
-    nats::{LocalServer, Topology},
-};
+use cola_localnats::LocalServer;
+use cola_wire::{UserId, nats::Topology};
 
 use super::{services, shutdown_on_signal};
 use crate::cli::{BackendKind, UpArgs};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Everything is checked before any port is bound.
+    services::ensure_built(args.backend.backend)?;
     let gateway =
         services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, args.dev)?;
     if args.dev && !args.gateway.listen.ip().is_loopback() {

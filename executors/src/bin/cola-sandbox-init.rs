@@ -1,6 +1,8 @@
 //! A sandbox's PID 1 on its own (the `cola` binary serves as one too): for the executor's
 //! tests and examples, which are not `cola`.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     cola_executors::sandbox::init::run_if_requested();
     eprintln!(

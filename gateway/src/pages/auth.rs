@@ -24,13 +24,13 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::{
-    app::AppState,
     oidc::{OidcError, PENDING_LOGIN_TTL, PendingLogin},
     pages::{
         Chrome, PageError, PageForm, SignedIn, check_csrf, encode_query, error_page, local_path,
         render, see_other,
     },
     session::{self, CSRF_KEY, LOGIN_KEY, Login, constant_time_eq},
+    state::AppState,
 };
 
 /// The user of the local developer login.

@@ -21,7 +21,7 @@ use crate::{
 #[derive(Debug)]
 pub struct LanguageOption {
     pub name: &'static str,
-    /// The built-in numeric runtime (a problem, not a program).
+    /// The numeric runtime (a problem, not a program).
     pub numeric: bool,
     pub title: &'static str,
     pub source_file: &'static str,
@@ -146,7 +146,7 @@ impl FormView {
                 .iter()
                 .map(|l| LanguageOption {
                     name: l.name,
-                    numeric: l.is_builtin(),
+                    numeric: l.is_numeric(),
                     title: l.title,
                     source_file: l.source_file,
                     starter: starter(l.name),
@@ -164,7 +164,7 @@ impl FormView {
                         .join(","),
                 })
                 .collect(),
-            numeric_mode: def.is_builtin(),
+            numeric_mode: def.is_numeric(),
             numeric: NumericForm::new(None),
             errors: BTreeMap::new(),
             note: None,
@@ -357,7 +357,7 @@ impl Submitted {
     /// The API request this form stands for, or the form to show again with its errors.
     pub fn into_request(self) -> Result<SubmitRequest, Box<FormView>> {
         let def = languages().iter().find(|l| l.name == self.language);
-        let numeric = def.is_some_and(|l| l.is_builtin());
+        let numeric = def.is_some_and(|l| l.is_numeric());
         // The language or method was changed without the page's script: show its form first.
         let shown_numeric = self.mode == "numeric";
         if def.is_some() && numeric != shown_numeric {
@@ -492,7 +492,7 @@ impl Submitted {
     fn switched(self) -> Box<FormView> {
         let numeric = languages()
             .iter()
-            .any(|l| l.name == self.language && l.is_builtin());
+            .any(|l| l.name == self.language && l.is_numeric());
         let note = if numeric {
             let title = cola_numeric::methods()
                 .into_iter()

@@ -18,7 +18,6 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::{
     GatewayError,
-    app::AppState,
     jobs::{self as api, DEFAULT_PAGE_SIZE},
     pages::{
         Chrome, PageError, PageForm, PageJobId, SignedIn,
@@ -27,6 +26,7 @@ use crate::{
         view::{self, JobRow, Output},
     },
     queue,
+    state::AppState,
 };
 
 /// The largest output zip whose file list the job page reads.
@@ -166,11 +166,11 @@ pub async fn submit(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let language = job.language.name;
-    let builtin = job.language.is_builtin();
+    let numeric = job.language.is_numeric();
     let queued = queue::enqueue_detached(&app, user, id, job).await?;
     tracing::info!(job_id = %id, user = %user, language, "job queued from the web form");
     // A numeric job's record keeps its problem; a program's sources are kept aside.
-    if !builtin {
+    if !numeric {
         queue::keep_inputs(&app.topology, user, id, &queued, &inputs).await;
     }
     Ok(see_other(&format!("/?submitted={id}#job-{id}")))

@@ -9,12 +9,7 @@
 //! [`SESSION_RECHECK`] when the session is gone otherwise (logged out on another replica,
 //! expired), found by reading it again from the store.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    convert::Infallible,
-    sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
 use axum::{
     extract::State,
@@ -27,78 +22,20 @@ use axum::{
 use cola_wire::UserId;
 use futures::Stream;
 use tokio::time::{Instant, Interval, interval_at};
-use tokio_util::sync::CancellationToken;
 use tower_sessions::{Session, SessionStore as _, session::Id};
 
 use crate::{
-    app::AppState,
     events::{JobEvent, UserEvents},
     jobs::{DEFAULT_PAGE_SIZE, recent},
-    pages::view::JobRow,
+    pages::{streams::StreamGuard, view::JobRow},
     session::{LOGIN_KEY, Login},
+    state::AppState,
 };
 
 /// How long a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(2);
 /// How often a live stream reads its session again, to end when it is gone.
 pub const SESSION_RECHECK: Duration = Duration::from_secs(5);
-
-/// The live streams open on this gateway, per session, so that the end of a session ends
-/// them at once.
-#[derive(Clone, Default)]
-pub struct LiveStreams {
-    /// Per session: what ends its streams, and how many are open.
-    open: Arc<Mutex<HashMap<Id, (CancellationToken, usize)>>>,
-}
-
-impl LiveStreams {
-    fn sessions(&self) -> MutexGuard<'_, HashMap<Id, (CancellationToken, usize)>> {
-        // Every update is one insert, change or remove: the map stays consistent.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A stream of session `id` opens; it ends when the guard's token is cancelled.
-    fn open(&self, id: Id) -> StreamGuard {
-        let mut sessions = self.sessions();
-        let (ended, count) = sessions.entry(id).or_default();
-        *count += 1;
-        StreamGuard {
-            streams: self.clone(),
-            id,
-            ended: ended.clone(),
-        }
-    }
-
-    /// Ends every live stream of session `id` (it was logged out, or logged in again).
-    pub fn close(&self, id: &Id) {
-        if let Some((ended, _)) = self.sessions().remove(id) {
-            ended.cancel();
-        }
-    }
-}
-
-/// One open stream of a session; dropping it counts the stream out.
-struct StreamGuard {
-    streams: LiveStreams,
-    id: Id,
-    ended: CancellationToken,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        if self.ended.is_cancelled() {
-            // Closed: the entry is gone already.
-            return;
-        }
-        let mut sessions = self.streams.sessions();
-        if let Some((_, count)) = sessions.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
-                sessions.remove(&self.id);
-            }
-        }
-    }
-}
 
 /// `GET /events`. Without a session: `401` (an event stream does not follow a login redirect,
 /// and a browser stops reconnecting on it).

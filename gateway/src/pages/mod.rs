@@ -23,6 +23,7 @@ pub mod live;
 pub mod numeric_form;
 pub mod prelogin;
 pub mod site;
+pub mod streams;
 pub mod tokens;
 pub mod view;
 
@@ -38,10 +39,9 @@ use serde::de::DeserializeOwned;
 use tower_sessions::Session;
 
 use crate::{
-    GatewayError,
-    app::AppState,
-    assets,
+    GatewayError, assets,
     session::{self, LOGIN_KEY, Login},
+    state::AppState,
 };
 
 /// Every page route, with the session layer around them and the host check around that (a
@@ -65,7 +65,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::map_response(no_store))
         .layer(state.web.session_layer())
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.web.site.clone(),
             site::check,
         ))
 }

@@ -17,11 +17,13 @@ use axum::{
 };
 use openidconnect::url::{Host, Url};
 
-use crate::{app::AppState, config::is_loopback_url, pages::error_page};
+use crate::{config::is_loopback_url, pages::error_page};
 
 /// The names a browser reaches cola's pages under.
 #[derive(Debug, Clone)]
 pub struct PublicSite {
+    /// Where people reach cola, for the message of a refused name.
+    public_url: Url,
     /// `http` or `https`, as in the public URL.
     scheme: String,
     /// Host (lower case, IPv6 in brackets) and port of every accepted name.
@@ -47,7 +49,11 @@ impl PublicSite {
         if is_loopback_url(public_url) {
             names.extend(LOOPBACK_NAMES.iter().map(|name| (name.to_string(), port)));
         }
-        Self { scheme, names }
+        Self {
+            public_url: public_url.clone(),
+            scheme,
+            names,
+        }
     }
 
     /// Whether the public URL is reached by a loopback name only (`localhost`, `127.0.0.1`,
@@ -109,16 +115,15 @@ fn requested_host<'a>(headers: &'a HeaderMap, uri: &'a axum::http::Uri) -> Optio
 
 /// The layer of every page route: a request for another name gets `421`, a form from another
 /// origin `403`, before any session is read or made.
-pub async fn check(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    match refusal(&app, &request) {
+pub async fn check(State(site): State<PublicSite>, request: Request, next: Next) -> Response {
+    match refusal(&site, &request) {
         Some(refused) => refused,
         None => next.run(request).await,
     }
 }
 
 /// Why `request` gets no page, if it does not.
-fn refusal(app: &AppState, request: &Request) -> Option<Response> {
-    let site = &app.web.site;
+fn refusal(site: &PublicSite, request: &Request) -> Option<Response> {
     let headers = request.headers();
     match requested_host(headers, request.uri()).and_then(|h| site.accepts_host(h)) {
         Some(true) => {}
@@ -129,7 +134,7 @@ fn refusal(app: &AppState, request: &Request) -> Option<Response> {
                 "Wrong address",
                 format!(
                     "This service answers at {}; open it there.",
-                    app.web.public_url
+                    site.public_url
                 ),
                 false,
             ));

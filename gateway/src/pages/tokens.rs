@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::{
     GatewayError,
-    app::AppState,
     pages::{Chrome, PageError, PageForm, SignedIn, see_other, view},
+    state::AppState,
     tokens::{self, TokenInfo},
 };
 

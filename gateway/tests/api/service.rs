@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use cola_gateway::{GatewayConfig, GatewayError, run, serve, tokens};
-use cola_wire::{names, nats::LocalServer};
+use cola_testkit::LocalServer;
+use cola_wire::names;
 use reqwest::{Method, header};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -128,7 +129,7 @@ async fn languages_are_listed_with_the_versions_the_middleware_published() {
     };
     assert_eq!(names_of(&body), ["c", "go", "javascript", "numeric"]);
     let numeric = &body["languages"][3];
-    assert_eq!(numeric["runtime"], "builtin");
+    assert_eq!(numeric["runtime"], "numeric");
     assert_eq!(body["languages"][0]["runtime"], "program");
     assert!(numeric["version"].as_str().unwrap().starts_with("built in"));
     assert_eq!(numeric["max_limits"]["wall_time_ms"], 30_000);
@@ -270,7 +271,7 @@ async fn a_bad_configuration_is_refused_before_any_port_is_bound() {
 
 #[tokio::test]
 async fn an_unreachable_nats_is_a_clear_start_up_error() {
-    let port = cola_wire::nats::free_port().unwrap();
+    let port = cola_testkit::free_port().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = GatewayConfig {
         nats_url: format!("nats://127.0.0.1:{port}"),

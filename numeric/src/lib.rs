@@ -22,6 +22,8 @@
 //! `iteration` (the shared loop with budget and error history), [`table`] and [`svg`]
 //! (outputs), [`catalogue`].
 
+#![forbid(unsafe_code)]
+
 mod budget;
 pub mod catalogue;
 mod error;

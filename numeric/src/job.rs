@@ -1,7 +1,7 @@
 //! A numeric job from problem to outcome: validate, solve under a time budget, render
 //! `result.json`, `table.csv` and `plot.svg` and zip them, and say what that means for the job
-//! (status, reason, the messages that are its `stderr`). The middleware runs this in-process;
-//! `cola executor` runs the same in the numeric executor image.
+//! (status, reason, the messages that are its `stderr`). The middleware runs this in-process
+//! (numeric jobs never reach an executor).
 
 use std::{
     io::{Cursor, Write as _},

@@ -208,18 +208,37 @@ impl Plot {
 
     /// Renders the plot as a standalone SVG document.
     pub fn to_svg(&self) -> String {
-        let (x_low, x_high, y_low, y_high) = self.bounds().unwrap_or((0.0, 1.0, 0.0, 1.0));
-        let x_axis = Axis::linear(x_low, x_high);
-        let y_axis = match self.y_scale {
-            Scale::Linear => Axis::linear(y_low, y_high),
-            Scale::Log => Axis::log(y_low, y_high),
-        };
-        let plot_width = WIDTH - LEFT - RIGHT;
-        let plot_height = HEIGHT - TOP - BOTTOM;
-        let px = |x: f64| LEFT + x_axis.fraction(x) * plot_width;
-        let py = |y: f64| TOP + plot_height - y_axis.fraction(y) * plot_height;
-
+        let bounds = self.bounds();
+        let frame = self.frame(bounds);
         let mut svg = String::with_capacity(16 * 1024);
+        self.write_header(&mut svg);
+        frame.write_grid(&mut svg);
+        self.write_box_and_labels(&mut svg);
+        if bounds.is_none() {
+            write_no_data(&mut svg);
+        }
+        for (index, series) in self.series.iter().enumerate() {
+            self.write_series(&mut svg, &frame, series, COLORS[index % COLORS.len()]);
+        }
+        self.write_legend(&mut svg);
+        svg.push_str("</svg>\n");
+        svg
+    }
+
+    /// The axes for the data range `bounds` (a unit square when nothing is drawable).
+    fn frame(&self, bounds: Option<(f64, f64, f64, f64)>) -> Frame {
+        let (x_low, x_high, y_low, y_high) = bounds.unwrap_or((0.0, 1.0, 0.0, 1.0));
+        Frame {
+            x: Axis::linear(x_low, x_high),
+            y: match self.y_scale {
+                Scale::Linear => Axis::linear(y_low, y_high),
+                Scale::Log => Axis::log(y_low, y_high),
+            },
+        }
+    }
+
+    /// The XML declaration, the `<svg>` element, its white background and the title.
+    fn write_header(&self, svg: &mut String) {
         let _ = write!(
             svg,
             r##"<?xml version="1.0" encoding="UTF-8"?>
@@ -230,153 +249,204 @@ impl Plot {
             cx = WIDTH / 2.0,
             title = escape(&self.title),
         );
+    }
 
-        // Grid, ticks and labels.
-        for (value, label) in &x_axis.ticks {
-            let x = px(*value);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.2}" y1="{TOP}" x2="{x:.2}" y2="{bottom}" stroke="#e5e5e5"/><text x="{x:.2}" y="{label_y}" text-anchor="middle">{label}</text>"##,
-                bottom = TOP + plot_height,
-                label_y = TOP + plot_height + 18.0,
-                label = escape(label),
-            );
-        }
-        for (value, label) in &y_axis.ticks {
-            let y = py(*value);
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{LEFT}" y1="{y:.2}" x2="{right}" y2="{y:.2}" stroke="#e5e5e5"/><text x="{label_x}" y="{text_y:.2}" text-anchor="end">{label}</text>"##,
-                right = LEFT + plot_width,
-                label_x = LEFT - 8.0,
-                text_y = y + 4.0,
-                label = escape(label),
-            );
-        }
+    /// The frame around the plotting area and the axis labels.
+    fn write_box_and_labels(&self, svg: &mut String) {
         let _ = writeln!(
             svg,
-            r##"<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#333"/>
+            r##"<rect x="{LEFT}" y="{TOP}" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" fill="none" stroke="#333"/>
 <text x="{cx}" y="{xl_y}" text-anchor="middle">{x_label}</text>
 <text x="18" y="{cy}" text-anchor="middle" transform="rotate(-90 18 {cy})">{y_label}</text>"##,
-            cx = LEFT + plot_width / 2.0,
+            cx = LEFT + PLOT_WIDTH / 2.0,
             xl_y = HEIGHT - 14.0,
-            cy = TOP + plot_height / 2.0,
+            cy = TOP + PLOT_HEIGHT / 2.0,
             x_label = escape(&self.x_label),
             y_label = escape(&self.y_label),
         );
+    }
 
-        if self.bounds().is_none() {
-            let _ = writeln!(
-                svg,
-                r##"<text x="{cx}" y="{cy}" text-anchor="middle" fill="#888">no finite values to plot</text>"##,
-                cx = LEFT + plot_width / 2.0,
-                cy = TOP + plot_height / 2.0,
-            );
-        }
-
-        // Series, each as runs of drawable points (a NaN, an infinity or y <= 0 on a log axis
-        // breaks a line).
-        for (index, series) in self.series.iter().enumerate() {
-            let color = COLORS[index % COLORS.len()];
-            let thinned = thin(&series.points, MAX_DRAWN_POINTS);
-            let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-            for &(x, y) in &thinned {
-                match (x.is_finite(), self.y_value(y)) {
-                    (true, Some(y)) => runs
-                        .last_mut()
-                        .expect("runs is never empty")
-                        .push((px(x), py(y))),
-                    _ if !runs.last().expect("runs is never empty").is_empty() => {
-                        runs.push(Vec::new())
-                    }
-                    _ => {}
-                }
+    /// One series in `color`, as runs of drawable points (a NaN, an infinity or y <= 0 on a log
+    /// axis breaks a line).
+    fn write_series(&self, svg: &mut String, frame: &Frame, series: &Series, color: &str) {
+        for run in self.runs(frame, series) {
+            match series.style {
+                Style::Area => write_area(svg, &run, frame.py(frame.zero_y()), color),
+                Style::Line | Style::LineWithMarkers => write_line(svg, &run, color),
+                Style::Markers => {}
             }
-            let coordinates = |run: &[(f64, f64)]| {
-                run.iter()
-                    .fold(String::with_capacity(run.len() * 14), |mut s, (x, y)| {
-                        push_coordinate(&mut s, *x);
-                        s.push(',');
-                        push_coordinate(&mut s, *y);
-                        s.push(' ');
-                        s
-                    })
-            };
-            for run in runs.iter().filter(|run| !run.is_empty()) {
-                match series.style {
-                    Style::Area => {
-                        let base = py(0f64.clamp(y_axis.low, y_axis.high));
-                        let _ = writeln!(
-                            svg,
-                            r##"<polygon points="{first:.1},{base:.1} {points}{last:.1},{base:.1}" fill="{color}" fill-opacity="0.25" stroke="none"/>"##,
-                            first = run[0].0,
-                            last = run[run.len() - 1].0,
-                            points = coordinates(run),
-                        );
-                    }
-                    Style::Line | Style::LineWithMarkers => {
-                        let _ = writeln!(
-                            svg,
-                            r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.8"/>"##,
-                            coordinates(run).trim_end(),
-                        );
-                    }
-                    Style::Markers => {}
-                }
-                if matches!(series.style, Style::Markers | Style::LineWithMarkers) {
-                    for (x, y) in run {
-                        svg.push_str("<circle cx=\"");
-                        push_coordinate(&mut svg, *x);
-                        svg.push_str("\" cy=\"");
-                        push_coordinate(&mut svg, *y);
-                        let _ = writeln!(svg, r##"" r="3.2" fill="{color}"/>"##);
-                    }
-                }
+            if matches!(series.style, Style::Markers | Style::LineWithMarkers) {
+                write_markers(svg, &run, color);
             }
         }
+    }
 
-        // Legend.
+    /// The series' points (thinned) on the canvas, split where a point cannot be drawn; no run
+    /// is empty.
+    fn runs(&self, frame: &Frame, series: &Series) -> Vec<Vec<(f64, f64)>> {
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (x, y) in thin(&series.points, MAX_DRAWN_POINTS) {
+            match (x.is_finite(), self.y_value(y)) {
+                (true, Some(y)) => runs
+                    .last_mut()
+                    .expect("runs is never empty")
+                    .push((frame.px(x), frame.py(y))),
+                _ if !runs.last().expect("runs is never empty").is_empty() => runs.push(Vec::new()),
+                _ => {}
+            }
+        }
+        runs.retain(|run| !run.is_empty());
+        runs
+    }
+
+    /// The legend: the named series (at most [`MAX_LEGEND_ENTRIES`], then how many more), in a
+    /// box at the top right of the plotting area.
+    fn write_legend(&self, svg: &mut String) {
         let named: Vec<(usize, &Series)> = self
             .series
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.name.is_empty())
             .collect();
-        if !named.is_empty() {
-            let shown = named.len().min(MAX_LEGEND_ENTRIES);
-            let more = named.len() - shown;
-            let lines = shown + usize::from(more > 0);
-            let box_width = 180.0;
-            let box_x = LEFT + plot_width - box_width - 8.0;
+        if named.is_empty() {
+            return;
+        }
+        let shown = named.len().min(MAX_LEGEND_ENTRIES);
+        let more = named.len() - shown;
+        let lines = shown + usize::from(more > 0);
+        let box_width = 180.0;
+        let box_x = LEFT + PLOT_WIDTH - box_width - 8.0;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{box_x}" y="{y}" width="{box_width}" height="{h}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##,
+            y = TOP + 8.0,
+            h = 8.0 + 16.0 * lines as f64,
+        );
+        for (line, (index, series)) in named.iter().take(shown).enumerate() {
+            let y = TOP + 24.0 + 16.0 * line as f64;
             let _ = writeln!(
                 svg,
-                r##"<rect x="{box_x}" y="{y}" width="{box_width}" height="{h}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##,
-                y = TOP + 8.0,
-                h = 8.0 + 16.0 * lines as f64,
+                r##"<rect x="{x}" y="{ry}" width="14" height="4" fill="{color}"/><text x="{tx}" y="{y}">{name}</text>"##,
+                x = box_x + 8.0,
+                ry = y - 6.0,
+                color = COLORS[index % COLORS.len()],
+                tx = box_x + 28.0,
+                name = escape(&series.name),
             );
-            for (line, (index, series)) in named.iter().take(shown).enumerate() {
-                let y = TOP + 24.0 + 16.0 * line as f64;
-                let _ = writeln!(
-                    svg,
-                    r##"<rect x="{x}" y="{ry}" width="14" height="4" fill="{color}"/><text x="{tx}" y="{y}">{name}</text>"##,
-                    x = box_x + 8.0,
-                    ry = y - 6.0,
-                    color = COLORS[index % COLORS.len()],
-                    tx = box_x + 28.0,
-                    name = escape(&series.name),
-                );
-            }
-            if more > 0 {
-                let _ = writeln!(
-                    svg,
-                    r##"<text x="{x}" y="{y}">and {more} more</text>"##,
-                    x = box_x + 28.0,
-                    y = TOP + 24.0 + 16.0 * shown as f64,
-                );
-            }
         }
-        svg.push_str("</svg>\n");
-        svg
+        if more > 0 {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{x}" y="{y}">and {more} more</text>"##,
+                x = box_x + 28.0,
+                y = TOP + 24.0 + 16.0 * shown as f64,
+            );
+        }
+    }
+}
+
+/// Width and height of the plotting area, inside the margins.
+const PLOT_WIDTH: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_HEIGHT: f64 = HEIGHT - TOP - BOTTOM;
+
+/// The two axes of a plot, which place data on the canvas.
+struct Frame {
+    x: Axis,
+    y: Axis,
+}
+
+impl Frame {
+    /// The canvas x of data `x`.
+    fn px(&self, x: f64) -> f64 {
+        LEFT + self.x.fraction(x) * PLOT_WIDTH
+    }
+
+    /// The canvas y of data `y` (in axis units).
+    fn py(&self, y: f64) -> f64 {
+        TOP + PLOT_HEIGHT - self.y.fraction(y) * PLOT_HEIGHT
+    }
+
+    /// Where an area is shaded down (or up) to: y = 0, or the axis' edge nearest to it.
+    fn zero_y(&self) -> f64 {
+        0f64.clamp(self.y.low, self.y.high)
+    }
+
+    /// The grid lines with their tick labels, vertical then horizontal.
+    fn write_grid(&self, svg: &mut String) {
+        for (value, label) in &self.x.ticks {
+            let x = self.px(*value);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.2}" y1="{TOP}" x2="{x:.2}" y2="{bottom}" stroke="#e5e5e5"/><text x="{x:.2}" y="{label_y}" text-anchor="middle">{label}</text>"##,
+                bottom = TOP + PLOT_HEIGHT,
+                label_y = TOP + PLOT_HEIGHT + 18.0,
+                label = escape(label),
+            );
+        }
+        for (value, label) in &self.y.ticks {
+            let y = self.py(*value);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" y1="{y:.2}" x2="{right}" y2="{y:.2}" stroke="#e5e5e5"/><text x="{label_x}" y="{text_y:.2}" text-anchor="end">{label}</text>"##,
+                right = LEFT + PLOT_WIDTH,
+                label_x = LEFT - 8.0,
+                text_y = y + 4.0,
+                label = escape(label),
+            );
+        }
+    }
+}
+
+/// The note shown in place of data when nothing can be drawn.
+fn write_no_data(svg: &mut String) {
+    let _ = writeln!(
+        svg,
+        r##"<text x="{cx}" y="{cy}" text-anchor="middle" fill="#888">no finite values to plot</text>"##,
+        cx = LEFT + PLOT_WIDTH / 2.0,
+        cy = TOP + PLOT_HEIGHT / 2.0,
+    );
+}
+
+/// A run's canvas points as `x,y ` pairs.
+fn coordinates(run: &[(f64, f64)]) -> String {
+    run.iter()
+        .fold(String::with_capacity(run.len() * 14), |mut s, (x, y)| {
+            push_coordinate(&mut s, *x);
+            s.push(',');
+            push_coordinate(&mut s, *y);
+            s.push(' ');
+            s
+        })
+}
+
+/// A run shaded down to the canvas y `base`.
+fn write_area(svg: &mut String, run: &[(f64, f64)], base: f64, color: &str) {
+    let _ = writeln!(
+        svg,
+        r##"<polygon points="{first:.1},{base:.1} {points}{last:.1},{base:.1}" fill="{color}" fill-opacity="0.25" stroke="none"/>"##,
+        first = run[0].0,
+        last = run[run.len() - 1].0,
+        points = coordinates(run),
+    );
+}
+
+/// A run as a line.
+fn write_line(svg: &mut String, run: &[(f64, f64)], color: &str) {
+    let _ = writeln!(
+        svg,
+        r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.8"/>"##,
+        coordinates(run).trim_end(),
+    );
+}
+
+/// A marker on each point of a run.
+fn write_markers(svg: &mut String, run: &[(f64, f64)], color: &str) {
+    for (x, y) in run {
+        svg.push_str("<circle cx=\"");
+        push_coordinate(svg, *x);
+        svg.push_str("\" cy=\"");
+        push_coordinate(svg, *y);
+        let _ = writeln!(svg, r##"" r="3.2" fill="{color}"/>"##);
     }
 }
 

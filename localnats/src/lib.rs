@@ -1,0 +1,210 @@
+//! A `nats-server` with JetStream, run as a child process with its store in a directory: the
+//! server `cola up` starts on one machine, and the one every test gets (through `cola-testkit`).
+//!
+//! Launching processes is kept out of `cola-wire`, which only describes what travels on NATS.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("could not start nats-server: {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start nats-server: {0}")]
+    NotReady(String),
+}
+
+impl LaunchError {
+    fn io(what: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+/// A `nats-server` with JetStream on loopback. Killed when dropped.
+pub struct LocalServer {
+    child: tokio::process::Child,
+    pub port: u16,
+    pub store: PathBuf,
+    binary: PathBuf,
+}
+
+impl LocalServer {
+    /// Starts `binary` on 127.0.0.1:`port` (0 = a port the server picks itself, so no other
+    /// process can take it between choosing and binding) with its store under `store`, and
+    /// waits until it accepts connections.
+    pub async fn spawn(binary: &Path, store: &Path, port: u16) -> Result<Self, LaunchError> {
+        let (child, port) = start(binary, store, (port != 0).then_some(port)).await?;
+        Ok(Self {
+            child,
+            port,
+            store: store.to_owned(),
+            binary: binary.to_owned(),
+        })
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port and store.
+    pub async fn restart(&mut self) -> Result<(), LaunchError> {
+        self.stop().await;
+        self.start_again().await
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit; [`start_again`](Self::start_again)
+    /// brings it back.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts the server again on the same port and store after [`stop`](Self::stop).
+    pub async fn start_again(&mut self) -> Result<(), LaunchError> {
+        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
+        Ok(())
+    }
+}
+
+/// The JetStream store limit of every server started here.
+///
+/// JetStream's own default is 75% of the disk free at start: on a fuller disk it refuses the
+/// topology's reservations (about 10.4 GiB in all), though a bucket only ever takes what is
+/// written to it. An explicit limit above the reservations keeps `cola up` (and every test
+/// server) working on any disk; the buckets' limits bound the real use.
+pub const MAX_FILE_STORE: &str = "16GB";
+
+/// Writes `cola-nats.conf` in `store`: JetStream with its store there (limited to
+/// [`MAX_FILE_STORE`]), after `extra` (more configuration, e.g. a server name and a cluster).
+/// Its path.
+pub fn write_config(store: &Path, extra: &str) -> Result<PathBuf, LaunchError> {
+    std::fs::create_dir_all(store).map_err(|e| LaunchError::io(store.display(), e))?;
+    let config = store.join("cola-nats.conf");
+    let store_dir = serde_json::to_string(&store.to_string_lossy()).expect("a path serializes");
+    let text = format!(
+        "{extra}jetstream {{\n  store_dir: {store_dir}\n  max_file_store: {MAX_FILE_STORE}\n}}\n"
+    );
+    std::fs::write(&config, text).map_err(|e| LaunchError::io(config.display(), e))?;
+    Ok(config)
+}
+
+/// Starts a server on `port`, or on a port of its own choosing (`None`), which it then reports
+/// in a ports file in `store`. Returns the server and its port once it accepts connections.
+async fn start(
+    binary: &Path,
+    store: &Path,
+    port: Option<u16>,
+) -> Result<(tokio::process::Child, u16), LaunchError> {
+    let config = write_config(store, "")?;
+    let mut command = tokio::process::Command::new(binary);
+    command.args(["-a", "127.0.0.1", "-c"]).arg(&config);
+    match port {
+        Some(port) => command.args(["-p", &port.to_string()]),
+        None => command.args(["-p", "-1", "--ports_file_dir"]).arg(store),
+    };
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LaunchError::io(binary.display(), e))?;
+    let pid = child.id();
+    for _ in 0..200 {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| LaunchError::io("nats-server", e))?
+        {
+            let port = port.map_or_else(|| "its port".into(), |p| format!("port {p}"));
+            return Err(LaunchError::NotReady(format!(
+                "nats-server exited at start ({status}); is {port} taken?"
+            )));
+        }
+        let listening = port.or_else(|| pid.and_then(|pid| reported_port(store, pid)));
+        if let Some(port) = listening {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok((child, port));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(LaunchError::NotReady(
+        "nats-server did not accept connections within 5 s".into(),
+    ))
+}
+
+/// The client port a server with `pid` wrote to its ports file
+/// (`<executable>_<pid>.ports` in `dir`: `{"nats": ["nats://127.0.0.1:<port>"], ...}`).
+fn reported_port(dir: &Path, pid: u32) -> Option<u16> {
+    let suffix = format!("_{pid}.ports");
+    let file = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?;
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    let url = ports["nats"].as_array()?.first()?.as_str()?;
+    url.rsplit(':').next()?.parse().ok()
+}
+
+/// A TCP port on loopback that nobody listens on right now.
+pub fn free_port() -> Result<u16, LaunchError> {
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| LaunchError::io("a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| LaunchError::io("a free port", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_limits_the_store_and_keeps_what_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("a \"quoted\" store");
+        let path = write_config(&store, "server_name: n0\n").unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.starts_with("server_name: n0\njetstream {\n"), "{text}");
+        assert!(text.contains("max_file_store: 16GB"), "{text}");
+        // The path is quoted as JSON, which the server's configuration syntax reads back.
+        assert!(text.contains(r#"a \"quoted\" store"#), "{text}");
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let Err(error) = runtime.block_on(LocalServer::spawn(
+            Path::new("/nonexistent/nats-server"),
+            dir.path(),
+            0,
+        )) else {
+            panic!("a missing binary started");
+        };
+        assert!(
+            error.to_string().contains("/nonexistent/nats-server"),
+            "{error}"
+        );
+    }
+}

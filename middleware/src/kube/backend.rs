@@ -1,0 +1,268 @@
+//! [`KubeBackend`]: the [`Backend`] that ties the parts together: launching a job's Pod (or
+//! adopting the one an earlier attempt made), following it, deleting it, and reconciling Pods
+//! with the job records once attached.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
+
+use ::kube::{
+    Client,
+    api::{Api, PostParams},
+};
+use async_trait::async_trait;
+use cola_wire::{ExecutorHandle, JobMessage, input_zip, languages::Runtime, names, nats::Topology};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{
+    config::KubeBackendConfig,
+    follow::Follower,
+    identity::{NAME, is_job_pod, is_pod_of, pod_name},
+    pods::{delete_pod, get_pod},
+    reconcile::{ReconcileReport, reconcile, spawn_periodic},
+    spec,
+};
+use crate::backend::{Backend, BackendError, ExecutorExit};
+
+/// A job message larger than this (its inputs inline) travels with its inputs in the object
+/// store instead: one environment string may not exceed 128 KiB (`MAX_ARG_STRLEN`).
+const MAX_ENV_JOB_BYTES: usize = 96 * 1024;
+
+/// Runs executors as Pods.
+pub struct KubeBackend {
+    pods: Api<Pod>,
+    config: Arc<KubeBackendConfig>,
+    /// The job records and object store, once the middleware has opened them.
+    topology: OnceLock<Topology>,
+    /// The periodic reconciliation, stopped when the backend is dropped.
+    sweeper: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for KubeBackend {
+    fn drop(&mut self) {
+        if let Some(sweeper) = self.sweeper.get_mut().ok().and_then(Option::take) {
+            sweeper.abort();
+        }
+    }
+}
+
+impl KubeBackend {
+    /// Connects with the ambient configuration (in-cluster ServiceAccount or kubeconfig).
+    pub async fn connect(config: KubeBackendConfig) -> Result<Self, BackendError> {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| BackendError::kube("cannot configure a Kubernetes client", e))?;
+        Self::new(client, config)
+    }
+
+    /// A backend over `client` (tests pass one over a mocked API server).
+    pub fn new(client: Client, config: KubeBackendConfig) -> Result<Self, BackendError> {
+        config.validate()?;
+        Ok(Self {
+            pods: Api::namespaced(client, &config.namespace),
+            config: Arc::new(config),
+            topology: OnceLock::new(),
+            sweeper: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The executor image of a language.
+    pub fn image_of(&self, image: &str) -> String {
+        self.config.image_of(image)
+    }
+
+    /// The Pod that runs `job` (with its message as `job_json`).
+    pub fn pod_for(&self, job: &JobMessage, job_json: String) -> Result<Pod, BackendError> {
+        spec::pod_for(&self.config, job, job_json)
+    }
+
+    /// Reconciles the Pods carrying cola's labels with the job records (see the module docs).
+    pub async fn reconcile(&self, topology: &Topology) -> Result<ReconcileReport, BackendError> {
+        reconcile(&self.pods, topology).await
+    }
+
+    /// The job message as the executor gets it: inputs too large for an environment variable
+    /// are moved to the object store (`<user>/<job-id>-input.zip`), as the gateway does for
+    /// inputs too large for a message.
+    async fn job_json(&self, job: &JobMessage) -> Result<String, BackendError> {
+        let json = to_json(job)?;
+        if json.len() <= MAX_ENV_JOB_BYTES {
+            return Ok(json);
+        }
+        let Some(inputs) = &job.inputs else {
+            return Err(too_large(json.len(), ""));
+        };
+        let topology = self
+            .topology
+            .get()
+            .ok_or_else(|| BackendError::NotAttached {
+                backend: NAME,
+                message: "large inputs need the object store, which is not attached".into(),
+            })?;
+        let object = names::input_object(&job.user, &job.id);
+        let zip = input_zip::encode(inputs);
+        topology
+            .outputs
+            .put(object.as_str(), &mut zip.as_slice())
+            .await
+            .map_err(|e| BackendError::nats(NAME, format!("store the inputs as {object}"), e))?;
+        let mut slim = job.clone();
+        slim.inputs = None;
+        slim.input_object = Some(object);
+        let json = to_json(&slim)?;
+        if json.len() > MAX_ENV_JOB_BYTES {
+            return Err(too_large(json.len(), " without its inputs"));
+        }
+        Ok(json)
+    }
+
+    /// Adopts the Pod `name` that an earlier attempt at `job` created, if it is this job's and
+    /// is not being deleted.
+    async fn adopt(&self, name: &str, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
+        let conflict = |message| BackendError::Conflict {
+            backend: NAME,
+            message,
+        };
+        let existing = get_pod(&self.pods, name)
+            .await?
+            .ok_or_else(|| conflict(format!("Pod {name} exists but cannot be read")))?;
+        if !is_pod_of(&existing, &job.id) {
+            return Err(conflict(format!(
+                "Pod {name} exists and is not this job's executor"
+            )));
+        }
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Err(conflict(format!(
+                "an earlier executor Pod {name} is being deleted"
+            )));
+        }
+        tracing::info!(pod = name, "executor Pod exists; adopting it");
+        Ok(self.handle_for(name))
+    }
+
+    fn handle_for(&self, pod: &str) -> ExecutorHandle {
+        ExecutorHandle {
+            backend: NAME.into(),
+            node: self.config.cluster.clone(),
+            id: format!("{}/{pod}", self.config.namespace),
+        }
+    }
+
+    /// The Pod name behind a handle of this backend, cluster and namespace.
+    fn pod_of<'h>(&self, handle: &'h ExecutorHandle) -> Option<&'h str> {
+        if handle.backend != NAME || handle.node != self.config.cluster {
+            return None;
+        }
+        let (namespace, pod) = handle.id.split_once('/')?;
+        (namespace == self.config.namespace && is_job_pod(pod)).then_some(pod)
+    }
+
+    fn follower(&self) -> Follower<'_> {
+        Follower {
+            pods: &self.pods,
+            pending_timeout: self.config.pending_timeout,
+            topology: self.topology.get(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for KubeBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn attach(&self, topology: &Topology) -> Result<(), BackendError> {
+        // A second attach (a restarted run in the same process) keeps the first topology.
+        let topology = self.topology.get_or_init(|| topology.clone());
+        match self.reconcile(topology).await {
+            Ok(report) => tracing::info!(
+                adopted = report.adopted.len(),
+                finished = report.finished.len(),
+                deleted = report.deleted.len(),
+                "executor Pods reconciled"
+            ),
+            // Not fatal: Pods left behind end at their deadline and are deleted next time.
+            Err(e) => tracing::error!(error = %e, "cannot reconcile executor Pods"),
+        }
+        let mut sweeper = self.sweeper.lock().expect("not poisoned");
+        if let (Some(every), None) = (self.config.reconcile_every, sweeper.as_ref()) {
+            *sweeper = Some(spawn_periodic(self.pods.clone(), topology.clone(), every));
+        }
+        Ok(())
+    }
+
+    async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
+        let name = pod_name(&job.id);
+        let json = self.job_json(job).await?;
+        let pod = self.pod_for(job, json)?;
+        match self.pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => {
+                tracing::debug!(pod = name, "executor Pod created");
+                Ok(self.handle_for(&name))
+            }
+            // An earlier attempt created it: adopt it if it is this job's.
+            Err(::kube::Error::Api(s)) if s.code == 409 || s.is_already_exists() => {
+                self.adopt(&name, job).await
+            }
+            Err(e) => Err(BackendError::kube(format!("create Pod {name}"), e)),
+        }
+    }
+
+    /// A Pod that exists and is not being deleted counts as alive even when it has ended:
+    /// [`wait`](Backend::wait) then returns at once with how it ended (and records it).
+    async fn is_alive(&self, handle: &ExecutorHandle) -> Result<bool, BackendError> {
+        let Some(name) = self.pod_of(handle) else {
+            return Ok(false);
+        };
+        Ok(get_pod(&self.pods, name)
+            .await?
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_none()))
+    }
+
+    async fn wait(&self, handle: &ExecutorHandle) -> Result<ExecutorExit, BackendError> {
+        let name = self
+            .pod_of(handle)
+            .ok_or_else(|| BackendError::ForeignHandle {
+                backend: NAME,
+                message: format!(
+                    "handle {}:{}:{} is not a Pod of this backend",
+                    handle.backend, handle.node, handle.id
+                ),
+            })?;
+        self.follower().follow(name).await
+    }
+
+    async fn kill(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
+        match self.pod_of(handle) {
+            Some(name) => delete_pod(&self.pods, name).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn cleanup(&self, handle: &ExecutorHandle) -> Result<(), BackendError> {
+        self.kill(handle).await
+    }
+
+    /// The image each language runs in (a Pod per version check would cost a Pod start).
+    async fn versions(&self) -> BTreeMap<String, String> {
+        cola_wire::languages()
+            .iter()
+            .filter(|l| l.runtime == Runtime::Program)
+            .map(|l| (l.name.to_owned(), self.image_of(l.image)))
+            .collect()
+    }
+}
+
+fn to_json(job: &JobMessage) -> Result<String, BackendError> {
+    serde_json::to_string(job).map_err(|e| BackendError::json(NAME, "job message", e))
+}
+
+/// A job message of `bytes` (`what`: with what left out) that no Pod can carry.
+fn too_large(bytes: usize, what: &str) -> BackendError {
+    BackendError::Job {
+        backend: NAME,
+        message: format!("the job message is {bytes} bytes{what}, too large for a Pod"),
+    }
+}

@@ -1,0 +1,211 @@
+//! Following a Pod to its end: a GET, then a watch from its resource version, again after every
+//! watch ends, until the Pod has ended or is gone. On the way, what only the cluster saw is
+//! recorded, and a Pod that does not start within the pending timeout is ended and deleted.
+
+use std::time::Duration;
+
+use ::kube::api::{Api, WatchEvent, WatchParams};
+use cola_wire::{Reason, nats::Topology};
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{
+    classify::{PodState, classify, pending_for},
+    pods::{delete_pod, get_pod},
+    record::record_if_attached,
+};
+use crate::backend::{BackendError, ExecutorExit};
+
+/// Longest single watch request; the API server ends watches on its own schedule too.
+const WATCH_SECONDS: u32 = 290;
+/// Consecutive API failures tolerated while following a Pod, with a doubling pause.
+const API_ATTEMPTS: u32 = 5;
+const API_FIRST_PAUSE: Duration = Duration::from_millis(200);
+
+/// Follows the Pods of one namespace to their end.
+pub(super) struct Follower<'a> {
+    pub pods: &'a Api<Pod>,
+    /// How long a Pod may stay pending before its job fails.
+    pub pending_timeout: Duration,
+    /// The job records, once the backend is attached.
+    pub topology: Option<&'a Topology>,
+}
+
+impl Follower<'_> {
+    /// Follows the Pod `name` until it ends or is gone.
+    pub async fn follow(&self, name: &str) -> Result<ExecutorExit, BackendError> {
+        let mut failures = Failures::default();
+        loop {
+            let pod = match get_pod(self.pods, name).await {
+                Ok(Some(pod)) => pod,
+                Ok(None) => return Ok(gone(name)),
+                Err(e) => {
+                    let retrying = "cannot read the executor Pod; retrying";
+                    failures.pause_or_give_up(name, e, retrying).await?;
+                    continue;
+                }
+            };
+            failures = Failures::default();
+            if let Some(exit) = self.settle(&pod).await? {
+                return Ok(exit);
+            }
+            let version = pod.metadata.resource_version.clone().unwrap_or_default();
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(WATCH_SECONDS);
+            match self.pods.watch(&params, &version).await {
+                Ok(events) => {
+                    if let Some(exit) = self.watch_to_end(name, &pod, events).await? {
+                        return Ok(exit);
+                    }
+                }
+                Err(e) => {
+                    let e = BackendError::kube(format!("watch Pod {name}"), e);
+                    let retrying = "cannot watch the executor Pod; reading it again";
+                    failures.pause_or_give_up(name, e, retrying).await?;
+                }
+            }
+        }
+    }
+
+    /// Follows the watch `events` of the Pod `name` (last seen as `pod`): `Some` once the Pod
+    /// has ended or is gone, `None` when it is time to read it again (the watch ended, or a
+    /// pending Pod ran out of time).
+    async fn watch_to_end(
+        &self,
+        name: &str,
+        pod: &Pod,
+        events: impl Stream<Item = ::kube::Result<WatchEvent<Pod>>>,
+    ) -> Result<Option<ExecutorExit>, BackendError> {
+        let mut events = std::pin::pin!(events);
+        // Wake up when a pending Pod's time is up even if nothing changes.
+        let mut until = self.pending_deadline(pod);
+        loop {
+            let next = match until {
+                Some(at) => match tokio::time::timeout_at(at, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Ok(None), // read again: settles a Pod pending too long
+                },
+                None => events.next().await,
+            };
+            match next {
+                Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                    if let Some(exit) = self.settle(&pod).await? {
+                        return Ok(Some(exit));
+                    }
+                    until = self.pending_deadline(&pod);
+                }
+                Some(Ok(WatchEvent::Deleted(pod))) => {
+                    // Deleted while running: its last state may still say how it ended.
+                    return Ok(Some(match classify(&pod) {
+                        PodState::Ended(_) => {
+                            self.settle(&pod).await?.unwrap_or_else(|| gone(name))
+                        }
+                        _ => gone(name),
+                    }));
+                }
+                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                // `410 Gone` (the version is too old) and the like: read again.
+                Some(Ok(WatchEvent::Error(status))) => {
+                    tracing::debug!(
+                        pod = name,
+                        code = status.code,
+                        "watch ended with an error event"
+                    );
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(pod = name, error = %e, "watch stream failed");
+                    return Ok(None);
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Acts on a Pod's state: `Some` once the executor has ended (after recording a failure the
+    /// cluster saw, or killing a Pod that never started in time).
+    async fn settle(&self, pod: &Pod) -> Result<Option<ExecutorExit>, BackendError> {
+        match classify(pod) {
+            PodState::Running => Ok(None),
+            PodState::Ended(outcome) => {
+                if let Some(reason) = outcome.reason {
+                    record_if_attached(self.topology, pod, reason, &outcome.description).await;
+                }
+                Ok(Some(ExecutorExit {
+                    description: outcome.description,
+                }))
+            }
+            PodState::Pending(_) if pending_for(pod) < self.pending_timeout => Ok(None),
+            PodState::Pending(why) => Ok(Some(self.end_never_started(pod, why).await)),
+        }
+    }
+
+    /// Ends the job of a Pod that did not start within the pending timeout, and deletes it.
+    async fn end_never_started(&self, pod: &Pod, why: Option<String>) -> ExecutorExit {
+        let description = format!(
+            "executor Pod did not start within {} s: {}",
+            self.pending_timeout.as_secs(),
+            why.as_deref().unwrap_or("still pending")
+        );
+        // Recorded first: should the Pod start after all, its executor finds the job ended and
+        // does nothing.
+        record_if_attached(self.topology, pod, Reason::InternalError, &description).await;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = delete_pod(self.pods, &name).await {
+            // The middleware's cleanup after the job deletes it again.
+            tracing::warn!(pod = name, error = %e, "cannot delete a Pod that never started");
+        }
+        ExecutorExit { description }
+    }
+
+    /// When a Pod that has not started yet runs out of time (`None` once it runs).
+    fn pending_deadline(&self, pod: &Pod) -> Option<tokio::time::Instant> {
+        matches!(classify(pod), PodState::Pending(_)).then(|| {
+            let left = self.pending_timeout.saturating_sub(pending_for(pod));
+            tokio::time::Instant::now() + left
+        })
+    }
+}
+
+/// How a Pod that is gone ended, as far as anyone can tell.
+fn gone(name: &str) -> ExecutorExit {
+    ExecutorExit {
+        description: format!("executor Pod {name} is gone"),
+    }
+}
+
+/// Consecutive API failures while following a Pod, and the pause before the next attempt.
+struct Failures {
+    count: u32,
+    pause: Duration,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            pause: API_FIRST_PAUSE,
+        }
+    }
+}
+
+impl Failures {
+    /// Counts the failure `e` while following the Pod `name`: `e` itself once [`API_ATTEMPTS`]
+    /// came in a row, else the warning `retrying` and a pause, twice as long as the last.
+    async fn pause_or_give_up(
+        &mut self,
+        name: &str,
+        e: BackendError,
+        retrying: &str,
+    ) -> Result<(), BackendError> {
+        self.count += 1;
+        if self.count >= API_ATTEMPTS {
+            return Err(e);
+        }
+        tracing::warn!(pod = name, error = %e, "{retrying}");
+        tokio::time::sleep(self.pause).await;
+        self.pause *= 2;
+        Ok(())
+    }
+}

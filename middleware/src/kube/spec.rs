@@ -1,0 +1,281 @@
+//! The Pod of a job, built from small parts: its metadata (name, labels, the job's key), the Pod
+//! spec (restart policy, deadline, placement, no ServiceAccount token), the executor container
+//! (image, arguments, environment, resources), the security contexts of both, and the
+//! size-limited work areas.
+
+use std::collections::BTreeMap;
+
+use cola_wire::{JobMessage, LanguageDef, language, languages::Runtime, names};
+use k8s_openapi::{
+    api::core::v1::{
+        Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
+        Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+        SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+    },
+};
+
+use super::{
+    config::KubeBackendConfig,
+    identity::{
+        ANNOTATION_JOB_KEY, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_NAME, NAME, NATS_URL_ENV,
+        WORK_DIR, labels_of, pod_name,
+    },
+};
+use crate::backend::BackendError;
+
+/// The uid and gid the executor runs as (the executor images' user).
+const EXECUTOR_UID: i64 = 10001;
+/// The volumes of the work area and of `/tmp`.
+const WORK_VOLUME: &str = "work";
+const TMP_VOLUME: &str = "tmp";
+const TMP_DIR: &str = "/tmp";
+
+/// The Pod that runs `job` (with its message as `job_json`).
+pub(super) fn pod_for(
+    config: &KubeBackendConfig,
+    job: &JobMessage,
+    job_json: String,
+) -> Result<Pod, BackendError> {
+    let lang = language(&job.language)
+        .filter(|l| l.runtime == Runtime::Program)
+        .ok_or_else(|| BackendError::Job {
+            backend: NAME,
+            message: format!("language {} has no executor image", job.language),
+        })?;
+    Ok(Pod {
+        metadata: metadata(config, job),
+        spec: Some(PodSpec {
+            containers: vec![container(config, lang, job, job_json)],
+            volumes: Some(volumes(config)),
+            ..pod_spec(config, job)
+        }),
+        status: None,
+    })
+}
+
+/// Name, namespace, labels, and the job's record key as an annotation.
+fn metadata(config: &KubeBackendConfig, job: &JobMessage) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(pod_name(&job.id)),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(labels_of(job)),
+        annotations: Some(BTreeMap::from([(
+            ANNOTATION_JOB_KEY.to_owned(),
+            names::job_key(&job.user, &job.id),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// Everything of the Pod spec but its container and volumes: run once, within a deadline, with
+/// nothing of the host or the cluster's API, placed as configured and spread across nodes.
+fn pod_spec(config: &KubeBackendConfig, job: &JobMessage) -> PodSpec {
+    let c = config;
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        active_deadline_seconds: Some(deadline_seconds(c, job)),
+        termination_grace_period_seconds: Some(5),
+        automount_service_account_token: Some(false),
+        service_account_name: c.service_account.clone(),
+        enable_service_links: Some(false),
+        host_network: Some(false),
+        host_pid: Some(false),
+        host_ipc: Some(false),
+        host_users: c.user_namespaces.then_some(false),
+        share_process_namespace: Some(false),
+        runtime_class_name: c.runtime_class.clone(),
+        node_selector: (!c.node_selector.is_empty()).then(|| c.node_selector.clone()),
+        tolerations: (!c.tolerations.is_empty()).then(|| c.tolerations.clone()),
+        image_pull_secrets: (!c.image_pull_secrets.is_empty()).then(|| {
+            c.image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        security_context: Some(pod_security_context()),
+        topology_spread_constraints: Some(vec![spread_across_nodes()]),
+        ..Default::default()
+    }
+}
+
+/// The Pod's `activeDeadlineSeconds`. The middleware's own deadline runs from the launch; the
+/// Pod's from its start on a node, before its image is pulled: it is a backstop for a Pod whose
+/// middleware is gone, so it allows for the pending time too and never fires first.
+fn deadline_seconds(config: &KubeBackendConfig, job: &JobMessage) -> i64 {
+    (job.deadline() + config.pending_timeout)
+        .as_secs_f64()
+        .ceil() as i64
+}
+
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(EXECUTOR_UID),
+        run_as_group: Some(EXECUTOR_UID),
+        fs_group: Some(EXECUTOR_UID),
+        seccomp_profile: Some(runtime_default()),
+        ..Default::default()
+    }
+}
+
+/// At most one executor Pod more on a node than on any other, when the cluster allows it.
+fn spread_across_nodes() -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: "kubernetes.io/hostname".into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                LABEL_NAME.to_owned(),
+                EXECUTOR_APP.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The executor: `cola executor` in the language's image, working in the work area.
+fn container(
+    config: &KubeBackendConfig,
+    lang: &LanguageDef,
+    job: &JobMessage,
+    job_json: String,
+) -> Container {
+    Container {
+        name: CONTAINER.into(),
+        image: Some(config.image_of(lang.image)),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        args: Some(config.executor_args.clone()),
+        working_dir: Some(WORK_DIR.into()),
+        env: Some(environment(config, job_json)),
+        resources: Some(resources(config, lang, job)),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(volume_mounts()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
+/// The job message, the NATS URL from its Secret, and `TMPDIR`.
+fn environment(config: &KubeBackendConfig, job_json: String) -> Vec<EnvVar> {
+    let secret = &config.nats_url_secret;
+    vec![
+        EnvVar {
+            name: JOB_ENV.into(),
+            value: Some(job_json),
+            value_from: None,
+        },
+        EnvVar {
+            name: NATS_URL_ENV.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        },
+        EnvVar {
+            name: "TMPDIR".into(),
+            value: Some(TMP_DIR.into()),
+            value_from: None,
+        },
+    ]
+}
+
+/// Requests for what the job's program may use, limits for the most any step may (the compile
+/// step's, for a compiled language), each with the executor's own memory on top; ephemeral
+/// storage for both work areas and the container's logs.
+fn resources(
+    config: &KubeBackendConfig,
+    lang: &LanguageDef,
+    job: &JobMessage,
+) -> ResourceRequirements {
+    let c = config;
+    let run_mb = job.limits.memory_mb;
+    let peak_mb = if lang.compile.is_some() {
+        run_mb.max(lang.compile_limits.memory_mb)
+    } else {
+        run_mb
+    };
+    let storage_mb = c.work_area_mb + c.tmp_mb + 64;
+    let quantities = |cpu: u64, mem: u64| {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(format!("{cpu}m"))),
+            ("memory".to_owned(), Quantity(format!("{mem}Mi"))),
+            (
+                "ephemeral-storage".to_owned(),
+                Quantity(format!("{storage_mb}Mi")),
+            ),
+        ])
+    };
+    ResourceRequirements {
+        requests: Some(quantities(
+            c.cpu_request_millis,
+            run_mb + c.memory_overhead_mb,
+        )),
+        limits: Some(quantities(
+            c.cpu_limit_millis,
+            peak_mb + c.memory_overhead_mb,
+        )),
+        ..Default::default()
+    }
+}
+
+/// Non-root, read-only root, no capabilities, no privilege escalation, seccomp.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default()),
+        ..Default::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
+}
+
+/// The work area at [`WORK_DIR`] and `/tmp`: the only places the executor can write.
+fn volume_mounts() -> Vec<VolumeMount> {
+    [(WORK_VOLUME, WORK_DIR), (TMP_VOLUME, TMP_DIR)]
+        .map(|(name, path)| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            ..Default::default()
+        })
+        .to_vec()
+}
+
+/// Size-limited `emptyDir`s behind [`volume_mounts`] (a Pod that outgrows one is evicted).
+fn volumes(config: &KubeBackendConfig) -> Vec<Volume> {
+    [
+        (WORK_VOLUME, config.work_area_mb),
+        (TMP_VOLUME, config.tmp_mb),
+    ]
+    .map(|(name, mb)| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: None,
+            size_limit: Some(Quantity(format!("{mb}Mi"))),
+        }),
+        ..Default::default()
+    })
+    .to_vec()
+}
