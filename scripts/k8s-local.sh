@@ -886,6 +886,7 @@ up() {
   start_apiserver "$bin"
   start_controller_manager "$bin"
   start_scheduler "$bin"
+  say "control plane ready after $((SECONDS - started)) s"
   local index node
   for index in "${!nodes[@]}"; do
     node=${nodes[$index]}
@@ -895,7 +896,6 @@ up() {
     import_pause_image "$node"
     start_kubelet "$index" "$bin"
   done
-  import_cola_images
 
   local deadline=$((SECONDS + 120))
   until kubectl_admin wait --for=condition=Ready node --all --timeout=5s >/dev/null 2>&1 \
@@ -911,6 +911,8 @@ up() {
     sleep 1
   done
   kubectl_admin get nodes
+  say "both nodes Ready after $((SECONDS - started)) s"
+  import_cola_images
   say "up in $((SECONDS - started)) s; state: $state, logs: $logs"
   cat <<EOF
 
