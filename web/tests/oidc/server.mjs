@@ -3,8 +3,10 @@
 // authorization and token endpoints, and a plain login page of its own (nothing is loaded from
 // the internet): any user name logs in, as `<name>@example.edu`.
 //
-// Configuration (environment): OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI.
-// Prints `ready <issuer>` on stdout once it listens.
+// Configuration (environment): OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI,
+// and OIDC_LISTEN: the comma-separated addresses to listen on (default 127.0.0.1; the local
+// Kubernetes cluster's test adds node 1's bridge address, where its Pods reach this machine).
+// Prints `ready <issuer>` on stdout once it listens on all of them.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
@@ -116,7 +118,20 @@ const server = createServer(async (req, res) => {
   }
 });
 
-server.listen(port, '127.0.0.1', () => {
-  console.log(`ready ${issuer}`);
+const hosts = (process.env.OIDC_LISTEN || '127.0.0.1').split(',').map((host) => host.trim());
+const servers = [server, ...hosts.slice(1).map(() => createServer(server.listeners('request')[0]))];
+let listening = 0;
+servers.forEach((each, index) => {
+  each.on('error', (error) => {
+    console.error(`cannot listen on ${hosts[index]}:${port}: ${error.message}`);
+    process.exit(1);
+  });
+  each.listen(port, hosts[index], () => {
+    listening += 1;
+    if (listening === servers.length) console.log(`ready ${issuer}`);
+  });
 });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => server.close(() => process.exit(0)));
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => Promise.all(servers.map((each) => new Promise((done) => each.close(done))))
+    .then(() => process.exit(0)));
+}
