@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down k8s-images k8s-deploy test-k8s
 
 CARGO ?= cargo
 
@@ -49,12 +49,29 @@ bench-fairness: setup
 images:
 	scripts/images.sh
 
-## A two-node Kubernetes cluster on this machine (loopback), built from Debian's kubernetes source
-## package (binaries cached in ~/.cache/cola/k8s), with cola's images imported when Docker has
-## them; prints the KUBECONFIG to use (see k8s/README.md, "A local cluster").
+## A two-node Kubernetes cluster on this machine, built from Debian's kubernetes source package
+## (binaries cached in ~/.cache/cola/k8s), with cola's images imported when Docker has them;
+## prints the KUBECONFIG to use (see k8s/README.md, "A local cluster").
 k8s-up:
 	scripts/k8s-local.sh up
 
 ## Stop the local cluster and remove everything it made (the binary cache and logs stay).
 k8s-down:
 	scripts/k8s-local.sh down
+
+## Import cola's images from Docker into the local cluster again, after rebuilding them.
+k8s-images:
+	scripts/k8s-local.sh images
+
+## Deploy the whole system on the local cluster with k8s/README.md's steps (images tagged dev,
+## Secrets, the local-test-login overlay, rollouts).
+k8s-deploy:
+	scripts/k8s-deploy.sh
+
+## Against the local cluster (make k8s-up first; not part of `make test`): the cluster smoke test
+## (a Pod, 4 Pods spread 2 and 2, a job as a Pod), the deployment, and a person's journey
+## through port-forward (login with the test provider, C, Go, JavaScript and numeric jobs, zips).
+test-k8s:
+	scripts/k8s-smoke.sh
+	scripts/k8s-deploy.sh
+	scripts/k8s-journey.sh

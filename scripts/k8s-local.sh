@@ -1022,6 +1022,17 @@ import_cola_images() {
   fi
 }
 
+# Kubernetes labels every namespace with its name (kubernetes.io/metadata.name) from 1.21 on;
+# NetworkPolicies select namespaces by it. On older versions the cluster's own namespaces get it
+# here (cola's overlay sets it on cola's).
+label_namespaces() {
+  local namespace
+  for namespace in $(kubectl_admin get namespaces -o 'jsonpath={.items[*].metadata.name}'); do
+    kubectl_admin label namespace "$namespace" "kubernetes.io/metadata.name=$namespace" \
+      --overwrite >/dev/null
+  done
+}
+
 # ----------------------------------------------------------------------------------------------
 # Storage: hostPath PersistentVolumes
 
@@ -1118,6 +1129,7 @@ up() {
   done
   kubectl_admin get nodes
   say "both nodes Ready after $((SECONDS - started)) s"
+  label_namespaces
   make_volumes
   import_cola_images
   say "up in $((SECONDS - started)) s; state: $state, logs: $logs"

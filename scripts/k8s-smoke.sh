@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the local two-node cluster (`make k8s-up` first):
-#   1. both nodes are Ready;
+#   1. both nodes are Ready, and a Pod runs to Succeeded (the local NATS image's
+#      `nats-server --version`: it prints and exits 0), its output read back through the kubelet;
 #   2. a Deployment of 4 pause Pods with a topology spread constraint (maxSkew 1 over
 #      kubernetes.io/hostname) lands 2 and 2 on the nodes;
 #   3. cola, outside the cluster (`cola up --dev --backend kubernetes`), with nothing but the
@@ -60,8 +61,41 @@ ready=$("$kubectl" get nodes -o json \
 [ "$ready" = "${#nodes[@]}" ] || fail "$ready of ${#nodes[@]} nodes are Ready: $("$kubectl" get nodes)"
 say "${#nodes[@]} nodes Ready"
 
-# 2. Four Pods spread over the two nodes.
 "$kubectl" create namespace "$smoke_namespace" >/dev/null
+pod_started=$(date +%s.%N)
+"$kubectl" -n "$smoke_namespace" apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  containers:
+    - name: hello
+      image: localhost/cola/nats:local
+      imagePullPolicy: Never
+      args: ["--version"]
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        runAsNonRoot: true
+        capabilities: {drop: [ALL]}
+EOF
+phase=""
+for _ in $(seq 1 300); do
+  phase=$("$kubectl" -n "$smoke_namespace" get pod hello -o jsonpath='{.status.phase}')
+  case "$phase" in Succeeded | Failed) break ;; esac
+  sleep 0.2
+done
+pod_finished=$(date +%s.%N)
+[ "$phase" = Succeeded ] || fail "the Pod hello is $phase, not Succeeded: $("$kubectl" -n "$smoke_namespace" describe pod hello)"
+output=$("$kubectl" -n "$smoke_namespace" logs hello)
+grep -q '^nats-server: v' <<<"$output" || fail "the Pod hello printed '$output'"
+say "a Pod reached Succeeded in $(awk -v a="$pod_started" -v b="$pod_finished" 'BEGIN { printf "%.2f", b - a }') s" \
+  "on $("$kubectl" -n "$smoke_namespace" get pod hello -o jsonpath='{.spec.nodeName}'); it printed: $output"
+
+# 2. Four Pods spread over the two nodes.
 "$kubectl" -n "$smoke_namespace" apply -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
 kind: Deployment
