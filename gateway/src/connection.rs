@@ -19,7 +19,7 @@ pub async fn connect(url: &str) -> Result<(async_nats::Client, Reconnects), Gate
     let (reconnected, reconnects) = watch::channel(0u64);
     let reconnected = Arc::new(reconnected);
     let lost = Arc::new(AtomicBool::new(false));
-    let client = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name("cola-gateway")
         .event_callback(move |event| {
             let (reconnected, lost) = (reconnected.clone(), lost.clone());
@@ -38,8 +38,8 @@ pub async fn connect(url: &str) -> Result<(async_nats::Client, Reconnects), Gate
                     other => tracing::warn!(event = %other, "NATS connection event"),
                 }
             }
-        })
-        .connect(cola_wire::nats::server_urls(url))
+        });
+    let client = cola_wire::nats_connect::connect(url, options)
         .await
         .map_err(|source| GatewayError::Connect {
             url: url.to_owned(),

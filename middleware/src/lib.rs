@@ -111,9 +111,10 @@ pub async fn run_with_probes(
     probes: health::Probes,
 ) -> Result<(), MiddlewareError> {
     config.validate()?;
-    let client = async_nats::connect(cola_wire::nats::server_urls(&config.nats_url))
-        .await
-        .map_err(|e| NatsError::nats("connect to NATS", e))?;
+    let client =
+        cola_wire::nats_connect::connect(&config.nats_url, async_nats::ConnectOptions::new())
+            .await
+            .map_err(|e| NatsError::nats("connect to NATS", e))?;
     probes.connected(&client);
     let js = jetstream::new(client);
     let topology = Topology::ensure(&js, &config.topology).await?;

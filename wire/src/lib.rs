@@ -32,4 +32,6 @@ pub mod input_zip;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "nats")]
+pub mod nats_connect;
+#[cfg(feature = "nats")]
 pub mod usage;

@@ -320,7 +320,7 @@ fn log_end(report: &cola_wire::RunReport) {
 }
 
 pub async fn open_topology(nats_url: &str) -> anyhow::Result<Topology> {
-    let client = async_nats::connect(cola_wire::nats::server_urls(nats_url))
+    let client = cola_wire::nats_connect::connect(nats_url, async_nats::ConnectOptions::new())
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     Ok(Topology::open(&async_nats::jetstream::new(client)).await?)

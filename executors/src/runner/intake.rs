@@ -73,7 +73,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<JobMessage, ExecutorError> {
 /// Connects to NATS and opens the buckets an executor uses, all at once (one round trip rather
 /// than one each).
 pub(super) async fn connect(url: &str) -> Result<Topology, ExecutorError> {
-    let client = async_nats::connect(cola_wire::nats::server_urls(url))
+    let client = cola_wire::nats_connect::connect(url, async_nats::ConnectOptions::new())
         .await
         .map_err(|source| ExecutorError::Connect {
             url: url.to_owned(),

@@ -1,0 +1,116 @@
+//! Connecting to NATS with a URL option that may carry a user and password
+//! (`nats://user:password@host:4222`, as the Kubernetes Secrets hold it).
+//!
+//! async-nats takes credentials only from its [`ConnectOptions`], never from the URL: a URL's
+//! user and password are sent as nothing, and the server answers "authorization violation".
+//! [`connect`] moves them from the URL into the options (percent-decoded) and connects to the
+//! URLs without them, so they are neither ignored nor kept where a log line could show them.
+
+use async_nats::{Client, ConnectError, ConnectOptions, ServerAddr};
+
+/// A user and a password.
+pub type UserPassword = (String, String);
+
+/// The servers of a URL option, without credentials, and the credentials apart.
+pub type Split = (Vec<ServerAddr>, Option<UserPassword>);
+
+/// The servers of `url` (one URL, or a cluster's, comma-separated) without their credentials,
+/// and the user and password the first URL that has any names.
+pub fn split_credentials(url: &str) -> Result<Split, String> {
+    let mut credentials = None;
+    let mut servers = Vec::new();
+    for each in super::nats::server_urls(url) {
+        let addr: ServerAddr = each
+            .parse()
+            .map_err(|e| format!("not a NATS server URL: {e}"))?;
+        let mut inner = addr.into_inner();
+        if !inner.username().is_empty() && credentials.is_none() {
+            credentials = Some((
+                percent_decode(inner.username()),
+                percent_decode(inner.password().unwrap_or("")),
+            ));
+        }
+        // Cannot fail for a nats:// URL with a host, which parsing made sure of.
+        let _ = inner.set_username("");
+        let _ = inner.set_password(None);
+        servers
+            .push(ServerAddr::from_url(inner).map_err(|e| format!("not a NATS server URL: {e}"))?);
+    }
+    if servers.is_empty() {
+        return Err("no NATS server URL".into());
+    }
+    Ok((servers, credentials))
+}
+
+/// Connects with `options` to the servers of `url`, with the user and password the URL names.
+pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client, ConnectError> {
+    let (servers, credentials) = split_credentials(url).map_err(|message| {
+        ConnectError::with_source(
+            async_nats::ConnectErrorKind::ServerParse,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+        )
+    })?;
+    let options = match credentials {
+        Some((user, password)) => options.user_and_password(user, password),
+        None => options,
+    };
+    options.connect(servers).await
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_move_from_the_url_into_the_options() {
+        let (servers, credentials) =
+            split_credentials("nats://executor:s%40cret@10.96.0.5:4222").unwrap();
+        assert_eq!(
+            credentials,
+            Some(("executor".to_owned(), "s@cret".to_owned()))
+        );
+        assert_eq!(servers.len(), 1);
+        let url = servers[0].clone().into_inner();
+        assert_eq!(url.username(), "");
+        assert_eq!(url.password(), None);
+        assert_eq!(url.host_str(), Some("10.96.0.5"));
+        assert_eq!(url.port(), Some(4222));
+    }
+
+    #[test]
+    fn a_cluster_url_keeps_every_server_and_the_first_credentials() {
+        let (servers, credentials) =
+            split_credentials("nats://cola:pw@a:4222, nats://b:4222").unwrap();
+        assert_eq!(servers.len(), 2);
+        assert_eq!(credentials, Some(("cola".to_owned(), "pw".to_owned())));
+    }
+
+    #[test]
+    fn a_url_without_credentials_has_none() {
+        let (servers, credentials) = split_credentials("nats://127.0.0.1:4222").unwrap();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(credentials, None);
+        assert!(split_credentials(" , ").is_err());
+        assert!(split_credentials("nats://[::1").is_err());
+    }
+}
