@@ -119,8 +119,8 @@ token=$(csrf "$work/index.html")
 c_source='#include <stdio.h>
 int main(void) { printf("hello from a pod: %d\n", 6 * 7); return 0; }'
 started_c=$(date +%s.%N)
-landed=$(browse -o "$work/submitted.html" -w '%{url_effective}' -F "csrf=$token" -F mode=program \
-  -F language=c -F "source=$c_source" "$base/jobs")
+landed=$(browse -o "$work/submitted.html" -w '%{url_effective}' --form-string "csrf=$token" -F mode=program \
+  -F language=c --form-string "source=$c_source" "$base/jobs")
 c_id=$(sed -n 's/.*[?&]submitted=\([0-9a-f-]*\).*/\1/p' <<<"$landed")
 [ -n "$c_id" ] || fail "the form did not take the C program (landed on $landed)"
 say "C program submitted through the form: job $c_id"

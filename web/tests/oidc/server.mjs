@@ -27,7 +27,14 @@ const clientSecret = need('OIDC_CLIENT_SECRET');
 const redirectUri = need('OIDC_REDIRECT_URI');
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test-key', use: 'sig', alg: 'RS256' };
+// A key id of its own per start, as a real provider names each key it rotates in: a gateway that
+// cached an earlier run's keys then knows to fetch them again.
+const signingKey = {
+  ...privateKey.export({ format: 'jwk' }),
+  kid: `test-key-${randomBytes(8).toString('hex')}`,
+  use: 'sig',
+  alg: 'RS256',
+};
 
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const displayName = (login) => login.charAt(0).toUpperCase() + login.slice(1);
