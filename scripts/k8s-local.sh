@@ -743,7 +743,7 @@ write_node_config() {
   dir=$(node_dir "$node")
   run_dir=$(node_run "$node")
   mkdir -p "$dir/cni/net.d" "$dir/cni/ipam" "$dir/kubelet/pki" "$dir/pod-logs" \
-    "$dir/container-logs" "$dir/volume-plugins" "$run_dir"
+    "$dir/container-logs" "$dir/cni-cache" "$dir/volume-plugins" "$run_dir"
   write_if_changed "$dir/containerd.toml" <<EOF && runtime_changed=1
 version = 2
 root = "$dir/containerd"
@@ -896,12 +896,14 @@ start_containerd() {
   stop_component "kubelet-$node"
   local dir
   dir=$(node_dir "$node")
-  mkdir -p /var/log/pods /var/log/containers
-  # The namespace gets this node's own /var/log/pods and /var/log/containers; containerd
-  # writes the containers' logs there and the kubelet reads (and collects) them.
+  mkdir -p /var/log/pods /var/log/containers /var/lib/cni
+  # The namespace gets this node's own /var/log/pods and /var/log/containers (containerd
+  # writes the containers' logs there and the kubelet reads and collects them), and its own
+  # /var/lib/cni, where the CNI library caches each sandbox's network results (a sandbox that
+  # is killed rather than torn down leaves its entry: it goes with the node's directory).
   # shellcheck disable=SC2016 # expanded by the inner shell
   start "$component" containerd unshare --mount --propagation slave -- bash -c \
-    'mount --bind "$0/pod-logs" /var/log/pods && mount --bind "$0/container-logs" /var/log/containers && exec containerd --config "$0/containerd.toml"' \
+    'mount --bind "$0/pod-logs" /var/log/pods && mount --bind "$0/container-logs" /var/log/containers && mount --bind "$0/cni-cache" /var/lib/cni && exec containerd --config "$0/containerd.toml"' \
     "$dir"
   wait_until "$component" 30 ctr_node "$node" version
   ctr_node "$node" plugins ls | grep -E '^io\.containerd\.grpc\.v1 +cri +.* ok *$' >/dev/null \
