@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# End-to-end checks of cola deployed on the local cluster (`make k8s-up`, `make k8s-deploy`),
+# through `kubectl port-forward` and the live API server (issue 12, item 3; part of
+# `make test-k8s`, never of `make test`):
+#   1. the Deployments and the NATS StatefulSet are spread over both nodes;
+#   2. a running executor Pod, read back from the API server, has the hardening of
+#      k8s/README.md: non-root, read-only root, no privilege escalation, no capabilities,
+#      seccomp RuntimeDefault, no service-account token, no service links, resource limits;
+#   3. limits end with their reasons through the real kubelet and executor: a memory hog
+#      `memory_limit`, an endless loop `time_limit`;
+#   4. the executors' NATS user (from the Secret cola-executor-nats) may not take jobs: it is
+#      refused a subscription to cola.> and a publish to cola.c (NetworkPolicies are applied but
+#      not enforced by this cluster's bridge CNI: not tested);
+#   5. a burst of 200 C jobs (4 users, 50 each: the per-user quota) while one middleware Pod is
+#      deleted: every job ends `succeeded`, each ran as exactly one Pod (one Scheduled event per
+#      job), and no executor Pod is left.
+# Fails loudly at the first check that does not hold.
+#
+# Usage: scripts/k8s-e2e.sh   (COLA_K8S_BURST=N for another burst size, a multiple of 4)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state=${COLA_K8S_STATE:-/var/lib/cola-k8s}
+bridge=10.244.1.1
+provider_port=9090
+gateway_port=8080
+base=http://localhost:$gateway_port
+issuer=http://localhost:$provider_port
+burst=${COLA_K8S_BURST:-200}
+
+say() { echo "k8s-e2e: $*"; }
+work=$(mktemp -d /tmp/cola-k8s-e2e.XXXXXX)
+fail() {
+  echo "k8s-e2e: FAILED: $*" >&2
+  local log
+  for log in "$work"/*.log; do
+    [ -f "$log" ] || continue
+    echo "--- the end of $(basename "$log"):" >&2
+    tail -n 15 "$log" >&2
+  done
+  exit 1
+}
+
+"$root/scripts/apt-install.sh" curl:curl jq:jq node:nodejs npm:npm python3:python3
+export KUBECONFIG=$state/admin.kubeconfig
+kubectl=$root/target/k8s-kubectl/bin/kubectl
+[ -x "$kubectl" ] || kubectl=$state/bin/kubectl
+[ -f "$KUBECONFIG" ] || fail "no local cluster: run \`make k8s-up\` and \`make k8s-deploy\` first"
+"$kubectl" -n cola get deployment cola-gateway >/dev/null 2>&1 \
+  || fail "cola is not deployed: run \`make k8s-deploy\` first"
+
+provider_pid="" forward_pid=""
+cleanup() {
+  [ -z "$provider_pid" ] || kill "$provider_pid" 2>/dev/null || true
+  [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. Spread.
+spread_of() {
+  "$kubectl" -n cola get pods -l "app.kubernetes.io/name=$1" -o json \
+    | jq -r '[.items[] | select(.status.phase == "Running") | .spec.nodeName] | unique | length'
+}
+for workload in cola-gateway cola-middleware cola-nats; do
+  nodes=$(spread_of "$workload")
+  [ "$nodes" = 2 ] || fail "$workload runs on $nodes node(s), not both: $("$kubectl" -n cola get pods -o wide)"
+done
+say "1. gateway, middleware and NATS each run on both nodes"
+
+# The provider, the port-forward, four users with an API token each.
+oidc=$root/web/tests/oidc
+if ! [ "$oidc/node_modules/.cola-installed" -nt "$oidc/package-lock.json" ]; then
+  (cd "$oidc" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
+  touch "$oidc/node_modules/.cola-installed"
+fi
+client_id=$("$kubectl" -n cola get secret cola-oidc -o jsonpath='{.data.client-id}' | base64 -d)
+client_secret=$("$kubectl" -n cola get secret cola-oidc -o jsonpath='{.data.client-secret}' | base64 -d)
+(cd "$oidc" && OIDC_PORT=$provider_port OIDC_LISTEN="127.0.0.1,$bridge" \
+  OIDC_CLIENT_ID=$client_id OIDC_CLIENT_SECRET=$client_secret \
+  OIDC_REDIRECT_URI=$base/auth/callback exec setsid node server.mjs) >"$work/provider.log" 2>&1 &
+provider_pid=$!
+setsid "$kubectl" -n cola port-forward svc/cola-gateway "$gateway_port:80" >"$work/port-forward.log" 2>&1 &
+forward_pid=$!
+for _ in $(seq 1 100); do
+  grep -q '^ready ' "$work/provider.log" && curl -fsS "$base/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "$base/readyz" >/dev/null || fail "the gateway does not answer through the port-forward"
+
+# token_for NAME: logs NAME in through the provider and makes an API token on the tokens page.
+token_for() {
+  local name=$1 jar=$work/$1.cookies landed action
+  landed=$(curl -sS --max-time 30 -b "$jar" -c "$jar" -L -o "$work/$name-login.html" \
+    -w '%{url_effective}' "$base/auth/login")
+  action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' "$work/$name-login.html" | head -n 1)
+  [ -n "$action" ] || fail "$name: no sign-in form at $landed"
+  curl -sS --max-time 30 -b "$jar" -c "$jar" -L -o /dev/null --data-urlencode "login=$name" "$issuer$action"
+  curl -sS --max-time 30 -b "$jar" -c "$jar" -o "$work/$name-tokens.html" "$base/tokens"
+  local csrf
+  csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$work/$name-tokens.html" | head -n 1)
+  [ -n "$csrf" ] || fail "$name: not signed in (no form on the tokens page)"
+  curl -sS --max-time 30 -b "$jar" -c "$jar" -o "$work/$name-token.html" -d "csrf=$csrf" -d name=e2e "$base/tokens"
+  sed -n 's/.*id="new-token"[^>]*value="\([^"]*\)".*/\1/p' "$work/$name-token.html"
+}
+declare -A tokens
+for name in alice bob carol dave; do
+  tokens[$name]=$(token_for "$name")
+  [ -n "${tokens[$name]}" ] || fail "no API token for $name"
+done
+
+# submit USER JSON: the job's id.
+submit() {
+  curl -sS --max-time 30 -H "Authorization: Bearer ${tokens[$1]}" -H 'Content-Type: application/json' \
+    --data-binary "$2" "$base/api/v1/jobs" | tee -a "$work/submit.log" | jq -r '.id // empty'
+}
+# wait_job USER ID: the job's final view (JSON).
+wait_job() {
+  local view status
+  for _ in $(seq 1 10); do
+    view=$(curl -sS --max-time 70 -H "Authorization: Bearer ${tokens[$1]}" "$base/api/v1/jobs/$2?wait=60")
+    status=$(jq -r '.status // empty' <<<"$view")
+    case "$status" in queued | running | "") continue ;; *) break ;; esac
+  done
+  echo "$view"
+}
+# c_job SOURCE [LIMITS]: a C job's JSON.
+c_job() {
+  local limits='{}'
+  [ $# -lt 2 ] || limits=$2
+  jq -nc --arg source "$1" --argjson limits "$limits" '{language: "c", source: $source, limits: $limits}'
+}
+
+# 2. The hardening of a running executor Pod, read back from the API server.
+id=$(submit alice "$(c_job '#include <unistd.h>
+int main(void) { sleep(4); return 0; }')")
+[ -n "$id" ] || fail "the sleeping job was not taken"
+pod=cola-job-$id
+spec=""
+for _ in $(seq 1 50); do
+  spec=$("$kubectl" -n cola-executors get pod "$pod" -o json 2>/dev/null) && break
+  sleep 0.1
+done
+[ -n "$spec" ] || fail "no Pod $pod appeared for job $id"
+echo "$spec" >"$work/executor-pod.log"
+check() {
+  jq -e "$1" <<<"$spec" >/dev/null || fail "the executor Pod does not have $2: $(jq -c "$3" <<<"$spec")"
+}
+check '.spec.automountServiceAccountToken == false' "automountServiceAccountToken: false" '.spec.automountServiceAccountToken'
+check '.spec.enableServiceLinks == false' "enableServiceLinks: false" '.spec.enableServiceLinks'
+check '[.spec.volumes[]? | select(.projected)] | length == 0' "no projected (token) volume" '.spec.volumes'
+check '(.spec.securityContext.runAsNonRoot == true) and ((.spec.securityContext.runAsUser // .spec.containers[0].securityContext.runAsUser) > 0)' \
+  "a non-root user" '.spec.securityContext'
+check '(.spec.securityContext.seccompProfile.type // .spec.containers[0].securityContext.seccompProfile.type) == "RuntimeDefault"' \
+  "seccomp RuntimeDefault" '.spec.securityContext'
+check 'all(.spec.containers[]; .securityContext.readOnlyRootFilesystem == true and .securityContext.allowPrivilegeEscalation == false and (.securityContext.capabilities.drop | index("ALL")) != null and (.securityContext.privileged // false) == false)' \
+  "a read-only root, no privilege escalation, every capability dropped" '.spec.containers[].securityContext'
+check 'all(.spec.containers[]; .resources.limits.memory != null and .resources.limits.cpu != null and .resources.limits["ephemeral-storage"] != null)' \
+  "memory, CPU and ephemeral-storage limits" '.spec.containers[].resources'
+check '.spec.restartPolicy == "Never" and .spec.activeDeadlineSeconds > 0' \
+  "restartPolicy Never and an active deadline" '{restartPolicy: .spec.restartPolicy, activeDeadlineSeconds: .spec.activeDeadlineSeconds}'
+memory_limit=$(jq -r '.spec.containers[0].resources.limits.memory' <<<"$spec")
+view=$(wait_job alice "$id")
+[ "$(jq -r .status <<<"$view")" = succeeded ] || fail "the sleeping job ended $(jq -c '{status, reason}' <<<"$view")"
+say "2. executor Pod $pod: non-root, read-only root, no escalation, no capabilities, RuntimeDefault," \
+  "no token, no service links, limits (memory $memory_limit); the job succeeded"
+
+# 3. Limits end with their reasons.
+id=$(submit alice "$(c_job '#include <stdlib.h>
+#include <string.h>
+int main(void) { for (;;) { char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); } }' '{"memory_mb": 64}')")
+view=$(wait_job alice "$id")
+[ "$(jq -r '.status + "/" + (.reason // "")' <<<"$view")" = failed/memory_limit ] \
+  || fail "the memory hog ended $(jq -c '{status, reason, stderr}' <<<"$view")"
+id=$(submit alice "$(c_job 'int main(void) { for (;;) { } }' '{"wall_time_ms": 2000, "cpu_time_ms": 2000}')")
+view=$(wait_job alice "$id")
+[ "$(jq -r '.status + "/" + (.reason // "")' <<<"$view")" = failed/time_limit ] \
+  || fail "the endless loop ended $(jq -c '{status, reason}' <<<"$view")"
+say "3. a memory hog ended failed/memory_limit, an endless loop failed/time_limit"
+
+# 4. The executors' NATS user cannot take jobs.
+executor_url=$("$kubectl" -n cola-executors get secret cola-executor-nats -o jsonpath='{.data.url}' | base64 -d)
+EXECUTOR_URL=$executor_url python3 - >"$work/nats-permissions.log" <<'EOF' || fail "the executors' NATS user may do what it must not"
+import json, os, socket, time, urllib.parse
+url = urllib.parse.urlparse(os.environ["EXECUTOR_URL"])
+sock = socket.create_connection((url.hostname, url.port), timeout=5)
+sock.recv(65536)  # INFO
+def say(line):
+    sock.sendall(line.encode() + b"\r\n")
+say("CONNECT " + json.dumps({"user": urllib.parse.unquote(url.username),
+                            "pass": urllib.parse.unquote(url.password), "verbose": True}))
+say("SUB cola.> 1")
+say("PUB cola.c 2\r\nhi")
+say("SUB _INBOX.e2e 3")
+say("PING")
+answer = b""
+deadline = time.time() + 5
+while b"PONG" not in answer and time.time() < deadline:
+    answer += sock.recv(65536)
+text = answer.decode()
+print(text)
+assert text.startswith("+OK"), "the executor user could not log in"
+assert "Permissions Violation for Subscription to \"cola.>\"" in text, "subscribing to cola.> was allowed"
+assert "Permissions Violation for Publish to \"cola.c\"" in text, "publishing to cola.c was allowed"
+assert text.count("+OK") >= 2, "subscribing to _INBOX.> was refused"
+EOF
+say "4. the executors' NATS user is refused cola.> and cola.c (and may use _INBOX.>)"
+
+# 5. A burst while a middleware Pod is deleted.
+per_user=$((burst / 4))
+declare -A owner
+started=$(date +%s)
+source='#include <stdio.h>
+int main(void) { puts("burst"); return 0; }'
+job_json=$(c_job "$source")
+index=0
+for name in alice bob carol dave; do
+  for _ in $(seq 1 "$per_user"); do
+    id=$(submit "$name" "$job_json")
+    [ -n "$id" ] || fail "the API did not take job $index of the burst ($(tail -c 300 "$work/submit.log"))"
+    owner[$id]=$name
+    index=$((index + 1))
+    if [ "$index" = $((burst / 4)) ]; then
+      victim=$("$kubectl" -n cola get pods -l app.kubernetes.io/name=cola-middleware -o jsonpath='{.items[0].metadata.name}')
+      "$kubectl" -n cola delete pod "$victim" --wait=false >/dev/null
+      say "5. deleted the middleware Pod $victim after $index of $burst submissions"
+    fi
+  done
+done
+say "5. $burst jobs submitted in $(($(date +%s) - started)) s"
+declare -A outcomes
+for id in "${!owner[@]}"; do
+  view=$(wait_job "${owner[$id]}" "$id")
+  outcome=$(jq -r '.status + "/" + (.reason // "")' <<<"$view")
+  outcomes[$outcome]=$((${outcomes[$outcome]:-0} + 1))
+  [ "$outcome" = succeeded/ ] || echo "$id $outcome" >>"$work/burst-failures.log"
+done
+summary=$(for outcome in "${!outcomes[@]}"; do echo "$outcome=${outcomes[$outcome]}"; done | sort | paste -sd' ' -)
+say "5. all $burst terminal $(($(date +%s) - started)) s after the first submission: $summary"
+[ "${outcomes[succeeded/]:-0}" = "$burst" ] || fail "not every job of the burst succeeded: $summary"
+scheduled=$("$kubectl" -n cola-executors get events -o json \
+  | jq -r '.items[] | select(.reason == "Scheduled") | "\(.involvedObject.name) \(.count // 1)"')
+twice=0
+for id in "${!owner[@]}"; do
+  count=$(awk -v pod="cola-job-$id" '$1 == pod { n += $2 } END { print n + 0 }' <<<"$scheduled")
+  [ "$count" = 1 ] || { echo "cola-job-$id scheduled $count times" >>"$work/burst-pods.log"; twice=$((twice + 1)); }
+done
+[ "$twice" = 0 ] || fail "$twice jobs of the burst did not run as exactly one Pod"
+for _ in $(seq 1 60); do
+  left=$("$kubectl" -n cola-executors get pods --no-headers 2>/dev/null | wc -l)
+  [ "$left" = 0 ] && break
+  sleep 1
+done
+[ "$left" = 0 ] || fail "$left executor Pods are left after the burst"
+say "5. every job of the burst ran as exactly one Pod; no executor Pod is left"
+say "passed"
