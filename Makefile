@@ -69,9 +69,12 @@ k8s-deploy:
 	scripts/k8s-deploy.sh
 
 ## Against the local cluster (make k8s-up first; not part of `make test`): the cluster smoke test
-## (a Pod, 4 Pods spread 2 and 2, a job as a Pod), the deployment, and a person's journey
-## through port-forward (login with the test provider, C, Go, JavaScript and numeric jobs, zips).
+## (a Pod, 4 Pods spread 2 and 2, a job as a Pod), the deployment, a person's journey through
+## port-forward (login with the test provider, C, Go, JavaScript and numeric jobs, zips), and the
+## end-to-end checks (spread, Pod hardening, limit reasons, NATS permissions, a 200-job burst
+## with a middleware Pod deleted).
 test-k8s:
 	scripts/k8s-smoke.sh
 	scripts/k8s-deploy.sh
 	scripts/k8s-journey.sh
+	scripts/k8s-e2e.sh
