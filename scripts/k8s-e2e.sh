@@ -241,13 +241,18 @@ problems=()
 [ "${outcomes[succeeded/]:-0}" = "$burst" ] || problems+=("not every job of the burst succeeded: $summary")
 scheduled=$("$kubectl" -n cola-executors get events -o json \
   | jq -r '.items[] | select(.reason == "Scheduled") | "\(.involvedObject.name) \(.count // 1)"')
-twice=0
+never=0 twice=0
 for id in "${!owner[@]}"; do
   count=$(awk -v pod="cola-job-$id" '$1 == pod { n += $2 } END { print n + 0 }' <<<"$scheduled")
-  [ "$count" = 1 ] || { echo "cola-job-$id scheduled $count times" >>"$work/burst-pods.log"; twice=$((twice + 1)); }
+  case "$count" in
+    1) ;;
+    0) never=$((never + 1)) ;;
+    *) echo "cola-job-$id scheduled $count times" >>"$work/burst-pods.log"; twice=$((twice + 1)) ;;
+  esac
 done
-[ "$twice" = 0 ] || problems+=("$twice jobs of the burst did not run as exactly one Pod")
-say "5. jobs whose Pod was scheduled other than exactly once: $twice"
+[ "$never" = 0 ] || problems+=("$never jobs of the burst never ran as a Pod")
+[ "$twice" = 0 ] || problems+=("$twice jobs of the burst ran as more than one Pod")
+say "5. jobs whose Pod was never scheduled: $never; scheduled more than once: $twice"
 for _ in $(seq 1 60); do
   left=$("$kubectl" -n cola-executors get pods --no-headers 2>/dev/null | wc -l)
   [ "$left" = 0 ] && break
