@@ -466,15 +466,13 @@ int main(void) {
         args: Vec::new(),
         limits: lang.default_limits,
         created_at: cola_wire::job::now(),
-        inputs: Some(Inputs {
+        work: cola_wire::Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.c".into(),
                 content: source.into(),
             }],
             stdin: String::new(),
         }),
-        input_object: None,
-        problem: None,
     };
     let mut record = JobRecord::queued(&message, Vec::new(), 0);
     record.status = Status::Running;

@@ -382,9 +382,7 @@ mod tests {
             args: vec![],
             limits: languages()[0].default_limits,
             created_at: cola_wire::job::now(),
-            inputs: None,
-            input_object: None,
-            problem: Some(serde_json::json!({"note": "\"status\":\"queued\""})),
+            work: cola_wire::Work::Problem(serde_json::json!({"note": "\"status\":\"queued\""})),
         };
         let mut record = JobRecord::queued(&msg, vec![], 0);
         for (status, open) in [

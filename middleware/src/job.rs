@@ -5,11 +5,12 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
-    Ending, ExecutorHandle, JobMessage, JobRecord, Reason, Status,
+    Ending, ExecutorHandle, JobMessage, JobRecord, Reason, Status, Work,
     frame::Outcome,
+    input_object::inputs_of,
     job::{DEADLINE_SLACK, millis_between, now},
     language, names,
-    nats::{InputError, JobStore, NatsError, Reported, Topology, Transition, report_outcome},
+    nats::{JobStore, NatsError, Reported, Topology, Transition, report_outcome},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -297,7 +298,7 @@ async fn start(
         _ => return Ok(Err(Disposition::Ack)),
     };
     let inlined;
-    let job = if ctx.backend.needs_inline_inputs() && job.inputs.is_none() {
+    let job = if ctx.backend.needs_inline_inputs() && job.work.inputs().is_none() {
         match inline_inputs(ctx, job).await? {
             Ok(job) => {
                 inlined = job;
@@ -422,18 +423,12 @@ async fn inline_inputs(
     ctx: &Context,
     job: &JobMessage,
 ) -> Result<Result<JobMessage, String>, NatsError> {
-    let Some(object) = &job.input_object else {
-        return Ok(Err("the job has neither inputs nor an input object".into()));
-    };
-    match cola_wire::nats::fetch_inputs(&ctx.topology.outputs, object).await {
-        Ok(inputs) => Ok(Ok(JobMessage {
-            inputs: Some(inputs),
-            input_object: None,
+    Ok(inputs_of(&ctx.topology.outputs, job)
+        .await?
+        .map(|inputs| JobMessage {
+            work: Work::Inputs(inputs),
             ..job.clone()
-        })),
-        Err(InputError::Invalid(e)) => Ok(Err(e.to_string())),
-        Err(InputError::Nats(e)) => Err(e),
-    }
+        }))
 }
 
 /// Reports an outcome its backend carried back, as an executor that talks to NATS would: the

@@ -227,7 +227,7 @@ async fn record_and_solve(
     budget: Duration,
     first_delivery: bool,
 ) -> Result<Result<(JobRecord, u64, Solving<Solved>), Disposition>, NatsError> {
-    let statement = job.problem.as_ref().unwrap_or(&Value::Null);
+    let statement = job.work.problem().unwrap_or(&Value::Null);
     if let Some(revision) = first_delivery.then(|| created_revision(msg)).flatten() {
         let solving = solve_now(ctx, job, statement, budget);
         return Ok(Ok((

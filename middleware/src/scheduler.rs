@@ -266,9 +266,7 @@ mod tests {
             args: vec![format!("{user}{n}")],
             limits: lang.default_limits,
             created_at: cola_wire::job::now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
+            work: cola_wire::Work::Inputs(Default::default()),
         }
     }
 

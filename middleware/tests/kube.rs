@@ -12,7 +12,9 @@ use cola_middleware::{
 use cola_testkit::TestNats;
 use cola_wire::{
     ExecutorHandle, InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Reason, Status,
-    UserId, language, names,
+    UserId, Work,
+    input_object::{fetch_inputs, store_inputs},
+    language, names,
     nats::{Topology, TopologyConfig},
 };
 use http::{Method, Request, Response};
@@ -202,15 +204,13 @@ fn job() -> JobMessage {
         language: lang,
         args: vec!["one".into()],
         created_at: cola_wire::job::now(),
-        inputs: Some(Inputs {
+        work: Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.c".into(),
                 content: "int main(void) { return 0; }\n".into(),
             }],
             stdin: String::new(),
         }),
-        input_object: None,
-        problem: None,
     }
 }
 
@@ -992,7 +992,10 @@ async fn large_inputs_travel_through_the_object_store_not_the_pod() {
     let (backend, mut api, nats) = attached(config()).await;
     let mut job = job();
     let big = "x".repeat(200 * 1024);
-    job.inputs.as_mut().unwrap().files.push(InputFile {
+    let Work::Inputs(inputs) = &mut job.work else {
+        unreachable!("the test job's inputs are inline")
+    };
+    inputs.files.push(InputFile {
         name: "data.txt".into(),
         content: big.clone(),
     });
@@ -1008,18 +1011,10 @@ async fn large_inputs_travel_through_the_object_store_not_the_pod() {
         .unwrap();
     assert!(value.len() < 96 * 1024);
     let sent: JobMessage = serde_json::from_str(value).unwrap();
-    assert_eq!(sent.inputs, None);
     let object = names::input_object(&job.user, &job.id);
-    assert_eq!(sent.input_object.as_deref(), Some(object.as_str()));
-    let mut zip = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut nats.topology.outputs.get(&object).await.unwrap(),
-        &mut zip,
-    )
-    .await
-    .unwrap();
-    let inputs = cola_wire::input_zip::decode(&zip, 1 << 20).unwrap();
-    assert_eq!(&inputs, job.inputs.as_ref().unwrap());
+    assert_eq!(sent.work, Work::InputObject(object.clone()));
+    let inputs = fetch_inputs(&nats.topology.outputs, &object).await.unwrap();
+    assert_eq!(Some(&inputs), job.work.inputs());
 }
 
 #[tokio::test]
@@ -1106,7 +1101,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     use async_nats::{ConnectOptions, jetstream};
     use cola_wire::{
         RunReport, Timings,
-        nats::{Reported, fetch_inputs, report_outcome},
+        nats::{Reported, report_outcome},
     };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -1154,10 +1149,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let job = job();
     let key = running_record(&topology, &job).await;
     let input = names::input_object(&job.user, &job.id);
-    let zip = cola_wire::input_zip::encode(job.inputs.as_ref().unwrap());
-    topology
-        .outputs
-        .put(input.as_str(), &mut zip.as_slice())
+    store_inputs(&topology.outputs, &input, job.work.inputs().unwrap())
         .await
         .unwrap();
     topology
@@ -1181,7 +1173,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let (own, _) = mine.jobs.get(&key).await.unwrap().expect("its record");
     assert_eq!(own.status, Status::Running);
     let inputs = fetch_inputs(&mine.outputs, &input).await.unwrap();
-    assert_eq!(&inputs, job.inputs.as_ref().unwrap());
+    assert_eq!(Some(&inputs), job.work.inputs());
     let report = RunReport {
         status: Status::Succeeded,
         reason: None,

@@ -10,12 +10,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
-use crate::{
-    Ending, Inputs, JobId, JobRecord, RunReport, Status, UserId,
-    input_zip::{self, InputZipError},
-    names,
-    usage::UsageStore,
-};
+use crate::{Ending, JobId, JobRecord, RunReport, Status, UserId, names, usage::UsageStore};
 
 /// A failure talking to NATS, with the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -462,37 +457,6 @@ pub async fn put_new_object(
             .map_err(|e| NatsError::nats("store object (acknowledgement)", e))?;
     }
     Ok(())
-}
-
-/// The most content an input object may unpack to.
-pub const MAX_INPUT_BYTES: u64 = 64 << 20;
-
-/// Why a job's input object could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// NATS trouble (the job itself may be fine).
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    /// The object is not a valid input zip: the job's fault.
-    #[error("input object: {0}")]
-    Invalid(#[from] InputZipError),
-}
-
-/// The inputs kept in the input object `name` (at most [`MAX_INPUT_BYTES`] of content).
-pub async fn fetch_inputs(outputs: &ObjectStore, name: &str) -> Result<Inputs, InputError> {
-    use tokio::io::AsyncReadExt as _;
-
-    let object = outputs
-        .get(name)
-        .await
-        .map_err(|e| NatsError::nats("fetch the input object", e))?;
-    let mut bytes = Vec::new();
-    object
-        .take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| NatsError::nats("read the input object", e))?;
-    Ok(input_zip::decode(&bytes, MAX_INPUT_BYTES)?)
 }
 
 /// What [`report_outcome`] did with a job's record.

@@ -79,7 +79,7 @@ async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
     let nats = TestNats::start().await;
     let jobs = &nats.topology.jobs;
     let msg = JobMessage {
-        problem: Some(serde_json::json!({"method": "bisection"})),
+        work: cola_wire::Work::Problem(serde_json::json!({"method": "bisection"})),
         ..message("numeric")
     };
     let key = names::job_key(&msg.user, &msg.id);
@@ -112,7 +112,7 @@ async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
     assert!(matches!(t, Transition::Changed(ref r, _) if r.status == Status::Succeeded));
     let (stored, _) = jobs.get(&key).await.unwrap().unwrap();
     assert_eq!(stored.result, Some(serde_json::json!({"root": 1.5})));
-    assert_eq!(stored.problem, msg.problem);
+    assert_eq!(stored.problem.as_ref(), msg.work.problem());
 }
 
 #[tokio::test]
@@ -164,9 +164,7 @@ fn message(language: &str) -> JobMessage {
         args: vec![],
         limits: languages()[0].default_limits,
         created_at: chrono_now(),
-        inputs: None,
-        input_object: None,
-        problem: None,
+        work: cola_wire::Work::Inputs(Default::default()),
     }
 }
 

@@ -25,7 +25,8 @@ pub(crate) mod toolchain;
 use std::path::{Path, PathBuf};
 
 use cola_wire::{
-    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::Outcome, language, nats::Topology,
+    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::Outcome, input_object::inputs_of,
+    language, nats::Topology,
 };
 use tracing::Instrument;
 
@@ -35,7 +36,7 @@ pub use self::{
     toolchain::toolchain_versions,
 };
 use self::{
-    intake::{check_record, check_runnable, inline_or_fetched},
+    intake::{check_record, check_runnable},
     report::{REPORT_RESERVE, Ran, end_record, failed_report, invalid_input, or_internal_error},
     standby::StandbyThread,
     steps::{JobRun, after, joined, spawn_execute},
@@ -118,7 +119,7 @@ async fn run_job_message(
     }
     let ran = match early {
         Some(early) => early.finish().await,
-        None => match inline_or_fetched(&topology, &job).await {
+        None => match inputs_of(&topology.outputs, &job).await {
             Ok(inputs) => {
                 let (job_dir, sandbox) = (&config.job_dir, &config.sandbox);
                 run_job(&job, inputs, job_dir, sandbox, standby, None).await
@@ -149,7 +150,7 @@ impl EarlyExecution {
         config: &ExecutorConfig,
     ) -> Option<Self> {
         let lang = language(&job.language).filter(|lang| !lang.is_numeric())?;
-        let inputs = job.inputs.as_ref()?;
+        let inputs = job.work.inputs()?;
         let (go, checked) = tokio::sync::oneshot::channel();
         let gate = Some(after(checked));
         let run = JobRun::new(lang, job, inputs.clone(), gate);
