@@ -256,7 +256,7 @@ async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() 
     };
     let mut record = JobRecord::queued(&message, Vec::new(), 0);
     record.status = Status::Running;
-    let key = cola_wire::names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(COLA)

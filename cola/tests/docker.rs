@@ -37,7 +37,11 @@ async fn hello_world_in_every_language_succeeds_in_a_container() {
     let token = stack.token("alice").await;
     for (_, id) in common::hello_world_in_every_language(&stack, &token).await {
         assert_no_container_of(&id).await;
-        let record = stack.jobs().get(&format!("alice.{id}")).await.unwrap();
+        let record = stack
+            .jobs()
+            .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
+            .await
+            .unwrap();
         let executor = record.unwrap().0.executor.expect("an executor handle");
         assert_eq!(
             (executor.backend.as_str(), executor.id),
@@ -48,7 +52,7 @@ async fn hello_world_in_every_language_succeeds_in_a_container() {
     let body = json!({"language": "numeric", "problem": {"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 200}});
     let view = stack.run(&token, body).await;
     assert_eq!(view["status"], "succeeded", "{view}");
-    let key = format!("alice.{}", view["id"].as_str().unwrap());
+    let key = cola_wire::JobKey::parse(&format!("alice.{}", view["id"].as_str().unwrap())).unwrap();
     let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
     assert!(record.executor.is_none(), "{record:?}");
 }
@@ -313,7 +317,11 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
     for _ in 0..600 {
         let mut recorded = 0;
         for id in &ids {
-            let record = stack.jobs().get(&format!("alice.{id}")).await.unwrap();
+            let record = stack
+                .jobs()
+                .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
+                .await
+                .unwrap();
             recorded += usize::from(record.is_some_and(|(r, _)| r.executor.is_some()));
         }
         if recorded == ids.len() {
@@ -339,7 +347,7 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
         assert_eq!(view["stdout"], format!("done {i}\n"));
         let (record, _) = stack
             .jobs()
-            .get(&format!("alice.{id}"))
+            .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -362,7 +370,7 @@ async fn the_sweep_at_start_up_removes_containers_of_ended_jobs() {
     .await;
     stack.kill_middleware();
     // The job ends while no middleware runs (as another replica's deadline would end it).
-    let key = format!("alice.{id}");
+    let key = cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap();
     stack
         .jobs()
         .transition(&key, |r| {
@@ -412,7 +420,9 @@ async fn daemon_errors_and_bad_result_frames_are_internal_errors_for_operators()
     stack.middleware_args[position + 1] = garbage;
     stack.start_middleware();
     let token = stack.token("alice").await;
-    let record_of = |view: &Value| format!("alice.{}", view["id"].as_str().unwrap());
+    let record_of = |view: &Value| {
+        cola_wire::JobKey::parse(&format!("alice.{}", view["id"].as_str().unwrap())).unwrap()
+    };
 
     let view = stack.run(&token, job("javascript", JS_HELLO)).await;
     assert_eq!(view["reason"], "internal_error", "{view}");
@@ -476,7 +486,7 @@ int main(void) {
     };
     let mut record = JobRecord::queued(&message, Vec::new(), 0);
     record.status = Status::Running;
-    let key = cola_wire::names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
 
     let tmpfs = "rw,exec,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700";
@@ -569,7 +579,7 @@ int main(void) {
     let id = assert_no_container(&view).await;
     let (record, _) = stack
         .jobs()
-        .get(&format!("alice.{id}"))
+        .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
         .await
         .unwrap()
         .unwrap();

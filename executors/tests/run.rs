@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 /// A job whose record exists with `status`, and the config to run its executor.
 struct Prepared {
-    key: String,
+    key: cola_wire::JobKey,
     config: ExecutorConfig,
     job_dir: PathBuf,
     _dir: tempfile::TempDir,
@@ -29,7 +29,7 @@ async fn prepare(nats: &TestNats, job: &TestJob, status: Status) -> Prepared {
     if status.is_terminal() {
         record.finish(status, None, cola_wire::job::now());
     }
-    let key = names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let job_file = dir.path().join("job.json");

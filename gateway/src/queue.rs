@@ -3,7 +3,7 @@
 
 use async_nats::{HeaderMap, jetstream::object_store::ObjectStore};
 use cola_wire::{
-    Inputs, JobId, JobMessage, JobRecord, UserId,
+    Inputs, JobId, JobKey, JobMessage, JobRecord, UserId,
     input_object::{InputError, fetch_inputs, spill_inputs, store_inputs},
     names,
     nats::{JobStore, Topology},
@@ -35,7 +35,7 @@ pub async fn enqueue(
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
     quotas.admit(topology, user).await?;
-    let key = names::job_key(user, &id);
+    let key = JobKey::new(user, &id);
     let (record, mut message) = job.into_job(id, user, cola_wire::job::now());
     let mut payload = encode(&message);
     if message.work.inputs().is_none() && payload.len() > MAX_INLINE_MESSAGE_BYTES {
@@ -203,7 +203,7 @@ fn encode(message: &JobMessage) -> Vec<u8> {
 struct Undo<'a> {
     jobs: &'a JobStore,
     outputs: &'a ObjectStore,
-    key: &'a str,
+    key: &'a JobKey,
     input_object: Option<String>,
 }
 
@@ -222,12 +222,12 @@ impl Undo<'_> {
             match self.jobs.remove(self.key).await {
                 Ok(()) => break,
                 Err(error) if start.elapsed() < UNDO_PATIENCE => {
-                    tracing::warn!(%error, key = self.key, "cannot roll back the record of a job that was not queued yet; retrying");
+                    tracing::warn!(%error, key = %self.key, "cannot roll back the record of a job that was not queued yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 Err(error) => {
-                    tracing::error!(%error, key = self.key, "could not roll back the record of a job that was not queued");
+                    tracing::error!(%error, key = %self.key, "could not roll back the record of a job that was not queued");
                     break;
                 }
             }

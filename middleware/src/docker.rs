@@ -66,8 +66,8 @@ use bollard::{
     },
 };
 use cola_wire::{
-    ExecutorHandle, JobMessage, LanguageDef, Limits, Reason, RunReport, Status, Timings,
-    frame::{self, Outcome},
+    ExecutorHandle, JobKey, JobMessage, LanguageDef, Limits, Reason, RunReport, Status, Timings,
+    frame::{self, ExecutorReport},
     language, languages, names,
     nats::{JobStore, Topology},
 };
@@ -694,7 +694,7 @@ impl Backend for DockerBackend {
         &self,
         job: &JobMessage,
         handle: &ExecutorHandle,
-    ) -> Result<Option<Outcome>, BackendError> {
+    ) -> Result<Option<ExecutorReport>, BackendError> {
         let Some(name) = self.container(handle) else {
             return Ok(None);
         };
@@ -716,7 +716,7 @@ impl Backend for DockerBackend {
         };
         match frame {
             Ok(outcome) => Ok(Some(with_oom(outcome, oom_killed))),
-            Err(_) if oom_killed => Ok(Some(Outcome {
+            Err(_) if oom_killed => Ok(Some(ExecutorReport {
                 report: out_of_memory(&job.limits),
                 zip: None,
             })),
@@ -784,11 +784,11 @@ impl DockerBackend {
             let key = labels
                 .get(LABEL_USER)
                 .zip(labels.get(LABEL_JOB_ID))
-                .and_then(|(user, id)| names::parse_job_key(&format!("{user}.{id}")));
+                .and_then(|(user, id)| JobKey::parse(&format!("{user}.{id}")));
             let orphan = match key {
                 // Not a job's container (e.g. a --versions probe): never needed later.
                 None => true,
-                Some((user, id)) => match jobs.get(&names::job_key(&user, &id)).await {
+                Some(key) => match jobs.get(&key).await {
                     Ok(Some((record, _))) => record.status.is_terminal(),
                     Ok(None) => true,
                     Err(e) => {
@@ -857,7 +857,7 @@ fn log_max_mb() -> u64 {
 }
 
 /// A failed job in a container that was killed for memory says so.
-fn with_oom(mut outcome: Outcome, oom_killed: bool) -> Outcome {
+fn with_oom(mut outcome: ExecutorReport, oom_killed: bool) -> ExecutorReport {
     let report = &mut outcome.report;
     if oom_killed && report.status == Status::Failed && report.reason == Some(Reason::RuntimeError)
     {
@@ -1014,7 +1014,7 @@ mod tests {
     #[test]
     fn a_failure_in_a_container_killed_for_memory_is_a_memory_limit() {
         let limits = lang("c").default_limits;
-        let failed = Outcome {
+        let failed = ExecutorReport {
             report: RunReport {
                 reason: Some(Reason::RuntimeError),
                 signal: Some(9),
@@ -1026,7 +1026,7 @@ mod tests {
         assert_eq!(judged.report.reason, Some(Reason::MemoryLimit));
         assert_eq!(judged.zip, failed.zip);
         assert_eq!(with_oom(failed.clone(), false), failed);
-        let compile_error = Outcome {
+        let compile_error = ExecutorReport {
             report: RunReport {
                 reason: Some(Reason::CompileError),
                 ..failed.report.clone()

@@ -5,11 +5,11 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
 use cola_wire::{
-    Ending, ExecutorHandle, JobMessage, JobRecord, Reason, Status, Work,
-    frame::Outcome,
+    Ending, ExecutorHandle, JobKey, JobMessage, JobRecord, Reason, Status, Work,
+    frame::ExecutorReport,
     input_object::inputs_of,
     job::{DEADLINE_SLACK, millis_between, now},
-    language, names,
+    language,
     nats::{JobStore, NatsError, Reported, Topology, Transition, report_outcome},
 };
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,7 @@ pub(crate) enum Disposition {
 
 /// Handles one delivered message, decoded as `job` of `kind` (see [`Kind::of`]), to the end.
 pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
-    let key = names::job_key(&job.user, &job.id);
+    let key = JobKey::new(&job.user, &job.id);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     let driven = match kind {
@@ -109,7 +109,7 @@ async fn drive(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
 ) -> Result<Disposition, NatsError> {
     let Some((record, revision)) = ctx.jobs.get(key).await? else {
         tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
@@ -203,7 +203,7 @@ async fn unrecorded_executor(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     record: JobRecord,
     revision: u64,
 ) -> Result<Result<(JobRecord, u64), Disposition>, NatsError> {
@@ -265,7 +265,7 @@ async fn unrecorded_executor(
 async fn start(
     ctx: &Context,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     record: JobRecord,
     revision: u64,
 ) -> Result<Result<ExecutorHandle, Disposition>, NatsError> {
@@ -360,7 +360,7 @@ async fn watch(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     handle: &ExecutorHandle,
     started: Started,
     cancel: &CancelGuard,
@@ -437,7 +437,7 @@ async fn inline_inputs(
 async fn report(
     ctx: &Context,
     job: &JobMessage,
-    outcome: Outcome,
+    outcome: ExecutorReport,
     until: tokio::time::Instant,
 ) -> Result<Reported, NatsError> {
     let reported = report_outcome(
@@ -468,7 +468,7 @@ async fn report(
     Ok(reported)
 }
 
-async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {
+async fn internal_error(ctx: &Context, key: &JobKey, detail: String) -> Result<(), NatsError> {
     let ending = Ending::failed(Reason::InternalError, detail);
     ctx.jobs.end(key, &ending).await.map(drop)
 }

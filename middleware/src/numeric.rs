@@ -48,11 +48,11 @@ use std::{
 use async_nats::jetstream::{self, Message, object_store::ObjectStore};
 pub use cola_numeric::job::{MAX_RECORD_RESULT_BYTES, Solved, solve, zip_files};
 use cola_numeric::{
-    Budget, Outcome, StopFlag,
+    Budget, Convergence, StopFlag,
     job::{invalid, render, solve_unless_stopped},
 };
 use cola_wire::{
-    Ending, JobMessage, JobRecord, Limits, Reason, Status,
+    Ending, JobKey, JobMessage, JobRecord, Limits, Reason, Status,
     job::millis_between,
     job::now,
     language, names,
@@ -134,7 +134,7 @@ pub(crate) async fn drive(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
 ) -> Result<Disposition, NatsError> {
     let received = Instant::now();
     let budget = budget_limit(&job.limits);
@@ -223,7 +223,7 @@ async fn record_and_solve(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     budget: Duration,
     first_delivery: bool,
 ) -> Result<Result<(JobRecord, u64, Solving<Solved>), Disposition>, NatsError> {
@@ -325,7 +325,7 @@ async fn follow_slow_solve(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     solving: &mut Solving<Solved>,
     (record, revision): (&mut JobRecord, &mut u64),
 ) -> Result<Followed, NatsError> {
@@ -372,7 +372,7 @@ async fn follow_slow_solve(
 async fn over(
     ctx: &Context,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     interruption: Interruption,
 ) -> Result<Followed, NatsError> {
     let ending = match interruption {
@@ -467,7 +467,7 @@ pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
     let inline = budget.min(INLINE_BUDGET);
     let solution = cola_numeric::solve(&problem, &Budget::until(started + inline));
     let cells = solution.table.rows.len() * solution.table.header.len().max(1);
-    if (solution.outcome == Outcome::OutOfTime && budget > inline) || cells > INLINE_RENDER_CELLS {
+    if (solution.outcome == Convergence::OutOfTime && budget > inline) || cells > INLINE_RENDER_CELLS {
         return None;
     }
     Some(render(statement, &solution, budget, started.elapsed()))

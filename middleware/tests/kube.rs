@@ -11,8 +11,8 @@ use cola_middleware::{
 };
 use cola_testkit::TestNats;
 use cola_wire::{
-    ExecutorHandle, InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Reason, Status,
-    UserId, Work,
+    ExecutorHandle, InputFile, Inputs, JobId, JobKey, JobMessage, JobRecord, Language, Reason,
+    Status, UserId, Work,
     input_object::{fetch_inputs, store_inputs},
     language, names,
     nats::{Topology, TopologyConfig},
@@ -236,8 +236,8 @@ fn handle_of(job: &JobMessage) -> ExecutorHandle {
 }
 
 /// Creates the job's record, moved to running as the middleware does before launching.
-async fn running_record(topology: &Topology, job: &JobMessage) -> String {
-    let key = names::job_key(&job.user, &job.id);
+async fn running_record(topology: &Topology, job: &JobMessage) -> JobKey {
+    let key = cola_wire::JobKey::new(&job.user, &job.id);
     topology
         .jobs
         .create(&key, &JobRecord::queued(job, vec![], 0))
@@ -254,7 +254,7 @@ async fn running_record(topology: &Topology, job: &JobMessage) -> String {
     key
 }
 
-async fn record(topology: &Topology, key: &str) -> JobRecord {
+async fn record(topology: &Topology, key: &JobKey) -> JobRecord {
     topology.jobs.get(key).await.unwrap().expect("record").0
 }
 
@@ -317,7 +317,7 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(labels["cola/language"], "c");
     assert_eq!(labels["cola/user-hash"], kb::user_hash(&job.user));
     assert_ne!(labels["cola/user-hash"], job.user.as_str());
-    assert_eq!(pod["metadata"]["annotations"]["cola/job-key"], key);
+    assert_eq!(pod["metadata"]["annotations"]["cola/job-key"], key.as_str());
     let spec = &pod["spec"];
     assert_eq!(spec["restartPolicy"], "Never");
     // compile 30 s + run 5 s + 20 s slack + 120 s to start
@@ -877,8 +877,8 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
 }
 
 /// Creates the record and publishes the message, as the gateway does.
-async fn submit(nats: &TestNats, job: &JobMessage) -> String {
-    let key = names::job_key(&job.user, &job.id);
+async fn submit(nats: &TestNats, job: &JobMessage) -> JobKey {
+    let key = cola_wire::JobKey::new(&job.user, &job.id);
     nats.topology
         .jobs
         .create(&key, &JobRecord::queued(job, vec![], 0))
@@ -900,7 +900,7 @@ async fn submit(nats: &TestNats, job: &JobMessage) -> String {
     key
 }
 
-async fn wait_terminal(topology: &Topology, key: &str) -> JobRecord {
+async fn wait_terminal(topology: &Topology, key: &JobKey) -> JobRecord {
     let until = tokio::time::Instant::now() + CALL_TIMEOUT;
     loop {
         let r = record(topology, key).await;

@@ -12,7 +12,7 @@ use crate::error::ProblemError;
 use crate::expr::Expression;
 use crate::iteration::{Step, iterate};
 use crate::method::Method;
-use crate::solution::{Outcome, Solution};
+use crate::solution::{Convergence, Solution};
 use crate::svg::{Plot, Scale, Series, Style};
 use crate::table::{TableBuilder, format_number as num};
 use crate::validation::{Params, finite_at};
@@ -168,17 +168,17 @@ fn composite(problem: &IntegralProblem, n: u64, budget: &Budget) -> Solution {
     let mut table = TableBuilder::new(["i", "x", "f_x", "weight"]);
     let mut nodes = Vec::new();
     let (mut fine, mut coarse) = (0.0, 0.0);
-    let mut outcome = Outcome::Converged;
+    let mut outcome = Convergence::Converged;
     for i in 0..=n {
         if i % BUDGET_CHECK_EVERY == 0 && budget.is_exhausted() {
-            outcome = Outcome::OutOfTime;
+            outcome = Convergence::OutOfTime;
             break;
         }
         let x = if i == n { b } else { a + i as f64 * h };
         let fx = match value(f, x) {
             Ok(fx) => fx,
             Err(message) => {
-                outcome = Outcome::EvaluationError { message };
+                outcome = Convergence::EvaluationError { message };
                 break;
             }
         };
@@ -301,9 +301,9 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
     let mut table = TableBuilder::new(["i", "node", "weight", "f_node"]);
     let mut nodes = Vec::with_capacity(points);
     let mut sum = 0.0;
-    let mut outcome = Outcome::Converged;
+    let mut outcome = Convergence::Converged;
     if budget.is_exhausted() {
-        outcome = Outcome::OutOfTime;
+        outcome = Convergence::OutOfTime;
     } else {
         for (i, (node, weight)) in gauss_legendre_rule(points).into_iter().enumerate() {
             let (x, w) = (middle + half * node, half * weight);
@@ -314,7 +314,7 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
                     nodes.push((x, fx));
                 }
                 Err(message) => {
-                    outcome = Outcome::EvaluationError { message };
+                    outcome = Convergence::EvaluationError { message };
                     break;
                 }
             }
@@ -336,7 +336,7 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
 
 /// What a rule computed, for [`finish`].
 struct Quadrature {
-    outcome: Outcome,
+    outcome: Convergence,
     result: serde_json::Value,
     value: f64,
     iterations: Option<u64>,

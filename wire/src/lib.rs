@@ -24,6 +24,7 @@ pub use job::{
 };
 pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
+pub use names::JobKey;
 
 #[cfg(feature = "nats")]
 pub mod frame;

@@ -10,7 +10,9 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
-use crate::{Ending, JobId, JobRecord, RunReport, Status, UserId, names, usage::UsageStore};
+use crate::{
+    Ending, JobId, JobKey, JobRecord, RunReport, Status, UserId, names, usage::UsageStore,
+};
 
 /// A failure talking to NATS, with the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -291,10 +293,10 @@ pub enum Transition {
 
 impl JobStore {
     /// The record under `key` with its revision.
-    pub async fn get(&self, key: &str) -> Result<Option<(JobRecord, u64)>, NatsError> {
+    pub async fn get(&self, key: &JobKey) -> Result<Option<(JobRecord, u64)>, NatsError> {
         let Some(entry) = self
             .kv
-            .entry(key)
+            .entry(key.as_str())
             .await
             .map_err(|e| NatsError::nats("read job record", e))?
         else {
@@ -303,22 +305,22 @@ impl JobStore {
         if !matches!(entry.operation, kv::Operation::Put) {
             return Ok(None);
         }
-        let record = decode(key, &entry.value)?;
+        let record = decode(key.as_str(), &entry.value)?;
         Ok(Some((record, entry.revision)))
     }
 
     /// Stores a new record; fails if the key exists.
-    pub async fn create(&self, key: &str, record: &JobRecord) -> Result<u64, NatsError> {
+    pub async fn create(&self, key: &JobKey, record: &JobRecord) -> Result<u64, NatsError> {
         self.kv
-            .create(key, encode(record))
+            .create(key.as_str(), encode(record))
             .await
             .map_err(|e| NatsError::nats("create job record", e))
     }
 
     /// Removes a record (used only to roll back a job that could not be queued).
-    pub async fn remove(&self, key: &str) -> Result<(), NatsError> {
+    pub async fn remove(&self, key: &JobKey) -> Result<(), NatsError> {
         self.kv
-            .purge(key)
+            .purge(key.as_str())
             .await
             .map_err(|e| NatsError::nats("remove job record", e))
     }
@@ -328,7 +330,7 @@ impl JobStore {
     /// record as it is. A terminal record is never passed to `change`: it never changes again.
     pub async fn transition(
         &self,
-        key: &str,
+        key: &JobKey,
         mut change: impl FnMut(&mut JobRecord) -> bool,
     ) -> Result<Transition, NatsError> {
         loop {
@@ -338,7 +340,11 @@ impl JobStore {
             if record.status.is_terminal() || !change(&mut record) {
                 return Ok(Transition::Unchanged(record, revision));
             }
-            match self.kv.update(key, encode(&record), revision).await {
+            match self
+                .kv
+                .update(key.as_str(), encode(&record), revision)
+                .await
+            {
                 Ok(revision) => return Ok(Transition::Changed(record, revision)),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(NatsError::nats("update job record", e)),
@@ -348,7 +354,7 @@ impl JobStore {
 
     /// Ends the job under `key` as `ending` says, unless it has ended already (a terminal
     /// record never changes again).
-    pub async fn end(&self, key: &str, ending: &Ending) -> Result<Transition, NatsError> {
+    pub async fn end(&self, key: &JobKey, ending: &Ending) -> Result<Transition, NatsError> {
         self.transition(key, |r| {
             r.end(ending, crate::job::now());
             true
@@ -360,7 +366,7 @@ impl JobStore {
     /// [`transition_from`](Self::transition_from)).
     pub async fn end_from(
         &self,
-        key: &str,
+        key: &JobKey,
         record: JobRecord,
         revision: u64,
         ending: &Ending,
@@ -377,7 +383,7 @@ impl JobStore {
     /// `transition` does, from a fresh read.
     pub async fn transition_from(
         &self,
-        key: &str,
+        key: &JobKey,
         mut record: JobRecord,
         revision: u64,
         mut change: impl FnMut(&mut JobRecord) -> bool,
@@ -385,7 +391,11 @@ impl JobStore {
         if record.status.is_terminal() || !change(&mut record) {
             return Ok(Transition::Unchanged(record, revision));
         }
-        match self.kv.update(key, encode(&record), revision).await {
+        match self
+            .kv
+            .update(key.as_str(), encode(&record), revision)
+            .await
+        {
             Ok(revision) => Ok(Transition::Changed(record, revision)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 self.transition(key, change).await
@@ -495,7 +505,7 @@ pub async fn report_outcome(
     zip: Option<&[u8]>,
     until: tokio::time::Instant,
 ) -> Result<Reported, NatsError> {
-    let key = names::job_key(user, id);
+    let key = JobKey::new(user, id);
     report.output_object = None;
     if let Some(zip) = zip {
         let name = names::output_object(user, id);

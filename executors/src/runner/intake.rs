@@ -6,8 +6,8 @@ use std::{collections::HashSet, io::Read, path::PathBuf};
 
 use async_nats::jetstream;
 use cola_wire::{
-    InputFile, Inputs, JobMessage, JobRecord, LanguageDef, Work, input_object::NOT_A_PROGRAM,
-    names, nats::Topology,
+    InputFile, Inputs, JobKey, JobMessage, JobRecord, LanguageDef, Work,
+    input_object::NOT_A_PROGRAM, nats::Topology,
 };
 
 use crate::error::{ExecutorError, IoContext};
@@ -92,7 +92,7 @@ pub(super) async fn check_record(
         Some(topology) => topology,
         None => connect(url).await?,
     };
-    let key = names::job_key(&job.user, &job.id);
+    let key = JobKey::new(&job.user, &job.id);
     match topology.jobs.get(&key).await? {
         None => Err(ExecutorError::NoRecord(key)),
         Some((record, _)) => Ok((topology, record.status.is_terminal().then_some(record))),

@@ -25,7 +25,7 @@ pub(crate) mod toolchain;
 use std::path::{Path, PathBuf};
 
 use cola_wire::{
-    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::Outcome, input_object::inputs_of,
+    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::ExecutorReport, input_object::inputs_of,
     language, nats::Topology,
 };
 use tracing::Instrument;
@@ -185,7 +185,7 @@ pub async fn run_offline(
     job_dir: &Path,
     sandbox: &SandboxConfig,
     before_run: Option<RunGate>,
-) -> Result<Outcome, ExecutorError> {
+) -> Result<ExecutorReport, ExecutorError> {
     prepare(sandbox)?;
     // Memory in a container is the job's: the message goes once read, its inputs are moved.
     let mut job = intake::decode(&message)?;
@@ -195,7 +195,7 @@ pub async fn run_offline(
         let inputs = intake::inline_inputs(&mut job);
         let ran = run_job(&job, inputs, job_dir, sandbox, None, before_run).await;
         let (report, zip) = or_internal_error(&job.limits, ran);
-        Ok(Outcome { report, zip })
+        Ok(ExecutorReport { report, zip })
     }
     .instrument(span)
     .await

@@ -221,7 +221,7 @@ async fn a_numeric_job_is_queued_on_its_subject_with_its_problem() {
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&alice.user, &id))
+        .get(&cola_wire::JobKey::new(&alice.user, &id))
         .await
         .unwrap()
         .unwrap();

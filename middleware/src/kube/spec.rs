@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cola_wire::{JobMessage, LanguageDef, language, languages::Runtime, names};
+use cola_wire::{JobKey, JobMessage, LanguageDef, language, languages::Runtime};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
@@ -65,7 +65,7 @@ fn metadata(config: &KubeBackendConfig, job: &JobMessage) -> ObjectMeta {
         labels: Some(labels_of(job)),
         annotations: Some(BTreeMap::from([(
             ANNOTATION_JOB_KEY.to_owned(),
-            names::job_key(&job.user, &job.id),
+            JobKey::new(&job.user, &job.id).to_string(),
         )])),
         ..Default::default()
     }
