@@ -18,7 +18,9 @@ use crate::{
     events::JobEvents,
     extract::BodyLimit,
     oidc,
-    pages::{prelogin::PreLoginCookies, site::PublicSite, streams::LiveStreams},
+    prelogin::PreLoginCookies,
+    public_site::PublicSite,
+    streams::LiveStreams,
     session::NatsSessionStore,
 };
 

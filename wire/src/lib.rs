@@ -35,4 +35,6 @@ pub mod input_zip;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "nats")]
+pub mod nats_error;
+#[cfg(feature = "nats")]
 pub mod usage;

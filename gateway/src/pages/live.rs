@@ -27,7 +27,8 @@ use tower_sessions::{Session, SessionStore as _, session::Id};
 use crate::{
     events::{JobEvent, UserEvents},
     jobs::{DEFAULT_PAGE_SIZE, recent},
-    pages::{streams::StreamGuard, view::JobRow},
+    pages::view::JobRow,
+    streams::StreamGuard,
     session::{LOGIN_KEY, Login},
     state::AppState,
 };
