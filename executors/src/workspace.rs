@@ -1,7 +1,7 @@
 //! A job's directories on the host, inside the private job directory the backend made:
 //!
 //! ```text
-//! <job_dir>/fs/        the job's disk allowance (a tmpfs of its own, see [`crate::disk`])
+//! <job_dir>/fs/        the job's disk allowance (a tmpfs of its own, see [`crate::sandbox::disk`])
 //! <job_dir>/fs/work/   the sandbox's /work, owned by the sandbox user: sources, out/, binaries
 //! <job_dir>/fs/tmp/    the sandbox's /tmp, owned by the sandbox user
 //! <job_dir>/logs/      the executor's (0700): stdin, stdout, stderr, compile output
@@ -19,11 +19,11 @@
 
 use std::{
     ffi::OsStr,
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::{self, DirBuilder, File},
     io::{self, Write},
     os::{
         fd::OwnedFd,
-        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+        unix::fs::{DirBuilderExt, PermissionsExt},
     },
     path::{Path, PathBuf},
 };
@@ -36,9 +36,11 @@ use nix::{
 };
 
 use crate::{
-    disk::{self, Allowance},
     error::{ExecutorError, IoContext},
-    sandbox::WritableDirs,
+    sandbox::{
+        WritableDirs, create_file,
+        disk::{self, Allowance},
+    },
 };
 
 /// The directory `out/` inside the work directory: what the program leaves there is zipped.
@@ -85,7 +87,7 @@ pub struct Workspace {
 impl Workspace {
     /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on a disk
     /// allowance of `disk_bytes` when given. Call it on the thread that runs the job: the
-    /// allowance is mounted for that thread only (see [`crate::disk`]).
+    /// allowance is mounted for that thread only (see [`crate::sandbox::disk`]).
     pub fn create(
         job_dir: &Path,
         owner: Option<(u32, u32)>,
@@ -256,17 +258,6 @@ fn remove_dirs(dirs: &[&Path]) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
         }
     }
-}
-
-/// Creates a new file at `path` for writing: never one that exists, never through a link.
-pub(crate) fn create_file(path: &Path, mode: u32) -> Result<File, ExecutorError> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .context(|| format!("creating {}", path.display()))
 }
 
 /// The directory the executor just made at `path`.

@@ -72,9 +72,9 @@ use crate::{
     auth::{Authenticators, BearerTokens},
     prelogin::PreLoginCookies,
     public_site::PublicSite,
-    streams::LiveStreams,
     session::NatsSessionStore,
     state::{AppState, Shared, WebSettings},
+    streams::LiveStreams,
 };
 
 /// Runs the gateway on `config.listen` until `shutdown` is cancelled.

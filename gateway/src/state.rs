@@ -13,15 +13,9 @@ use tower_sessions::{
 };
 
 use crate::{
-    GatewayConfig,
-    auth::Authenticators,
-    events::JobEvents,
-    extract::BodyLimit,
-    oidc,
-    prelogin::PreLoginCookies,
-    public_site::PublicSite,
+    GatewayConfig, auth::Authenticators, events::JobEvents, extract::BodyLimit, oidc,
+    prelogin::PreLoginCookies, public_site::PublicSite, session::NatsSessionStore,
     streams::LiveStreams,
-    session::NatsSessionStore,
 };
 
 /// What every handler can reach. Cheap to clone.

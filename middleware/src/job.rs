@@ -1,111 +1,26 @@
-//! One job message, from delivery to ack: start or adopt its executor, watch it, enforce the
+//! A program job, from delivery to ack: start or adopt its executor, watch it, enforce the
 //! deadline, act on cancel requests, record the outcome, and only then acknowledge.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
 use cola_wire::{
     Ending, ExecutorHandle, JobKey, JobMessage, JobRecord, Reason, Status, Work,
     frame::ExecutorReport,
     input_object::inputs_of,
     job::{DEADLINE_SLACK, millis_between, now},
     language,
-    nats::{JobStore, NatsError, Reported, Topology, Transition, report_outcome},
+    nats::{NatsError, Reported, Transition, report_outcome},
 };
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{
-    backend::Backend,
-    cancels::{CancelBoard, CancelGuard},
-    scheduler::Kind,
+    cancels::CancelGuard,
+    context::{Context, Disposition},
     supervise::{Interruption, keeping_alive, supervise},
 };
 
-/// What every job task shares.
-pub struct Context {
-    pub jobs: JobStore,
-    /// The buckets, for backends whose outcomes the middleware reports (see [`report`]).
-    pub topology: Topology,
-    pub backend: Arc<dyn Backend>,
-    pub cancels: CancelBoard,
-    /// Cancelled when the middleware stops; running jobs then have `grace` to end.
-    pub shutdown: CancellationToken,
-    pub grace: Duration,
-    /// How often a running job's message is marked in progress (well inside the ack wait).
-    pub progress_every: Duration,
-    /// The numeric runtime: its jobs never reach the backend.
-    pub numeric: crate::numeric::Numeric,
-    /// What the numeric runtime stored, not yet counted against its users' storage.
-    pub stored: cola_wire::usage::Tally,
-}
-
-/// How a job task ended with its message.
-pub(crate) enum Disposition {
-    /// The job is terminal (or can never run): acknowledge.
-    Ack,
-    /// The job is terminal: acknowledge without waiting for the server's confirmation (if the
-    /// ack is lost, the redelivered message finds the record terminal and is acked then).
-    AckNoWait,
-    /// The message cannot be decoded: never deliver it again.
-    Terminate,
-    /// The middleware is stopping with the job unfinished: leave it for redelivery.
-    Leave,
-}
-
-/// Handles one delivered message, decoded as `job` of `kind` (see [`Kind::of`]), to the end.
-pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
-    let key = JobKey::new(&job.user, &job.id);
-    let span =
-        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
-    let driven = match kind {
-        Kind::Numeric => {
-            crate::numeric::drive(&ctx, &msg, &job, &key)
-                .instrument(span)
-                .await
-        }
-        Kind::Program => drive(&ctx, &msg, &job, &key).instrument(span).await,
-    };
-    let disposition = match driven {
-        Ok(d) => d,
-        Err(e) => {
-            // NATS trouble: leave the message; it comes back after the ack wait.
-            tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
-            Disposition::Leave
-        }
-    };
-    settle(&msg, disposition).await;
-}
-
-/// A message that is not a job message: it can never run, so it is never delivered again.
-pub async fn terminate_undecodable(msg: Message, error: serde_json::Error) {
-    tracing::error!(subject = %msg.subject, %error, "undecodable job message; terminating it");
-    settle(&msg, Disposition::Terminate).await;
-}
-
-/// A message whose job was not started because the middleware is stopping: back to the
-/// stream at once, for another replica.
-pub async fn give_back(msg: Message) {
-    settle(&msg, Disposition::Leave).await;
-}
-
-/// Tells the stream what became of `msg`.
-async fn settle(msg: &Message, disposition: Disposition) {
-    let acked = match disposition {
-        Disposition::Ack => msg.double_ack().await,
-        Disposition::AckNoWait => msg.ack().await,
-        Disposition::Terminate => msg.ack_with(AckKind::Term).await,
-        Disposition::Leave => {
-            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await
-        }
-    };
-    if let Err(e) = acked {
-        tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");
-    }
-}
-
-async fn drive(
+/// Runs one program job to its end (see the module's documentation).
+pub(crate) async fn drive(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,

@@ -35,7 +35,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn of(job: &JobMessage) -> Self {
-        if crate::numeric::is_numeric_job(job) {
+        if cola_wire::language(&job.language).is_some_and(|def| def.is_numeric()) {
             Self::Numeric
         } else {
             Self::Program

@@ -518,7 +518,13 @@ fn adaptive_steps(
         .and_then(|()| initial_step(problem, tol, &slope));
     let mut h = match first {
         Ok(h) => h,
-        Err(message) => return (Convergence::EvaluationError { message }, trajectory, warnings),
+        Err(message) => {
+            return (
+                Convergence::EvaluationError { message },
+                trajectory,
+                warnings,
+            );
+        }
     };
     let outcome = loop {
         if t >= problem.t_end {

@@ -290,7 +290,9 @@ fn values_that_stop_being_finite_are_evaluation_errors() {
     let blow_up =
         run(json!({"method": "rk4", "f": "y^2", "t0": 0, "y0": 1, "t_end": 2, "h": 0.01}));
     match &blow_up.outcome {
-        Convergence::EvaluationError { message } => assert!(message.contains("at t = "), "{message}"),
+        Convergence::EvaluationError { message } => {
+            assert!(message.contains("at t = "), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(

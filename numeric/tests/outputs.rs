@@ -1,7 +1,7 @@
 //! The files of the job's zip: result.json, table.csv (with each method's header) and a
 //! well-formed plot.svg, whatever the outcome.
 
-use cola_numeric::{Budget, Method, Convergence, Solution, example, methods, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, Method, Solution, example, methods, parse_problem, solve};
 use serde_json::{Value, json};
 
 fn solved(statement: &Value) -> Solution {

@@ -11,8 +11,8 @@
 //! - `report`: its zip stored and its record ended;
 //! - `toolchain`: each language's environment, in the sandbox and on the host.
 //!
-//! They depend on each other in one direction only: `standby` → `steps` → `intake`, `report`,
-//! `toolchain`. This module drives them, and none of them uses it.
+//! They depend on each other in one direction only: `standby` → `steps` → `intake`, `report`
+//! (and the crate's `toolchain`). This module drives them, and none of them uses it.
 
 mod intake;
 mod report;
@@ -20,20 +20,18 @@ mod standby;
 mod steps;
 #[cfg(test)]
 mod test_support;
-pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
 
 use cola_wire::{
-    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::ExecutorReport, input_object::inputs_of,
-    language, nats::Topology,
+    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::ExecutorReport,
+    input_object::inputs_of, language, nats::Topology,
 };
 use tracing::Instrument;
 
 pub use self::{
     intake::{JobSource, read_job, read_job_bytes},
     steps::{Execution, RunGate},
-    toolchain::toolchain_versions,
 };
 use self::{
     intake::{check_record, check_runnable},

@@ -16,7 +16,6 @@ use cola_wire::{
 use super::{
     intake::{check_files, check_runnable},
     report::invalid_input,
-    toolchain::language_env,
 };
 use crate::{
     error::{ExecutorError, IoContext},
@@ -26,6 +25,7 @@ use crate::{
         Output, ReadOnlyBind, Sandbox, SandboxConfig, SandboxKind, SandboxPlan, SandboxUser, Step,
         StepOutcome, Verdict, system, verdict,
     },
+    toolchain::language_env,
     workspace::{Log, Workspace},
 };
 
@@ -83,7 +83,7 @@ impl JobRun {
 
 /// [`execute_blocking`] on a thread of its own, whose run step waits for its gate if there is
 /// one. A thread per job, never a pooled one: the job's disk allowance is mounted for that
-/// thread only (see [`crate::disk`]).
+/// thread only (see [`crate::sandbox::disk`]).
 pub(super) fn spawn_execute(
     run: JobRun,
     job_dir: &Path,
@@ -228,7 +228,7 @@ pub(super) fn start_sandbox(
     )
 }
 
-/// The disk allowance of a job with `limits` (see [`crate::disk`]): in bubblewrap, when the
+/// The disk allowance of a job with `limits` (see [`crate::sandbox::disk`]): in bubblewrap, when the
 /// executor runs as root (which may mount); a container has its own size-capped `/work`.
 pub(super) fn disk_allowance(config: &SandboxConfig, limits: &Limits) -> Option<u64> {
     (config.kind == SandboxKind::Bubblewrap && nix::unistd::geteuid().is_root())

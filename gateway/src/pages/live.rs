@@ -28,9 +28,9 @@ use crate::{
     events::{JobEvent, UserEvents},
     jobs::{DEFAULT_PAGE_SIZE, recent},
     pages::view::JobRow,
-    streams::StreamGuard,
     session::{LOGIN_KEY, Login},
     state::AppState,
+    streams::StreamGuard,
 };
 
 /// How long a browser waits before reconnecting.

@@ -9,7 +9,6 @@
 //! browser adds on its own, so another name gains nothing there (and in-cluster clients may
 //! call the gateway by its service name).
 
-
 use axum::{
     extract::{Request, State},
     http::{HeaderMap, Method, StatusCode, header},

@@ -20,7 +20,7 @@ use std::{
     ptr,
 };
 
-use crate::sandbox::{c_path, check, private_mount_namespace};
+use super::{c_path, check, private_mount_namespace};
 
 /// Files (and directories) a job may have on its allowance at once: also what walking them
 /// after a step may cost.
