@@ -71,14 +71,7 @@ impl IntegralProblem {
 pub(crate) fn parse(params: &Params) -> Result<IntegralProblem, ProblemError> {
     let method = params.method;
     let f = params.expression("f", X)?;
-    let a = params.number("a")?;
-    let b = params.number("b")?;
-    if a >= b {
-        return Err(ProblemError::new(
-            "b",
-            format!("b must be greater than a (a = {}, b = {})", num(a), num(b)),
-        ));
-    }
+    let (a, b) = params.interval()?;
     let rule = match method {
         Method::Trapezoid => Rule::Composite {
             n: params.integer("n", 1..=MAX_SUBINTERVALS)?,
@@ -242,11 +235,10 @@ fn romberg(problem: &IntegralProblem, tol: f64, max_iter: u64, budget: &Budget) 
         previous = row;
         last_error = Some(error);
         let met = error <= tol.max(8.0 * f64::EPSILON * estimate.abs());
-        Ok(if met && k >= MIN_ROMBERG_LEVELS.min(max_iter) {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(
+            error,
+            met && k >= MIN_ROMBERG_LEVELS.min(max_iter),
+        ))
     });
     let value = *previous.last().expect("the tableau row is never empty");
     let mut result = json!({ "value": value });

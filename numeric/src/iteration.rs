@@ -22,6 +22,17 @@ pub(crate) enum Step {
     OutOfTime,
 }
 
+impl Step {
+    /// The step after an iteration whose error measure is `error`: converged when `met`.
+    pub(crate) fn after(error: f64, met: bool) -> Self {
+        if met {
+            Self::Converged { error }
+        } else {
+            Self::Continue { error }
+        }
+    }
+}
+
 /// How an iteration loop ended.
 pub(crate) struct Iterated {
     pub outcome: Convergence,

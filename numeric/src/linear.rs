@@ -383,11 +383,7 @@ fn iterative(
         row.extend_from_slice(&x);
         row.push(error);
         table.push(row);
-        Ok(if error <= tol {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(error, error <= tol))
     });
     let table = table.finish();
     let mut warnings = Vec::new();
