@@ -149,6 +149,9 @@ int main(void) {
     assert_eq!(line("environment"), "environment 3");
 }
 
+/// Writes 64 files of 512 KiB (each under the per-file limit) into `DIR` until one fails.
+const FILL_DISK: &str = "#include <stdio.h>\n#include <string.h>\nint main(void) { static char block[512 << 10]; memset(block, 'x', sizeof block); for (int i = 0; i < 64; i++) { char name[64]; snprintf(name, sizeof name, \"DIR/f%d\", i); FILE *f = fopen(name, \"w\"); if (!f || fwrite(block, 1, sizeof block, f) != sizeof block || fclose(f) != 0) return 1; } return 0; }\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_end_jobs_with_their_reason() {
     let stack = Stack::start_docker().await;
@@ -200,6 +203,22 @@ async fn limits_end_jobs_with_their_reason() {
             c_job(
                 "#include <stdio.h>\nint main(void) { for (;;) putchar('x'); }\n",
                 json!({ "output_kb": 64 }),
+            ),
+            "output_limit",
+        ),
+        (
+            "files past the disk allowance in the work area",
+            c_job(
+                FILL_DISK.replace("DIR", ".").as_str(),
+                json!({ "disk_mb": 16 }),
+            ),
+            "output_limit",
+        ),
+        (
+            "files past the disk allowance in /tmp",
+            c_job(
+                FILL_DISK.replace("DIR", "/tmp").as_str(),
+                json!({ "disk_mb": 16 }),
             ),
             "output_limit",
         ),
@@ -598,7 +617,7 @@ async fn the_run_step_is_held_to_its_own_memory_limit() {
     let token = stack.token("alice").await;
     let shared = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\nint main(void) { size_t size = (size_t)1 << 30; char *p = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); if (p == MAP_FAILED) return 1; memset(p, 1, size); puts(\"touched\"); return 0; }\n";
     // 200 files of 1000 KB (under the file size limit) in /tmp, as many in /work: each half
-    // fits its tmpfs, not the program's memory limit.
+    // fits its tmpfs (a disk allowance of 256 MB each), not the program's memory limit.
     let files = r#"#include <stdio.h>
 #include <string.h>
 static char block[1000 << 10];
@@ -616,7 +635,10 @@ int main(void) {
 "#;
     for (what, source) in [("shared memory", shared), ("tmpfs files", files)] {
         let view = stack
-            .run(&token, c_job(source, json!({ "memory_mb": 256 })))
+            .run(
+                &token,
+                c_job(source, json!({ "memory_mb": 256, "disk_mb": 256 })),
+            )
             .await;
         assert_eq!(
             (view["status"].as_str(), view["reason"].as_str()),

@@ -80,18 +80,33 @@ pub struct Workspace {
     logs_fd: OwnedFd,
     /// The sandbox user that owns `work/` and `tmp/`, when the executor is root.
     owner: Option<(u32, u32)>,
-    /// The tmpfs mounted at `fs/`, when the job has a disk allowance.
+    /// The tmpfs mounted at `fs/`, when the job has a disk allowance of its own.
     allowance: Option<Allowance>,
+    /// The file systems a container runtime made for the job alone (see
+    /// [`DiskAllowance::Container`]).
+    container_areas: Vec<PathBuf>,
+}
+
+/// How a job's files are held to its disk allowance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskAllowance {
+    /// A tmpfs of this many bytes, mounted by the executor for the job's thread.
+    Mount(u64),
+    /// File systems the container runtime made for the job alone, at its size (a container's
+    /// `/work` and `/tmp`): one of them full means the allowance is used up.
+    Container(Vec<PathBuf>),
+    /// None: the host's disk, under the per-file size limit only.
+    None,
 }
 
 impl Workspace {
-    /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on a disk
-    /// allowance of `disk_bytes` when given. Call it on the thread that runs the job: the
-    /// allowance is mounted for that thread only (see [`crate::sandbox::disk`]).
+    /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on `disk`.
+    /// Call it on the thread that runs the job: an allowance is mounted for that thread only
+    /// (see [`crate::sandbox::disk`]).
     pub fn create(
         job_dir: &Path,
         owner: Option<(u32, u32)>,
-        disk_bytes: Option<u64>,
+        disk: DiskAllowance,
     ) -> Result<Self, ExecutorError> {
         let meta = fs::symlink_metadata(job_dir)
             .context(|| format!("job directory {}", job_dir.display()))?;
@@ -106,9 +121,10 @@ impl Workspace {
         remove_dirs(&[&fs, &logs]);
         make_dir(&logs, 0o700)?;
         make_dir(&fs, 0o711)?;
-        let allowance = match disk_bytes {
-            Some(bytes) => mount_allowance(&fs, bytes)?,
-            None => None,
+        let (allowance, container_areas) = match disk {
+            DiskAllowance::Mount(bytes) => (mount_allowance(&fs, bytes)?, Vec::new()),
+            DiskAllowance::Container(areas) => (None, areas),
+            DiskAllowance::None => (None, Vec::new()),
         };
         let dirs = WritableDirs {
             work: fs.join("work"),
@@ -124,6 +140,7 @@ impl Workspace {
             logs,
             owner,
             allowance,
+            container_areas,
         };
         workspace.give_to_sandbox(&workspace.work_fd, &workspace.dirs.work)?;
         workspace.give_to_sandbox(open_dir(&workspace.dirs.tmp)?, &workspace.dirs.tmp)?;
@@ -161,7 +178,11 @@ impl Workspace {
             allowance_full: self
                 .allowance
                 .as_ref()
-                .is_some_and(|a| a.is_full().unwrap_or(false)),
+                .is_some_and(|a| a.is_full().unwrap_or(false))
+                || self
+                    .container_areas
+                    .iter()
+                    .any(|area| disk::is_full(area).unwrap_or(false)),
         }
     }
 
@@ -333,7 +354,7 @@ mod tests {
     #[test]
     fn files_land_in_work_and_everything_goes_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::create(dir.path(), None, None).unwrap();
+        let ws = Workspace::create(dir.path(), None, DiskAllowance::None).unwrap();
         ws.write_files(&[InputFile {
             name: "main.c".into(),
             content: "int main(){}".into(),
@@ -374,7 +395,7 @@ mod tests {
         fs::write(&secret, "host file").unwrap();
         let job = dir.path().join("job");
         fs::create_dir(&job).unwrap();
-        let ws = Workspace::create(&job, None, None).unwrap();
+        let ws = Workspace::create(&job, None, DiskAllowance::None).unwrap();
         fs::write(ws.log(Log::Compile), "compiled").unwrap();
         let read = |log| {
             let mut text = String::new();
@@ -409,7 +430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("job")).unwrap();
         assert!(matches!(
-            Workspace::create(&dir.path().join("job"), None, None),
+            Workspace::create(&dir.path().join("job"), None, DiskAllowance::None),
             Err(ExecutorError::Config(_))
         ));
     }

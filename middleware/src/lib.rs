@@ -25,6 +25,7 @@ pub mod process;
 pub mod scheduler;
 mod solver_pool;
 mod supervise;
+mod work_areas;
 
 use std::{sync::Arc, time::Duration};
 

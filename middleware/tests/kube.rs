@@ -353,10 +353,14 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(c["resources"]["limits"]["memory"], "2176Mi");
     assert_eq!(c["resources"]["requests"]["cpu"], "250m");
     assert_eq!(c["resources"]["limits"]["cpu"], "1000m");
-    assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "640Mi");
+    // Storage: the job's 64 MB disk allowance in /work (with 1 MiB of compiler output, 1 MiB
+    // of the program's and the message, rounded up, and 1 MiB) and in /tmp, and 64 MiB of logs.
+    assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "196Mi");
     let volumes = spec["volumes"].as_array().unwrap();
     assert_eq!(volumes[0]["name"], "work");
-    assert_eq!(volumes[0]["emptyDir"]["sizeLimit"], "512Mi");
+    assert_eq!(volumes[0]["emptyDir"]["sizeLimit"], "68Mi");
+    assert_eq!(volumes[1]["name"], "tmp");
+    assert_eq!(volumes[1]["emptyDir"]["sizeLimit"], "64Mi");
     assert_eq!(c["volumeMounts"][0]["mountPath"], "/work");
 
     // Watched to the end: a read, then a watch from its version.

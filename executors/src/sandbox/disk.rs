@@ -105,12 +105,17 @@ impl Allowance {
         Ok(())
     }
 
-    /// Whether the allowance is used up (less than two pages left).
+    /// Whether the allowance is used up (see [`is_full`]).
     pub fn is_full(&self) -> io::Result<bool> {
-        let stats = nix::sys::statvfs::statvfs(&self.root)?;
-        let free = stats.blocks_available() * stats.fragment_size();
-        Ok(free < 8192)
+        is_full(&self.root)
     }
+}
+
+/// Whether the file system at `path` is used up: less than two pages left.
+pub fn is_full(path: &Path) -> io::Result<bool> {
+    let stats = nix::sys::statvfs::statvfs(path)?;
+    let free = stats.blocks_available() * stats.fragment_size();
+    Ok(free < 8192)
 }
 
 impl Drop for Allowance {

@@ -27,8 +27,6 @@ pub struct DockerConfig {
     pub image_tag: String,
     /// The non-root uid and gid containers run as.
     pub user: (u32, u32),
-    /// Size of the work area `/work`, and of `/tmp`, in MiB each.
-    pub work_mb: u64,
     /// CPUs a job's container may use.
     pub cpus: f64,
 }
@@ -40,7 +38,6 @@ impl Default for DockerConfig {
             image_prefix: String::new(),
             image_tag: "latest".into(),
             user: (10001, 10001),
-            work_mb: 256,
             cpus: 1.0,
         }
     }
@@ -51,11 +48,6 @@ impl DockerConfig {
         if self.user.0 == 0 || self.user.1 == 0 {
             return Err(config_error(
                 "containers must not run as root (uid or gid 0)".into(),
-            ));
-        }
-        if !(1..=65_536).contains(&self.work_mb) {
-            return Err(config_error(
-                "the work area must be between 1 and 65536 MiB".into(),
             ));
         }
         if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 1024.0) {
@@ -86,10 +78,6 @@ mod tests {
         for bad in [
             DockerConfig {
                 user: (0, 10001),
-                ..DockerConfig::default()
-            },
-            DockerConfig {
-                work_mb: 0,
                 ..DockerConfig::default()
             },
             DockerConfig {

@@ -8,8 +8,9 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use cola_wire::{JobMessage, LanguageDef, Limits, frame};
 
 use super::DockerBackend;
+use crate::work_areas::WorkAreas;
 
-/// Where the executor works in the container (a tmpfs of the backend's).
+/// Where the executor works in the container (a tmpfs sized for the job).
 const WORK_DIR: &str = "/work";
 /// Memory for the executor itself on top of what the job's steps may use, beside its copies of
 /// the job's inputs ([`INPUT_COPIES`]). (It writes the output zip's frame as it encodes it, and
@@ -31,11 +32,11 @@ impl DockerBackend {
         labels: HashMap<String, String>,
     ) -> ContainerCreateBody {
         let (uid, gid) = self.config.user;
-        let work_mb = self.config.work_mb;
-        let tmpfs_options =
-            format!("rw,exec,nosuid,nodev,size={work_mb}m,uid={uid},gid={gid},mode=0700");
+        let areas = WorkAreas::of(lang, &job.limits, message_bytes);
+        let tmpfs =
+            |mb: u64| format!("rw,exec,nosuid,nodev,size={mb}m,uid={uid},gid={gid},mode=0700");
         let executor_mb = executor_mb(message_bytes);
-        let memory = memory_bytes(lang, &job.limits, executor_mb, work_mb);
+        let memory = memory_bytes(lang, &job.limits, executor_mb, &areas);
         let mut cmd: Vec<String> = ["--sandbox", "container", "--stdio", "--job-dir", WORK_DIR]
             .map(String::from)
             .to_vec();
@@ -63,8 +64,8 @@ impl DockerBackend {
                 pids_limit: Some(pids_limit(lang, &job.limits)),
                 readonly_rootfs: Some(true),
                 tmpfs: Some(HashMap::from([
-                    (WORK_DIR.to_owned(), tmpfs_options.clone()),
-                    ("/tmp".to_owned(), tmpfs_options),
+                    (WORK_DIR.to_owned(), tmpfs(areas.work_mb)),
+                    ("/tmp".to_owned(), tmpfs(areas.tmp_mb)),
                 ])),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
@@ -102,13 +103,13 @@ pub(super) fn memory_bytes(
     lang: &LanguageDef,
     limits: &Limits,
     executor_mb: u64,
-    work_mb: u64,
+    areas: &WorkAreas,
 ) -> i64 {
     let run = run_memory_bytes(limits, executor_mb);
     if lang.compile.is_none() {
         return run;
     }
-    let mb = lang.compile_limits.memory_mb + executor_mb + 2 * work_mb;
+    let mb = lang.compile_limits.memory_mb + executor_mb + areas.work_mb + areas.tmp_mb;
     i64::try_from(mb << 20).unwrap_or(i64::MAX).max(run)
 }
 
@@ -154,12 +155,16 @@ mod tests {
         // The program's, with its files; no room for the tmpfs mounts beside it.
         assert_eq!(executor_mb(1000), 32 + 1);
         assert_eq!(executor_mb(10 << 20), 32 + 30);
-        assert_eq!(memory_bytes(js, &limits, 40, 100), (256 + 40_i64) << 20);
+        let areas = WorkAreas {
+            work_mb: 100,
+            tmp_mb: 60,
+        };
+        assert_eq!(memory_bytes(js, &limits, 40, &areas), (256 + 40_i64) << 20);
         assert_eq!(run_memory_bytes(&limits, 40), (256 + 40_i64) << 20);
         // Compiling may take more than the program may, until the run step.
         assert_eq!(
-            memory_bytes(c, &limits, 40, 100),
-            (2048 + 40 + 200_i64) << 20
+            memory_bytes(c, &limits, 40, &areas),
+            (2048 + 40 + 160_i64) << 20
         );
         assert_eq!(pids_limit(js, &limits), (64 + EXECUTOR_TASKS) as i64);
         let many = Limits {
