@@ -12,6 +12,8 @@
 # default info, as `cola up` runs by default), OUT (where logs go), KEEP=1 keeps cola's data
 # dir (NATS store) afterwards, PERF=1 also records a CPU profile of cola with
 # `perf` during the throughput run (report in $OUT/perf.txt; NATS_PERF=1 profiles nats-server).
+# COLA_BIN measures that cola binary instead of building this checkout's release one (another
+# commit's, say, run alternately with this one's to compare them in the same minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +25,14 @@ OUT=${OUT:-$(mktemp -d /tmp/cola-bench-numeric.XXXXXX)}
 scripts/apt-install.sh wrk:wrk curl:curl
 command -v nats-server >/dev/null || scripts/setup.sh
 
-cargo build --release --bin cola >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-COLA="$target_dir/release/cola"
+if [ -n "${COLA_BIN:-}" ]; then
+  COLA=$COLA_BIN
+  [ -x "$COLA" ] || { echo "COLA_BIN=$COLA is not an executable" >&2; exit 2; }
+else
+  cargo build --release --bin cola >&2
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  COLA="$target_dir/release/cola"
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)

@@ -256,7 +256,7 @@ const USERS: usize = 500;
 
 /// Queues one job exactly as the gateway does (quotas checked, validated, record created,
 /// message published), for one of [`USERS`] users in turn: the job's key.
-async fn enqueue(topology: &Topology, body: &Value) -> String {
+async fn enqueue(topology: &Topology, body: &Value) -> cola_wire::JobKey {
     static NEXT_USER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     static QUOTAS: std::sync::OnceLock<Quotas> = std::sync::OnceLock::new();
     let quotas = QUOTAS.get_or_init(|| {
@@ -285,7 +285,7 @@ async fn enqueue(topology: &Topology, body: &Value) -> String {
     )
     .await
     .unwrap();
-    names::job_key(&user, &id)
+    cola_wire::JobKey::new(&user, &id)
 }
 
 /// Queues `jobs` jobs at `rate` jobs/s (each on its own task, on a fixed schedule); the ids and
@@ -295,7 +295,7 @@ async fn feed(
     body: Value,
     jobs: usize,
     rate: f64,
-) -> (Vec<String>, Duration) {
+) -> (Vec<cola_wire::JobKey>, Duration) {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(jobs);
     for i in 0..jobs {
@@ -316,7 +316,11 @@ async fn feed(
 }
 
 /// Queues `jobs` jobs as fast as 64 at a time go.
-async fn enqueue_many(topology: &Arc<Topology>, body: Value, jobs: usize) -> Vec<String> {
+async fn enqueue_many(
+    topology: &Arc<Topology>,
+    body: Value,
+    jobs: usize,
+) -> Vec<cola_wire::JobKey> {
     futures::stream::iter(0..jobs)
         .map(|_| {
             let (topology, body) = (topology.clone(), body.clone());
@@ -330,14 +334,14 @@ async fn enqueue_many(topology: &Arc<Topology>, body: Value, jobs: usize) -> Vec
 /// Waits until every job's record is terminal (and succeeded); how long that took.
 async fn wait_terminal(
     topology: &Topology,
-    keys: &[String],
+    keys: &[cola_wire::JobKey],
     timeout: Duration,
     middleware: &Middleware,
 ) -> Duration {
     let start = Instant::now();
-    let mut pending: Vec<String> = keys.to_vec();
+    let mut pending: Vec<cola_wire::JobKey> = keys.to_vec();
     while !pending.is_empty() {
-        let checked: Vec<(String, bool)> = futures::stream::iter(pending)
+        let checked: Vec<(cola_wire::JobKey, bool)> = futures::stream::iter(pending)
             .map(|key| async move {
                 let (record, _) = topology.jobs.get(&key).await.unwrap().expect("record");
                 if record.status.is_terminal() {

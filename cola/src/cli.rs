@@ -161,9 +161,6 @@ pub struct DockerFlags {
     /// Put before the executor images' names, e.g. a registry (`registry.example/`).
     #[arg(long, env = "COLA_EXECUTOR_IMAGE_PREFIX", default_value = "")]
     pub executor_image_prefix: String,
-    /// Size in MiB of each job container's work area /work (and of its /tmp).
-    #[arg(long, env = "COLA_DOCKER_WORK_MB", default_value_t = 256)]
-    pub docker_work_mb: u64,
     /// CPUs each job's container may use.
     #[arg(long, env = "COLA_DOCKER_CPUS", default_value_t = 1.0)]
     pub docker_cpus: f64,
@@ -228,12 +225,6 @@ pub struct KubeFlags {
     /// Run executor Pods in user namespaces (`hostUsers: false`; needs node support).
     #[arg(long, env = "COLA_KUBE_USER_NAMESPACES")]
     pub kube_user_namespaces: bool,
-    /// Size of each executor Pod's work area /work, in MiB.
-    #[arg(long, env = "COLA_KUBE_WORK_AREA_MB", default_value_t = 512)]
-    pub kube_work_area_mb: u64,
-    /// Size of each executor Pod's /tmp, in MiB.
-    #[arg(long, env = "COLA_KUBE_TMP_MB", default_value_t = 64)]
-    pub kube_tmp_mb: u64,
     /// CPU request of an executor Pod, in millicores.
     #[arg(long, env = "COLA_KUBE_CPU_REQUEST_MILLIS", default_value_t = 250)]
     pub kube_cpu_request_millis: u64,

@@ -342,7 +342,7 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
         }
         if matches!(status.as_str(), "Failed" | "Cancelled") {
             let user = cola_wire::UserId::from_identity(issuer, "alice");
-            let key = format!("{user}.{id}");
+            let key = cola_wire::JobKey::parse(&format!("{user}.{id}")).unwrap();
             let record = stack.jobs().get(&key).await.unwrap();
             panic!(
                 "the job ended {status}: {record:#?}\n{}",

@@ -246,19 +246,17 @@ async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() 
         args: Vec::new(),
         limits: lang.default_limits,
         created_at: cola_wire::job::now(),
-        inputs: Some(Inputs {
+        work: cola_wire::Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.c".into(),
                 content: common::C_HELLO.into(),
             }],
             stdin: String::new(),
         }),
-        input_object: None,
-        problem: None,
     };
     let mut record = JobRecord::queued(&message, Vec::new(), 0);
     record.status = Status::Running;
-    let key = cola_wire::names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(COLA)

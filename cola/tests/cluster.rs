@@ -346,7 +346,8 @@ async fn losing_one_of_three_nats_nodes_leaves_every_job_terminal_once() {
     .await;
     for key in &keys {
         let record = eventually(&format!("record {key}"), String::new, || async {
-            topology.jobs.get(key).await.ok()
+            let key = cola_wire::JobKey::parse(key).expect("a job key");
+            topology.jobs.get(&key).await.ok()
         })
         .await;
         let (record, _) = record.expect("the record");
@@ -375,7 +376,7 @@ async fn losing_one_of_three_nats_nodes_leaves_every_job_terminal_once() {
                 .iter()
                 .all(|id| {
                     writes
-                        .get(&names::job_key(&user, &id.parse().unwrap()))
+                        .get(cola_wire::JobKey::new(&user, &id.parse().unwrap()).as_str())
                         .is_some_and(|w| w.iter().any(|s| s.is_terminal()))
                 })
                 .then_some(())
@@ -385,8 +386,8 @@ async fn losing_one_of_three_nats_nodes_leaves_every_job_terminal_once() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let writes = writes.lock().unwrap().clone();
     for id in &accepted {
-        let key = names::job_key(&user, &id.parse().unwrap());
-        let statuses = &writes[&key];
+        let key = cola_wire::JobKey::new(&user, &id.parse().unwrap());
+        let statuses = &writes[key.as_str()];
         let ends = statuses.iter().filter(|s| s.is_terminal()).count();
         assert_eq!(ends, 1, "job {id} ended {ends} times: {statuses:?}");
         assert_eq!(statuses.last().copied(), Some(Status::Succeeded));

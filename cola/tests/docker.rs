@@ -37,7 +37,11 @@ async fn hello_world_in_every_language_succeeds_in_a_container() {
     let token = stack.token("alice").await;
     for (_, id) in common::hello_world_in_every_language(&stack, &token).await {
         assert_no_container_of(&id).await;
-        let record = stack.jobs().get(&format!("alice.{id}")).await.unwrap();
+        let record = stack
+            .jobs()
+            .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
+            .await
+            .unwrap();
         let executor = record.unwrap().0.executor.expect("an executor handle");
         assert_eq!(
             (executor.backend.as_str(), executor.id),
@@ -48,7 +52,7 @@ async fn hello_world_in_every_language_succeeds_in_a_container() {
     let body = json!({"language": "numeric", "problem": {"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 200}});
     let view = stack.run(&token, body).await;
     assert_eq!(view["status"], "succeeded", "{view}");
-    let key = format!("alice.{}", view["id"].as_str().unwrap());
+    let key = cola_wire::JobKey::parse(&format!("alice.{}", view["id"].as_str().unwrap())).unwrap();
     let (record, _) = stack.jobs().get(&key).await.unwrap().unwrap();
     assert!(record.executor.is_none(), "{record:?}");
 }
@@ -145,6 +149,9 @@ int main(void) {
     assert_eq!(line("environment"), "environment 3");
 }
 
+/// Writes 64 files of 512 KiB (each under the per-file limit) into `DIR` until one fails.
+const FILL_DISK: &str = "#include <stdio.h>\n#include <string.h>\nint main(void) { static char block[512 << 10]; memset(block, 'x', sizeof block); for (int i = 0; i < 64; i++) { char name[64]; snprintf(name, sizeof name, \"DIR/f%d\", i); FILE *f = fopen(name, \"w\"); if (!f || fwrite(block, 1, sizeof block, f) != sizeof block || fclose(f) != 0) return 1; } return 0; }\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_end_jobs_with_their_reason() {
     let stack = Stack::start_docker().await;
@@ -196,6 +203,22 @@ async fn limits_end_jobs_with_their_reason() {
             c_job(
                 "#include <stdio.h>\nint main(void) { for (;;) putchar('x'); }\n",
                 json!({ "output_kb": 64 }),
+            ),
+            "output_limit",
+        ),
+        (
+            "files past the disk allowance in the work area",
+            c_job(
+                FILL_DISK.replace("DIR", ".").as_str(),
+                json!({ "disk_mb": 16 }),
+            ),
+            "output_limit",
+        ),
+        (
+            "files past the disk allowance in /tmp",
+            c_job(
+                FILL_DISK.replace("DIR", "/tmp").as_str(),
+                json!({ "disk_mb": 16 }),
             ),
             "output_limit",
         ),
@@ -313,7 +336,11 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
     for _ in 0..600 {
         let mut recorded = 0;
         for id in &ids {
-            let record = stack.jobs().get(&format!("alice.{id}")).await.unwrap();
+            let record = stack
+                .jobs()
+                .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
+                .await
+                .unwrap();
             recorded += usize::from(record.is_some_and(|(r, _)| r.executor.is_some()));
         }
         if recorded == ids.len() {
@@ -339,7 +366,7 @@ async fn a_killed_middleware_leaves_running_containers_to_the_next_which_finishe
         assert_eq!(view["stdout"], format!("done {i}\n"));
         let (record, _) = stack
             .jobs()
-            .get(&format!("alice.{id}"))
+            .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -362,7 +389,7 @@ async fn the_sweep_at_start_up_removes_containers_of_ended_jobs() {
     .await;
     stack.kill_middleware();
     // The job ends while no middleware runs (as another replica's deadline would end it).
-    let key = format!("alice.{id}");
+    let key = cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap();
     stack
         .jobs()
         .transition(&key, |r| {
@@ -412,7 +439,9 @@ async fn daemon_errors_and_bad_result_frames_are_internal_errors_for_operators()
     stack.middleware_args[position + 1] = garbage;
     stack.start_middleware();
     let token = stack.token("alice").await;
-    let record_of = |view: &Value| format!("alice.{}", view["id"].as_str().unwrap());
+    let record_of = |view: &Value| {
+        cola_wire::JobKey::parse(&format!("alice.{}", view["id"].as_str().unwrap())).unwrap()
+    };
 
     let view = stack.run(&token, job("javascript", JS_HELLO)).await;
     assert_eq!(view["reason"], "internal_error", "{view}");
@@ -466,19 +495,17 @@ int main(void) {
         args: Vec::new(),
         limits: lang.default_limits,
         created_at: cola_wire::job::now(),
-        inputs: Some(Inputs {
+        work: cola_wire::Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.c".into(),
                 content: source.into(),
             }],
             stdin: String::new(),
         }),
-        input_object: None,
-        problem: None,
     };
     let mut record = JobRecord::queued(&message, Vec::new(), 0);
     record.status = Status::Running;
-    let key = cola_wire::names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
 
     let tmpfs = "rw,exec,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700";
@@ -571,7 +598,7 @@ int main(void) {
     let id = assert_no_container(&view).await;
     let (record, _) = stack
         .jobs()
-        .get(&format!("alice.{id}"))
+        .get(&cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -590,7 +617,7 @@ async fn the_run_step_is_held_to_its_own_memory_limit() {
     let token = stack.token("alice").await;
     let shared = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <string.h>\n#include <sys/mman.h>\nint main(void) { size_t size = (size_t)1 << 30; char *p = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); if (p == MAP_FAILED) return 1; memset(p, 1, size); puts(\"touched\"); return 0; }\n";
     // 200 files of 1000 KB (under the file size limit) in /tmp, as many in /work: each half
-    // fits its tmpfs, not the program's memory limit.
+    // fits its tmpfs (a disk allowance of 256 MB each), not the program's memory limit.
     let files = r#"#include <stdio.h>
 #include <string.h>
 static char block[1000 << 10];
@@ -608,7 +635,10 @@ int main(void) {
 "#;
     for (what, source) in [("shared memory", shared), ("tmpfs files", files)] {
         let view = stack
-            .run(&token, c_job(source, json!({ "memory_mb": 256 })))
+            .run(
+                &token,
+                c_job(source, json!({ "memory_mb": 256, "disk_mb": 256 })),
+            )
             .await;
         assert_eq!(
             (view["status"].as_str(), view["reason"].as_str()),

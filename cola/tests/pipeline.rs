@@ -262,7 +262,7 @@ async fn a_job_whose_middleware_died_before_recording_its_executor_runs_once() {
     let (status, view) = stack.submit(&token, body, 0).await;
     assert_eq!(status, 201, "{view}");
     let id = view["id"].as_str().unwrap().to_owned();
-    let key = format!("alice.{id}");
+    let key = cola_wire::JobKey::parse(&format!("alice.{id}")).unwrap();
 
     // Middleware A takes the job, marks it running and launches its executor as a middleware
     // does, and stops before recording the executor (and before acknowledging).

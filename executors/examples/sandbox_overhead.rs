@@ -146,9 +146,7 @@ async fn hello_world(runs: usize, lang: &LanguageDef, config: &SandboxConfig, sc
         args: Vec::new(),
         limits: lang.default_limits,
         created_at: cola_wire::job::now(),
-        inputs: None,
-        input_object: None,
-        problem: None,
+        work: cola_wire::Work::Inputs(Default::default()),
     };
     let inputs = Inputs {
         files: vec![InputFile {

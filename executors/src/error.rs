@@ -41,9 +41,12 @@ pub enum ExecutorError {
     #[error("preparing the Go build cache: {0}")]
     GoCache(String),
     #[error("job record {0} does not exist")]
-    NoRecord(String),
+    NoRecord(cola_wire::JobKey),
     #[error("job record {key} is {status}, not running: the executor has nothing to report to")]
-    NotRunning { key: String, status: &'static str },
+    NotRunning {
+        key: cola_wire::JobKey,
+        status: &'static str,
+    },
     #[error("the executor's worker failed: {0}")]
     Worker(String),
     /// The job ended (or its record could not be read) before its program was run: it is not.

@@ -83,7 +83,7 @@ pub fn prepare_go_cache(dir: &Path) -> Result<(), ExecutorError> {
             .args(args)
             .current_dir(scratch.path())
             .env_clear()
-            .envs(crate::runner::toolchain::host_env(go, scratch.path()))
+            .envs(crate::toolchain::host_env(go, scratch.path()))
             .env("GOPATH", scratch.path().join("gopath"))
             .env("GOCACHE", &dir);
         run_quietly(command, args)

@@ -31,18 +31,19 @@
 //! - numeric jobs never come here: the middleware solves them in-process. Given one anyway,
 //!   [`run`] and [`run_offline`] refuse it (`invalid_input`).
 
-mod disk;
 mod error;
 mod go_cache;
 pub mod outputs;
 pub mod runner;
 pub mod sandbox;
+mod toolchain;
 mod workspace;
 
 pub use error::ExecutorError;
 pub use go_cache::prepare_go_cache;
 pub use runner::{
     Execution, ExecutorConfig, JobSource, RunGate, execute, read_job, read_job_bytes, run,
-    run_offline, toolchain_versions,
+    run_offline,
 };
 pub use sandbox::{SandboxConfig, SandboxKind, await_memory_limit};
+pub use toolchain::toolchain_versions;

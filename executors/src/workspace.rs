@@ -1,7 +1,7 @@
 //! A job's directories on the host, inside the private job directory the backend made:
 //!
 //! ```text
-//! <job_dir>/fs/        the job's disk allowance (a tmpfs of its own, see [`crate::disk`])
+//! <job_dir>/fs/        the job's disk allowance (a tmpfs of its own, see [`crate::sandbox::disk`])
 //! <job_dir>/fs/work/   the sandbox's /work, owned by the sandbox user: sources, out/, binaries
 //! <job_dir>/fs/tmp/    the sandbox's /tmp, owned by the sandbox user
 //! <job_dir>/logs/      the executor's (0700): stdin, stdout, stderr, compile output
@@ -19,11 +19,11 @@
 
 use std::{
     ffi::OsStr,
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::{self, DirBuilder, File},
     io::{self, Write},
     os::{
         fd::OwnedFd,
-        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+        unix::fs::{DirBuilderExt, PermissionsExt},
     },
     path::{Path, PathBuf},
 };
@@ -36,9 +36,11 @@ use nix::{
 };
 
 use crate::{
-    disk::{self, Allowance},
     error::{ExecutorError, IoContext},
-    sandbox::WritableDirs,
+    sandbox::{
+        WritableDirs, create_file,
+        disk::{self, Allowance},
+    },
 };
 
 /// The directory `out/` inside the work directory: what the program leaves there is zipped.
@@ -78,18 +80,33 @@ pub struct Workspace {
     logs_fd: OwnedFd,
     /// The sandbox user that owns `work/` and `tmp/`, when the executor is root.
     owner: Option<(u32, u32)>,
-    /// The tmpfs mounted at `fs/`, when the job has a disk allowance.
+    /// The tmpfs mounted at `fs/`, when the job has a disk allowance of its own.
     allowance: Option<Allowance>,
+    /// The file systems a container runtime made for the job alone (see
+    /// [`DiskAllowance::Container`]).
+    container_areas: Vec<PathBuf>,
+}
+
+/// How a job's files are held to its disk allowance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskAllowance {
+    /// A tmpfs of this many bytes, mounted by the executor for the job's thread.
+    Mount(u64),
+    /// File systems the container runtime made for the job alone, at its size (a container's
+    /// `/work` and `/tmp`): one of them full means the allowance is used up.
+    Container(Vec<PathBuf>),
+    /// None: the host's disk, under the per-file size limit only.
+    None,
 }
 
 impl Workspace {
-    /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on a disk
-    /// allowance of `disk_bytes` when given. Call it on the thread that runs the job: the
-    /// allowance is mounted for that thread only (see [`crate::disk`]).
+    /// Creates the directories in `job_dir`, giving `work/` and `tmp/` to `owner`, on `disk`.
+    /// Call it on the thread that runs the job: an allowance is mounted for that thread only
+    /// (see [`crate::sandbox::disk`]).
     pub fn create(
         job_dir: &Path,
         owner: Option<(u32, u32)>,
-        disk_bytes: Option<u64>,
+        disk: DiskAllowance,
     ) -> Result<Self, ExecutorError> {
         let meta = fs::symlink_metadata(job_dir)
             .context(|| format!("job directory {}", job_dir.display()))?;
@@ -104,9 +121,10 @@ impl Workspace {
         remove_dirs(&[&fs, &logs]);
         make_dir(&logs, 0o700)?;
         make_dir(&fs, 0o711)?;
-        let allowance = match disk_bytes {
-            Some(bytes) => mount_allowance(&fs, bytes)?,
-            None => None,
+        let (allowance, container_areas) = match disk {
+            DiskAllowance::Mount(bytes) => (mount_allowance(&fs, bytes)?, Vec::new()),
+            DiskAllowance::Container(areas) => (None, areas),
+            DiskAllowance::None => (None, Vec::new()),
         };
         let dirs = WritableDirs {
             work: fs.join("work"),
@@ -122,6 +140,7 @@ impl Workspace {
             logs,
             owner,
             allowance,
+            container_areas,
         };
         workspace.give_to_sandbox(&workspace.work_fd, &workspace.dirs.work)?;
         workspace.give_to_sandbox(open_dir(&workspace.dirs.tmp)?, &workspace.dirs.tmp)?;
@@ -159,7 +178,11 @@ impl Workspace {
             allowance_full: self
                 .allowance
                 .as_ref()
-                .is_some_and(|a| a.is_full().unwrap_or(false)),
+                .is_some_and(|a| a.is_full().unwrap_or(false))
+                || self
+                    .container_areas
+                    .iter()
+                    .any(|area| disk::is_full(area).unwrap_or(false)),
         }
     }
 
@@ -258,17 +281,6 @@ fn remove_dirs(dirs: &[&Path]) {
     }
 }
 
-/// Creates a new file at `path` for writing: never one that exists, never through a link.
-pub(crate) fn create_file(path: &Path, mode: u32) -> Result<File, ExecutorError> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .context(|| format!("creating {}", path.display()))
-}
-
 /// The directory the executor just made at `path`.
 fn open_dir(path: &Path) -> Result<OwnedFd, ExecutorError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -342,7 +354,7 @@ mod tests {
     #[test]
     fn files_land_in_work_and_everything_goes_on_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::create(dir.path(), None, None).unwrap();
+        let ws = Workspace::create(dir.path(), None, DiskAllowance::None).unwrap();
         ws.write_files(&[InputFile {
             name: "main.c".into(),
             content: "int main(){}".into(),
@@ -383,7 +395,7 @@ mod tests {
         fs::write(&secret, "host file").unwrap();
         let job = dir.path().join("job");
         fs::create_dir(&job).unwrap();
-        let ws = Workspace::create(&job, None, None).unwrap();
+        let ws = Workspace::create(&job, None, DiskAllowance::None).unwrap();
         fs::write(ws.log(Log::Compile), "compiled").unwrap();
         let read = |log| {
             let mut text = String::new();
@@ -418,7 +430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("job")).unwrap();
         assert!(matches!(
-            Workspace::create(&dir.path().join("job"), None, None),
+            Workspace::create(&dir.path().join("job"), None, DiskAllowance::None),
             Err(ExecutorError::Config(_))
         ));
     }

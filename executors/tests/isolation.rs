@@ -365,7 +365,6 @@ int main(void) {
 }
 "#;
     let job_dir = tempfile::tempdir().unwrap();
-    let host_disk_before = free_bytes(job_dir.path());
     let job = TestJob::source("c", c).limits(|l| {
         l.output_kb = 2048;
         l.memory_mb = 256;
@@ -395,14 +394,8 @@ int main(void) {
         most_on_host < 1 << 20,
         "{most_on_host} bytes of the job's files on the host's disk"
     );
-    // (Other tests write to this disk too: only a loss of the job's size would show.)
-    assert!(free_bytes(job_dir.path()) + (48 << 20) > host_disk_before);
-}
-
-/// Bytes free on the file system of `path`.
-fn free_bytes(path: &Path) -> u64 {
-    let stats = nix::sys::statvfs::statvfs(path).unwrap();
-    stats.blocks_available() * stats.fragment_size()
+    // (The host disk's free space is not compared: anything else on the machine writing to it
+    // would fail that check, while the files under the job directory are the job's alone.)
 }
 
 /// Bytes of the regular files under `dir` (links not followed), as the host sees them.

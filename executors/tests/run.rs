@@ -7,13 +7,13 @@ use std::{path::PathBuf, time::Duration};
 
 use cola_executors::{ExecutorConfig, ExecutorError};
 use cola_testkit::TestNats;
-use cola_wire::{JobRecord, Reason, Status, input_zip, names};
+use cola_wire::{JobRecord, Reason, Status, Work, input_object::store_inputs, names};
 use common::TestJob;
 use tokio::io::AsyncReadExt;
 
 /// A job whose record exists with `status`, and the config to run its executor.
 struct Prepared {
-    key: String,
+    key: cola_wire::JobKey,
     config: ExecutorConfig,
     job_dir: PathBuf,
     _dir: tempfile::TempDir,
@@ -21,15 +21,15 @@ struct Prepared {
 
 async fn prepare(nats: &TestNats, job: &TestJob, status: Status) -> Prepared {
     let mut message = job.message.clone();
-    if message.input_object.is_none() {
-        message.inputs = Some(job.inputs.clone());
+    if message.work.input_object().is_none() {
+        message.work = Work::Inputs(job.inputs.clone());
     }
     let mut record = JobRecord::queued(&message, Vec::new(), job.inputs.stdin.len() as u64);
     record.status = status;
     if status.is_terminal() {
         record.finish(status, None, cola_wire::job::now());
     }
-    let key = names::job_key(&message.user, &message.id);
+    let key = cola_wire::JobKey::new(&message.user, &message.id);
     nats.topology.jobs.create(&key, &record).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let job_file = dir.path().join("job.json");
@@ -97,13 +97,10 @@ async fn inputs_come_from_the_input_object() {
     let nats = TestNats::start().await;
     let mut job = TestJob::source("c", C_ECHO).stdin("from the object store\n");
     let object = names::input_object(&job.message.user, &job.message.id);
-    let zip = input_zip::encode(&job.inputs);
-    nats.topology
-        .outputs
-        .put(object.as_str(), &mut zip.as_slice())
+    store_inputs(&nats.topology.outputs, &object, &job.inputs)
         .await
         .unwrap();
-    job.message.input_object = Some(object);
+    job.message.work = Work::InputObject(object);
     let prepared = prepare(&nats, &job, Status::Running).await;
 
     let report = cola_executors::run(prepared.config)
@@ -124,7 +121,7 @@ async fn an_unreadable_input_object_is_invalid_input() {
         .put(object.as_str(), &mut &b"not a zip"[..])
         .await
         .unwrap();
-    job.message.input_object = Some(object);
+    job.message.work = Work::InputObject(object);
     let prepared = prepare(&nats, &job, Status::Running).await;
 
     let report = cola_executors::run(prepared.config)

@@ -18,7 +18,7 @@ use std::{
 };
 
 use async_nats::jetstream::kv;
-use cola_wire::{JobId, JobRecord, UserId, names, nats};
+use cola_wire::{JobId, JobKey, JobRecord, UserId, nats};
 use futures::StreamExt as _;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -124,11 +124,12 @@ impl JobEvents {
 
     /// Hands one watched KV entry to its listeners, if there are any.
     fn dispatch(&self, entry: kv::Entry) {
-        let Some((user, id)) = names::parse_job_key(&entry.key) else {
+        let Some(key) = JobKey::parse(&entry.key) else {
             tracing::warn!(key = %entry.key, "ignoring a job record under a malformed key");
             return;
         };
-        let (senders, follows_user) = self.senders(user, id);
+        let id = key.id();
+        let (senders, follows_user) = self.senders(key.user().clone(), id);
         if senders.is_empty() {
             return;
         }
@@ -382,9 +383,7 @@ mod tests {
             args: vec![],
             limits: languages()[0].default_limits,
             created_at: cola_wire::job::now(),
-            inputs: None,
-            input_object: None,
-            problem: Some(serde_json::json!({"note": "\"status\":\"queued\""})),
+            work: cola_wire::Work::Problem(serde_json::json!({"note": "\"status\":\"queued\""})),
         };
         let mut record = JobRecord::queued(&msg, vec![], 0);
         for (status, open) in [

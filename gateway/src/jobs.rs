@@ -13,7 +13,7 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use cola_wire::{JobId, JobRecord, UserId, names, nats::Transition};
+use cola_wire::{JobId, JobKey, JobRecord, UserId, names, nats::Transition};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -119,7 +119,7 @@ async fn wait_for_end(
     wait::until_terminal(
         events,
         &app.topology.jobs,
-        &names::job_key(user, &id),
+        &JobKey::new(user, &id),
         id,
         seen,
         Instant::now() + wait,
@@ -136,7 +136,7 @@ pub(crate) async fn find(
 ) -> Result<(JobRecord, u64), GatewayError> {
     app.topology
         .jobs
-        .get(&names::job_key(user, &id))
+        .get(&JobKey::new(user, &id))
         .await?
         .ok_or(NO_SUCH_JOB)
 }
@@ -204,7 +204,7 @@ pub(crate) async fn recent(
     let next = if more { page.last().copied() } else { None };
     let jobs = &app.topology.jobs;
     let records = futures::stream::iter(page)
-        .map(|id| async move { jobs.get(&names::job_key(user, &id)).await })
+        .map(|id| async move { jobs.get(&JobKey::new(user, &id)).await })
         .buffered(PAGE_READ_CONCURRENCY)
         // A record removed since the listing is simply left out.
         .try_filter_map(|found| async move { Ok(found) })
@@ -231,7 +231,7 @@ pub(crate) async fn request_cancel(
     user: &UserId,
     id: JobId,
 ) -> Result<JobRecord, GatewayError> {
-    let key = names::job_key(user, &id);
+    let key = JobKey::new(user, &id);
     let outcome = app
         .topology
         .jobs

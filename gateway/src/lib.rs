@@ -45,10 +45,13 @@ pub mod listing;
 pub mod numeric;
 pub mod oidc;
 pub mod pages;
+pub mod prelogin;
+pub mod public_site;
 pub mod queue;
 pub mod quota;
 pub mod session;
 pub mod state;
+pub mod streams;
 pub mod submit;
 pub mod tokens;
 pub mod view;
@@ -67,9 +70,11 @@ pub use error::GatewayError;
 
 use crate::{
     auth::{Authenticators, BearerTokens},
-    pages::{prelogin::PreLoginCookies, site::PublicSite, streams::LiveStreams},
+    prelogin::PreLoginCookies,
+    public_site::PublicSite,
     session::NatsSessionStore,
     state::{AppState, Shared, WebSettings},
+    streams::LiveStreams,
 };
 
 /// Runs the gateway on `config.listen` until `shutdown` is cancelled.

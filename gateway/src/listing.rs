@@ -15,7 +15,7 @@ use async_nats::{
         kv,
     },
 };
-use cola_wire::{JobId, UserId, names};
+use cola_wire::{JobId, JobKey, UserId, names};
 use futures::StreamExt as _;
 
 use crate::GatewayError;
@@ -81,11 +81,11 @@ async fn read_keys(
         let message = message.map_err(|e| GatewayError::backend("read job listing", e))?;
         read += 1;
         let key = message.subject.as_str().strip_prefix(prefix).unwrap_or("");
-        if let Some((owner, id)) = names::parse_job_key(key)
-            && &owner == user
+        if let Some(key) = JobKey::parse(key)
+            && key.user() == user
             && is_put(message.headers.as_ref())
         {
-            ids.push(id);
+            ids.push(key.id());
         }
         // Stop when the stream has nothing more for this user right now.
         if message.info().is_ok_and(|info| info.pending == 0) {

@@ -3,7 +3,9 @@
 
 use async_nats::{HeaderMap, jetstream::object_store::ObjectStore};
 use cola_wire::{
-    Inputs, JobId, JobMessage, JobRecord, UserId, input_zip, names,
+    Inputs, JobId, JobKey, JobMessage, JobRecord, UserId,
+    input_object::{InputError, fetch_inputs, spill_inputs, store_inputs},
+    names,
     nats::{JobStore, Topology},
 };
 
@@ -33,10 +35,10 @@ pub async fn enqueue(
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
     quotas.admit(topology, user).await?;
-    let key = names::job_key(user, &id);
+    let key = JobKey::new(user, &id);
     let (record, mut message) = job.into_job(id, user, cola_wire::job::now());
     let mut payload = encode(&message);
-    if message.inputs.is_none() && payload.len() > MAX_INLINE_MESSAGE_BYTES {
+    if message.work.inputs().is_none() && payload.len() > MAX_INLINE_MESSAGE_BYTES {
         // A problem statement always travels inline (the library bounds its size far below).
         return Err(GatewayError::invalid_field(
             "problem",
@@ -60,22 +62,15 @@ pub async fn enqueue(
         }
     };
 
-    let inline_bytes = message.inputs.as_ref().map_or(0, |i| i.content_bytes());
+    let inline_bytes = message.work.inputs().map_or(0, |i| i.content_bytes());
     if inline_bytes > config.inline_input_bytes || payload.len() > MAX_INLINE_MESSAGE_BYTES {
-        let name = names::input_object(user, &id);
-        let inputs = message.inputs.take().expect("inputs start inline");
-        let zip = input_zip::encode(&inputs);
-        if let Err(error) = topology
-            .outputs
-            .put(name.as_str(), &mut zip.as_slice())
-            .await
-        {
-            undo.run().await;
-            return Err(GatewayError::backend("store input zip", error));
+        match spill_inputs(&topology.outputs, &mut message).await {
+            Ok(name) => undo.input_object = name,
+            Err(error) => {
+                undo.run().await;
+                return Err(GatewayError::backend("store input zip", error));
+            }
         }
-        tracing::debug!(object = %name, bytes = zip.len(), "inputs stored in the object store");
-        undo.input_object = Some(name.clone());
-        message.input_object = Some(name);
         payload = encode(&message);
     }
 
@@ -90,7 +85,7 @@ pub async fn enqueue(
     Ok(Queued {
         record,
         revision,
-        input_object: message.input_object,
+        input_object: message.work.input_object().map(str::to_owned),
     })
 }
 
@@ -126,38 +121,24 @@ pub async fn keep_inputs(
         return;
     }
     let name = names::input_object(user, &id);
-    let zip = input_zip::encode(inputs);
-    if let Err(error) = topology
-        .outputs
-        .put(name.as_str(), &mut zip.as_slice())
-        .await
-    {
+    if let Err(error) = store_inputs(&topology.outputs, &name, inputs).await {
         tracing::warn!(%error, job_id = %id, "could not keep the inputs for resubmission");
     }
 }
 
 /// The inputs of `user`'s job `id`, if they were kept (see [`keep_inputs`]).
 pub async fn kept_inputs(topology: &Topology, user: &UserId, id: JobId) -> Option<Inputs> {
-    use tokio::io::AsyncReadExt as _;
-    let object = topology
-        .outputs
-        .get(names::input_object(user, &id))
+    fetch_inputs(&topology.outputs, &names::input_object(user, &id))
         .await
-        .ok()?;
-    let mut bytes = Vec::new();
-    // The input zip is never larger than a request body (1 MiB by default) plus zip overhead.
-    object
-        .take(MAX_KEPT_INPUT_BYTES)
-        .read_to_end(&mut bytes)
-        .await
-        .ok()?;
-    input_zip::decode(&bytes, MAX_KEPT_INPUT_BYTES)
-        .inspect_err(|error| tracing::warn!(%error, job_id = %id, "unreadable kept inputs"))
+        .inspect_err(|error| match error {
+            // Not kept (e.g. expired): nothing to offer, nothing to report.
+            InputError::Nats(_) => {}
+            InputError::Invalid(error) => {
+                tracing::warn!(%error, job_id = %id, "unreadable kept inputs")
+            }
+        })
         .ok()
 }
-
-/// The most bytes of kept inputs read back.
-const MAX_KEPT_INPUT_BYTES: u64 = 16 << 20;
 
 /// Why the stream did not take a job's message.
 enum Refused {
@@ -222,7 +203,7 @@ fn encode(message: &JobMessage) -> Vec<u8> {
 struct Undo<'a> {
     jobs: &'a JobStore,
     outputs: &'a ObjectStore,
-    key: &'a str,
+    key: &'a JobKey,
     input_object: Option<String>,
 }
 
@@ -241,12 +222,12 @@ impl Undo<'_> {
             match self.jobs.remove(self.key).await {
                 Ok(()) => break,
                 Err(error) if start.elapsed() < UNDO_PATIENCE => {
-                    tracing::warn!(%error, key = self.key, "cannot roll back the record of a job that was not queued yet; retrying");
+                    tracing::warn!(%error, key = %self.key, "cannot roll back the record of a job that was not queued yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 Err(error) => {
-                    tracing::error!(%error, key = self.key, "could not roll back the record of a job that was not queued");
+                    tracing::error!(%error, key = %self.key, "could not roll back the record of a job that was not queued");
                     break;
                 }
             }

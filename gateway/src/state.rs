@@ -13,13 +13,9 @@ use tower_sessions::{
 };
 
 use crate::{
-    GatewayConfig,
-    auth::Authenticators,
-    events::JobEvents,
-    extract::BodyLimit,
-    oidc,
-    pages::{prelogin::PreLoginCookies, site::PublicSite, streams::LiveStreams},
-    session::NatsSessionStore,
+    GatewayConfig, auth::Authenticators, events::JobEvents, extract::BodyLimit, oidc,
+    prelogin::PreLoginCookies, public_site::PublicSite, session::NatsSessionStore,
+    streams::LiveStreams,
 };
 
 /// What every handler can reach. Cheap to clone.

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use cola_wire::{
     FileNameError, FileSummary, InputFile, Inputs, JobId, JobMessage, JobRecord, Language,
-    LanguageDef, Limits, LimitsRequest, UserId, job::Timestamp, language, languages,
+    LanguageDef, Limits, LimitsRequest, UserId, Work, job::Timestamp, language, languages,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,12 +44,10 @@ pub struct SubmitRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidJob {
     pub language: &'static LanguageDef,
-    /// Empty for a numeric job.
-    pub inputs: Inputs,
+    /// A program's inputs, or the validated problem statement of a numeric job.
+    pub work: Work,
     pub args: Vec<String>,
     pub limits: Limits,
-    /// The validated problem statement of a numeric job.
-    pub problem: Option<Value>,
 }
 
 impl SubmitRequest {
@@ -80,13 +78,12 @@ impl SubmitRequest {
             })?;
         Ok(ValidJob {
             language,
-            inputs: Inputs {
+            work: Work::Inputs(Inputs {
                 files,
                 stdin: self.stdin.unwrap_or_default(),
-            },
+            }),
             args,
             limits,
-            problem: None,
         })
     }
 
@@ -134,10 +131,9 @@ impl SubmitRequest {
             })?;
         Ok(ValidJob {
             language,
-            inputs: Inputs::default(),
+            work: Work::Problem(problem),
             args: Vec::new(),
             limits,
-            problem: Some(problem),
         })
     }
 }
@@ -151,17 +147,20 @@ impl ValidJob {
         user: &UserId,
         created_at: Timestamp,
     ) -> (JobRecord, JobMessage) {
-        let files = self
-            .inputs
-            .files
-            .iter()
-            .map(|f| FileSummary {
-                name: f.name.clone(),
-                bytes: f.content.len() as u64,
-            })
-            .collect();
-        let stdin_bytes = self.inputs.stdin.len() as u64;
-        let numeric = self.language.is_numeric();
+        let (files, stdin_bytes) = match &self.work {
+            Work::Inputs(inputs) => (
+                inputs
+                    .files
+                    .iter()
+                    .map(|f| FileSummary {
+                        name: f.name.clone(),
+                        bytes: f.content.len() as u64,
+                    })
+                    .collect(),
+                inputs.stdin.len() as u64,
+            ),
+            _ => (Vec::new(), 0),
+        };
         let message = JobMessage {
             id,
             user: user.clone(),
@@ -169,9 +168,7 @@ impl ValidJob {
             args: self.args,
             limits: self.limits,
             created_at,
-            inputs: (!numeric).then_some(self.inputs),
-            input_object: None,
-            problem: self.problem,
+            work: self.work,
         };
         (JobRecord::queued(&message, files, stdin_bytes), message)
     }
@@ -312,7 +309,7 @@ mod tests {
         let job = request(serde_json::json!({"language": "go", "source": "package main"}))
             .validate()
             .unwrap();
-        assert_eq!(job.inputs.files[0].name, "main.go");
+        assert_eq!(job.work.inputs().unwrap().files[0].name, "main.go");
         assert_eq!(job.limits, job.language.default_limits);
     }
 
@@ -327,16 +324,16 @@ mod tests {
         }))
         .validate()
         .unwrap();
-        assert_eq!(job.inputs.files.len(), 2);
-        assert_eq!(job.inputs.stdin, "in");
+        let inputs = job.work.inputs().unwrap().clone();
+        assert_eq!(inputs.files.len(), 2);
+        assert_eq!(inputs.stdin, "in");
         assert_eq!(job.args, ["-v"]);
         assert_eq!(job.limits.memory_mb, 64);
         let id = JobId::new();
         let user = UserId::parse("alice").unwrap();
-        let inputs = job.inputs.clone();
         let (record, msg) = job.into_job(id, &user, cola_wire::job::now());
         assert_eq!((msg.id, msg.language.as_str()), (id, "c"));
-        assert_eq!(msg.inputs, Some(inputs));
+        assert_eq!(msg.work, Work::Inputs(inputs));
         assert_eq!((record.id, record.status), (id, cola_wire::Status::Queued));
         assert_eq!(
             (record.files[0].bytes, record.stdin_bytes, record.arg_count),
@@ -433,14 +430,13 @@ mod tests {
         let job = request(json!({"language": "numeric", "problem": bisection, "stdin": ""}))
             .validate()
             .unwrap();
-        assert!(job.language.is_numeric() && job.inputs.files.is_empty());
+        assert!(job.language.is_numeric());
         let (record, message) = job.into_job(
             JobId::new(),
             &UserId::parse("alice").unwrap(),
             cola_wire::job::now(),
         );
-        assert_eq!(message.inputs, None);
-        assert_eq!(message.problem.as_ref(), Some(&bisection));
+        assert_eq!(message.work, Work::Problem(bisection.clone()));
         assert_eq!(record.problem, Some(bisection));
 
         let many: Vec<_> = (0..=MAX_FILES)

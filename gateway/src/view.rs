@@ -92,9 +92,7 @@ mod tests {
             args: vec![],
             limits: languages()[0].default_limits,
             created_at: cola_wire::job::now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
+            work: cola_wire::Work::Inputs(Default::default()),
         };
         JobRecord::queued(&msg, vec![], 0)
     }

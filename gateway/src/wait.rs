@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cola_wire::{JobId, JobRecord, nats::JobStore};
+use cola_wire::{JobId, JobKey, JobRecord, nats::JobStore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub struct Seen {
 pub async fn until_terminal(
     mut events: UserEvents,
     jobs: &JobStore,
-    key: &str,
+    key: &JobKey,
     id: JobId,
     mut seen: Seen,
     deadline: Instant,

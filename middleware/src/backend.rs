@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use cola_wire::{ExecutorHandle, Isolation, JobMessage, Provision, frame::Outcome, nats::Topology};
+use cola_wire::{
+    ExecutorHandle, Isolation, JobMessage, Provision, frame::ExecutorReport, nats::Topology,
+};
 
 /// A failure of a backend, in the backend's own words (kept in the job record for operators).
 /// Every message starts with the backend's name; one caused by another error names the step
@@ -266,7 +268,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         _job: &JobMessage,
         _handle: &ExecutorHandle,
-    ) -> Result<Option<Outcome>, BackendError> {
+    ) -> Result<Option<ExecutorReport>, BackendError> {
         Ok(None)
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use async_nats::jetstream::kv;
 use cola_wire::{
-    Status,
+    JobKey, Status,
     job::now,
     nats::{JobStore, Transition, decode},
 };
@@ -21,25 +21,25 @@ use tokio_util::sync::CancellationToken;
 /// Jobs this process runs (or waits to start), by KV key, each with the signal that cancels it.
 #[derive(Clone, Default)]
 pub struct CancelBoard {
-    running: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    running: Arc<Mutex<HashMap<JobKey, Arc<Notify>>>>,
 }
 
 impl CancelBoard {
     /// Registers a job; the returned guard unregisters it when dropped.
-    pub fn register(&self, key: &str) -> CancelGuard {
+    pub fn register(&self, key: &JobKey) -> CancelGuard {
         let notify = Arc::new(Notify::new());
         self.running
             .lock()
             .expect("not poisoned")
-            .insert(key.to_owned(), notify.clone());
+            .insert(key.clone(), notify.clone());
         CancelGuard {
             board: self.clone(),
-            key: key.to_owned(),
+            key: key.clone(),
             notify,
         }
     }
 
-    fn cancel(&self, key: &str) -> bool {
+    fn cancel(&self, key: &JobKey) -> bool {
         match self.running.lock().expect("not poisoned").get(key) {
             Some(notify) => {
                 notify.notify_one();
@@ -53,7 +53,7 @@ impl CancelBoard {
 /// A running job's registration on the [`CancelBoard`].
 pub struct CancelGuard {
     board: CancelBoard,
-    key: String,
+    key: JobKey,
     notify: Arc<Notify>,
 }
 
@@ -108,17 +108,18 @@ async fn on_update(jobs: &JobStore, board: &CancelBoard, entry: kv::Entry) {
     {
         return;
     }
-    let Ok(record) = decode(&entry.key, &entry.value) else {
+    let (Some(key), Ok(record)) = (JobKey::parse(&entry.key), decode(&entry.key, &entry.value))
+    else {
         return;
     };
     match record.status {
         Status::Running => {
-            board.cancel(&entry.key);
+            board.cancel(&key);
         }
         Status::Queued => {
             // Any replica may end a queued job; the compare-and-set lets exactly one win.
             let ended = jobs
-                .transition(&entry.key, |r| {
+                .transition(&key, |r| {
                     r.status == Status::Queued && {
                         r.finish(Status::Cancelled, None, now());
                         true
@@ -128,12 +129,12 @@ async fn on_update(jobs: &JobStore, board: &CancelBoard, entry: kv::Entry) {
             match ended {
                 // A replica started it in between: tell the owner, if it is this process.
                 Ok(Transition::Unchanged(r, _)) if r.status == Status::Running => {
-                    board.cancel(&entry.key);
+                    board.cancel(&key);
                 }
                 // Ended: a task waiting to start it (a numeric job waiting for a solver thread)
                 // stops waiting.
                 Ok(Transition::Changed(..)) => {
-                    board.cancel(&entry.key);
+                    board.cancel(&key);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(key = %entry.key, error = %e, "cannot cancel queued job"),

@@ -1,114 +1,30 @@
-//! One job message, from delivery to ack: start or adopt its executor, watch it, enforce the
+//! A program job, from delivery to ack: start or adopt its executor, watch it, enforce the
 //! deadline, act on cancel requests, record the outcome, and only then acknowledge.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
 use cola_wire::{
-    Ending, ExecutorHandle, JobMessage, JobRecord, Reason, Status,
-    frame::Outcome,
+    Ending, ExecutorHandle, JobKey, JobMessage, JobRecord, Reason, Status, Work,
+    frame::ExecutorReport,
+    input_object::inputs_of,
     job::{DEADLINE_SLACK, millis_between, now},
-    language, names,
-    nats::{InputError, JobStore, NatsError, Reported, Topology, Transition, report_outcome},
+    language,
+    nats::{NatsError, Reported, Transition, report_outcome},
 };
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::{
-    backend::Backend,
-    cancels::{CancelBoard, CancelGuard},
-    scheduler::Kind,
+    cancels::CancelGuard,
+    context::{Context, Disposition},
     supervise::{Interruption, keeping_alive, supervise},
 };
 
-/// What every job task shares.
-pub struct Context {
-    pub jobs: JobStore,
-    /// The buckets, for backends whose outcomes the middleware reports (see [`report`]).
-    pub topology: Topology,
-    pub backend: Arc<dyn Backend>,
-    pub cancels: CancelBoard,
-    /// Cancelled when the middleware stops; running jobs then have `grace` to end.
-    pub shutdown: CancellationToken,
-    pub grace: Duration,
-    /// How often a running job's message is marked in progress (well inside the ack wait).
-    pub progress_every: Duration,
-    /// The numeric runtime: its jobs never reach the backend.
-    pub numeric: crate::numeric::Numeric,
-    /// What the numeric runtime stored, not yet counted against its users' storage.
-    pub stored: cola_wire::usage::Tally,
-}
-
-/// How a job task ended with its message.
-pub(crate) enum Disposition {
-    /// The job is terminal (or can never run): acknowledge.
-    Ack,
-    /// The job is terminal: acknowledge without waiting for the server's confirmation (if the
-    /// ack is lost, the redelivered message finds the record terminal and is acked then).
-    AckNoWait,
-    /// The message cannot be decoded: never deliver it again.
-    Terminate,
-    /// The middleware is stopping with the job unfinished: leave it for redelivery.
-    Leave,
-}
-
-/// Handles one delivered message, decoded as `job` of `kind` (see [`Kind::of`]), to the end.
-pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
-    let key = names::job_key(&job.user, &job.id);
-    let span =
-        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
-    let driven = match kind {
-        Kind::Numeric => {
-            crate::numeric::drive(&ctx, &msg, &job, &key)
-                .instrument(span)
-                .await
-        }
-        Kind::Program => drive(&ctx, &msg, &job, &key).instrument(span).await,
-    };
-    let disposition = match driven {
-        Ok(d) => d,
-        Err(e) => {
-            // NATS trouble: leave the message; it comes back after the ack wait.
-            tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
-            Disposition::Leave
-        }
-    };
-    settle(&msg, disposition).await;
-}
-
-/// A message that is not a job message: it can never run, so it is never delivered again.
-pub async fn terminate_undecodable(msg: Message, error: serde_json::Error) {
-    tracing::error!(subject = %msg.subject, %error, "undecodable job message; terminating it");
-    settle(&msg, Disposition::Terminate).await;
-}
-
-/// A message whose job was not started because the middleware is stopping: back to the
-/// stream at once, for another replica.
-pub async fn give_back(msg: Message) {
-    settle(&msg, Disposition::Leave).await;
-}
-
-/// Tells the stream what became of `msg`.
-async fn settle(msg: &Message, disposition: Disposition) {
-    let acked = match disposition {
-        Disposition::Ack => msg.double_ack().await,
-        Disposition::AckNoWait => msg.ack().await,
-        Disposition::Terminate => msg.ack_with(AckKind::Term).await,
-        Disposition::Leave => {
-            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await
-        }
-    };
-    if let Err(e) = acked {
-        tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");
-    }
-}
-
-async fn drive(
+/// Runs one program job to its end (see the module's documentation).
+pub(crate) async fn drive(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
 ) -> Result<Disposition, NatsError> {
     let Some((record, revision)) = ctx.jobs.get(key).await? else {
         tracing::warn!(job_id = %job.id, "job has no record (expired or never created); dropping it");
@@ -202,7 +118,7 @@ async fn unrecorded_executor(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     record: JobRecord,
     revision: u64,
 ) -> Result<Result<(JobRecord, u64), Disposition>, NatsError> {
@@ -264,7 +180,7 @@ async fn unrecorded_executor(
 async fn start(
     ctx: &Context,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     record: JobRecord,
     revision: u64,
 ) -> Result<Result<ExecutorHandle, Disposition>, NatsError> {
@@ -297,7 +213,7 @@ async fn start(
         _ => return Ok(Err(Disposition::Ack)),
     };
     let inlined;
-    let job = if ctx.backend.needs_inline_inputs() && job.inputs.is_none() {
+    let job = if ctx.backend.needs_inline_inputs() && job.work.inputs().is_none() {
         match inline_inputs(ctx, job).await? {
             Ok(job) => {
                 inlined = job;
@@ -359,7 +275,7 @@ async fn watch(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     handle: &ExecutorHandle,
     started: Started,
     cancel: &CancelGuard,
@@ -422,18 +338,12 @@ async fn inline_inputs(
     ctx: &Context,
     job: &JobMessage,
 ) -> Result<Result<JobMessage, String>, NatsError> {
-    let Some(object) = &job.input_object else {
-        return Ok(Err("the job has neither inputs nor an input object".into()));
-    };
-    match cola_wire::nats::fetch_inputs(&ctx.topology.outputs, object).await {
-        Ok(inputs) => Ok(Ok(JobMessage {
-            inputs: Some(inputs),
-            input_object: None,
+    Ok(inputs_of(&ctx.topology.outputs, job)
+        .await?
+        .map(|inputs| JobMessage {
+            work: Work::Inputs(inputs),
             ..job.clone()
-        })),
-        Err(InputError::Invalid(e)) => Ok(Err(e.to_string())),
-        Err(InputError::Nats(e)) => Err(e),
-    }
+        }))
 }
 
 /// Reports an outcome its backend carried back, as an executor that talks to NATS would: the
@@ -442,7 +352,7 @@ async fn inline_inputs(
 async fn report(
     ctx: &Context,
     job: &JobMessage,
-    outcome: Outcome,
+    outcome: ExecutorReport,
     until: tokio::time::Instant,
 ) -> Result<Reported, NatsError> {
     let reported = report_outcome(
@@ -473,7 +383,7 @@ async fn report(
     Ok(reported)
 }
 
-async fn internal_error(ctx: &Context, key: &str, detail: String) -> Result<(), NatsError> {
+async fn internal_error(ctx: &Context, key: &JobKey, detail: String) -> Result<(), NatsError> {
     let ending = Ending::failed(Reason::InternalError, detail);
     ctx.jobs.end(key, &ending).await.map(drop)
 }

@@ -11,6 +11,8 @@
 
 pub mod backend;
 mod cancels;
+mod context;
+mod delivery;
 #[cfg(feature = "docker")]
 pub mod docker;
 mod error;
@@ -21,7 +23,9 @@ pub mod kube;
 pub mod numeric;
 pub mod process;
 pub mod scheduler;
+mod solver_pool;
 mod supervise;
+mod work_areas;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +39,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use backend::{Backend, BackendError, ExecutorExit};
+use context::{Context, NumericRuntime};
 pub use error::MiddlewareError;
 use scheduler::{FairQueue, Held, Kind};
 
@@ -123,7 +128,7 @@ pub async fn run_with_probes(
     publish_isolation(&topology, backend.as_ref()).await;
 
     let consumer = consumer(&js, config.ack_wait).await?;
-    let ctx = Arc::new(job::Context {
+    let ctx = Arc::new(Context {
         jobs: topology.jobs.clone(),
         topology: topology.clone(),
         backend,
@@ -131,9 +136,9 @@ pub async fn run_with_probes(
         shutdown: shutdown.clone(),
         grace: config.grace,
         progress_every: config.ack_wait / 3,
-        numeric: numeric::Numeric::new(
+        numeric: NumericRuntime::new(
             &topology,
-            numeric::Numeric::default_threads(),
+            NumericRuntime::default_threads(),
             config.numeric_in_flight,
         ),
         stored: Default::default(),
@@ -178,7 +183,7 @@ pub async fn run_with_probes(
     );
     // Jobs not started yet go back to the stream at once, for another replica.
     for held in queue.close() {
-        tasks.spawn(job::give_back(held.msg));
+        tasks.spawn(delivery::give_back(held.msg));
     }
     for dispatcher in dispatchers {
         dispatcher.await.ok();
@@ -198,7 +203,7 @@ const COUNT_STORED_EVERY: Duration = Duration::from_secs(1);
 
 /// Writes what this middleware stored to each user's storage count, every second and once
 /// more at `stop`.
-async fn count_stored(ctx: Arc<job::Context>, stop: CancellationToken) {
+async fn count_stored(ctx: Arc<Context>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(COUNT_STORED_EVERY);
     loop {
         tokio::select! {
@@ -249,7 +254,7 @@ async fn pull(
                 Some(Ok(msg)) => match serde_json::from_slice::<JobMessage>(&msg.payload) {
                     Ok(job) => queue.hold(Held { msg, job }),
                     Err(e) => {
-                        tasks.spawn(job::terminate_undecodable(msg, e));
+                        tasks.spawn(delivery::terminate_undecodable(msg, e));
                     }
                 },
                 Some(Err(e)) => {
@@ -268,7 +273,7 @@ async fn dispatch(
     kind: Kind,
     queue: Arc<FairQueue>,
     slots: Arc<Semaphore>,
-    ctx: Arc<job::Context>,
+    ctx: Arc<Context>,
     tasks: TaskTracker,
 ) {
     loop {
@@ -286,7 +291,7 @@ async fn dispatch(
         let (ctx, queue) = (ctx.clone(), queue.clone());
         tasks.spawn(async move {
             let user = held.job.user.clone();
-            job::handle(ctx, held.msg, held.job, kind).await;
+            delivery::handle(ctx, held.msg, held.job, kind).await;
             queue.finished(kind, &user);
             drop(permit);
         });

@@ -10,7 +10,7 @@
 //! 2. validate, solve, render `result.json`, `table.csv` and `plot.svg` and zip them, under
 //!    the job's time budget (`min(wall_time_ms, cpu_time_ms)`): inline when that takes at most
 //!    [`INLINE_BUDGET`] (most problems take tens of microseconds, less than a thread hand-off),
-//!    else from the start on a fixed pool of solver threads (`pool.rs`), so a pathological
+//!    else from the start on a fixed pool of solver threads (`solver_pool.rs`), so a pathological
 //!    problem holds one solver thread for at most its budget and an async worker for at most
 //!    [`INLINE_BUDGET`]. The pool is shared fairly between users (one queue per user, no user
 //!    holding more than half of the threads), and the budget counts from when a solver thread
@@ -40,34 +40,30 @@
 
 use std::{
     io::Cursor,
-    sync::Arc,
     task::Poll,
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, Message, object_store::ObjectStore};
+use async_nats::jetstream::{Message, object_store::ObjectStore};
 pub use cola_numeric::job::{MAX_RECORD_RESULT_BYTES, Solved, solve, zip_files};
 use cola_numeric::{
-    Budget, Outcome, StopFlag,
+    Budget, Convergence, StopFlag,
     job::{invalid, render, solve_unless_stopped},
 };
 use cola_wire::{
-    Ending, JobMessage, JobRecord, Limits, Reason, Status,
+    Ending, JobKey, JobMessage, JobRecord, Limits, Reason, Status,
     job::millis_between,
     job::now,
-    language, names,
-    nats::{NatsError, Topology, Transition, put_new_object, retry_until},
+    names,
+    nats::{NatsError, Transition, put_new_object, retry_until},
 };
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
-    job::{Context, Disposition},
+    context::{Context, Disposition},
+    solver_pool::Solving,
     supervise::{Interruption, keeping_alive, supervise},
 };
-
-mod pool;
-use pool::{SolverPool, Solving};
 
 /// A job still solving (or waiting for a solver thread) after this long can be cancelled, and
 /// is marked `running` once a solver thread has it.
@@ -75,66 +71,16 @@ pub const RUNNING_AFTER: Duration = Duration::from_millis(250);
 /// Numeric jobs one middleware process holds at once (solving or waiting for a solver), by
 /// default (`--numeric-in-flight`).
 pub const MAX_IN_FLIGHT: usize = 256;
-/// Stack of a solver thread. In a debug build every method's example solves in 384 KiB and
-/// the deepest expressions validation accepts (differentiated symbolically by Newton's method)
-/// need under 512 KiB; this is four times that. `every_example_solves_on_a_solver_thread` checks
-/// it.
-pub const SOLVER_STACK_BYTES: usize = 2 << 20;
 /// Time allowed past a job's budget (counted from when a solver thread took it) before the
 /// middleware gives up on its solver thread.
 const BUDGET_SLACK: Duration = Duration::from_secs(5);
-
-/// The numeric runtime of one middleware process: its solver threads and its bound on jobs
-/// in flight.
-pub struct Numeric {
-    js: jetstream::Context,
-    outputs: ObjectStore,
-    pool: SolverPool,
-    in_flight: Arc<Semaphore>,
-}
-
-impl Numeric {
-    /// A runtime storing zips in the topology's object store, with `threads` solver threads,
-    /// holding at most `in_flight` jobs.
-    pub fn new(topology: &Topology, threads: usize, in_flight: usize) -> Self {
-        Self {
-            js: topology.js.clone(),
-            outputs: topology.outputs.clone(),
-            pool: SolverPool::new(threads, SOLVER_STACK_BYTES),
-            in_flight: Arc::new(Semaphore::new(in_flight)),
-        }
-    }
-
-    /// Solver threads for this machine: twice the cores, at least 4, so that a few jobs using
-    /// up their budget share the cores with the others instead of making them wait. One user
-    /// may hold half of them: every core, with the other half kept for other users.
-    pub fn default_threads() -> usize {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        (2 * cores).clamp(4, 64)
-    }
-
-    /// A slot for one more numeric job; waits while as many as the runtime holds are held.
-    /// Numeric jobs take these instead of the slots of executor jobs.
-    pub async fn slot(&self) -> OwnedSemaphorePermit {
-        self.in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
-}
-
-/// Whether `job` is a numeric job.
-pub fn is_numeric_job(job: &JobMessage) -> bool {
-    language(&job.language).is_some_and(|def| def.is_numeric())
-}
 
 /// Runs one numeric job to its end (see the module's documentation).
 pub(crate) async fn drive(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
 ) -> Result<Disposition, NatsError> {
     let received = Instant::now();
     let budget = budget_limit(&job.limits);
@@ -223,11 +169,11 @@ async fn record_and_solve(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     budget: Duration,
     first_delivery: bool,
 ) -> Result<Result<(JobRecord, u64, Solving<Solved>), Disposition>, NatsError> {
-    let statement = job.problem.as_ref().unwrap_or(&Value::Null);
+    let statement = job.work.problem().unwrap_or(&Value::Null);
     if let Some(revision) = first_delivery.then(|| created_revision(msg)).flatten() {
         let solving = solve_now(ctx, job, statement, budget);
         return Ok(Ok((
@@ -325,7 +271,7 @@ async fn follow_slow_solve(
     ctx: &Context,
     msg: &Message,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     solving: &mut Solving<Solved>,
     (record, revision): (&mut JobRecord, &mut u64),
 ) -> Result<Followed, NatsError> {
@@ -372,7 +318,7 @@ async fn follow_slow_solve(
 async fn over(
     ctx: &Context,
     job: &JobMessage,
-    key: &str,
+    key: &JobKey,
     interruption: Interruption,
 ) -> Result<Followed, NatsError> {
     let ending = match interruption {
@@ -467,7 +413,9 @@ pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
     let inline = budget.min(INLINE_BUDGET);
     let solution = cola_numeric::solve(&problem, &Budget::until(started + inline));
     let cells = solution.table.rows.len() * solution.table.header.len().max(1);
-    if (solution.outcome == Outcome::OutOfTime && budget > inline) || cells > INLINE_RENDER_CELLS {
+    if (solution.outcome == Convergence::OutOfTime && budget > inline)
+        || cells > INLINE_RENDER_CELLS
+    {
         return None;
     }
     Some(render(statement, &solution, budget, started.elapsed()))
@@ -476,6 +424,7 @@ pub fn solve_inline(statement: &Value, budget: Duration) -> Option<Solved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{context::SOLVER_STACK_BYTES, solver_pool::SolverPool};
     use std::io::Read as _;
 
     fn files_of(zip: &[u8]) -> Vec<(String, String)> {

@@ -35,7 +35,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn of(job: &JobMessage) -> Self {
-        if crate::numeric::is_numeric_job(job) {
+        if cola_wire::language(&job.language).is_some_and(|def| def.is_numeric()) {
             Self::Numeric
         } else {
             Self::Program
@@ -266,9 +266,7 @@ mod tests {
             args: vec![format!("{user}{n}")],
             limits: lang.default_limits,
             created_at: cola_wire::job::now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
+            work: cola_wire::Work::Inputs(Default::default()),
         }
     }
 

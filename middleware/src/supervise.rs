@@ -10,7 +10,7 @@ use std::future::Future;
 use async_nats::jetstream::{AckKind, Message};
 use tokio::time::Instant;
 
-use crate::{cancels::CancelGuard, job::Context};
+use crate::{cancels::CancelGuard, context::Context};
 
 /// What ended a supervised wait before its work completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,10 @@ use cola_middleware::{
 };
 use cola_testkit::TestNats;
 use cola_wire::{
-    ExecutorHandle, InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Reason, Status,
-    UserId, language, names,
+    ExecutorHandle, InputFile, Inputs, JobId, JobKey, JobMessage, JobRecord, Language, Reason,
+    Status, UserId, Work,
+    input_object::{fetch_inputs, store_inputs},
+    language, names,
     nats::{Topology, TopologyConfig},
 };
 use http::{Method, Request, Response};
@@ -202,15 +204,13 @@ fn job() -> JobMessage {
         language: lang,
         args: vec!["one".into()],
         created_at: cola_wire::job::now(),
-        inputs: Some(Inputs {
+        work: Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.c".into(),
                 content: "int main(void) { return 0; }\n".into(),
             }],
             stdin: String::new(),
         }),
-        input_object: None,
-        problem: None,
     }
 }
 
@@ -236,8 +236,8 @@ fn handle_of(job: &JobMessage) -> ExecutorHandle {
 }
 
 /// Creates the job's record, moved to running as the middleware does before launching.
-async fn running_record(topology: &Topology, job: &JobMessage) -> String {
-    let key = names::job_key(&job.user, &job.id);
+async fn running_record(topology: &Topology, job: &JobMessage) -> JobKey {
+    let key = cola_wire::JobKey::new(&job.user, &job.id);
     topology
         .jobs
         .create(&key, &JobRecord::queued(job, vec![], 0))
@@ -254,7 +254,7 @@ async fn running_record(topology: &Topology, job: &JobMessage) -> String {
     key
 }
 
-async fn record(topology: &Topology, key: &str) -> JobRecord {
+async fn record(topology: &Topology, key: &JobKey) -> JobRecord {
     topology.jobs.get(key).await.unwrap().expect("record").0
 }
 
@@ -317,7 +317,7 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(labels["cola/language"], "c");
     assert_eq!(labels["cola/user-hash"], kb::user_hash(&job.user));
     assert_ne!(labels["cola/user-hash"], job.user.as_str());
-    assert_eq!(pod["metadata"]["annotations"]["cola/job-key"], key);
+    assert_eq!(pod["metadata"]["annotations"]["cola/job-key"], key.as_str());
     let spec = &pod["spec"];
     assert_eq!(spec["restartPolicy"], "Never");
     // compile 30 s + run 5 s + 20 s slack + 120 s to start
@@ -353,10 +353,14 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(c["resources"]["limits"]["memory"], "2176Mi");
     assert_eq!(c["resources"]["requests"]["cpu"], "250m");
     assert_eq!(c["resources"]["limits"]["cpu"], "1000m");
-    assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "640Mi");
+    // Storage: the job's 64 MB disk allowance in /work (with 1 MiB of compiler output, 1 MiB
+    // of the program's and the message, rounded up, and 1 MiB) and in /tmp, and 64 MiB of logs.
+    assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "196Mi");
     let volumes = spec["volumes"].as_array().unwrap();
     assert_eq!(volumes[0]["name"], "work");
-    assert_eq!(volumes[0]["emptyDir"]["sizeLimit"], "512Mi");
+    assert_eq!(volumes[0]["emptyDir"]["sizeLimit"], "68Mi");
+    assert_eq!(volumes[1]["name"], "tmp");
+    assert_eq!(volumes[1]["emptyDir"]["sizeLimit"], "64Mi");
     assert_eq!(c["volumeMounts"][0]["mountPath"], "/work");
 
     // Watched to the end: a read, then a watch from its version.
@@ -877,8 +881,8 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
 }
 
 /// Creates the record and publishes the message, as the gateway does.
-async fn submit(nats: &TestNats, job: &JobMessage) -> String {
-    let key = names::job_key(&job.user, &job.id);
+async fn submit(nats: &TestNats, job: &JobMessage) -> JobKey {
+    let key = cola_wire::JobKey::new(&job.user, &job.id);
     nats.topology
         .jobs
         .create(&key, &JobRecord::queued(job, vec![], 0))
@@ -900,7 +904,7 @@ async fn submit(nats: &TestNats, job: &JobMessage) -> String {
     key
 }
 
-async fn wait_terminal(topology: &Topology, key: &str) -> JobRecord {
+async fn wait_terminal(topology: &Topology, key: &JobKey) -> JobRecord {
     let until = tokio::time::Instant::now() + CALL_TIMEOUT;
     loop {
         let r = record(topology, key).await;
@@ -992,7 +996,10 @@ async fn large_inputs_travel_through_the_object_store_not_the_pod() {
     let (backend, mut api, nats) = attached(config()).await;
     let mut job = job();
     let big = "x".repeat(200 * 1024);
-    job.inputs.as_mut().unwrap().files.push(InputFile {
+    let Work::Inputs(inputs) = &mut job.work else {
+        unreachable!("the test job's inputs are inline")
+    };
+    inputs.files.push(InputFile {
         name: "data.txt".into(),
         content: big.clone(),
     });
@@ -1008,18 +1015,10 @@ async fn large_inputs_travel_through_the_object_store_not_the_pod() {
         .unwrap();
     assert!(value.len() < 96 * 1024);
     let sent: JobMessage = serde_json::from_str(value).unwrap();
-    assert_eq!(sent.inputs, None);
     let object = names::input_object(&job.user, &job.id);
-    assert_eq!(sent.input_object.as_deref(), Some(object.as_str()));
-    let mut zip = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut nats.topology.outputs.get(&object).await.unwrap(),
-        &mut zip,
-    )
-    .await
-    .unwrap();
-    let inputs = cola_wire::input_zip::decode(&zip, 1 << 20).unwrap();
-    assert_eq!(&inputs, job.inputs.as_ref().unwrap());
+    assert_eq!(sent.work, Work::InputObject(object.clone()));
+    let inputs = fetch_inputs(&nats.topology.outputs, &object).await.unwrap();
+    assert_eq!(Some(&inputs), job.work.inputs());
 }
 
 #[tokio::test]
@@ -1106,7 +1105,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     use async_nats::{ConnectOptions, jetstream};
     use cola_wire::{
         RunReport, Timings,
-        nats::{Reported, fetch_inputs, report_outcome},
+        nats::{Reported, report_outcome},
     };
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -1154,10 +1153,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let job = job();
     let key = running_record(&topology, &job).await;
     let input = names::input_object(&job.user, &job.id);
-    let zip = cola_wire::input_zip::encode(job.inputs.as_ref().unwrap());
-    topology
-        .outputs
-        .put(input.as_str(), &mut zip.as_slice())
+    store_inputs(&topology.outputs, &input, job.work.inputs().unwrap())
         .await
         .unwrap();
     topology
@@ -1181,7 +1177,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let (own, _) = mine.jobs.get(&key).await.unwrap().expect("its record");
     assert_eq!(own.status, Status::Running);
     let inputs = fetch_inputs(&mine.outputs, &input).await.unwrap();
-    assert_eq!(&inputs, job.inputs.as_ref().unwrap());
+    assert_eq!(Some(&inputs), job.work.inputs());
     let report = RunReport {
         status: Status::Succeeded,
         reason: None,

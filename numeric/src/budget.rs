@@ -10,7 +10,7 @@ use std::{
 };
 
 /// A deadline for one solve, and optionally a [`StopFlag`]. Solvers stop with
-/// [`Outcome::OutOfTime`](crate::Outcome::OutOfTime) at the first check after the deadline has
+/// [`Convergence::OutOfTime`](crate::Convergence::OutOfTime) at the first check after the deadline has
 /// passed or the flag was raised.
 #[derive(Clone, Debug)]
 pub struct Budget {

@@ -12,7 +12,7 @@ use crate::error::ProblemError;
 use crate::expr::Expression;
 use crate::iteration::{Step, iterate};
 use crate::method::Method;
-use crate::solution::{Outcome, Solution};
+use crate::solution::{Convergence, Solution};
 use crate::svg::{Plot, Scale, Series, Style};
 use crate::table::{TableBuilder, format_number as num};
 use crate::validation::{Params, finite_at};
@@ -71,14 +71,7 @@ impl IntegralProblem {
 pub(crate) fn parse(params: &Params) -> Result<IntegralProblem, ProblemError> {
     let method = params.method;
     let f = params.expression("f", X)?;
-    let a = params.number("a")?;
-    let b = params.number("b")?;
-    if a >= b {
-        return Err(ProblemError::new(
-            "b",
-            format!("b must be greater than a (a = {}, b = {})", num(a), num(b)),
-        ));
-    }
+    let (a, b) = params.interval()?;
     let rule = match method {
         Method::Trapezoid => Rule::Composite {
             n: params.integer("n", 1..=MAX_SUBINTERVALS)?,
@@ -168,17 +161,17 @@ fn composite(problem: &IntegralProblem, n: u64, budget: &Budget) -> Solution {
     let mut table = TableBuilder::new(["i", "x", "f_x", "weight"]);
     let mut nodes = Vec::new();
     let (mut fine, mut coarse) = (0.0, 0.0);
-    let mut outcome = Outcome::Converged;
+    let mut outcome = Convergence::Converged;
     for i in 0..=n {
         if i % BUDGET_CHECK_EVERY == 0 && budget.is_exhausted() {
-            outcome = Outcome::OutOfTime;
+            outcome = Convergence::OutOfTime;
             break;
         }
         let x = if i == n { b } else { a + i as f64 * h };
         let fx = match value(f, x) {
             Ok(fx) => fx,
             Err(message) => {
-                outcome = Outcome::EvaluationError { message };
+                outcome = Convergence::EvaluationError { message };
                 break;
             }
         };
@@ -242,11 +235,10 @@ fn romberg(problem: &IntegralProblem, tol: f64, max_iter: u64, budget: &Budget) 
         previous = row;
         last_error = Some(error);
         let met = error <= tol.max(8.0 * f64::EPSILON * estimate.abs());
-        Ok(if met && k >= MIN_ROMBERG_LEVELS.min(max_iter) {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(
+            error,
+            met && k >= MIN_ROMBERG_LEVELS.min(max_iter),
+        ))
     });
     let value = *previous.last().expect("the tableau row is never empty");
     let mut result = json!({ "value": value });
@@ -301,9 +293,9 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
     let mut table = TableBuilder::new(["i", "node", "weight", "f_node"]);
     let mut nodes = Vec::with_capacity(points);
     let mut sum = 0.0;
-    let mut outcome = Outcome::Converged;
+    let mut outcome = Convergence::Converged;
     if budget.is_exhausted() {
-        outcome = Outcome::OutOfTime;
+        outcome = Convergence::OutOfTime;
     } else {
         for (i, (node, weight)) in gauss_legendre_rule(points).into_iter().enumerate() {
             let (x, w) = (middle + half * node, half * weight);
@@ -314,7 +306,7 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
                     nodes.push((x, fx));
                 }
                 Err(message) => {
-                    outcome = Outcome::EvaluationError { message };
+                    outcome = Convergence::EvaluationError { message };
                     break;
                 }
             }
@@ -336,7 +328,7 @@ fn gauss_legendre(problem: &IntegralProblem, points: usize, budget: &Budget) -> 
 
 /// What a rule computed, for [`finish`].
 struct Quadrature {
-    outcome: Outcome,
+    outcome: Convergence,
     result: serde_json::Value,
     value: f64,
     iterations: Option<u64>,

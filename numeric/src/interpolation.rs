@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::budget::Budget;
 use crate::error::ProblemError;
 use crate::method::Method;
-use crate::solution::{Outcome, Solution};
+use crate::solution::{Convergence, Solution};
 use crate::svg::{Plot, Scale, Series, Style};
 use crate::table::{TableBuilder, format_number as num};
 use crate::validation::Params;
@@ -226,10 +226,10 @@ pub(crate) fn solve(problem: &InterpolationProblem, budget: &Budget) -> Solution
     let InterpolationProblem { method, xs, ys, at } = problem;
     let interpolant = problem.build();
     let mut values = Vec::with_capacity(at.len());
-    let mut outcome = Outcome::Converged;
+    let mut outcome = Convergence::Converged;
     for (i, x) in at.iter().enumerate() {
         if i % BUDGET_CHECK_EVERY == 0 && budget.is_exhausted() {
-            outcome = Outcome::OutOfTime;
+            outcome = Convergence::OutOfTime;
             break;
         }
         values.push(interpolant.eval(xs, ys, *x));

@@ -3,7 +3,7 @@
 
 use crate::budget::Budget;
 use crate::method::Method;
-use crate::solution::Outcome;
+use crate::solution::Convergence;
 use crate::svg::{Plot, Scale, Series, Style};
 
 /// Points kept of a long error history (it is thinned as it grows).
@@ -16,15 +16,26 @@ pub(crate) enum Step {
     /// The tolerance is met.
     Converged { error: f64 },
     /// The method cannot go on (a zero derivative, a diverging iteration); the reason becomes a
-    /// warning and the outcome is [`Outcome::DidNotConverge`].
+    /// warning and the outcome is [`Convergence::DidNotConverge`].
     BrokeDown { reason: String },
     /// The budget ran out inside a long step (one that checks it as it goes).
     OutOfTime,
 }
 
+impl Step {
+    /// The step after an iteration whose error measure is `error`: converged when `met`.
+    pub(crate) fn after(error: f64, met: bool) -> Self {
+        if met {
+            Self::Converged { error }
+        } else {
+            Self::Continue { error }
+        }
+    }
+}
+
 /// How an iteration loop ended.
 pub(crate) struct Iterated {
-    pub outcome: Outcome,
+    pub outcome: Convergence,
     pub iterations: u64,
     pub warnings: Vec<String>,
     /// (iteration, error), thinned evenly when long.
@@ -35,7 +46,7 @@ impl Iterated {
     /// Converged before any iteration (the start already solves the problem).
     pub fn at_start() -> Iterated {
         Iterated {
-            outcome: Outcome::Converged,
+            outcome: Convergence::Converged,
             iterations: 0,
             warnings: Vec::new(),
             errors: Vec::new(),
@@ -45,7 +56,7 @@ impl Iterated {
 
 /// Runs `step(k)` for k = 1, 2, … until it converges or breaks down, `max_iter` is reached, or
 /// the budget runs out (checked before every iteration). A step returns `Err(message)` when a
-/// value could not be computed; the outcome is then [`Outcome::EvaluationError`].
+/// value could not be computed; the outcome is then [`Convergence::EvaluationError`].
 pub(crate) fn iterate(
     budget: &Budget,
     max_iter: u64,
@@ -61,24 +72,24 @@ pub(crate) fn iterate(
     };
     for k in 1..=max_iter {
         if budget.is_exhausted() {
-            return finish(Outcome::OutOfTime, k - 1, history);
+            return finish(Convergence::OutOfTime, k - 1, history);
         }
         match step(k) {
             Ok(Step::Continue { error }) => history.push((k as f64, error)),
             Ok(Step::Converged { error }) => {
                 history.push((k as f64, error));
-                return finish(Outcome::Converged, k, history);
+                return finish(Convergence::Converged, k, history);
             }
             Ok(Step::BrokeDown { reason }) => {
-                let mut iterated = finish(Outcome::DidNotConverge, k, history);
+                let mut iterated = finish(Convergence::DidNotConverge, k, history);
                 iterated.warnings.push(reason);
                 return iterated;
             }
-            Ok(Step::OutOfTime) => return finish(Outcome::OutOfTime, k - 1, history),
-            Err(message) => return finish(Outcome::EvaluationError { message }, k, history),
+            Ok(Step::OutOfTime) => return finish(Convergence::OutOfTime, k - 1, history),
+            Err(message) => return finish(Convergence::EvaluationError { message }, k, history),
         }
     }
-    let mut iterated = finish(Outcome::DidNotConverge, max_iter, history);
+    let mut iterated = finish(Convergence::DidNotConverge, max_iter, history);
     iterated.warnings.push(format!(
         "the tolerance was not met within max_iter = {max_iter} iterations"
     ));
@@ -198,7 +209,7 @@ mod tests {
                 converged.iterations,
                 converged.errors.len()
             ),
-            (Outcome::Converged, 7, 7)
+            (Convergence::Converged, 7, 7)
         );
 
         let exhausted = iterate(&Budget::unlimited(), 5, |_| {
@@ -206,7 +217,7 @@ mod tests {
         });
         assert_eq!(
             (exhausted.outcome, exhausted.iterations),
-            (Outcome::DidNotConverge, 5)
+            (Convergence::DidNotConverge, 5)
         );
         assert!(exhausted.warnings[0].contains("max_iter = 5"));
 
@@ -217,7 +228,7 @@ mod tests {
         });
         assert_eq!(
             (out_of_time.outcome, out_of_time.iterations),
-            (Outcome::OutOfTime, 0)
+            (Convergence::OutOfTime, 0)
         );
         assert!(started.elapsed() < Duration::from_millis(50));
 
@@ -226,7 +237,7 @@ mod tests {
                 reason: "zero derivative".into(),
             })
         });
-        assert_eq!(broke.outcome, Outcome::DidNotConverge);
+        assert_eq!(broke.outcome, Convergence::DidNotConverge);
         assert_eq!(broke.warnings, ["zero derivative"]);
 
         let failed = iterate(&Budget::unlimited(), 10, |k| {
@@ -239,7 +250,7 @@ mod tests {
         assert_eq!(
             (failed.outcome, failed.iterations),
             (
-                Outcome::EvaluationError {
+                Convergence::EvaluationError {
                     message: "f is NaN".into()
                 },
                 3

@@ -11,7 +11,7 @@ use std::{
 use cola_wire::{Limits, Reason, Status};
 use serde_json::Value;
 
-use crate::{Budget, Outcome, StopFlag};
+use crate::{Budget, Convergence, StopFlag};
 
 /// The largest result (as JSON) the job record carries; a larger one is only in `result.json`.
 pub const MAX_RECORD_RESULT_BYTES: usize = 64 * 1024;
@@ -76,17 +76,17 @@ pub fn render(
     solve: Duration,
 ) -> Solved {
     let (status, reason) = match &solution.outcome {
-        Outcome::Converged => (Status::Succeeded, None),
-        Outcome::DidNotConverge => (Status::Failed, Some(Reason::DidNotConverge)),
-        Outcome::OutOfTime => (Status::Failed, Some(Reason::TimeLimit)),
-        Outcome::EvaluationError { .. } => (Status::Failed, Some(Reason::RuntimeError)),
+        Convergence::Converged => (Status::Succeeded, None),
+        Convergence::DidNotConverge => (Status::Failed, Some(Reason::DidNotConverge)),
+        Convergence::OutOfTime => (Status::Failed, Some(Reason::TimeLimit)),
+        Convergence::EvaluationError { .. } => (Status::Failed, Some(Reason::RuntimeError)),
     };
     let mut stderr = String::new();
-    if let Outcome::EvaluationError { message } = &solution.outcome {
+    if let Convergence::EvaluationError { message } = &solution.outcome {
         stderr.push_str(message);
         stderr.push('\n');
     }
-    if solution.outcome == Outcome::OutOfTime {
+    if solution.outcome == Convergence::OutOfTime {
         stderr.push_str(&format!(
             "stopped after its time budget of {} ms\n",
             budget.as_millis()

@@ -11,7 +11,7 @@
 //!    the position), bad brackets, tolerances, sizes, singular matrices, values that are not
 //!    finite where validation evaluates.
 //! 2. [`solve`] runs the method under a time [`Budget`] and returns a [`Solution`]: the
-//!    [`Outcome`], the result in the family's shape, warnings, the iteration [`Table`] and a
+//!    [`Convergence`], the result in the family's shape, warnings, the iteration [`Table`] and a
 //!    [`Plot`]. [`Solution::files`] renders `result.json`, `table.csv` and `plot.svg`.
 //!
 //! [`methods`] describes every method (parameters, help, a worked example) for
@@ -45,7 +45,7 @@ pub use budget::{Budget, StopFlag};
 pub use catalogue::{MethodInfo, ParamInfo, ParamType, example, methods};
 pub use error::ProblemError;
 pub use method::{Family, Method};
-pub use solution::{Outcome, Solution};
+pub use solution::{Convergence, Solution};
 pub use svg::Plot;
 pub use table::Table;
 
@@ -104,7 +104,7 @@ pub fn parse_problem(problem: &Value) -> Result<Problem, ProblemError> {
     Ok(Problem { kind })
 }
 
-/// Solves a validated problem, stopping with [`Outcome::OutOfTime`] when `budget` runs out.
+/// Solves a validated problem, stopping with [`Convergence::OutOfTime`] when `budget` runs out.
 pub fn solve(problem: &Problem, budget: &Budget) -> Solution {
     match &problem.kind {
         Kind::Root(problem) => roots::solve(problem, budget),

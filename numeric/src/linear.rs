@@ -8,7 +8,7 @@ use crate::budget::Budget;
 use crate::error::ProblemError;
 use crate::iteration::{Step, convergence_plot, iterate};
 use crate::method::Method;
-use crate::solution::{Outcome, Solution};
+use crate::solution::{Convergence, Solution};
 use crate::svg::{Plot, Scale, Series, Style};
 use crate::table::{Table, TableBuilder};
 use crate::validation::Params;
@@ -260,8 +260,8 @@ fn direct(problem: &LinearProblem, budget: &Budget) -> Solution {
         Ok(lu) => lu,
         Err(failure) => {
             let outcome = match failure {
-                Factorization::OutOfTime => Outcome::OutOfTime,
-                Factorization::Singular { column } => Outcome::EvaluationError {
+                Factorization::OutOfTime => Convergence::OutOfTime,
+                Factorization::Singular { column } => Convergence::EvaluationError {
                     message: format!("A is singular (to working precision) in column {column}"),
                 },
             };
@@ -315,7 +315,7 @@ fn direct(problem: &LinearProblem, budget: &Budget) -> Solution {
     };
     Solution {
         method: *method,
-        outcome: Outcome::Converged,
+        outcome: Convergence::Converged,
         result: json!({ "x": x, "residual_norm": a.residual_norm(&x, b) }),
         iterations: None,
         warnings,
@@ -383,11 +383,7 @@ fn iterative(
         row.extend_from_slice(&x);
         row.push(error);
         table.push(row);
-        Ok(if error <= tol {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(error, error <= tol))
     });
     let table = table.finish();
     let mut warnings = Vec::new();

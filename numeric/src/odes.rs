@@ -14,7 +14,7 @@ use crate::error::ProblemError;
 use crate::expr::{Expression, MAX_VARIABLES};
 use crate::iteration::History;
 use crate::method::Method;
-use crate::solution::{Outcome, Solution};
+use crate::solution::{Convergence, Solution};
 use crate::svg::{Plot, Scale, Series, Style};
 use crate::table::{TableBuilder, format_number as num};
 use crate::validation::{Params, expression_value};
@@ -433,7 +433,7 @@ fn fixed_steps(
     h: f64,
     steps: u64,
     budget: &Budget,
-) -> (Outcome, Trajectory) {
+) -> (Convergence, Trajectory) {
     let mut trajectory = Trajectory::new(problem, false);
     let mut stepper = Stepper::new(problem, tableau);
     let mut y = problem.y0.clone();
@@ -442,7 +442,7 @@ fn fixed_steps(
     trajectory.record(0, t, &y, None);
     for i in 1..=steps {
         if budget.is_exhausted() {
-            return (Outcome::OutOfTime, trajectory);
+            return (Convergence::OutOfTime, trajectory);
         }
         let t_next = if i == steps {
             problem.t_end
@@ -450,13 +450,13 @@ fn fixed_steps(
             problem.t0 + i as f64 * h
         };
         if let Err(message) = stepper.step(t, &y, t_next - t, &mut y_next) {
-            return (Outcome::EvaluationError { message }, trajectory);
+            return (Convergence::EvaluationError { message }, trajectory);
         }
         std::mem::swap(&mut y, &mut y_next);
         t = t_next;
         trajectory.record(i, t, &y, None);
     }
-    (Outcome::Converged, trajectory)
+    (Convergence::Converged, trajectory)
 }
 
 /// Error-per-step exponent of the embedded 4th-order estimate: 1/(4 + 1).
@@ -503,7 +503,7 @@ fn adaptive_steps(
     problem: &OdeProblem,
     tol: f64,
     budget: &Budget,
-) -> (Outcome, Trajectory, Vec<String>) {
+) -> (Convergence, Trajectory, Vec<String>) {
     let mut trajectory = Trajectory::new(problem, true);
     let mut stepper = Stepper::new(problem, &DORMAND_PRINCE);
     let mut y = problem.y0.clone();
@@ -518,21 +518,27 @@ fn adaptive_steps(
         .and_then(|()| initial_step(problem, tol, &slope));
     let mut h = match first {
         Ok(h) => h,
-        Err(message) => return (Outcome::EvaluationError { message }, trajectory, warnings),
+        Err(message) => {
+            return (
+                Convergence::EvaluationError { message },
+                trajectory,
+                warnings,
+            );
+        }
     };
     let outcome = loop {
         if t >= problem.t_end {
-            break Outcome::Converged;
+            break Convergence::Converged;
         }
         if budget.is_exhausted() {
-            break Outcome::OutOfTime;
+            break Convergence::OutOfTime;
         }
         if trajectory.steps() >= MAX_STEPS {
             warnings.push(format!(
                 "rk45 stopped after {MAX_STEPS} steps at t = {}: the problem is stiff or tol is too small",
                 num(t)
             ));
-            break Outcome::DidNotConverge;
+            break Convergence::DidNotConverge;
         }
         let min_step = 10.0 * f64::EPSILON * t.abs().max(f64::MIN_POSITIVE);
         if h < min_step {
@@ -540,12 +546,12 @@ fn adaptive_steps(
                 "the step size fell below {min_step:.1e} at t = {}: the solution may have a singularity there",
                 num(t)
             ));
-            break Outcome::DidNotConverge;
+            break Convergence::DidNotConverge;
         }
         let last = t + h >= problem.t_end;
         let step = if last { problem.t_end - t } else { h };
         if let Err(message) = stepper.step(t, &y, step, &mut y_next) {
-            break Outcome::EvaluationError { message };
+            break Convergence::EvaluationError { message };
         }
         let error = stepper.error_norm(&y, &y_next, step, tol);
         if error <= 1.0 {
@@ -574,7 +580,7 @@ fn adaptive_steps(
 
 fn finish(
     problem: &OdeProblem,
-    outcome: Outcome,
+    outcome: Convergence,
     trajectory: Trajectory,
     mut warnings: Vec<String>,
 ) -> Solution {

@@ -67,14 +67,7 @@ pub(crate) fn parse(params: &Params) -> Result<RootProblem, ProblemError> {
     match method {
         Method::Bisection | Method::RegulaFalsi | Method::Brent => {
             let f = params.expression("f", X)?;
-            let a = params.number("a")?;
-            let b = params.number("b")?;
-            if a >= b {
-                return Err(ProblemError::new(
-                    "b",
-                    format!("b must be greater than a (a = {}, b = {})", num(a), num(b)),
-                ));
-            }
+            let (a, b) = params.interval()?;
             let tol = params.tolerance()?;
             let max_iter = params.max_iter()?;
             let fa = finite_at(&f, "f", &[a], || {
@@ -560,11 +553,7 @@ fn brent(bracket: &Bracket, budget: &Budget) -> RootRun {
                 state.f_current,
                 error,
             ]);
-            Ok(if state.converged() {
-                Step::Converged { error }
-            } else {
-                Step::Continue { error }
-            })
+            Ok(Step::after(error, state.converged()))
         })
     };
     RootRun {
@@ -606,11 +595,7 @@ fn secant(f: &Expression, x0: f64, x1: f64, tol: f64, max_iter: u64, budget: &Bu
         let error = (x_next - x).abs();
         table.push(vec![k as f64, x_previous, x, x_next, f_next, error]);
         (x_previous, f_previous, x, fx) = (x, fx, x_next, f_next);
-        Ok(if error <= tol || f_next == 0.0 {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(error, error <= tol || f_next == 0.0))
     });
     RootRun {
         iterated,
@@ -653,11 +638,7 @@ fn newton(
         let error = (x_next - x).abs();
         table.push(vec![k as f64, x, fx, dfx, x_next, error]);
         x = x_next;
-        Ok(if error <= tol {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(error, error <= tol))
     });
     RootRun {
         iterated,
@@ -676,11 +657,7 @@ fn fixed_point(g: &Expression, x0: f64, tol: f64, max_iter: u64, budget: &Budget
         let error = (gx - x).abs();
         table.push(vec![k as f64, x, gx, error]);
         x = gx;
-        Ok(if error <= tol {
-            Step::Converged { error }
-        } else {
-            Step::Continue { error }
-        })
+        Ok(Step::after(error, error <= tol))
     });
     RootRun {
         iterated,

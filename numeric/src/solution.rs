@@ -11,7 +11,7 @@ const PRETTY_JSON_LIMIT: usize = 64 * 1024;
 
 /// How a solve ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Convergence {
     /// The method met its tolerance (or, for a direct method, finished).
     Converged,
     /// The iteration or step limit was reached first, or the method broke down (a zero
@@ -23,19 +23,19 @@ pub enum Outcome {
     EvaluationError { message: String },
 }
 
-impl Outcome {
+impl Convergence {
     /// The name in `result.json`'s `convergence.status`.
     pub fn status(&self) -> &'static str {
         match self {
-            Outcome::Converged => "converged",
-            Outcome::DidNotConverge => "did_not_converge",
-            Outcome::OutOfTime => "out_of_time",
-            Outcome::EvaluationError { .. } => "evaluation_error",
+            Convergence::Converged => "converged",
+            Convergence::DidNotConverge => "did_not_converge",
+            Convergence::OutOfTime => "out_of_time",
+            Convergence::EvaluationError { .. } => "evaluation_error",
         }
     }
 
     pub fn is_converged(&self) -> bool {
-        *self == Outcome::Converged
+        *self == Convergence::Converged
     }
 }
 
@@ -43,7 +43,7 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Solution {
     pub method: Method,
-    pub outcome: Outcome,
+    pub outcome: Convergence,
     /// The family's result shape: roots `{root, f_root, iterations, converged}`; linear systems
     /// `{x, residual_norm, iterations?}`; integrals `{value, error_estimate?}`; ODEs
     /// `{t, y, y_end}`; interpolation `{values}`.
@@ -62,7 +62,7 @@ impl Solution {
         if let Some(iterations) = self.iterations {
             convergence["iterations"] = json!(iterations);
         }
-        if let Outcome::EvaluationError { message } = &self.outcome {
+        if let Convergence::EvaluationError { message } = &self.outcome {
             convergence["message"] = json!(message);
         }
         convergence

@@ -8,6 +8,7 @@ use crate::catalogue::parameters;
 use crate::error::ProblemError;
 use crate::expr::Expression;
 use crate::method::Method;
+use crate::table::format_number as num;
 
 /// Most iterations any method may be asked for.
 pub const MAX_ITERATIONS: u64 = 1_000_000;
@@ -84,6 +85,18 @@ impl<'a> Params<'a> {
     /// A finite number, given as a JSON number or a constant expression such as `"pi/2"`.
     pub fn number(&self, name: &str) -> Result<f64, ProblemError> {
         number_value(self.required(name), name)
+    }
+
+    /// The interval `[a, b]` of the parameters `a` and `b`, with `a < b`.
+    pub fn interval(&self) -> Result<(f64, f64), ProblemError> {
+        let (a, b) = (self.number("a")?, self.number("b")?);
+        if a >= b {
+            return Err(ProblemError::new(
+                "b",
+                format!("b must be greater than a (a = {}, b = {})", num(a), num(b)),
+            ));
+        }
+        Ok((a, b))
     }
 
     /// A number > 0.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use cola_numeric::{Budget, Outcome, StopFlag, methods, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, StopFlag, methods, parse_problem, solve};
 use serde_json::{Value, json};
 
 /// The integrand of issue 10's starving problem: 34 copies of a term joined by `+`, 951
@@ -171,7 +171,7 @@ fn every_method_stops_near_its_budget_on_its_heaviest_problem() {
         if long {
             assert_eq!(
                 solution.outcome,
-                Outcome::OutOfTime,
+                Convergence::OutOfTime,
                 "{}: the problem must outlast its budget",
                 method.name
             );
@@ -201,7 +201,7 @@ fn a_stop_flag_ends_a_solve_at_once() {
     let stopped = Instant::now();
     stop.stop();
     let (solution, took) = solving.join().unwrap();
-    assert_eq!(solution.outcome, Outcome::OutOfTime);
+    assert_eq!(solution.outcome, Convergence::OutOfTime);
     assert!(took >= Duration::from_millis(100), "{took:?}");
     assert!(
         stopped.elapsed() < margin(),
@@ -214,6 +214,6 @@ fn a_stop_flag_ends_a_solve_at_once() {
     let solution = solve(&problem, &Budget::unlimited().stopped_by(&stop));
     assert_eq!(
         (solution.outcome, solution.iterations),
-        (Outcome::OutOfTime, Some(0))
+        (Convergence::OutOfTime, Some(0))
     );
 }

@@ -1,7 +1,7 @@
 //! The catalogue: every method is listed with its parameters and a worked example that
 //! validates and solves.
 
-use cola_numeric::{Budget, Family, Method, Outcome, expr, methods, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, Family, Method, expr, methods, parse_problem, solve};
 
 #[test]
 fn every_method_is_listed_once_with_its_family() {
@@ -35,7 +35,7 @@ fn every_example_validates_and_converges() {
         let solution = solve(&problem, &Budget::unlimited());
         assert_eq!(
             solution.outcome,
-            Outcome::Converged,
+            Convergence::Converged,
             "{}: {:?}",
             info.name,
             solution.warnings

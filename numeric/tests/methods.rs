@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use cola_numeric::{Budget, Outcome, Problem, Solution, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, Problem, Solution, parse_problem, solve};
 use serde_json::{Value, json};
 
 #[track_caller]
@@ -43,7 +43,7 @@ fn bracketed(method: &str) -> Value {
 #[test]
 fn bisection_halves_the_bracket() {
     let solution = run(bracketed("bisection"));
-    assert_eq!(solution.outcome, Outcome::Converged);
+    assert_eq!(solution.outcome, Convergence::Converged);
     let result = &solution.result;
     assert_close(number(&result["root"]), ROOT, 1e-10);
     assert_eq!(
@@ -77,7 +77,7 @@ fn bisection_stops_at_double_precision() {
     let solution = run(
         json!({"method": "bisection", "f": "x^2 - 2", "a": 1, "b": 2, "tol": 1e-300, "max_iter": 1000}),
     );
-    assert_eq!(solution.outcome, Outcome::Converged);
+    assert_eq!(solution.outcome, Convergence::Converged);
     assert!(
         solution
             .warnings
@@ -98,7 +98,7 @@ fn bisection_stops_at_double_precision() {
 fn interpolating_bracket_methods_beat_bisection() {
     for (method, most) in [("regula_falsi", 12), ("brent", 10)] {
         let solution = run(bracketed(method));
-        assert_eq!(solution.outcome, Outcome::Converged, "{method}");
+        assert_eq!(solution.outcome, Convergence::Converged, "{method}");
         assert_close(number(&solution.result["root"]), ROOT, 1e-10);
         let iterations = solution.result["iterations"].as_u64().unwrap();
         assert!(iterations <= most, "{method} took {iterations} iterations");
@@ -122,7 +122,7 @@ fn illinois_avoids_regula_falsi_stagnation() {
     let solution = run(
         json!({"method": "regula_falsi", "f": "x^10 - 1", "a": 0, "b": 1.3, "tol": 1e-12, "max_iter": 100}),
     );
-    assert_eq!(solution.outcome, Outcome::Converged);
+    assert_eq!(solution.outcome, Convergence::Converged);
     assert_close(number(&solution.result["root"]), 1.0, 1e-12);
     assert!(
         solution.iterations.unwrap() < 40,
@@ -138,7 +138,7 @@ fn end_point_roots_are_returned() {
             let solution = run(
                 json!({"method": method, "f": "x^2 - 1", "a": a, "b": b, "tol": 1e-10, "max_iter": 10}),
             );
-            assert_eq!(solution.outcome, Outcome::Converged);
+            assert_eq!(solution.outcome, Convergence::Converged);
             assert_eq!(solution.result["root"], root);
             assert_eq!(solution.result["iterations"], 0);
             assert_eq!(solution.result["f_root"], 0.0);
@@ -210,7 +210,7 @@ fn running_out_of_iterations_is_did_not_converge_with_table_and_plot() {
     let solution = run(
         json!({"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 5}),
     );
-    assert_eq!(solution.outcome, Outcome::DidNotConverge);
+    assert_eq!(solution.outcome, Convergence::DidNotConverge);
     assert_eq!(solution.result["converged"], false);
     assert_eq!(solution.result["iterations"], 5);
     assert_eq!(solution.table.rows.len(), 5);
@@ -221,13 +221,13 @@ fn running_out_of_iterations_is_did_not_converge_with_table_and_plot() {
     let newton_cycle = run(
         json!({"method": "newton", "f": "x^3 - 2*x + 2", "x0": 0, "tol": 1e-10, "max_iter": 40}),
     );
-    assert_eq!(newton_cycle.outcome, Outcome::DidNotConverge);
+    assert_eq!(newton_cycle.outcome, Convergence::DidNotConverge);
     assert_eq!(newton_cycle.table.rows.len(), 40);
 
     let jacobi = run(
         json!({"method": "jacobi", "A": [[1, 2], [3, 1]], "b": [1, 1], "tol": 1e-10, "max_iter": 5000}),
     );
-    assert_eq!(jacobi.outcome, Outcome::DidNotConverge);
+    assert_eq!(jacobi.outcome, Convergence::DidNotConverge);
     assert!(
         jacobi
             .warnings
@@ -249,7 +249,7 @@ fn newton_breaks_down_on_a_zero_derivative() {
     // From x0 = 2, the first step lands on x = 1 where f'(x) = 0.
     let solution =
         run(json!({"method": "newton", "f": "(x-1)^2 + 1", "x0": 2, "tol": 1e-10, "max_iter": 50}));
-    assert_eq!(solution.outcome, Outcome::DidNotConverge);
+    assert_eq!(solution.outcome, Convergence::DidNotConverge);
     assert!(
         solution
             .warnings
@@ -268,7 +268,7 @@ fn values_that_stop_being_finite_are_evaluation_errors() {
     );
     assert_eq!(
         diverging.outcome,
-        Outcome::EvaluationError {
+        Convergence::EvaluationError {
             message: "g is NaN at x = -1".into()
         }
     );
@@ -282,7 +282,7 @@ fn values_that_stop_being_finite_are_evaluation_errors() {
     let node = run(json!({"method": "trapezoid", "f": "1/(x - 0.25)", "a": 0, "b": 1, "n": 4}));
     assert_eq!(
         node.outcome,
-        Outcome::EvaluationError {
+        Convergence::EvaluationError {
             message: "f is inf at x = 0.25".into()
         }
     );
@@ -290,7 +290,9 @@ fn values_that_stop_being_finite_are_evaluation_errors() {
     let blow_up =
         run(json!({"method": "rk4", "f": "y^2", "t0": 0, "y0": 1, "t_end": 2, "h": 0.01}));
     match &blow_up.outcome {
-        Outcome::EvaluationError { message } => assert!(message.contains("at t = "), "{message}"),
+        Convergence::EvaluationError { message } => {
+            assert!(message.contains("at t = "), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(
@@ -317,7 +319,7 @@ fn an_expired_budget_ends_a_huge_job_at_once() {
         let problem = problem(statement.clone());
         let started = Instant::now();
         let solution = solve(&problem, &expired);
-        assert_eq!(solution.outcome, Outcome::OutOfTime, "{statement}");
+        assert_eq!(solution.outcome, Convergence::OutOfTime, "{statement}");
         assert_eq!(solution.convergence()["status"], "out_of_time");
         assert!(
             started.elapsed() < Duration::from_millis(100),
@@ -335,7 +337,7 @@ fn a_running_budget_interrupts_a_long_iteration() {
     let started = Instant::now();
     let solution = solve(&problem, &Budget::new(Duration::from_millis(20)));
     let elapsed = started.elapsed();
-    assert_eq!(solution.outcome, Outcome::OutOfTime);
+    assert_eq!(solution.outcome, Convergence::OutOfTime);
     assert!(solution.iterations.unwrap() > 0);
     assert!(
         elapsed >= Duration::from_millis(20) && elapsed < Duration::from_millis(500),
@@ -346,7 +348,7 @@ fn a_running_budget_interrupts_a_long_iteration() {
     let romberg = parse_problem(&json!({"method": "romberg", "f": "sqrt(x)*sin(1/(x + 0.001))", "a": 0, "b": 1, "tol": 1e-300, "max_iter": 25})).unwrap();
     let started = Instant::now();
     let solution = solve(&romberg, &Budget::new(Duration::from_millis(30)));
-    assert_eq!(solution.outcome, Outcome::OutOfTime);
+    assert_eq!(solution.outcome, Convergence::OutOfTime);
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "{:?}",
@@ -360,7 +362,7 @@ fn direct_linear_solvers() {
         let solution = run(
             json!({"method": method, "A": [[2, 1, -1], [-3, -1, 2], [-2, 1, 2]], "b": [8, -11, -3]}),
         );
-        assert_eq!(solution.outcome, Outcome::Converged);
+        assert_eq!(solution.outcome, Convergence::Converged);
         let x = numbers(&solution.result["x"]);
         for (actual, expected) in x.iter().zip([2.0, 3.0, -1.0]) {
             assert_close(*actual, expected, 1e-14);
@@ -419,7 +421,7 @@ fn iterative_linear_solvers() {
     let jacobi = run(statement("jacobi"));
     let seidel = run(statement("gauss_seidel"));
     for solution in [&jacobi, &seidel] {
-        assert_eq!(solution.outcome, Outcome::Converged);
+        assert_eq!(solution.outcome, Convergence::Converged);
         for (actual, expected) in numbers(&solution.result["x"])
             .iter()
             .zip([1.0, 2.0, -1.0, 1.0])
@@ -452,7 +454,7 @@ fn iterative_linear_solvers() {
     );
     assert_eq!(
         not_dominant.outcome,
-        Outcome::Converged,
+        Convergence::Converged,
         "symmetric positive definite: converges anyway"
     );
     assert_eq!(
@@ -492,7 +494,7 @@ fn romberg_and_gauss_legendre() {
     let romberg = run(
         json!({"method": "romberg", "f": "exp(-x^2)", "a": 0, "b": 1, "tol": 1e-12, "max_iter": 20}),
     );
-    assert_eq!(romberg.outcome, Outcome::Converged);
+    assert_eq!(romberg.outcome, Convergence::Converged);
     assert_close(
         number(&romberg.result["value"]),
         0.746_824_132_812_427,
@@ -516,7 +518,7 @@ fn romberg_and_gauss_legendre() {
     let short = run(
         json!({"method": "romberg", "f": "sqrt(x)", "a": 0, "b": 1, "tol": 1e-14, "max_iter": 4}),
     );
-    assert_eq!(short.outcome, Outcome::DidNotConverge);
+    assert_eq!(short.outcome, Convergence::DidNotConverge);
 
     let gauss =
         run(json!({"method": "gauss_legendre", "f": "x^7 - 2*x^3", "a": 0, "b": 2, "n": 4}));
@@ -536,7 +538,7 @@ fn fixed_step_odes() {
         let solution = run(
             json!({"method": method, "f": "y - t^2 + 1", "t0": 0, "y0": 0.5, "t_end": 2, "h": 0.1}),
         );
-        assert_eq!(solution.outcome, Outcome::Converged);
+        assert_eq!(solution.outcome, Convergence::Converged);
         let t = numbers(&solution.result["t"]);
         let y = numbers(&solution.result["y"]);
         assert_eq!(t.len(), 21);
@@ -579,7 +581,7 @@ fn systems_use_y1_to_yn() {
 fn adaptive_rk45() {
     let solution =
         run(json!({"method": "rk45", "f": "-2*t*y", "t0": 0, "y0": 1, "t_end": 2, "tol": 1e-10}));
-    assert_eq!(solution.outcome, Outcome::Converged);
+    assert_eq!(solution.outcome, Convergence::Converged);
     assert_close(number(&solution.result["y_end"]), (-4.0f64).exp(), 1e-9);
     assert_eq!(
         solution.table.header,
@@ -610,7 +612,7 @@ fn adaptive_rk45() {
         run(json!({"method": "rk45", "f": "y^2", "t0": 0, "y0": 1, "t_end": 2, "tol": 1e-8}));
     assert_ne!(
         singular.outcome,
-        Outcome::Converged,
+        Convergence::Converged,
         "y = 1/(1 - t) blows up at t = 1"
     );
     let t_last = *numbers(&singular.result["t"]).last().unwrap();
@@ -685,7 +687,7 @@ fn problems_move_between_threads() {
     let solution = std::thread::spawn(move || solve(&problem, &Budget::unlimited()))
         .join()
         .unwrap();
-    assert_eq!(solution.outcome, Outcome::Converged);
+    assert_eq!(solution.outcome, Convergence::Converged);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The files of the job's zip: result.json, table.csv (with each method's header) and a
 //! well-formed plot.svg, whatever the outcome.
 
-use cola_numeric::{Budget, Method, Outcome, Solution, example, methods, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, Method, Solution, example, methods, parse_problem, solve};
 use serde_json::{Value, json};
 
 fn solved(statement: &Value) -> Solution {
@@ -162,7 +162,7 @@ fn did_not_converge_still_produces_table_and_plot() {
     let statement =
         json!({"method": "newton", "f": "x^3 - 2*x + 2", "x0": 0, "tol": 1e-10, "max_iter": 12});
     let solution = solved(&statement);
-    assert_eq!(solution.outcome, Outcome::DidNotConverge);
+    assert_eq!(solution.outcome, Convergence::DidNotConverge);
     let (document, csv, svg) = files(&solution, &statement);
     assert_eq!(
         document["convergence"],

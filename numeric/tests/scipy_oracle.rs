@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use cola_numeric::{Budget, Outcome, Solution, parse_problem, solve};
+use cola_numeric::{Budget, Convergence, Solution, parse_problem, solve};
 use serde_json::{Value, json};
 
 enum Check {
@@ -508,7 +508,7 @@ fn max_difference(a: &[f64], b: &[f64]) -> f64 {
 
 /// Compares one solution with its reference: (error, allowed) or a description of the failure.
 fn compare(case: &Case, solution: &Solution, reference: &Value) -> Result<(f64, f64), String> {
-    if solution.outcome != Outcome::Converged {
+    if solution.outcome != Convergence::Converged {
         return Err(format!(
             "did not converge: {:?} {:?}",
             solution.outcome, solution.warnings

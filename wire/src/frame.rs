@@ -44,7 +44,7 @@ pub const MAX_ZIP_BYTES: u64 = MAX_ZIP_CONTENT_BYTES + (8 << 20);
 /// What an executor reports about one job: the report (with its output previews, which the
 /// report's own serialization leaves out) and the output zip, if the job got one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ExecutorReport {
     pub report: RunReport,
     pub zip: Option<Vec<u8>>,
 }
@@ -83,7 +83,7 @@ fn base64_len(bytes: u64) -> u64 {
 
 /// The frame for `outcome`. The report's `output_object` is not sent: the reader decides where
 /// the zip is stored.
-pub fn encode(outcome: &Outcome) -> Vec<u8> {
+pub fn encode(outcome: &ExecutorReport) -> Vec<u8> {
     let mut frame = Vec::new();
     write(outcome, &mut frame).expect("writing to memory cannot fail");
     frame
@@ -92,7 +92,7 @@ pub fn encode(outcome: &Outcome) -> Vec<u8> {
 /// Writes the frame for `outcome` (see [`encode`]) to `out` as it encodes it: no copy of the
 /// encoded zip is ever held in memory (an executor in a container has little to spare once its
 /// program has run).
-pub fn write(outcome: &Outcome, out: &mut impl Write) -> io::Result<()> {
+pub fn write(outcome: &ExecutorReport, out: &mut impl Write) -> io::Result<()> {
     let report = &outcome.report;
     let header = Header {
         report: report.clone(),
@@ -139,7 +139,7 @@ pub fn split_run_memory_request(stdout: &[u8]) -> (Option<u64>, &[u8]) {
 }
 
 /// Reads a frame back, accepting zips of at most `max_zip_bytes`.
-pub fn decode(frame: &[u8], max_zip_bytes: u64) -> Result<Outcome, FrameError> {
+pub fn decode(frame: &[u8], max_zip_bytes: u64) -> Result<ExecutorReport, FrameError> {
     let limit = max_frame_bytes(max_zip_bytes);
     if frame.len() as u64 > limit {
         return Err(FrameError::TooLarge(limit));
@@ -193,7 +193,7 @@ pub fn decode(frame: &[u8], max_zip_bytes: u64) -> Result<Outcome, FrameError> {
         output_object: None,
         ..header.report
     };
-    Ok(Outcome { report, zip })
+    Ok(ExecutorReport { report, zip })
 }
 
 #[cfg(test)]
@@ -201,8 +201,8 @@ mod tests {
     use super::*;
     use crate::{Limits, Reason, Status, Timings};
 
-    fn outcome() -> Outcome {
-        Outcome {
+    fn outcome() -> ExecutorReport {
+        ExecutorReport {
             report: RunReport {
                 status: Status::Failed,
                 reason: Some(Reason::RuntimeError),
@@ -237,7 +237,7 @@ mod tests {
         assert!(frame.is_ascii());
         assert_eq!(frame.iter().filter(|b| **b == b'\n').count(), 4);
         assert_eq!(decode(&frame, 1 << 20).unwrap(), outcome());
-        let without_zip = Outcome {
+        let without_zip = ExecutorReport {
             zip: None,
             ..outcome()
         };

@@ -96,25 +96,128 @@ impl Inputs {
 }
 
 /// The message published on `cola.<language>`: everything needed to run the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// On the wire its [`Work`] is one of three optional fields (`inputs`, `input_object`,
+/// `problem`); a message with none or more than one of them does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "MessageOnTheWire")]
 pub struct JobMessage {
     pub id: JobId,
     pub user: UserId,
     pub language: Language,
-    #[serde(default)]
     pub args: Vec<String>,
     pub limits: Limits,
     pub created_at: DateTime<Utc>,
-    /// The inputs, when they fit comfortably in one message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<Inputs>,
-    /// Otherwise the object (`<user>/<job-id>-input.zip`) that holds them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_object: Option<String>,
-    /// The problem statement of a numeric job, as received and
-    /// validated by the gateway; such a job has no inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<Value>,
+    pub work: Work,
+}
+
+/// What a job works on: exactly one of these travels in its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// A program's inputs, inline: they fit comfortably in one message.
+    Inputs(Inputs),
+    /// A program's inputs kept in the object store, in the object of this name
+    /// (`<user>/<job-id>-input.zip`), when they do not.
+    InputObject(String),
+    /// A numeric job's problem statement, as received and validated by the gateway.
+    Problem(Value),
+}
+
+impl Work {
+    /// The inputs, when they travel inline.
+    pub fn inputs(&self) -> Option<&Inputs> {
+        match self {
+            Self::Inputs(inputs) => Some(inputs),
+            _ => None,
+        }
+    }
+
+    /// The object holding the inputs, when they do not travel inline.
+    pub fn input_object(&self) -> Option<&str> {
+        match self {
+            Self::InputObject(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The problem statement of a numeric job.
+    pub fn problem(&self) -> Option<&Value> {
+        match self {
+            Self::Problem(problem) => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+/// A [`JobMessage`] as JSON has it, read before its work is checked to be exactly one thing.
+#[derive(Deserialize)]
+struct MessageOnTheWire {
+    id: JobId,
+    user: UserId,
+    language: Language,
+    #[serde(default)]
+    args: Vec<String>,
+    limits: Limits,
+    created_at: DateTime<Utc>,
+    inputs: Option<Inputs>,
+    input_object: Option<String>,
+    problem: Option<Value>,
+}
+
+/// A [`JobMessage`] as JSON has it, borrowed for writing.
+#[derive(Serialize)]
+struct MessageToTheWire<'a> {
+    id: &'a JobId,
+    user: &'a UserId,
+    language: &'a Language,
+    args: &'a [String],
+    limits: &'a Limits,
+    created_at: &'a DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<&'a Inputs>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_object: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<&'a Value>,
+}
+
+impl TryFrom<MessageOnTheWire> for JobMessage {
+    type Error = &'static str;
+
+    fn try_from(wire: MessageOnTheWire) -> Result<Self, Self::Error> {
+        let work = match (wire.inputs, wire.input_object, wire.problem) {
+            (Some(inputs), None, None) => Work::Inputs(inputs),
+            (None, Some(name), None) => Work::InputObject(name),
+            (None, None, Some(problem)) => Work::Problem(problem),
+            _ => return Err("a job message carries exactly one of inputs, input_object, problem"),
+        };
+        Ok(Self {
+            id: wire.id,
+            user: wire.user,
+            language: wire.language,
+            args: wire.args,
+            limits: wire.limits,
+            created_at: wire.created_at,
+            work,
+        })
+    }
+}
+
+impl Serialize for JobMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MessageToTheWire {
+            id: &self.id,
+            user: &self.user,
+            language: &self.language,
+            args: &self.args,
+            limits: &self.limits,
+            created_at: &self.created_at,
+            inputs: self.work.inputs(),
+            input_object: self.work.input_object(),
+            problem: self.work.problem(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Time a job gets on top of its compile and run limits for preparing, zipping and uploading.
@@ -270,7 +373,7 @@ impl JobRecord {
             cancel_requested: false,
             attempt: 0,
             executor: None,
-            problem: msg.problem.clone(),
+            problem: msg.work.problem().cloned(),
             result: None,
         }
     }
@@ -384,9 +487,7 @@ mod tests {
             args: vec![],
             limits: crate::languages()[0].default_limits,
             created_at: now(),
-            inputs: None,
-            input_object: None,
-            problem: None,
+            work: Work::Inputs(Inputs::default()),
         };
         let json = serde_json::to_value(&msg).unwrap();
         assert!(json.get("problem").is_none(), "{json}");
@@ -400,13 +501,42 @@ mod tests {
         let problem = serde_json::json!({"method": "bisection", "f": "x", "a": -1, "b": 1});
         let numeric = JobMessage {
             language: Language::parse("numeric").unwrap(),
-            problem: Some(problem.clone()),
+            work: Work::Problem(problem.clone()),
             ..msg
         };
         let back: JobMessage =
             serde_json::from_slice(&serde_json::to_vec(&numeric).unwrap()).unwrap();
-        assert_eq!(back.problem.as_ref(), Some(&problem));
+        assert_eq!(back.work.problem(), Some(&problem));
         assert_eq!(JobRecord::queued(&back, vec![], 0).problem, Some(problem));
+    }
+
+    #[test]
+    fn a_message_carries_exactly_one_kind_of_work_under_its_own_name() {
+        let msg = JobMessage {
+            id: JobId::new(),
+            user: UserId::parse("alice").unwrap(),
+            language: Language::parse("c").unwrap(),
+            args: vec![],
+            limits: crate::languages()[0].default_limits,
+            created_at: now(),
+            work: Work::InputObject("alice/x-input.zip".into()),
+        };
+        let json = serde_json::to_value(&msg).unwrap();
+        assert_eq!(json["input_object"], "alice/x-input.zip");
+        assert!(json.get("inputs").is_none() && json.get("problem").is_none());
+        assert_eq!(
+            serde_json::from_value::<JobMessage>(json.clone()).unwrap(),
+            msg
+        );
+
+        let mut both = json.clone();
+        both["inputs"] = serde_json::json!({"files": []});
+        let mut none = json;
+        none.as_object_mut().unwrap().remove("input_object");
+        for bad in [both, none] {
+            let error = serde_json::from_value::<JobMessage>(bad).unwrap_err();
+            assert!(error.to_string().contains("exactly one of"), "{error}");
+        }
     }
 
     #[test]

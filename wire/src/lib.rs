@@ -20,18 +20,23 @@ pub use ids::{IdError, JobId, Language, UserId};
 pub use isolation::{Isolation, Provision};
 pub use job::{
     Ending, ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES,
-    Reason, RunReport, Status, Timings,
+    Reason, RunReport, Status, Timings, Work,
 };
 pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
+pub use names::JobKey;
 
 #[cfg(feature = "nats")]
 pub mod frame;
+#[cfg(feature = "nats")]
+pub mod input_object;
 #[cfg(feature = "nats")]
 pub mod input_zip;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "nats")]
 pub mod nats_connect;
+#[cfg(feature = "nats")]
+pub mod nats_error;
 #[cfg(feature = "nats")]
 pub mod usage;

@@ -53,9 +53,57 @@ pub fn language_of_subject(subject: &str) -> Option<&str> {
     Some(rest.split_once('.').map_or(rest, |(language, _)| language))
 }
 
-/// `<user>.<job-id>`: the job's key in [`JOBS_BUCKET`].
-pub fn job_key(user: &UserId, id: &JobId) -> String {
-    format!("{}.{}", user.as_str(), id)
+/// `<user>.<job-id>`: a job's key in [`JOBS_BUCKET`], made from its owner and id or parsed
+/// back from a key read from the bucket; either way both parts are valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobKey {
+    key: String,
+    user: UserId,
+    id: JobId,
+}
+
+impl JobKey {
+    /// The key of `user`'s job `id`.
+    pub fn new(user: &UserId, id: &JobId) -> Self {
+        Self {
+            key: format!("{}.{}", user.as_str(), id),
+            user: user.clone(),
+            id: *id,
+        }
+    }
+
+    /// The job key `key` names, if it is one (a valid user, a dot, a job id).
+    pub fn parse(key: &str) -> Option<Self> {
+        let (user, id) = key.split_once('.')?;
+        let (user, id) = (UserId::parse(user).ok()?, id.parse().ok()?);
+        Some(Self::new(&user, &id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    /// The job's owner.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+}
+
+impl AsRef<str> for JobKey {
+    fn as_ref(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
+    }
 }
 
 /// `<user>.>`: every key of one user's jobs, for a KV watch.
@@ -73,12 +121,6 @@ pub fn input_object(user: &UserId, id: &JobId) -> String {
     format!("{}/{}-input.zip", user.as_str(), id)
 }
 
-/// Splits a [`JOBS_BUCKET`] key back into user and job id.
-pub fn parse_job_key(key: &str) -> Option<(UserId, JobId)> {
-    let (user, id) = key.split_once('.')?;
-    Some((UserId::parse(user).ok()?, id.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +135,21 @@ mod tests {
         assert_eq!(language_of_subject("cola.c.ada"), Some("c"));
         assert_eq!(language_of_subject("cola.numeric"), Some("numeric"));
         assert_eq!(language_of_subject("other.c"), None);
-        assert_eq!(
-            job_key(&user, &id),
-            "alice.0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b"
-        );
+        let key = JobKey::new(&user, &id);
+        assert_eq!(key.as_str(), "alice.0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b");
         assert_eq!(
             output_object(&user, &id),
             "alice/0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b-output.zip"
         );
-        assert_eq!(parse_job_key(&job_key(&user, &id)), Some((user, id)));
-        assert_eq!(parse_job_key("alice.not-a-uuid"), None);
+        let back = JobKey::parse(key.as_str()).unwrap();
+        assert_eq!((back.user(), back.id()), (&user, id));
+        assert_eq!(back, key);
+        for bad in [
+            "alice.not-a-uuid",
+            "alice",
+            "Not A User.0190b3c4-5d6e-7f80-9a0b-1c2d3e4f5a6b",
+        ] {
+            assert_eq!(JobKey::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -10,70 +10,10 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
+pub use crate::nats_error::NatsError;
 use crate::{
-    Ending, Inputs, JobId, JobRecord, RunReport, Status, UserId,
-    input_zip::{self, InputZipError},
-    names,
-    usage::UsageStore,
+    Ending, JobId, JobKey, JobRecord, RunReport, Status, UserId, names, usage::UsageStore,
 };
-
-/// A failure talking to NATS, with the step that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NatsError {
-    #[error("{step}: {source}")]
-    Nats {
-        step: &'static str,
-        #[source]
-        source: async_nats::Error,
-    },
-    #[error("job record {key} is not valid JSON: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-impl NatsError {
-    pub fn nats(step: &'static str, source: impl Into<async_nats::Error>) -> Self {
-        Self::Nats {
-            step,
-            source: source.into(),
-        }
-    }
-
-    /// Whether the server answered with a refusal (a store full, a message too large, a
-    /// record that does not decode): the same request would be refused again. Anything else
-    /// (a timeout, a lost connection, a server starting or not yet ready) may pass if retried.
-    pub fn is_refused(&self) -> bool {
-        match self {
-            Self::Nats { source, .. } => {
-                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-                while let Some(error) = cause {
-                    if let Some(api) = error.downcast_ref::<jetstream::Error>() {
-                        return !JETSTREAM_STARTING.contains(&api.error_code());
-                    }
-                    if let Some(publish) = error.downcast_ref::<jetstream::context::PublishError>()
-                        && publish.kind()
-                            == jetstream::context::PublishErrorKind::MaxPayloadExceeded
-                    {
-                        return true;
-                    }
-                    cause = error.source();
-                }
-                false
-            }
-            Self::Corrupt { .. } => true,
-        }
-    }
-}
-
-/// What a server answers while its JetStream is not (yet) ready: worth another try.
-const JETSTREAM_STARTING: [jetstream::ErrorCode; 3] = [
-    jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
-    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
-    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
-];
 
 /// The first pause of [`retry_until`]; each later one doubles, up to [`RETRY_MAX_PAUSE`].
 const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -296,10 +236,10 @@ pub enum Transition {
 
 impl JobStore {
     /// The record under `key` with its revision.
-    pub async fn get(&self, key: &str) -> Result<Option<(JobRecord, u64)>, NatsError> {
+    pub async fn get(&self, key: &JobKey) -> Result<Option<(JobRecord, u64)>, NatsError> {
         let Some(entry) = self
             .kv
-            .entry(key)
+            .entry(key.as_str())
             .await
             .map_err(|e| NatsError::nats("read job record", e))?
         else {
@@ -308,22 +248,22 @@ impl JobStore {
         if !matches!(entry.operation, kv::Operation::Put) {
             return Ok(None);
         }
-        let record = decode(key, &entry.value)?;
+        let record = decode(key.as_str(), &entry.value)?;
         Ok(Some((record, entry.revision)))
     }
 
     /// Stores a new record; fails if the key exists.
-    pub async fn create(&self, key: &str, record: &JobRecord) -> Result<u64, NatsError> {
+    pub async fn create(&self, key: &JobKey, record: &JobRecord) -> Result<u64, NatsError> {
         self.kv
-            .create(key, encode(record))
+            .create(key.as_str(), encode(record))
             .await
             .map_err(|e| NatsError::nats("create job record", e))
     }
 
     /// Removes a record (used only to roll back a job that could not be queued).
-    pub async fn remove(&self, key: &str) -> Result<(), NatsError> {
+    pub async fn remove(&self, key: &JobKey) -> Result<(), NatsError> {
         self.kv
-            .purge(key)
+            .purge(key.as_str())
             .await
             .map_err(|e| NatsError::nats("remove job record", e))
     }
@@ -333,7 +273,7 @@ impl JobStore {
     /// record as it is. A terminal record is never passed to `change`: it never changes again.
     pub async fn transition(
         &self,
-        key: &str,
+        key: &JobKey,
         mut change: impl FnMut(&mut JobRecord) -> bool,
     ) -> Result<Transition, NatsError> {
         loop {
@@ -343,7 +283,11 @@ impl JobStore {
             if record.status.is_terminal() || !change(&mut record) {
                 return Ok(Transition::Unchanged(record, revision));
             }
-            match self.kv.update(key, encode(&record), revision).await {
+            match self
+                .kv
+                .update(key.as_str(), encode(&record), revision)
+                .await
+            {
                 Ok(revision) => return Ok(Transition::Changed(record, revision)),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(NatsError::nats("update job record", e)),
@@ -353,7 +297,7 @@ impl JobStore {
 
     /// Ends the job under `key` as `ending` says, unless it has ended already (a terminal
     /// record never changes again).
-    pub async fn end(&self, key: &str, ending: &Ending) -> Result<Transition, NatsError> {
+    pub async fn end(&self, key: &JobKey, ending: &Ending) -> Result<Transition, NatsError> {
         self.transition(key, |r| {
             r.end(ending, crate::job::now());
             true
@@ -365,7 +309,7 @@ impl JobStore {
     /// [`transition_from`](Self::transition_from)).
     pub async fn end_from(
         &self,
-        key: &str,
+        key: &JobKey,
         record: JobRecord,
         revision: u64,
         ending: &Ending,
@@ -382,7 +326,7 @@ impl JobStore {
     /// `transition` does, from a fresh read.
     pub async fn transition_from(
         &self,
-        key: &str,
+        key: &JobKey,
         mut record: JobRecord,
         revision: u64,
         mut change: impl FnMut(&mut JobRecord) -> bool,
@@ -390,7 +334,11 @@ impl JobStore {
         if record.status.is_terminal() || !change(&mut record) {
             return Ok(Transition::Unchanged(record, revision));
         }
-        match self.kv.update(key, encode(&record), revision).await {
+        match self
+            .kv
+            .update(key.as_str(), encode(&record), revision)
+            .await
+        {
             Ok(revision) => Ok(Transition::Changed(record, revision)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 self.transition(key, change).await
@@ -464,37 +412,6 @@ pub async fn put_new_object(
     Ok(())
 }
 
-/// The most content an input object may unpack to.
-pub const MAX_INPUT_BYTES: u64 = 64 << 20;
-
-/// Why a job's input object could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// NATS trouble (the job itself may be fine).
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    /// The object is not a valid input zip: the job's fault.
-    #[error("input object: {0}")]
-    Invalid(#[from] InputZipError),
-}
-
-/// The inputs kept in the input object `name` (at most [`MAX_INPUT_BYTES`] of content).
-pub async fn fetch_inputs(outputs: &ObjectStore, name: &str) -> Result<Inputs, InputError> {
-    use tokio::io::AsyncReadExt as _;
-
-    let object = outputs
-        .get(name)
-        .await
-        .map_err(|e| NatsError::nats("fetch the input object", e))?;
-    let mut bytes = Vec::new();
-    object
-        .take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| NatsError::nats("read the input object", e))?;
-    Ok(input_zip::decode(&bytes, MAX_INPUT_BYTES)?)
-}
-
 /// What [`report_outcome`] did with a job's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reported {
@@ -531,7 +448,7 @@ pub async fn report_outcome(
     zip: Option<&[u8]>,
     until: tokio::time::Instant,
 ) -> Result<Reported, NatsError> {
-    let key = names::job_key(user, id);
+    let key = JobKey::new(user, id);
     report.output_object = None;
     if let Some(zip) = zip {
         let name = names::output_object(user, id);

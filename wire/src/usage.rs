@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use async_nats::jetstream::kv;
 use futures::future::try_join_all;
 
-use crate::{UserId, nats::NatsError};
+use crate::{UserId, nats_error::NatsError};
 
 const DAY_SECS: u64 = 24 * 3600;
 

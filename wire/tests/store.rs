@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use cola_testkit::TestNats;
 use cola_wire::nats::{Topology, TopologyConfig};
 use cola_wire::{
-    Ending, JobId, JobMessage, JobRecord, Language, Limits, Status, UserId, languages, names,
-    nats::Transition,
+    Ending, JobId, JobKey, JobMessage, JobRecord, Language, Limits, Status, UserId, languages,
+    names, nats::Transition,
 };
 
 #[tokio::test]
@@ -16,7 +16,7 @@ async fn job_records_change_only_by_compare_and_set_and_terminal_is_final() {
     let nats = TestNats::start().await;
     let jobs = &nats.topology.jobs;
     let msg = message("c");
-    let key = names::job_key(&msg.user, &msg.id);
+    let key = JobKey::new(&msg.user, &msg.id);
     let record = JobRecord::queued(&msg, vec![], 0);
     let rev = jobs.create(&key, &record).await.unwrap();
     assert!(
@@ -54,7 +54,12 @@ async fn job_records_change_only_by_compare_and_set_and_terminal_is_final() {
         matches!(t.await.unwrap(), Transition::Unchanged(ref r, _) if r.status == Status::Cancelled)
     );
     assert_eq!(
-        jobs.transition("bob.x", |_| true).await.unwrap(),
+        jobs.transition(
+            &JobKey::new(&UserId::parse("bob").unwrap(), &JobId::new()),
+            |_| true
+        )
+        .await
+        .unwrap(),
         Transition::Missing
     );
     let _: Limits = record.limits;
@@ -79,10 +84,10 @@ async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
     let nats = TestNats::start().await;
     let jobs = &nats.topology.jobs;
     let msg = JobMessage {
-        problem: Some(serde_json::json!({"method": "bisection"})),
+        work: cola_wire::Work::Problem(serde_json::json!({"method": "bisection"})),
         ..message("numeric")
     };
-    let key = names::job_key(&msg.user, &msg.id);
+    let key = JobKey::new(&msg.user, &msg.id);
     let record = JobRecord::queued(&msg, vec![], 0);
     let rev = jobs.create(&key, &record).await.unwrap();
     // Nobody wrote since: one write.
@@ -112,7 +117,7 @@ async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
     assert!(matches!(t, Transition::Changed(ref r, _) if r.status == Status::Succeeded));
     let (stored, _) = jobs.get(&key).await.unwrap().unwrap();
     assert_eq!(stored.result, Some(serde_json::json!({"root": 1.5})));
-    assert_eq!(stored.problem, msg.problem);
+    assert_eq!(stored.problem.as_ref(), msg.work.problem());
 }
 
 #[tokio::test]
@@ -164,16 +169,14 @@ fn message(language: &str) -> JobMessage {
         args: vec![],
         limits: languages()[0].default_limits,
         created_at: chrono_now(),
-        inputs: None,
-        input_object: None,
-        problem: None,
+        work: cola_wire::Work::Inputs(Default::default()),
     }
 }
 
 /// A C job's message and its record, `running` as the middleware leaves it for an executor.
-async fn running_job(nats: &TestNats) -> (JobMessage, String) {
+async fn running_job(nats: &TestNats) -> (JobMessage, JobKey) {
     let msg = message("c");
-    let key = names::job_key(&msg.user, &msg.id);
+    let key = JobKey::new(&msg.user, &msg.id);
     let mut record = JobRecord::queued(&msg, vec![], 0);
     record.status = Status::Running;
     nats.topology.jobs.create(&key, &record).await.unwrap();
@@ -316,9 +319,12 @@ async fn ending_a_job_ends_it_once_with_its_reason_and_keeps_an_earlier_end() {
         .unwrap();
     assert!(matches!(again, Transition::Unchanged(r, _) if r.status == Status::Failed));
     assert_eq!(
-        jobs.end("alice.nobody", &Ending::cancelled())
-            .await
-            .unwrap(),
+        jobs.end(
+            &JobKey::new(&UserId::parse("alice").unwrap(), &JobId::new()),
+            &Ending::cancelled()
+        )
+        .await
+        .unwrap(),
         Transition::Missing
     );
 }

@@ -169,7 +169,6 @@ async fn docker_backend(flags: &DockerFlags) -> anyhow::Result<Arc<dyn Backend>>
         host: flags.docker_host.clone(),
         image_prefix: flags.executor_image_prefix.clone(),
         image_tag: flags.executor_image_tag.clone(),
-        work_mb: flags.docker_work_mb,
         cpus: flags.docker_cpus,
         ..DockerConfig::default()
     };
@@ -206,8 +205,6 @@ async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<Arc<dyn Backend>> {
         .map(|t| kube::parse_toleration(t))
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    config.work_area_mb = flags.kube_work_area_mb;
-    config.tmp_mb = flags.kube_tmp_mb;
     config.cpu_request_millis = flags.kube_cpu_request_millis;
     config.cpu_limit_millis = flags.kube_cpu_limit_millis;
     config.memory_overhead_mb = flags.kube_memory_overhead_mb;

@@ -13,7 +13,7 @@ use std::{
 
 use cola_testkit::TestNats;
 use cola_wire::{
-    JobRecord, UserId,
+    JobKey, JobRecord, UserId,
     nats::{JobStore, TopologyConfig},
 };
 use serde_json::{Value, json};
@@ -157,7 +157,7 @@ impl Stack {
 
     /// The record of the job `id` of `user`.
     pub async fn record(&self, user: &str, id: &str) -> JobRecord {
-        let key = format!("{user}.{id}");
+        let key = JobKey::parse(&format!("{user}.{id}")).expect("a valid job key");
         let found = self.jobs().get(&key).await.unwrap();
         found.unwrap_or_else(|| panic!("no record {key}")).0
     }

@@ -6,13 +6,12 @@ use std::{collections::HashSet, io::Read, path::PathBuf};
 
 use async_nats::jetstream;
 use cola_wire::{
-    InputFile, Inputs, JobMessage, JobRecord, LanguageDef, names,
-    nats::{InputError, NatsError, Topology, fetch_inputs},
+    InputFile, Inputs, JobKey, JobMessage, JobRecord, LanguageDef, Work,
+    input_object::NOT_A_PROGRAM, nats::Topology,
 };
 
 use crate::error::{ExecutorError, IoContext};
 
-const NO_INPUTS: &str = "the job has neither inputs nor an input object";
 /// The largest job message `cola executor` reads (inline inputs of up to 64 MiB, escaped).
 const MAX_JOB_MESSAGE_BYTES: u64 = 256 << 20;
 
@@ -93,38 +92,21 @@ pub(super) async fn check_record(
         Some(topology) => topology,
         None => connect(url).await?,
     };
-    let key = names::job_key(&job.user, &job.id);
+    let key = JobKey::new(&job.user, &job.id);
     match topology.jobs.get(&key).await? {
         None => Err(ExecutorError::NoRecord(key)),
         Some((record, _)) => Ok((topology, record.status.is_terminal().then_some(record))),
     }
 }
 
-/// The job's inputs: inline, or from its input object; `Err` inside when the job has none
-/// usable (its fault), `Err` outside when NATS failed.
-pub(super) async fn inline_or_fetched(
-    topology: &Topology,
-    job: &JobMessage,
-) -> Result<Result<Inputs, String>, NatsError> {
-    Ok(match (&job.inputs, &job.input_object) {
-        (Some(inputs), _) => Ok(inputs.clone()),
-        (None, Some(object)) => match fetch_inputs(&topology.outputs, object).await {
-            Ok(inputs) => Ok(inputs),
-            Err(InputError::Invalid(e)) => Err(e.to_string()),
-            Err(InputError::Nats(e)) => return Err(e),
-        },
-        (None, None) => Err(NO_INPUTS.to_owned()),
-    })
-}
-
 /// The job's inputs, moved out of it, for an executor without NATS: only inline ones will do.
 pub(super) fn inline_inputs(job: &mut JobMessage) -> Result<Inputs, String> {
-    match (job.inputs.take(), &job.input_object) {
-        (Some(inputs), _) => Ok(inputs),
-        (None, Some(_)) => Err(
+    match &mut job.work {
+        Work::Inputs(inputs) => Ok(std::mem::take(inputs)),
+        Work::InputObject(_) => Err(
             "the job's inputs are in the object store, which this executor cannot reach".to_owned(),
         ),
-        (None, None) => Err(NO_INPUTS.to_owned()),
+        Work::Problem(_) => Err(NOT_A_PROGRAM.to_owned()),
     }
 }
 

@@ -11,8 +11,8 @@
 //! - `report`: its zip stored and its record ended;
 //! - `toolchain`: each language's environment, in the sandbox and on the host.
 //!
-//! They depend on each other in one direction only: `standby` → `steps` → `intake`, `report`,
-//! `toolchain`. This module drives them, and none of them uses it.
+//! They depend on each other in one direction only: `standby` → `steps` → `intake`, `report`
+//! (and the crate's `toolchain`). This module drives them, and none of them uses it.
 
 mod intake;
 mod report;
@@ -20,22 +20,21 @@ mod standby;
 mod steps;
 #[cfg(test)]
 mod test_support;
-pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
 
 use cola_wire::{
-    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::Outcome, language, nats::Topology,
+    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::ExecutorReport,
+    input_object::inputs_of, language, nats::Topology,
 };
 use tracing::Instrument;
 
 pub use self::{
     intake::{JobSource, read_job, read_job_bytes},
     steps::{Execution, RunGate},
-    toolchain::toolchain_versions,
 };
 use self::{
-    intake::{check_record, check_runnable, inline_or_fetched},
+    intake::{check_record, check_runnable},
     report::{REPORT_RESERVE, Ran, end_record, failed_report, invalid_input, or_internal_error},
     standby::StandbyThread,
     steps::{JobRun, after, joined, spawn_execute},
@@ -118,7 +117,7 @@ async fn run_job_message(
     }
     let ran = match early {
         Some(early) => early.finish().await,
-        None => match inline_or_fetched(&topology, &job).await {
+        None => match inputs_of(&topology.outputs, &job).await {
             Ok(inputs) => {
                 let (job_dir, sandbox) = (&config.job_dir, &config.sandbox);
                 run_job(&job, inputs, job_dir, sandbox, standby, None).await
@@ -149,7 +148,7 @@ impl EarlyExecution {
         config: &ExecutorConfig,
     ) -> Option<Self> {
         let lang = language(&job.language).filter(|lang| !lang.is_numeric())?;
-        let inputs = job.inputs.as_ref()?;
+        let inputs = job.work.inputs()?;
         let (go, checked) = tokio::sync::oneshot::channel();
         let gate = Some(after(checked));
         let run = JobRun::new(lang, job, inputs.clone(), gate);
@@ -184,7 +183,7 @@ pub async fn run_offline(
     job_dir: &Path,
     sandbox: &SandboxConfig,
     before_run: Option<RunGate>,
-) -> Result<Outcome, ExecutorError> {
+) -> Result<ExecutorReport, ExecutorError> {
     prepare(sandbox)?;
     // Memory in a container is the job's: the message goes once read, its inputs are moved.
     let mut job = intake::decode(&message)?;
@@ -194,7 +193,7 @@ pub async fn run_offline(
         let inputs = intake::inline_inputs(&mut job);
         let ran = run_job(&job, inputs, job_dir, sandbox, None, before_run).await;
         let (report, zip) = or_internal_error(&job.limits, ran);
-        Ok(Outcome { report, zip })
+        Ok(ExecutorReport { report, zip })
     }
     .instrument(span)
     .await

@@ -3,7 +3,7 @@
 //! by the middleware), whose record then stays as it is.
 
 use cola_wire::{
-    JobMessage, JobRecord, Limits, Reason, RunReport, Status, Timings, names,
+    JobKey, JobMessage, JobRecord, Limits, Reason, RunReport, Status, Timings,
     nats::{Reported, Topology, report_outcome},
 };
 use tokio::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub(super) async fn end_record(
 /// The job's outcome once reported: the report recorded, or the record's when the job ended
 /// elsewhere; an error when there was no running record to end.
 fn outcome_of(reported: Reported, job: &JobMessage) -> Result<RunReport, ExecutorError> {
-    let key = || names::job_key(&job.user, &job.id);
+    let key = || JobKey::new(&job.user, &job.id);
     match reported {
         Reported::Recorded(report) => Ok(report),
         Reported::EndedElsewhere(record) => {

@@ -87,7 +87,8 @@ fn start_standby(config: &SandboxConfig, job_dir: &Path) -> Result<PreparedSandb
         system::dirs_for(programs()),
     );
     let user = SandboxUser::for_job(&cola_wire::JobId::new(), config.uid_base, config.uid_count)?;
-    let workspace = Workspace::create(job_dir, user.host_ids(), disk_allowance(config, &default))?;
+    let disk = disk_allowance(config, job_dir, &default);
+    let workspace = Workspace::create(job_dir, user.host_ids(), disk)?;
     let sandbox = start_sandbox(config, &user, &workspace, &plan)?;
     Ok(PreparedSandbox {
         sandbox,

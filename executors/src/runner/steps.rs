@@ -16,7 +16,6 @@ use cola_wire::{
 use super::{
     intake::{check_files, check_runnable},
     report::invalid_input,
-    toolchain::language_env,
 };
 use crate::{
     error::{ExecutorError, IoContext},
@@ -26,7 +25,8 @@ use crate::{
         Output, ReadOnlyBind, Sandbox, SandboxConfig, SandboxKind, SandboxPlan, SandboxUser, Step,
         StepOutcome, Verdict, system, verdict,
     },
-    workspace::{Log, Workspace},
+    toolchain::language_env,
+    workspace::{DiskAllowance, Log, Workspace},
 };
 
 /// The largest file a compiler may write (binaries, build cache entries).
@@ -83,7 +83,7 @@ impl JobRun {
 
 /// [`execute_blocking`] on a thread of its own, whose run step waits for its gate if there is
 /// one. A thread per job, never a pooled one: the job's disk allowance is mounted for that
-/// thread only (see [`crate::disk`]).
+/// thread only (see [`crate::sandbox::disk`]).
 pub(super) fn spawn_execute(
     run: JobRun,
     job_dir: &Path,
@@ -140,14 +140,14 @@ pub(super) fn execute_blocking(
     // and the uid stays reserved until the workspace is gone.
     let (user, workspace, standing) = match prepared {
         Some(prepared) => {
-            if let Some(bytes) = disk_allowance(config, &job.limits) {
+            if let DiskAllowance::Mount(bytes) = disk_allowance(config, job_dir, &job.limits) {
                 prepared.workspace.resize_allowance(bytes)?;
             }
             (prepared.user, prepared.workspace, Some(prepared.sandbox))
         }
         None => {
             let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
-            let allowance = disk_allowance(config, &job.limits);
+            let allowance = disk_allowance(config, job_dir, &job.limits);
             let workspace = Workspace::create(job_dir, user.host_ids(), allowance)?;
             (user, workspace, None)
         }
@@ -228,11 +228,23 @@ pub(super) fn start_sandbox(
     )
 }
 
-/// The disk allowance of a job with `limits` (see [`crate::disk`]): in bubblewrap, when the
-/// executor runs as root (which may mount); a container has its own size-capped `/work`.
-pub(super) fn disk_allowance(config: &SandboxConfig, limits: &Limits) -> Option<u64> {
-    (config.kind == SandboxKind::Bubblewrap && nix::unistd::geteuid().is_root())
-        .then_some(limits.disk_mb << 20)
+/// The disk allowance of a job with `limits` in `job_dir` (see [`crate::sandbox::disk`]): in
+/// bubblewrap, a tmpfs the executor mounts when it runs as root; in a container, its `/work`
+/// (the job directory) and `/tmp`, which the backend sized for the job.
+pub(super) fn disk_allowance(
+    config: &SandboxConfig,
+    job_dir: &Path,
+    limits: &Limits,
+) -> DiskAllowance {
+    match config.kind {
+        SandboxKind::Bubblewrap if nix::unistd::geteuid().is_root() => {
+            DiskAllowance::Mount(limits.disk_mb << 20)
+        }
+        SandboxKind::Bubblewrap => DiskAllowance::None,
+        SandboxKind::Container => {
+            DiskAllowance::Container(vec![job_dir.to_owned(), PathBuf::from("/tmp")])
+        }
+    }
 }
 
 /// The largest file a program with `limits` may write: its output limit.

@@ -15,9 +15,7 @@ pub(super) fn c_job() -> JobMessage {
         args: Vec::new(),
         limits: c.default_limits,
         created_at: cola_wire::job::now(),
-        inputs: None,
-        input_object: None,
-        problem: None,
+        work: cola_wire::Work::Inputs(Default::default()),
     }
 }
 

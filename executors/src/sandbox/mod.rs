@@ -7,7 +7,7 @@
 //!   merged-usr links `/bin`, `/lib`, ...), nothing of the host's `/etc` (gcc, Go and Node.js
 //!   need none of it), a fresh `/proc`, a read-only `/dev` with the usual devices, a size-capped
 //!   `/dev/shm`, a read-only root, and the job's `/work` and `/tmp` (its disk allowance, see
-//!   [`crate::disk`]) as the only writable places;
+//!   [`crate::sandbox::disk`]) as the only writable places;
 //! - where this machine gives cola cgroups, a cgroup of its own ([`cgroup`]), which bounds its
 //!   memory (shared memory and tmpfs pages included) and processes and measures its CPU time;
 //! - on the host, an unprivileged uid and gid of its own, without supplementary groups, when the
@@ -52,6 +52,7 @@
 mod bwrap;
 pub mod cgroup;
 mod container;
+pub(crate) mod disk;
 pub mod identity;
 pub mod init;
 mod process;
@@ -322,7 +323,7 @@ pub fn isolation(config: &SandboxConfig) -> Isolation {
                     .map(|host| host.describe())
                     .map_err(|why| why.to_string()),
             ),
-            disk: Provision::from_result(crate::disk::available().map(|()| {
+            disk: Provision::from_result(crate::sandbox::disk::available().map(|()| {
                 "a size-capped tmpfs per job for /work and /tmp, apart from the host's disks"
                     .to_owned()
             })),
@@ -371,4 +372,17 @@ pub(crate) fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
+}
+
+/// Creates a new file at `path` for writing: never one that exists, never through a link.
+pub(crate) fn create_file(path: &Path, mode: u32) -> Result<std::fs::File, ExecutorError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .context(|| format!("creating {}", path.display()))
 }

@@ -25,20 +25,18 @@ use nix::{
     unistd::Pid,
 };
 
-use super::check;
 use super::{
     Output, Step, WritableDirs,
     bwrap::Binds,
     cgroup::CgroupJoin,
+    check,
     container::CpuMeter,
+    create_file,
     init::StepRlimits,
     staging::Staging,
     verdict::{Ending, Kill, StepOutcome},
 };
-use crate::{
-    error::{ExecutorError, IoContext},
-    workspace::create_file,
-};
+use crate::error::{ExecutorError, IoContext};
 
 /// Runs `step` directly as the executor's own user, without bubblewrap: the container the
 /// executor runs in is the sandbox. The same rlimits (but `RLIMIT_NPROC`, which counts every

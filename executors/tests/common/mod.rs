@@ -69,9 +69,7 @@ impl TestJob {
                 args: Vec::new(),
                 limits: TEST_LIMITS,
                 created_at: cola_wire::job::now(),
-                inputs: None,
-                input_object: None,
-                problem: None,
+                work: cola_wire::Work::Inputs(Default::default()),
             },
             inputs: Inputs {
                 files: files

@@ -3,7 +3,7 @@
 //! only), `/logout`.
 //!
 //! Nobody is stored before they are logged in: the developer form's CSRF token and the login
-//! on its way to the provider live in the browser's pre-login cookie ([`super::prelogin`]).
+//! on its way to the provider live in the browser's pre-login cookie ([`crate::prelogin`]).
 //! A session is made at the login, with a new id (a session that was already logged in gets a
 //! new id too), so an id planted before the login is worthless after it. The `state` sent to
 //! the provider is checked (in constant time) against the pre-login's, single use and for

@@ -587,7 +587,8 @@ mod tests {
         assert_eq!(job.args, ["-v", "two words"]);
         assert_eq!(job.limits.memory_mb, 64);
         assert_eq!(job.limits.processes, job.language.default_limits.processes);
-        let names: Vec<_> = job.inputs.files.iter().map(|f| f.name.as_str()).collect();
+        let inputs = job.work.inputs().unwrap();
+        let names: Vec<_> = inputs.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["main.c", "data.txt"]);
     }
 

@@ -161,16 +161,15 @@ pub async fn submit(
         }
     };
     let job = request.validate()?;
-    let inputs = job.inputs.clone();
+    // A numeric job's record keeps its problem; a program's sources are kept aside.
+    let inputs = job.work.inputs().cloned();
     let user = &signed.login.user;
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let language = job.language.name;
-    let numeric = job.language.is_numeric();
     let queued = queue::enqueue_detached(&app, user, id, job).await?;
     tracing::info!(job_id = %id, user = %user, language, "job queued from the web form");
-    // A numeric job's record keeps its problem; a program's sources are kept aside.
-    if !numeric {
+    if let Some(inputs) = inputs {
         queue::keep_inputs(&app.topology, user, id, &queued, &inputs).await;
     }
     Ok(see_other(&format!("/?submitted={id}#job-{id}")))

@@ -27,9 +27,10 @@ use tower_sessions::{Session, SessionStore as _, session::Id};
 use crate::{
     events::{JobEvent, UserEvents},
     jobs::{DEFAULT_PAGE_SIZE, recent},
-    pages::{streams::StreamGuard, view::JobRow},
+    pages::view::JobRow,
     session::{LOGIN_KEY, Login},
     state::AppState,
+    streams::StreamGuard,
 };
 
 /// How long a browser waits before reconnecting.

@@ -21,9 +21,7 @@ pub mod form;
 pub mod jobs;
 pub mod live;
 pub mod numeric_form;
-pub mod prelogin;
 pub mod site;
-pub mod streams;
 pub mod tokens;
 pub mod view;
 

@@ -1,7 +1,7 @@
 //! Numeric jobs at the API: `{"language": "numeric", "problem": {...}}`, validated completely
 //! before anything is queued, and the catalogue of methods.
 
-use cola_wire::{JobId, Status, names};
+use cola_wire::{JobId, Status, Work, names};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -199,9 +199,11 @@ async fn a_numeric_job_is_queued_on_its_subject_with_its_problem() {
 
     let (message, msg_id) = gw.last_message("numeric").await;
     assert_eq!(msg_id, id.to_string());
-    assert_eq!(message.problem, Some(bisection()));
-    assert_eq!(message.inputs, None, "a problem has no files");
-    assert_eq!(message.input_object, None);
+    assert_eq!(
+        message.work,
+        Work::Problem(bisection()),
+        "a problem has no files"
+    );
     // The message says at which revision the record was created.
     let stream = gw.js().get_stream(names::STREAM).await.unwrap();
     let raw = stream
@@ -219,7 +221,7 @@ async fn a_numeric_job_is_queued_on_its_subject_with_its_problem() {
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&alice.user, &id))
+        .get(&cola_wire::JobKey::new(&alice.user, &id))
         .await
         .unwrap()
         .unwrap();

@@ -1,6 +1,8 @@
 //! `POST /api/v1/jobs`: what a valid submission puts in NATS, and what a bad one does not.
 
-use cola_wire::{InputFile, Inputs, JobId, Status, input_zip, languages, names};
+use cola_wire::{
+    InputFile, Inputs, JobId, Status, Work, input_object::fetch_inputs, languages, names,
+};
 use reqwest::{Method, header};
 use serde_json::{Value, json};
 
@@ -66,8 +68,9 @@ async fn a_valid_submission_creates_a_queued_record_and_exactly_one_message() {
     assert_eq!(message.user, alice.user);
     assert_eq!(message.args, ["-n", "3"]);
     assert_eq!(message.limits, record.limits);
-    assert_eq!(message.input_object, None);
-    let inputs = message.inputs.expect("small inputs travel inline");
+    let Work::Inputs(inputs) = message.work else {
+        panic!("small inputs travel inline: {:?}", message.work)
+    };
     assert_eq!(inputs.stdin, "42\n");
     assert_eq!(
         inputs.files[1],
@@ -94,16 +97,15 @@ async fn source_is_shorthand_for_the_languages_source_file() {
         .await;
     assert_eq!(response.status(), 201);
     let (message, _) = gw.last_message("javascript").await;
-    let inputs = message.inputs.unwrap();
     assert_eq!(
-        inputs,
-        Inputs {
+        message.work,
+        Work::Inputs(Inputs {
             files: vec![InputFile {
                 name: "main.js".into(),
                 content: "console.log('hello')".into()
             }],
             stdin: String::new(),
-        }
+        })
     );
 }
 
@@ -123,16 +125,11 @@ async fn large_inputs_travel_as_an_input_zip_through_the_object_store() {
         .await;
     assert_eq!(response.status(), 201);
     let (message, _) = gw.last_message("c").await;
-    assert_eq!(message.inputs, None);
     let object = names::input_object(&alice.user, &message.id);
-    assert_eq!(message.input_object.as_deref(), Some(object.as_str()));
-
-    let mut zip = Vec::new();
-    let mut reader = gw.nats.topology.outputs.get(&object).await.unwrap();
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut zip)
+    assert_eq!(message.work, Work::InputObject(object.clone()));
+    let inputs = fetch_inputs(&gw.nats.topology.outputs, &object)
         .await
         .unwrap();
-    let inputs = input_zip::decode(&zip, 1 << 20).unwrap();
     assert_eq!(inputs.stdin, "x");
     assert_eq!(inputs.files[0].content, HELLO_C);
     assert_eq!(inputs.files[1].name, "big.csv");
@@ -156,7 +153,11 @@ async fn inputs_that_grow_when_escaped_also_go_through_the_object_store() {
         .await;
     assert_eq!(response.status(), 201);
     let (message, _) = gw.last_message("c").await;
-    assert!(message.inputs.is_none() && message.input_object.is_some());
+    assert!(
+        matches!(message.work, Work::InputObject(_)),
+        "{:?}",
+        message.work
+    );
 }
 
 /// Sends `body` (raw) and returns status and JSON answer.

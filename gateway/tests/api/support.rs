@@ -167,7 +167,7 @@ impl Gateway {
         self.nats
             .topology
             .jobs
-            .get(&names::job_key(&caller.user, &id))
+            .get(&cola_wire::JobKey::new(&caller.user, &id))
             .await
             .unwrap()
             .map(|(record, _)| record)
@@ -184,7 +184,7 @@ impl Gateway {
             .nats
             .topology
             .jobs
-            .transition(&names::job_key(&caller.user, &id), change)
+            .transition(&cola_wire::JobKey::new(&caller.user, &id), change)
             .await
             .unwrap()
         {

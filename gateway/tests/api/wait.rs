@@ -179,7 +179,7 @@ async fn a_wait_survives_a_nats_restart() {
                 .nats
                 .topology
                 .jobs
-                .transition(&cola_wire::names::job_key(&alice.user, &id), |r| {
+                .transition(&cola_wire::JobKey::new(&alice.user, &id), |r| {
                     r.finish(Status::Succeeded, None, now());
                     true
                 })

@@ -155,7 +155,7 @@ async fn the_numeric_form_shows_each_method_with_its_example_and_queues_the_prob
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&dev(), &id))
+        .get(&cola_wire::JobKey::new(&dev(), &id))
         .await
         .unwrap()
         .unwrap();
@@ -211,7 +211,7 @@ async fn a_numeric_job_page_shows_its_problem_result_table_and_plot() {
         .nats
         .topology
         .jobs
-        .transition(&names::job_key(&dev(), &id), |r| {
+        .transition(&cola_wire::JobKey::new(&dev(), &id), |r| {
             r.result = Some(solution.result.clone());
             r.stderr = "warning: something to know\n".into();
             r.output_object = Some(object.clone());

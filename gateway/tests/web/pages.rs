@@ -75,7 +75,7 @@ async fn finish(web: &Web, user: &UserId, id: JobId, change: impl FnMut(&mut Job
         .nats
         .topology
         .jobs
-        .transition(&names::job_key(user, &id), change)
+        .transition(&cola_wire::JobKey::new(user, &id), change)
         .await
         .unwrap();
     assert!(matches!(outcome, Transition::Changed(..)), "{outcome:?}");
@@ -163,7 +163,7 @@ async fn every_state_changing_form_needs_the_csrf_token() {
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&dev(), &id))
+        .get(&cola_wire::JobKey::new(&dev(), &id))
         .await
         .unwrap()
         .unwrap();
@@ -296,7 +296,7 @@ async fn the_form_queues_a_job_and_mistakes_come_back_next_to_their_field() {
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&dev(), &id))
+        .get(&cola_wire::JobKey::new(&dev(), &id))
         .await
         .unwrap()
         .expect("a record");
@@ -423,7 +423,7 @@ async fn a_running_job_is_cancelled_from_its_page() {
         .nats
         .topology
         .jobs
-        .get(&names::job_key(&dev(), &id))
+        .get(&cola_wire::JobKey::new(&dev(), &id))
         .await
         .unwrap()
         .unwrap();

@@ -12,7 +12,9 @@ use ::kube::{
     api::{Api, PostParams},
 };
 use async_trait::async_trait;
-use cola_wire::{ExecutorHandle, JobMessage, input_zip, languages::Runtime, names, nats::Topology};
+use cola_wire::{
+    ExecutorHandle, JobMessage, input_object::spill_inputs, languages::Runtime, nats::Topology,
+};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
@@ -90,9 +92,9 @@ impl KubeBackend {
         if json.len() <= MAX_ENV_JOB_BYTES {
             return Ok(json);
         }
-        let Some(inputs) = &job.inputs else {
+        if job.work.inputs().is_none() {
             return Err(too_large(json.len(), ""));
-        };
+        }
         let topology = self
             .topology
             .get()
@@ -100,16 +102,10 @@ impl KubeBackend {
                 backend: NAME,
                 message: "large inputs need the object store, which is not attached".into(),
             })?;
-        let object = names::input_object(&job.user, &job.id);
-        let zip = input_zip::encode(inputs);
-        topology
-            .outputs
-            .put(object.as_str(), &mut zip.as_slice())
-            .await
-            .map_err(|e| BackendError::nats(NAME, format!("store the inputs as {object}"), e))?;
         let mut slim = job.clone();
-        slim.inputs = None;
-        slim.input_object = Some(object);
+        spill_inputs(&topology.outputs, &mut slim)
+            .await
+            .map_err(|e| BackendError::nats(NAME, "store the inputs as an input object", e))?;
         let json = to_json(&slim)?;
         if json.len() > MAX_ENV_JOB_BYTES {
             return Err(too_large(json.len(), " without its inputs"));

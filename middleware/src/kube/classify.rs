@@ -16,7 +16,7 @@ const DETAIL_BYTES: usize = 1024;
 
 /// How a job ended, as the cluster saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct PodEnd {
     /// The failure only the cluster can see; `None` for an exit the executor should have reported.
     pub reason: Option<Reason>,
     pub description: String,
@@ -28,7 +28,7 @@ pub enum PodState {
     /// Not started: being scheduled or pulling its image; with what blocks it, if known.
     Pending(Option<String>),
     Running,
-    Ended(Outcome),
+    Ended(PodEnd),
 }
 
 /// Reads a Pod's status.
@@ -52,11 +52,11 @@ pub fn classify(pod: &Pod) -> PodState {
         return PodState::Ended(outcome);
     }
     match phase {
-        "Succeeded" => PodState::Ended(Outcome {
+        "Succeeded" => PodState::Ended(PodEnd {
             reason: None,
             description: format!("executor Pod {name} exited with code 0"),
         }),
-        "Failed" => PodState::Ended(Outcome {
+        "Failed" => PodState::Ended(PodEnd {
             reason: None,
             description: format!(
                 "executor Pod {name} failed: {} {}",
@@ -73,7 +73,7 @@ pub fn classify(pod: &Pod) -> PodState {
 
 /// A Pod stopped at its `activeDeadlineSeconds`: the job's time if its container ran; if it
 /// never did, it ran out of time pulling or scheduling, which is not the job's time.
-fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<Outcome> {
+fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
     let status = pod.status.as_ref()?;
     if status.reason.as_deref() != Some("DeadlineExceeded") {
         return None;
@@ -90,14 +90,14 @@ fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> O
                 .is_some_and(|t| t.started_at.is_some())
     });
     Some(if started {
-        Outcome {
+        PodEnd {
             reason: Some(Reason::TimeLimit),
             description: format!(
                 "executor Pod {name} exceeded its active deadline{seconds}; stopped by Kubernetes"
             ),
         }
     } else {
-        Outcome {
+        PodEnd {
             reason: Some(Reason::InternalError),
             description: format!(
                 "executor Pod {name} reached its active deadline{seconds} before its container started"
@@ -107,9 +107,9 @@ fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> O
 }
 
 /// The executor's container killed for memory (possibly before the phase says so).
-fn out_of_memory(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<Outcome> {
+fn out_of_memory(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
     let terminated = state?.terminated.as_ref()?;
-    (terminated.reason.as_deref() == Some("OOMKilled")).then(|| Outcome {
+    (terminated.reason.as_deref() == Some("OOMKilled")).then(|| PodEnd {
         reason: Some(Reason::MemoryLimit),
         description: format!(
             "executor Pod {name} was killed for exceeding its memory limit{}",
@@ -119,7 +119,7 @@ fn out_of_memory(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Optio
 }
 
 /// An evicted Pod: for outgrowing its work area (`output_limit`), or for the node's sake.
-fn evicted(name: &str, status: &PodStatus) -> Option<Outcome> {
+fn evicted(name: &str, status: &PodStatus) -> Option<PodEnd> {
     if status.reason.as_deref() != Some("Evicted") {
         return None;
     }
@@ -127,7 +127,7 @@ fn evicted(name: &str, status: &PodStatus) -> Option<Outcome> {
     let storage = ["ephemeral", "EmptyDir", "emptyDir"]
         .iter()
         .any(|w| message.contains(w));
-    Some(Outcome {
+    Some(PodEnd {
         reason: Some(if storage {
             Reason::OutputLimit
         } else {
@@ -141,7 +141,7 @@ fn evicted(name: &str, status: &PodStatus) -> Option<Outcome> {
 }
 
 /// An executor that exited on its own, unsuccessfully: its to report, so no reason here.
-fn executor_failed(name: &str, phase: &str, state: Option<&ContainerState>) -> Option<Outcome> {
+fn executor_failed(name: &str, phase: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
     let t = state?
         .terminated
         .as_ref()
@@ -157,7 +157,7 @@ fn executor_failed(name: &str, phase: &str, state: Option<&ContainerState>) -> O
         description.push_str(": ");
         description.push_str(&clip(message.trim(), DETAIL_BYTES));
     }
-    Some(Outcome {
+    Some(PodEnd {
         reason: None,
         description,
     })
@@ -241,7 +241,7 @@ mod tests {
                             "restartCount": 0, "state": state}])
     }
 
-    fn ended(status: serde_json::Value) -> Outcome {
+    fn ended(status: serde_json::Value) -> PodEnd {
         match classify(&pod(status)) {
             PodState::Ended(outcome) => outcome,
             other => panic!("not ended: {other:?}"),

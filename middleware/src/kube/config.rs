@@ -43,10 +43,6 @@ pub struct KubeBackendConfig {
     pub tolerations: Vec<Toleration>,
     /// Run the Pod in a user namespace (`hostUsers: false`; needs node support).
     pub user_namespaces: bool,
-    /// Size of the `emptyDir` work area at `/work`, in MiB.
-    pub work_area_mb: u64,
-    /// Size of the `emptyDir` at `/tmp`, in MiB.
-    pub tmp_mb: u64,
     /// CPU request and limit of an executor Pod, in millicores.
     pub cpu_request_millis: u64,
     pub cpu_limit_millis: u64,
@@ -76,8 +72,6 @@ impl KubeBackendConfig {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             user_namespaces: false,
-            work_area_mb: 512,
-            tmp_mb: 64,
             cpu_request_millis: 250,
             cpu_limit_millis: 1000,
             memory_overhead_mb: 128,
@@ -105,9 +99,6 @@ impl KubeBackendConfig {
         }
         if self.nats_url_secret.name.is_empty() || self.nats_url_secret.key.is_empty() {
             return Err(config("the NATS URL secret needs a name and a key".into()));
-        }
-        if self.work_area_mb == 0 || self.tmp_mb == 0 {
-            return Err(config("the work area and /tmp need a size".into()));
         }
         if self.cpu_request_millis == 0 || self.cpu_limit_millis < self.cpu_request_millis {
             return Err(config(
@@ -265,12 +256,11 @@ mod tests {
                 .validate()
                 .is_ok()
         );
-        let bad: [fn(&mut KubeBackendConfig); 6] = [
+        let bad: [fn(&mut KubeBackendConfig); 5] = [
             |c| c.namespace = "Cola".into(),
             |c| c.image_tag = "a:b".into(),
             |c| c.image_pull_policy = "Sometimes".into(),
             |c| c.nats_url_secret.key.clear(),
-            |c| c.work_area_mb = 0,
             |c| c.cpu_limit_millis = 100,
         ];
         for change in bad {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cola_wire::{JobId, JobMessage, UserId, names};
+use cola_wire::{JobId, JobKey, JobMessage, UserId};
 use k8s_openapi::api::core::v1::Pod;
 use sha2::{Digest as _, Sha256};
 
@@ -73,11 +73,11 @@ pub(super) fn is_pod_of(pod: &Pod, job: &JobId) -> bool {
 }
 
 /// The job record key a Pod was made for, if it is a well-formed one.
-pub(super) fn job_key_of(pod: &Pod) -> Option<String> {
+pub(super) fn job_key_of(pod: &Pod) -> Option<JobKey> {
     let key = pod.metadata.annotations.as_ref()?.get(ANNOTATION_JOB_KEY)?;
-    let (user, id) = names::parse_job_key(key)?;
+    let key = JobKey::parse(key)?;
     let label = pod.metadata.labels.as_ref()?.get(LABEL_JOB_ID)?;
-    (*label == id.to_string()).then(|| names::job_key(&user, &id))
+    (*label == key.id().to_string()).then_some(key)
 }
 
 #[cfg(test)]
@@ -91,10 +91,10 @@ mod tests {
         let mut pod = Pod::default();
         pod.metadata.annotations = Some(BTreeMap::from([(
             ANNOTATION_JOB_KEY.to_owned(),
-            names::job_key(&user, &id),
+            JobKey::new(&user, &id).to_string(),
         )]));
         pod.metadata.labels = Some(BTreeMap::from([(LABEL_JOB_ID.to_owned(), id.to_string())]));
-        assert_eq!(job_key_of(&pod), Some(names::job_key(&user, &id)));
+        assert_eq!(job_key_of(&pod), Some(JobKey::new(&user, &id)));
         pod.metadata.labels = Some(BTreeMap::from([(
             LABEL_JOB_ID.to_owned(),
             JobId::new().to_string(),

@@ -43,7 +43,7 @@ mod record;
 mod spec;
 
 pub use backend::KubeBackend;
-pub use classify::{Outcome, PodState, classify};
+pub use classify::{PodEnd, PodState, classify};
 pub use config::{
     KubeBackendConfig, SecretKeyRef, default_executor_args, parse_node_selector, parse_toleration,
 };

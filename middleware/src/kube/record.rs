@@ -39,13 +39,13 @@ pub(super) async fn record_outcome(topology: &Topology, pod: &Pod, reason: Reaso
     {
         Ok(Transition::Changed(..)) => {
             tracing::info!(
-                key,
+                %key,
                 reason = reason.as_str(),
                 message,
                 "recorded the Pod's outcome"
             );
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(key, error = %e, "cannot record the Pod's outcome"),
+        Err(e) => tracing::warn!(%key, error = %e, "cannot record the Pod's outcome"),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cola_wire::{JobMessage, LanguageDef, language, languages::Runtime, names};
+use cola_wire::{JobKey, JobMessage, LanguageDef, language, languages::Runtime};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
@@ -25,7 +25,7 @@ use super::{
         WORK_DIR, labels_of, pod_name,
     },
 };
-use crate::backend::BackendError;
+use crate::{backend::BackendError, work_areas::WorkAreas};
 
 /// The uid and gid the executor runs as (the executor images' user).
 const EXECUTOR_UID: i64 = 10001;
@@ -46,11 +46,12 @@ pub(super) fn pod_for(
             backend: NAME,
             message: format!("language {} has no executor image", job.language),
         })?;
+    let areas = WorkAreas::of(lang, &job.limits, job_json.len());
     Ok(Pod {
         metadata: metadata(config, job),
         spec: Some(PodSpec {
-            containers: vec![container(config, lang, job, job_json)],
-            volumes: Some(volumes(config)),
+            containers: vec![container(config, lang, job, job_json, &areas)],
+            volumes: Some(volumes(&areas)),
             ..pod_spec(config, job)
         }),
         status: None,
@@ -65,7 +66,7 @@ fn metadata(config: &KubeBackendConfig, job: &JobMessage) -> ObjectMeta {
         labels: Some(labels_of(job)),
         annotations: Some(BTreeMap::from([(
             ANNOTATION_JOB_KEY.to_owned(),
-            names::job_key(&job.user, &job.id),
+            JobKey::new(&job.user, &job.id).to_string(),
         )])),
         ..Default::default()
     }
@@ -145,6 +146,7 @@ fn container(
     lang: &LanguageDef,
     job: &JobMessage,
     job_json: String,
+    areas: &WorkAreas,
 ) -> Container {
     Container {
         name: CONTAINER.into(),
@@ -153,7 +155,7 @@ fn container(
         args: Some(config.executor_args.clone()),
         working_dir: Some(WORK_DIR.into()),
         env: Some(environment(config, job_json)),
-        resources: Some(resources(config, lang, job)),
+        resources: Some(resources(config, lang, job, areas)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(volume_mounts()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -197,6 +199,7 @@ fn resources(
     config: &KubeBackendConfig,
     lang: &LanguageDef,
     job: &JobMessage,
+    areas: &WorkAreas,
 ) -> ResourceRequirements {
     let c = config;
     let run_mb = job.limits.memory_mb;
@@ -205,7 +208,7 @@ fn resources(
     } else {
         run_mb
     };
-    let storage_mb = c.work_area_mb + c.tmp_mb + 64;
+    let storage_mb = areas.work_mb + areas.tmp_mb + 64;
     let quantities = |cpu: u64, mem: u64| {
         BTreeMap::from([
             ("cpu".to_owned(), Quantity(format!("{cpu}m"))),
@@ -263,19 +266,17 @@ fn volume_mounts() -> Vec<VolumeMount> {
         .to_vec()
 }
 
-/// Size-limited `emptyDir`s behind [`volume_mounts`] (a Pod that outgrows one is evicted).
-fn volumes(config: &KubeBackendConfig) -> Vec<Volume> {
-    [
-        (WORK_VOLUME, config.work_area_mb),
-        (TMP_VOLUME, config.tmp_mb),
-    ]
-    .map(|(name, mb)| Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: None,
-            size_limit: Some(Quantity(format!("{mb}Mi"))),
-        }),
-        ..Default::default()
-    })
-    .to_vec()
+/// `emptyDir`s behind [`volume_mounts`], sized for the job (see [`WorkAreas`]): a Pod that
+/// outgrows one is evicted, and its job ends `output_limit`.
+fn volumes(areas: &WorkAreas) -> Vec<Volume> {
+    [(WORK_VOLUME, areas.work_mb), (TMP_VOLUME, areas.tmp_mb)]
+        .map(|(name, mb)| Volume {
+            name: name.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(Quantity(format!("{mb}Mi"))),
+            }),
+            ..Default::default()
+        })
+        .to_vec()
 }

@@ -20,7 +20,7 @@ use std::{
     ptr,
 };
 
-use crate::sandbox::{c_path, check, private_mount_namespace};
+use super::{c_path, check, private_mount_namespace};
 
 /// Files (and directories) a job may have on its allowance at once: also what walking them
 /// after a step may cost.
@@ -105,12 +105,17 @@ impl Allowance {
         Ok(())
     }
 
-    /// Whether the allowance is used up (less than two pages left).
+    /// Whether the allowance is used up (see [`is_full`]).
     pub fn is_full(&self) -> io::Result<bool> {
-        let stats = nix::sys::statvfs::statvfs(&self.root)?;
-        let free = stats.blocks_available() * stats.fragment_size();
-        Ok(free < 8192)
+        is_full(&self.root)
     }
+}
+
+/// Whether the file system at `path` is used up: less than two pages left.
+pub fn is_full(path: &Path) -> io::Result<bool> {
+    let stats = nix::sys::statvfs::statvfs(path)?;
+    let free = stats.blocks_available() * stats.fragment_size();
+    Ok(free < 8192)
 }
 
 impl Drop for Allowance {
