@@ -42,7 +42,7 @@ pub async fn connect(url: &str) -> Result<(async_nats::Client, Reconnects), Gate
     let client = cola_wire::nats_connect::connect(url, options)
         .await
         .map_err(|source| GatewayError::Connect {
-            url: url.to_owned(),
+            url: cola_wire::nats_connect::redacted(url),
             source,
         })?;
     Ok((client, reconnects))

@@ -57,24 +57,29 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client, Conne
     options.connect(servers).await
 }
 
+/// `url` as a log line or an error message may show it: every server's password replaced by
+/// `***` (a URL that does not parse is not shown at all).
+pub fn redacted(url: &str) -> String {
+    super::nats::server_urls(url)
+        .into_iter()
+        .map(|each| match each.parse::<ServerAddr>() {
+            Ok(addr) => {
+                let mut inner = addr.into_inner();
+                if inner.password().is_some() {
+                    let _ = inner.set_password(Some("***"));
+                }
+                inner.to_string()
+            }
+            Err(_) => "<not a NATS URL>".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn percent_decode(text: &str) -> String {
-    let hex = |byte: u8| char::from(byte).to_digit(16);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((high * 16 + low) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -103,6 +108,16 @@ mod tests {
             split_credentials("nats://cola:pw@a:4222, nats://b:4222").unwrap();
         assert_eq!(servers.len(), 2);
         assert_eq!(credentials, Some(("cola".to_owned(), "pw".to_owned())));
+    }
+
+    #[test]
+    fn a_redacted_url_shows_no_password() {
+        assert_eq!(
+            redacted("nats://cola:s%40cret@a:4222,nats://b:4222"),
+            "nats://cola:***@a:4222,nats://b:4222"
+        );
+        assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert!(!redacted("nats://u:secret@[::1").contains("secret"));
     }
 
     #[test]

@@ -319,7 +319,10 @@ fn log_end(report: &cola_wire::RunReport) {
 pub async fn open_topology(nats_url: &str) -> anyhow::Result<Topology> {
     let client = cola_wire::nats_connect::connect(nats_url, async_nats::ConnectOptions::new())
         .await
-        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+        .with_context(|| {
+            let url = cola_wire::nats_connect::redacted(nats_url);
+            format!("connecting to NATS at {url}")
+        })?;
     Ok(Topology::open(&async_nats::jetstream::new(client)).await?)
 }
 

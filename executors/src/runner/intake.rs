@@ -75,7 +75,7 @@ pub(super) async fn connect(url: &str) -> Result<Topology, ExecutorError> {
     let client = cola_wire::nats_connect::connect(url, async_nats::ConnectOptions::new())
         .await
         .map_err(|source| ExecutorError::Connect {
-            url: url.to_owned(),
+            url: cola_wire::nats_connect::redacted(url),
             source,
         })?;
     Ok(Topology::open_buckets(&jetstream::new(client)).await?)
