@@ -118,6 +118,22 @@ impl BackendError {
         }
     }
 
+    /// Whether the backend refused for lack of room that may come back: a cluster's resource
+    /// quota used up (`403` "exceeded quota") or the API server asking to slow down (`429`).
+    /// The job can be tried again later; it is not at fault.
+    pub fn is_no_room_now(&self) -> bool {
+        #[cfg(feature = "kubernetes")]
+        if let Self::Kube {
+            source: ::kube::Error::Api(status),
+            ..
+        } = self
+        {
+            return status.code == 429
+                || (status.code == 403 && status.message.contains("exceeded quota"));
+        }
+        false
+    }
+
     /// A failed file, directory or process operation: `step` says which.
     pub fn io(backend: &'static str, step: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
@@ -250,6 +266,14 @@ pub trait Backend: Send + Sync + 'static {
                 self.name()
             ))),
         }
+    }
+
+    /// How long an executor may take to start (be scheduled and get its image) before its
+    /// job's own time counts: the middleware's deadline allows for it, so a job that waited for
+    /// room on a node is not ended `time_limit` for the wait. A start that takes longer is the
+    /// backend's to end (the Kubernetes backend's pending timeout).
+    fn start_allowance(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 
     /// Whether this backend's executors need every input inline in the job message (they

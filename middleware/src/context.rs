@@ -47,7 +47,13 @@ pub(crate) enum Disposition {
     Terminate,
     /// The middleware is stopping with the job unfinished: leave it for redelivery.
     Leave,
+    /// The backend has no room for the job now (a cluster's quota is used up): it is queued
+    /// again and its message comes back after [`RETRY_LATER`].
+    RetryLater,
 }
+
+/// How long a job the backend had no room for waits before it is tried again.
+pub const RETRY_LATER: Duration = Duration::from_secs(5);
 
 /// The numeric runtime of one middleware process: its solver threads and its bound on jobs
 /// in flight.

@@ -8,7 +8,7 @@ use cola_wire::{JobKey, JobMessage};
 use tracing::Instrument;
 
 use crate::{
-    context::{Context, Disposition},
+    context::{Context, Disposition, RETRY_LATER},
     scheduler::Kind,
 };
 
@@ -62,6 +62,7 @@ async fn settle(msg: &Message, disposition: Disposition) {
             msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                 .await
         }
+        Disposition::RetryLater => msg.ack_with(AckKind::Nak(Some(RETRY_LATER))).await,
     };
     if let Err(e) = acked {
         tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");

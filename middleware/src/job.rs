@@ -230,6 +230,11 @@ async fn start(
     };
     let handle = match ctx.backend.launch(job).await {
         Ok(handle) => handle,
+        Err(e) if e.is_no_room_now() => {
+            tracing::info!(job_id = %job.id, error = %e, "no room for the job's executor now; queued again");
+            requeue(ctx, key, running.attempt).await?;
+            return Ok(Err(Disposition::RetryLater));
+        }
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "cannot launch executor");
             internal_error(ctx, key, e.to_string()).await?;
@@ -258,6 +263,23 @@ async fn start(
     Ok(Ok(handle))
 }
 
+/// Puts back in the queue a job that was marked `running` (at `attempt`) but got no executor,
+/// unless something else happened to it meanwhile (it was cancelled, or another middleware
+/// recorded one).
+async fn requeue(ctx: &Context, key: &JobKey, attempt: u32) -> Result<(), NatsError> {
+    ctx.jobs
+        .transition(key, |r| {
+            (r.status, r.attempt) == (Status::Running, attempt) && r.executor.is_none() && {
+                r.status = Status::Queued;
+                r.started_at = None;
+                r.timings_ms.queue = None;
+                true
+            }
+        })
+        .await?;
+    Ok(())
+}
+
 /// How the executor a job is watched in came to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Started {
@@ -280,7 +302,7 @@ async fn watch(
     started: Started,
     cancel: &CancelGuard,
 ) -> Result<Disposition, NatsError> {
-    let deadline = tokio::time::Instant::now() + job.deadline();
+    let deadline = tokio::time::Instant::now() + job.deadline() + ctx.backend.start_allowance();
     // Every later cancel request comes through `cancel` (see [`Started`]).
     let cancelled_early = started == Started::Adopted
         && matches!(ctx.jobs.get(key).await?, Some((r, _)) if r.cancel_requested);

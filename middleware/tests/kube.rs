@@ -685,6 +685,27 @@ async fn api_errors_surface_with_the_api_servers_words() {
         matches!(status, Some(kube::Error::Api(s)) if s.code == 403),
         "{source:?}"
     );
+    // Missing rights are no lack of room: the job fails rather than waits.
+    assert!(!e.is_no_room_now(), "{e}");
+
+    // A quota used up (or an API server asking to slow down) is: the job is tried again later.
+    for (code, reason, message) in [
+        (
+            403,
+            "Forbidden",
+            "pods \"cola-job-x\" is forbidden: exceeded quota: cola-executors, requested: pods=1, used: pods=20, limited: pods=20",
+        ),
+        (429, "TooManyRequests", "too many requests"),
+    ] {
+        let launch = tokio::spawn({
+            let (backend, job) = (backend.clone(), job.clone());
+            async move { backend.launch(&job).await }
+        });
+        api.create(&job, code, Some(api_status(code, reason, message)))
+            .await;
+        let e = launch.await.unwrap().unwrap_err();
+        assert!(e.is_no_room_now(), "{e}");
+    }
 
     // Following a Pod: a few failures are retried, then the error is returned.
     let handle = handle_of(&job);

@@ -169,6 +169,11 @@ impl Backend for KubeBackend {
         NAME
     }
 
+    /// A Pod may wait for a node with room, and for its image, up to the pending timeout.
+    fn start_allowance(&self) -> std::time::Duration {
+        self.config.pending_timeout
+    }
+
     async fn attach(&self, topology: &Topology) -> Result<(), BackendError> {
         // A second attach (a restarted run in the same process) keeps the first topology.
         let topology = self.topology.get_or_init(|| topology.clone());

@@ -103,9 +103,10 @@ fn pod_spec(config: &KubeBackendConfig, job: &JobMessage) -> PodSpec {
     }
 }
 
-/// The Pod's `activeDeadlineSeconds`. The middleware's own deadline runs from the launch; the
-/// Pod's from its start on a node, before its image is pulled: it is a backstop for a Pod whose
-/// middleware is gone, so it allows for the pending time too and never fires first.
+/// The Pod's `activeDeadlineSeconds`. The middleware's own deadline runs from the launch and
+/// allows for the pending time ([`KubeBackend::start_allowance`](crate::Backend::start_allowance));
+/// the Pod's from its start on a node, later: it is a backstop for a Pod whose middleware is
+/// gone, and never fires first.
 fn deadline_seconds(config: &KubeBackendConfig, job: &JobMessage) -> i64 {
     (job.deadline() + config.pending_timeout)
         .as_secs_f64()
