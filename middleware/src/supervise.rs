@@ -5,7 +5,7 @@
 //!
 //! It decides nothing about the record: the caller ends the job as the [`Interruption`] says.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
 use tokio::time::Instant;
@@ -33,8 +33,7 @@ pub(crate) async fn supervise<T>(
     deadline: Option<Instant>,
     work: impl Future<Output = T>,
 ) -> Result<T, Interruption> {
-    let mut progress = tokio::time::interval(ctx.progress_every);
-    progress.tick().await;
+    let mut progress = progress_ticks(ctx.progress_every);
     let stopping = async {
         ctx.shutdown.cancelled().await;
         tokio::time::sleep(ctx.grace).await;
@@ -59,8 +58,7 @@ pub(crate) async fn keeping_alive<T>(
     msg: &Message,
     work: impl Future<Output = T>,
 ) -> T {
-    let mut progress = tokio::time::interval(ctx.progress_every);
-    progress.tick().await;
+    let mut progress = progress_ticks(ctx.progress_every);
     tokio::pin!(work);
     loop {
         tokio::select! {
@@ -69,6 +67,13 @@ pub(crate) async fn keeping_alive<T>(
             _ = progress.tick() => mark_in_progress(msg).await,
         }
     }
+}
+
+/// Ticks every `period`, the first one `period` from now. (Not `interval`, whose first tick
+/// is due at once: awaiting it goes through the timer, whose millisecond wheel made every
+/// supervised job, numeric ones included, about a millisecond slower.)
+fn progress_ticks(period: Duration) -> tokio::time::Interval {
+    tokio::time::interval_at(Instant::now() + period, period)
 }
 
 /// Tells the stream the message's job is still being worked on (resets its ack wait).
