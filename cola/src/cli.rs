@@ -337,6 +337,11 @@ pub struct ExecutorArgs {
     /// and exit.
     #[arg(long, conflicts_with_all = ["job_file", "job_env", "stdio"])]
     pub wait_for_job: bool,
+    /// Run only some of the job's steps, in the container sandbox (Kubernetes, where the compile
+    /// step gets a container of its own limits): `compile` writes the job's files and compiles
+    /// them, leaving the job directory for `run`, which runs the program in it.
+    #[arg(long, value_name = "STEPS", conflicts_with_all = ["stdio", "wait_for_job"], value_parser = parse_steps)]
+    pub step: Option<cola_executors::Steps>,
     /// The job's private directory.
     #[arg(long, required_unless_present_any = ["versions", "isolation_report", "prepare_go_cache"])]
     pub job_dir: Option<PathBuf>,
@@ -354,6 +359,14 @@ pub struct ExecutorArgs {
     /// The job message taken from `--job-env` before the runtime started.
     #[arg(skip)]
     pub job_json: Option<Vec<u8>>,
+}
+
+fn parse_steps(name: &str) -> Result<cola_executors::Steps, String> {
+    match name {
+        "compile" => Ok(cola_executors::Steps::Compile),
+        "run" => Ok(cola_executors::Steps::Run),
+        _ => Err("expected compile or run".to_owned()),
+    }
 }
 
 fn parse_sandbox_kind(name: &str) -> Result<SandboxKind, String> {

@@ -42,8 +42,8 @@ mod workspace;
 pub use error::ExecutorError;
 pub use go_cache::prepare_go_cache;
 pub use runner::{
-    Execution, ExecutorConfig, JobSource, RunGate, execute, read_job, read_job_bytes, run,
-    run_offline,
+    Execution, ExecutorConfig, JobSource, RunGate, Steps, compile_ahead, execute, read_job,
+    read_job_bytes, run, run_offline,
 };
 pub use sandbox::{SandboxConfig, SandboxKind, await_memory_limit};
 pub use toolchain::toolchain_versions;

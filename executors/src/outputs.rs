@@ -37,7 +37,7 @@ const MAX_OUT_FILES: usize = 10_000;
 const MAX_NOTES: usize = 50;
 
 /// Resources one step used, as `result.json` reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepUsage {
     pub cpu_time_ms: u64,
     pub peak_memory_kb: u64,

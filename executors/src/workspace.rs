@@ -55,6 +55,9 @@ pub enum Log {
     Compile,
     /// What bubblewrap says when the sandbox cannot start.
     Sandbox,
+    /// The compile step's outcome, left by a compile container for the run step's (Kubernetes:
+    /// see [`crate::runner`]'s `split`).
+    CompileOutcome,
 }
 
 impl Log {
@@ -65,6 +68,7 @@ impl Log {
             Self::Stderr => "stderr",
             Self::Sandbox => "sandbox",
             Self::Compile => "compile",
+            Self::CompileOutcome => "compile-outcome.json",
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Workspace {
     /// The file systems a container runtime made for the job alone (see
     /// [`DiskAllowance::Container`]).
     container_areas: Vec<PathBuf>,
+    /// Left in place when dropped, for the next container of the job ([`Workspace::hand_on`]).
+    handed_on: bool,
 }
 
 /// How a job's files are held to its disk allowance.
@@ -141,6 +147,7 @@ impl Workspace {
             owner,
             allowance,
             container_areas,
+            handed_on: false,
         };
         workspace.give_to_sandbox(&workspace.work_fd, &workspace.dirs.work)?;
         workspace.give_to_sandbox(open_dir(&workspace.dirs.tmp)?, &workspace.dirs.tmp)?;
@@ -148,6 +155,43 @@ impl Workspace {
         make_dir(&out, 0o755)?;
         workspace.give_to_sandbox(&open_dir(&out)?, &out)?;
         Ok(workspace)
+    }
+
+    /// The workspace an earlier container of the job made in `job_dir` and handed on
+    /// ([`Workspace::hand_on`]); only in a container, whose work areas (`container_areas`) are
+    /// the job's alone. Its directories are opened without following a link, as [`Workspace::create`]
+    /// would have made them.
+    pub fn reopen(job_dir: &Path, container_areas: Vec<PathBuf>) -> Result<Self, ExecutorError> {
+        let (fs, logs) = (job_dir.join("fs"), job_dir.join("logs"));
+        let dirs = WritableDirs {
+            work: fs.join("work"),
+            tmp: fs.join("tmp"),
+        };
+        Ok(Self {
+            work_fd: open_dir(&dirs.work)?,
+            logs_fd: open_dir(&logs)?,
+            fs,
+            dirs,
+            logs,
+            owner: None,
+            allowance: None,
+            container_areas,
+            handed_on: false,
+        })
+    }
+
+    /// Leaves the workspace in place for the next container of the job, which
+    /// [reopens](Workspace::reopen) it.
+    pub fn hand_on(mut self) {
+        self.handed_on = true;
+    }
+
+    /// Writes `bytes` as the new log `log`.
+    pub fn write_log(&self, log: Log, bytes: &[u8]) -> Result<(), ExecutorError> {
+        let path = self.log(log);
+        create_file(&path, 0o600)?
+            .write_all(bytes)
+            .context(|| format!("writing {}", path.display()))
     }
 
     /// The host directories the sandbox writes.
@@ -226,11 +270,8 @@ impl Workspace {
 
     /// Writes what the program reads on stdin into the executor's logs.
     pub fn write_stdin(&self, stdin: &str) -> Result<PathBuf, ExecutorError> {
-        let path = self.log(Log::Stdin);
-        create_file(&path, 0o600)?
-            .write_all(stdin.as_bytes())
-            .context(|| format!("writing {}", path.display()))?;
-        Ok(path)
+        self.write_log(Log::Stdin, stdin.as_bytes())?;
+        Ok(self.log(Log::Stdin))
     }
 
     /// Hands a file or directory the executor created to the sandbox user.
@@ -248,8 +289,11 @@ impl Workspace {
 }
 
 impl Drop for Workspace {
-    /// Removes everything: the allowance's files go with its tmpfs.
+    /// Removes everything (unless handed on): the allowance's files go with its tmpfs.
     fn drop(&mut self) {
+        if self.handed_on {
+            return;
+        }
         if self.allowance.take().is_none() {
             remove_dirs(&[&self.dirs.work, &self.dirs.tmp]);
         }

@@ -43,6 +43,7 @@ async fn prepare(nats: &TestNats, job: &TestJob, status: Status) -> Prepared {
             job: cola_executors::JobSource::File(job_file),
             job_dir: job_dir.clone(),
             sandbox: job.config.clone(),
+            steps: cola_executors::Steps::All,
         },
         job_dir,
         _dir: dir,

@@ -451,16 +451,24 @@ def test_the_executor_pod_meets_the_restricted_standard(executor_pod):
     for v in spec["volumes"]:
         assert set(v) - {"name"} <= RESTRICTED_VOLUMES, v
         assert "sizeLimit" in v["emptyDir"], v
+    # A compiled language's Pod: the compile step's container, then the run step's.
+    (compile,) = spec["initContainers"]
     (container,) = spec["containers"]
-    sc = container["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["runAsNonRoot"] is True
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc.get("privileged") is not True
-    for kind in ("requests", "limits"):
-        for resource in ("cpu", "memory", "ephemeral-storage"):
-            assert resource in container["resources"][kind], f"{kind}.{resource}"
+    for c in (compile, container):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["runAsNonRoot"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc.get("privileged") is not True
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory", "ephemeral-storage"):
+                assert resource in c["resources"][kind], f"{kind}.{resource}"
+        # No source in the Pod: the job's inputs are in the object store.
+        (job,) = [e["value"] for e in c["env"] if e["name"] == "COLA_JOB"]
+        assert '"input_object"' in job and '"inputs"' not in job
+    assert compile["args"][-2:] == ["--step", "compile"]
+    assert container["args"][-2:] == ["--step", "run"]
     spread = spec["topologySpreadConstraints"][0]
     assert (spread["maxSkew"], spread["topologyKey"], spread["whenUnsatisfiable"]) == (
         1,
@@ -484,10 +492,11 @@ def test_the_manifests_provide_what_the_executor_pod_needs(rendered, overlay, ex
     selector = policies(rendered, overlay, namespace)["cola-executor"]["podSelector"]
     assert matches(selector, meta["labels"])
     # The NATS URL Secret it reads has a template in its namespace.
-    (nats,) = [e for e in spec["containers"][0]["env"] if e["name"] == "COLA_NATS_URL"]
-    ref = nats["valueFrom"]["secretKeyRef"]
     templates = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for _, o in secret_templates}
-    assert ref["key"] in templates[(namespace, ref["name"])]["stringData"]
+    for container in spec["initContainers"] + spec["containers"]:
+        (nats,) = [e for e in container["env"] if e["name"] == "COLA_NATS_URL"]
+        ref = nats["valueFrom"]["secretKeyRef"]
+        assert ref["key"] in templates[(namespace, ref["name"])]["stringData"]
     # The Role lets the middleware do what the backend does to it.
     role = one(rendered, overlay, "Role", "cola-executor-launcher")
     assert role["metadata"]["namespace"] == namespace

@@ -322,37 +322,66 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(spec["restartPolicy"], "Never");
     // compile 30 s + run 5 s + 20 s slack + 120 s to start
     assert_eq!(spec["activeDeadlineSeconds"], 175);
+    // A compiled language: the compile step in an init container of its own, then the run
+    // step in the executor container, each with its own memory limit.
+    let compile = &spec["initContainers"][0];
     let c = &spec["containers"][0];
     assert_eq!(
-        c["image"],
-        "registry.example.com/cola/cola-executor-c:1.2.3"
+        (&compile["name"], &c["name"]),
+        (&json!("compile"), &json!("executor"))
     );
-    assert_eq!(
-        c["args"],
-        json!([
-            "--sandbox",
-            "container",
-            "--job-env",
-            "COLA_JOB",
-            "--job-dir",
-            "/work"
-        ])
-    );
-    let env = c["env"].as_array().unwrap();
-    let job_env = env.iter().find(|e| e["name"] == "COLA_JOB").unwrap();
-    let sent: JobMessage = serde_json::from_str(job_env["value"].as_str().unwrap()).unwrap();
-    assert_eq!(sent, job);
-    let nats_env = env.iter().find(|e| e["name"] == "COLA_NATS_URL").unwrap();
-    assert!(nats_env.get("value").is_none(), "the NATS URL never inline");
-    assert_eq!(
-        nats_env["valueFrom"]["secretKeyRef"],
-        json!({"name": "cola-executor-nats", "key": "url", "optional": false})
-    );
-    // Memory: the run's 256 MiB requested, the compiler's 2048 MiB the limit, plus overhead.
-    assert_eq!(c["resources"]["requests"]["memory"], "384Mi");
-    assert_eq!(c["resources"]["limits"]["memory"], "2176Mi");
-    assert_eq!(c["resources"]["requests"]["cpu"], "250m");
-    assert_eq!(c["resources"]["limits"]["cpu"], "1000m");
+    for (container, step) in [(compile, "compile"), (c, "run")] {
+        assert_eq!(
+            container["image"],
+            "registry.example.com/cola/cola-executor-c:1.2.3"
+        );
+        assert_eq!(
+            container["args"],
+            json!([
+                "--sandbox",
+                "container",
+                "--job-env",
+                "COLA_JOB",
+                "--job-dir",
+                "/work",
+                "--step",
+                step
+            ])
+        );
+        // The job message without its sources: those went to the input object.
+        let env = container["env"].as_array().unwrap();
+        let job_env = env.iter().find(|e| e["name"] == "COLA_JOB").unwrap();
+        let sent: JobMessage = serde_json::from_str(job_env["value"].as_str().unwrap()).unwrap();
+        let object = names::input_object(&job.user, &job.id);
+        assert_eq!(sent.work, Work::InputObject(object.clone()));
+        assert_eq!(
+            JobMessage {
+                work: job.work.clone(),
+                ..sent
+            },
+            job
+        );
+        let inputs = fetch_inputs(&nats.topology.outputs, &object).await.unwrap();
+        assert_eq!(Some(&inputs), job.work.inputs());
+        assert!(
+            !job_env["value"].as_str().unwrap().contains("int main"),
+            "no source in the Pod"
+        );
+        let nats_env = env.iter().find(|e| e["name"] == "COLA_NATS_URL").unwrap();
+        assert!(nats_env.get("value").is_none(), "the NATS URL never inline");
+        assert_eq!(
+            nats_env["valueFrom"]["secretKeyRef"],
+            json!({"name": "cola-executor-nats", "key": "url", "optional": false})
+        );
+        // Both request the run's 256 MiB plus overhead.
+        assert_eq!(container["resources"]["requests"]["memory"], "384Mi");
+        assert_eq!(container["resources"]["requests"]["cpu"], "250m");
+        assert_eq!(container["resources"]["limits"]["cpu"], "1000m");
+        assert_eq!(container["volumeMounts"][0]["mountPath"], "/work");
+    }
+    // The compiler may use its 2048 MiB, the program only its 256 MiB (plus overhead each).
+    assert_eq!(compile["resources"]["limits"]["memory"], "2176Mi");
+    assert_eq!(c["resources"]["limits"]["memory"], "384Mi");
     // Storage: the job's 64 MB disk allowance in /work (with 1 MiB of compiler output, 1 MiB
     // of the program's and the message, rounded up, and 1 MiB) and in /tmp, and 64 MiB of logs.
     assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "196Mi");
@@ -457,7 +486,7 @@ async fn an_oom_killed_pod_ends_the_job_with_memory_limit() {
     .await;
     let exit = wait.await.unwrap().unwrap();
     assert!(
-        exit.description.contains("memory limit (2176Mi)"),
+        exit.description.contains("memory limit (384Mi)"),
         "{exit:?}"
     );
     let r = record(&nats.topology, &key).await;
@@ -657,7 +686,7 @@ async fn a_create_that_conflicts_adopts_the_jobs_existing_pod() {
 
 #[tokio::test]
 async fn api_errors_surface_with_the_api_servers_words() {
-    let (backend, mut api) = backend(config());
+    let (backend, mut api, _nats) = attached(config()).await;
     let job = job();
     let launch = tokio::spawn({
         let (backend, job) = (backend.clone(), job.clone());
@@ -966,16 +995,32 @@ async fn the_pod_is_hardened_and_placed_as_configured() {
     assert_eq!(psc["runAsNonRoot"], true);
     assert_eq!(psc["runAsUser"], 10001);
     assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
-    let containers = spec["containers"].as_array().unwrap();
-    assert_eq!(containers.len(), 1);
-    let sc = &containers[0]["securityContext"];
-    assert_eq!(sc["runAsNonRoot"], true);
-    assert_eq!(sc["readOnlyRootFilesystem"], true);
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    assert_eq!(sc["privileged"], false);
-    assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
-    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
-    assert!(spec.get("initContainers").is_none());
+    // A C job: its compile container, then its executor, hardened alike.
+    let containers = [&spec["initContainers"], &spec["containers"]]
+        .map(|list| list.as_array().unwrap().clone())
+        .concat();
+    assert_eq!(containers.len(), 2);
+    for container in &containers {
+        let sc = &container["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["privileged"], false);
+        assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    }
+    // A language without a compile step: one container does both, with the program's limit.
+    let mut js = job.clone();
+    js.language = Language::parse("javascript").unwrap();
+    js.limits = language(&js.language).unwrap().default_limits;
+    let js_pod = serde_json::to_value(backend.pod_for(&js, "{}".into()).unwrap()).unwrap();
+    assert!(js_pod["spec"].get("initContainers").is_none());
+    let js_executor = &js_pod["spec"]["containers"][0];
+    assert!(!js_executor["args"].to_string().contains("--step"));
+    assert_eq!(
+        js_executor["resources"]["limits"]["memory"],
+        format!("{}Mi", js.limits.memory_mb + 128)
+    );
     // Only size-limited emptyDirs: no host paths, no projected token.
     for volume in spec["volumes"].as_array().unwrap() {
         let keys: Vec<_> = volume.as_object().unwrap().keys().collect();
@@ -1100,6 +1145,8 @@ fn the_executor_pod_matches_the_example_the_manifest_tests_check() {
     let mut job = job();
     job.id = "019ab1c2-3d4e-7f50-8a6b-7c8d9e0f1a2b".parse().unwrap();
     job.created_at = "2026-11-23T12:00:00Z".parse().unwrap();
+    // As the backend sends it: the inputs in the object store.
+    job.work = Work::InputObject(names::input_object(&job.user, &job.id));
     let json = serde_json::to_string(&job).unwrap();
     let pod = serde_json::to_value(backend.pod_for(&job, json).unwrap()).unwrap();
     let mut text = serde_json::to_string_pretty(&pod).unwrap();

@@ -294,7 +294,12 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         job,
         job_dir: job_dir.clone(),
         sandbox,
+        steps: args.step.unwrap_or_default(),
     };
+    if config.steps == cola_executors::Steps::Compile {
+        cola_executors::compile_ahead(config).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match cola_executors::run(config).await? {
         Some(report) => log_end(&report),
         None => {

@@ -9,13 +9,16 @@
 //! - `steps`: its files written, compiled and run in its sandbox, judged and zipped, on a
 //!   thread of its own;
 //! - `report`: its zip stored and its record ended;
-//! - `toolchain`: each language's environment, in the sandbox and on the host.
+//! - `split`: where a backend runs the compile and run steps in containers of their own
+//!   (Kubernetes), the compile container's side and what the run container takes from it.
 //!
-//! They depend on each other in one direction only: `standby` → `steps` → `intake`, `report`
-//! (and the crate's `toolchain`). This module drives them, and none of them uses it.
+//! They depend on each other in one direction only: `standby` → `steps` ⇄ `split` → `intake`,
+//! `report` (and the crate's `toolchain`). This module drives them; only `split` uses it (for
+//! reading a job as [`run`] does).
 
 mod intake;
 mod report;
+mod split;
 mod standby;
 mod steps;
 #[cfg(test)]
@@ -31,13 +34,15 @@ use tracing::Instrument;
 
 pub use self::{
     intake::{JobSource, read_job, read_job_bytes},
+    split::{Steps, compile_ahead},
     steps::{Execution, RunGate},
 };
 use self::{
     intake::{check_record, check_runnable},
     report::{REPORT_RESERVE, Ran, end_record, failed_report, invalid_input, or_internal_error},
+    split::check_split,
     standby::StandbyThread,
-    steps::{JobRun, after, joined, spawn_execute},
+    steps::{JobRun, Sources, after, joined, spawn_execute},
 };
 pub use crate::sandbox::{SandboxConfig, SandboxKind};
 use crate::{ExecutorError, sandbox::harden_container};
@@ -51,6 +56,9 @@ pub struct ExecutorConfig {
     /// A private directory the backend made for this job; the executor works inside it.
     pub job_dir: PathBuf,
     pub sandbox: SandboxConfig,
+    /// Which of the job's steps this executor runs ([`Steps::Run`]: after [`compile_ahead`] in
+    /// the job's compile container).
+    pub steps: Steps,
 }
 
 /// Runs the job of `config.job` and ends its record with the outcome.
@@ -73,6 +81,7 @@ pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorEr
 
 /// [`run`], but for removing the job's cgroup once its outcome is recorded.
 async fn run_job_of(config: &ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
+    check_split(config)?;
     prepare(&config.sandbox)?;
     let (job, connected, standby) = match &config.job {
         JobSource::Stdin => {
@@ -99,7 +108,10 @@ async fn run_job_message(
     config: &ExecutorConfig,
 ) -> Result<RunReport, ExecutorError> {
     let report_until = tokio::time::Instant::now() + job.deadline().saturating_sub(REPORT_RESERVE);
-    let early = EarlyExecution::start(&job, &mut standby, config);
+    let early = match config.steps {
+        Steps::All => EarlyExecution::start(&job, &mut standby, config),
+        Steps::Compile | Steps::Run => None,
+    };
     let (topology, ended) = match check_record(connected, &config.nats_url, &job).await {
         Ok(checked) => checked,
         Err(e) => {
@@ -115,12 +127,24 @@ async fn run_job_message(
         );
         return Ok(report::report_of(&ended));
     }
+    let (job_dir, sandbox) = (&config.job_dir, &config.sandbox);
     let ran = match early {
         Some(early) => early.finish().await,
+        None if config.steps == Steps::Run => {
+            run_job(
+                &job,
+                Ok(Sources::CompiledAhead),
+                job_dir,
+                sandbox,
+                None,
+                None,
+            )
+            .await
+        }
         None => match inputs_of(&topology.outputs, &job).await {
             Ok(inputs) => {
-                let (job_dir, sandbox) = (&config.job_dir, &config.sandbox);
-                run_job(&job, inputs, job_dir, sandbox, standby, None).await
+                let sources = inputs.map(Sources::Inputs);
+                run_job(&job, sources, job_dir, sandbox, standby, None).await
             }
             Err(e) => Ok((
                 failed_report(&job.limits, Reason::InternalError, e.to_string()),
@@ -191,7 +215,8 @@ pub async fn run_offline(
     let span = job_span(&job);
     async {
         let inputs = intake::inline_inputs(&mut job);
-        let ran = run_job(&job, inputs, job_dir, sandbox, None, before_run).await;
+        let sources = inputs.map(Sources::Inputs);
+        let ran = run_job(&job, sources, job_dir, sandbox, None, before_run).await;
         let (report, zip) = or_internal_error(&job.limits, ran);
         Ok(ExecutorReport { report, zip })
     }
@@ -200,12 +225,12 @@ pub async fn run_offline(
 }
 
 /// The span of everything done for `job`.
-fn job_span(job: &JobMessage) -> tracing::Span {
+pub(super) fn job_span(job: &JobMessage) -> tracing::Span {
     tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language)
 }
 
 /// Checks the sandbox settings, and hardens an executor whose sandbox is its container.
-fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
+pub(super) fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
     sandbox.validate()?;
     if sandbox.kind == SandboxKind::Container {
         harden_container()?;
@@ -213,11 +238,11 @@ fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
     Ok(())
 }
 
-/// Runs `job` on `inputs` (or refuses it with `invalid_input` and the message of `inputs`), its
-/// run step once `gate` (if any) lets it: its report, and its zip when it ran.
+/// Runs `job` from `sources` (or refuses it with `invalid_input` and the message of `sources`),
+/// its run step once `gate` (if any) lets it: its report, and its zip when it ran.
 async fn run_job(
     job: &JobMessage,
-    inputs: Result<Inputs, String>,
+    sources: Result<Sources, String>,
     job_dir: &Path,
     sandbox: &SandboxConfig,
     standby: Option<StandbyThread>,
@@ -230,11 +255,11 @@ async fn run_job(
     if let Err(message) = check_runnable(lang) {
         return refuse(message);
     }
-    let inputs = match inputs {
-        Ok(inputs) => inputs,
+    let sources = match sources {
+        Ok(sources) => sources,
         Err(message) => return refuse(message),
     };
-    let run = JobRun::new(lang, job, inputs, gate);
+    let run = JobRun::of(lang, job, sources, gate);
     let execution = joined(spawn_in(standby, run, job_dir, sandbox)).await?;
     Ok((execution.report, Some(execution.zip)))
 }

@@ -57,25 +57,46 @@ pub(super) async fn joined(
     task.await?
 }
 
-/// A job to execute: its language, its message and inputs, and the gate of its run step.
+/// A job to execute: its language, its message, where its files come from, and the gate of its
+/// run step.
 pub(super) struct JobRun {
     pub(super) lang: LanguageDef,
     pub(super) job: JobMessage,
-    pub(super) inputs: Inputs,
+    pub(super) sources: Sources,
     pub(super) gate: Option<RunGate>,
 }
 
+/// Where a job's files (and its compile step) come from.
+#[derive(Debug)]
+pub(super) enum Sources {
+    /// The job's inputs: written and compiled here.
+    Inputs(Inputs),
+    /// Written and compiled by the job's compile container, before this one (Kubernetes: see
+    /// [`super::split`]).
+    CompiledAhead,
+}
+
 impl JobRun {
+    /// The job of `inputs`, all of its steps here.
     pub(super) fn new(
         lang: &LanguageDef,
         job: &JobMessage,
         inputs: Inputs,
         gate: Option<RunGate>,
     ) -> Self {
+        Self::of(lang, job, Sources::Inputs(inputs), gate)
+    }
+
+    pub(super) fn of(
+        lang: &LanguageDef,
+        job: &JobMessage,
+        sources: Sources,
+        gate: Option<RunGate>,
+    ) -> Self {
         Self {
             lang: *lang,
             job: job.clone(),
-            inputs,
+            sources,
             gate,
         }
     }
@@ -128,11 +149,17 @@ pub(super) fn execute_blocking(
     let JobRun {
         lang,
         ref job,
-        ref inputs,
+        sources,
         gate,
     } = run;
     let lang = &lang;
     config.validate()?;
+    let inputs = match sources {
+        Sources::Inputs(inputs) => inputs,
+        Sources::CompiledAhead => {
+            return super::split::run_compiled(lang, job, job_dir, config, gate);
+        }
+    };
     if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
         return refused(invalid_input(&job.limits, message), config);
     }
@@ -163,21 +190,16 @@ pub(super) fn execute_blocking(
     };
     let (compile, read_only) = steps.compile_step().unzip();
     let run = steps.run_step(stdin);
-    let plan = SandboxPlan::for_steps(
-        &run,
-        compile.as_slice(),
-        read_only.flatten().into_iter().collect(),
-        system::dirs_of(lang),
-    );
-    let sandbox = sandbox_for(&plan, standing, config, &user, &workspace)?;
-    let (report, usage) = steps.compile_and_run(&sandbox, compile, run, gate)?;
-    drop(sandbox);
-    let zip = steps.package(&report, usage)?;
-    Ok(Execution { report, zip })
+    let read_only = read_only.flatten().into_iter().collect();
+    let compile = compile.map(CompileStage::Here);
+    steps.execute(compile, read_only, run, standing, &user, gate)
 }
 
 /// A job refused before anything ran: its report, alone in its zip.
-fn refused(report: RunReport, config: &SandboxConfig) -> Result<Execution, ExecutorError> {
+pub(super) fn refused(
+    report: RunReport,
+    config: &SandboxConfig,
+) -> Result<Execution, ExecutorError> {
     let zip = outputs::build_zip(&ZipContents {
         report: &report,
         usage: Usage::default(),
@@ -253,32 +275,73 @@ pub(super) fn run_file_bytes(limits: &Limits) -> u64 {
 }
 
 /// One job's steps in its sandbox.
-struct JobSteps<'a> {
-    lang: &'a LanguageDef,
-    job: &'a JobMessage,
-    files: &'a [InputFile],
-    workspace: &'a Workspace,
-    config: &'a SandboxConfig,
+pub(super) struct JobSteps<'a> {
+    pub(super) lang: &'a LanguageDef,
+    pub(super) job: &'a JobMessage,
+    /// The job's files (none when they were written before, see [`Sources::CompiledAhead`]).
+    pub(super) files: &'a [InputFile],
+    pub(super) workspace: &'a Workspace,
+    pub(super) config: &'a SandboxConfig,
+}
+
+/// A job's compile step: to run here, or run before.
+pub(super) enum CompileStage {
+    Here(Step),
+    Done(Compiled),
+}
+
+/// How a compile step went: its time, what it used, and why it failed, if it did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Compiled {
+    pub(super) millis: u64,
+    pub(super) usage: StepUsage,
+    pub(super) failure: Option<String>,
 }
 
 impl JobSteps<'_> {
-    /// Runs `compile` (if the language has it), then `run` once `gate` (if any) lets it, in
-    /// `sandbox`; the report and what the steps used.
+    /// Starts the sandbox for the steps (or keeps `standing`, if it serves them), runs them as
+    /// [`JobSteps::compile_and_run`] does, and zips what they left.
+    pub(super) fn execute(
+        &self,
+        compile: Option<CompileStage>,
+        read_only: Vec<ReadOnlyBind>,
+        run: Step,
+        standing: Option<Sandbox>,
+        user: &SandboxUser,
+        gate: Option<RunGate>,
+    ) -> Result<Execution, ExecutorError> {
+        let compile_here = match &compile {
+            Some(CompileStage::Here(step)) => std::slice::from_ref(step),
+            _ => &[],
+        };
+        let plan =
+            SandboxPlan::for_steps(&run, compile_here, read_only, system::dirs_of(self.lang));
+        let sandbox = sandbox_for(&plan, standing, self.config, user, self.workspace)?;
+        let (report, usage) = self.compile_and_run(&sandbox, compile, run, gate)?;
+        drop(sandbox);
+        let zip = self.package(&report, usage)?;
+        Ok(Execution { report, zip })
+    }
+
+    /// Runs the compile step (or takes the outcome of the one that ran before), then `run` once
+    /// `gate` (if any) lets it, in `sandbox`; the report and what the steps used.
     fn compile_and_run(
         &self,
         sandbox: &Sandbox,
-        compile: Option<Step>,
+        compile: Option<CompileStage>,
         run: Step,
         gate: Option<RunGate>,
     ) -> Result<(RunReport, Usage), ExecutorError> {
         let mut usage = Usage::default();
         let mut timings = Timings::default();
         if let Some(compile) = compile {
-            let outcome = sandbox.run(&compile)?;
-            timings.compile = Some(millis(&outcome));
-            usage.compile = Some(step_usage(&outcome));
-            if let Err(message) = verdict::judge_compile(&outcome, &self.lang.compile_limits) {
-                self.note_in_compile_log(&message)?;
+            let compiled = match compile {
+                CompileStage::Here(step) => self.compile(sandbox, &step)?,
+                CompileStage::Done(compiled) => compiled,
+            };
+            timings.compile = Some(compiled.millis);
+            usage.compile = Some(compiled.usage);
+            if let Some(message) = compiled.failure {
                 let report = RunReport {
                     timings_ms: timings,
                     ..self.report(failed_verdict(Reason::CompileError, message))
@@ -302,8 +365,27 @@ impl JobSteps<'_> {
         Ok((report, usage))
     }
 
+    /// Runs the compile step `step` in `sandbox`, noting in the compiler's output why it failed
+    /// if it did.
+    pub(super) fn compile(
+        &self,
+        sandbox: &Sandbox,
+        step: &Step,
+    ) -> Result<Compiled, ExecutorError> {
+        let outcome = sandbox.run(step)?;
+        let failure = verdict::judge_compile(&outcome, &self.lang.compile_limits).err();
+        if let Some(message) = &failure {
+            self.note_in_compile_log(message)?;
+        }
+        Ok(Compiled {
+            millis: millis(&outcome),
+            usage: step_usage(&outcome),
+            failure,
+        })
+    }
+
     /// The compile step, if the language has one, and what the sandbox must bind for it.
-    fn compile_step(&self) -> Option<(Step, Option<ReadOnlyBind>)> {
+    pub(super) fn compile_step(&self) -> Option<(Step, Option<ReadOnlyBind>)> {
         let template = self.lang.compile?;
         let mut step = Step {
             command: expand_sources(template, &self.sources()),
@@ -337,7 +419,7 @@ impl JobSteps<'_> {
         sources
     }
 
-    fn run_step(&self, stdin: PathBuf) -> Step {
+    pub(super) fn run_step(&self, stdin: PathBuf) -> Step {
         let limits = self.job.limits;
         let mut command: Vec<String> = self.lang.run.iter().map(|a| (*a).to_owned()).collect();
         command.extend(self.job.args.iter().cloned());

@@ -27,8 +27,8 @@ use super::{
 };
 use crate::backend::{Backend, BackendError, ExecutorExit};
 
-/// A job message larger than this (its inputs inline) travels with its inputs in the object
-/// store instead: one environment string may not exceed 128 KiB (`MAX_ARG_STRLEN`).
+/// The largest job message (without its inputs) a Pod's environment carries: one environment
+/// string may not exceed 128 KiB (`MAX_ARG_STRLEN`).
 const MAX_ENV_JOB_BYTES: usize = 96 * 1024;
 
 /// Runs executors as Pods.
@@ -84,31 +84,31 @@ impl KubeBackend {
         reconcile(&self.pods, topology).await
     }
 
-    /// The job message as the executor gets it: inputs too large for an environment variable
-    /// are moved to the object store (`<user>/<job-id>-input.zip`), as the gateway does for
-    /// inputs too large for a message.
+    /// The job message as the executor gets it: never with its inputs, which go to the object
+    /// store (`<user>/<job-id>-input.zip`) if they came inline, so that no source file or
+    /// standard input is ever in a Pod's spec (which the API server stores and the kubelet logs
+    /// when a Pod cannot start).
     async fn job_json(&self, job: &JobMessage) -> Result<String, BackendError> {
+        let mut slim;
+        let job = if job.work.inputs().is_some() {
+            let topology = self
+                .topology
+                .get()
+                .ok_or_else(|| BackendError::NotAttached {
+                    backend: NAME,
+                    message: "a job's inputs go to the object store, which is not attached".into(),
+                })?;
+            slim = job.clone();
+            spill_inputs(&topology.outputs, &mut slim)
+                .await
+                .map_err(|e| BackendError::nats(NAME, "store the inputs as an input object", e))?;
+            &slim
+        } else {
+            job
+        };
         let json = to_json(job)?;
-        if json.len() <= MAX_ENV_JOB_BYTES {
-            return Ok(json);
-        }
-        if job.work.inputs().is_none() {
-            return Err(too_large(json.len(), ""));
-        }
-        let topology = self
-            .topology
-            .get()
-            .ok_or_else(|| BackendError::NotAttached {
-                backend: NAME,
-                message: "large inputs need the object store, which is not attached".into(),
-            })?;
-        let mut slim = job.clone();
-        spill_inputs(&topology.outputs, &mut slim)
-            .await
-            .map_err(|e| BackendError::nats(NAME, "store the inputs as an input object", e))?;
-        let json = to_json(&slim)?;
         if json.len() > MAX_ENV_JOB_BYTES {
-            return Err(too_large(json.len(), " without its inputs"));
+            return Err(too_large(json.len()));
         }
         Ok(json)
     }
@@ -261,9 +261,11 @@ fn to_json(job: &JobMessage) -> Result<String, BackendError> {
 }
 
 /// A job message of `bytes` (`what`: with what left out) that no Pod can carry.
-fn too_large(bytes: usize, what: &str) -> BackendError {
+fn too_large(bytes: usize) -> BackendError {
     BackendError::Job {
         backend: NAME,
-        message: format!("the job message is {bytes} bytes{what}, too large for a Pod"),
+        message: format!(
+            "the job message is {bytes} bytes without its inputs, too large for a Pod"
+        ),
     }
 }

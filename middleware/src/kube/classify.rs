@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use cola_wire::Reason;
-use k8s_openapi::api::core::v1::{ContainerState, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodStatus};
 
-use super::identity::CONTAINER;
+use super::identity::{COMPILE_CONTAINER, CONTAINER};
 
 /// Bytes of a message or of a failed executor's log kept (the kubelet's `FallbackToLogsOnError`
 /// message).
@@ -37,17 +37,15 @@ pub fn classify(pod: &Pod) -> PodState {
         return PodState::Pending(None);
     };
     let name = pod.metadata.name.as_deref().unwrap_or("?");
-    let state = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == CONTAINER)
-        .and_then(|c| c.state.as_ref());
+    let states = Containers {
+        compile: state_of(&status.init_container_statuses, COMPILE_CONTAINER),
+        executor: state_of(&status.container_statuses, CONTAINER),
+    };
     let phase = status.phase.as_deref().unwrap_or("Pending");
-    let ended = deadline_exceeded(pod, name, state)
-        .or_else(|| out_of_memory(pod, name, state))
+    let ended = deadline_exceeded(pod, name, &states)
+        .or_else(|| out_of_memory(pod, name, &states))
         .or_else(|| evicted(name, status))
-        .or_else(|| executor_failed(name, phase, state));
+        .or_else(|| executor_failed(name, phase, &states));
     if let Some(outcome) = ended {
         return PodState::Ended(outcome);
     }
@@ -67,13 +65,43 @@ pub fn classify(pod: &Pod) -> PodState {
             .to_owned(),
         }),
         "Running" => PodState::Running,
-        _ => PodState::Pending(what_blocks(status, state)),
+        _ => PodState::Pending(what_blocks(status, &states)),
     }
 }
 
-/// A Pod stopped at its `activeDeadlineSeconds`: the job's time if its container ran; if it
-/// never did, it ran out of time pulling or scheduling, which is not the job's time.
-fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
+/// The states of a Pod's executor containers: the compile container (a compiled language's init
+/// container) and the executor.
+struct Containers<'a> {
+    compile: Option<&'a ContainerState>,
+    executor: Option<&'a ContainerState>,
+}
+
+impl Containers<'_> {
+    /// The states in the order the containers run, with what each is called in a description.
+    fn in_order(&self) -> impl Iterator<Item = (&'static str, &ContainerState)> {
+        [
+            ("compile container", self.compile),
+            ("executor", self.executor),
+        ]
+        .into_iter()
+        .filter_map(|(what, state)| Some((what, state?)))
+    }
+}
+
+fn state_of<'a>(
+    statuses: &'a Option<Vec<ContainerStatus>>,
+    name: &str,
+) -> Option<&'a ContainerState> {
+    statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .and_then(|c| c.state.as_ref())
+}
+
+/// A Pod stopped at its `activeDeadlineSeconds`: the job's time if one of its containers ran; if
+/// none ever did, it ran out of time pulling or scheduling, which is not the job's time.
+fn deadline_exceeded(pod: &Pod, name: &str, states: &Containers) -> Option<PodEnd> {
     let status = pod.status.as_ref()?;
     if status.reason.as_deref() != Some("DeadlineExceeded") {
         return None;
@@ -83,7 +111,7 @@ fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> O
         .as_ref()
         .and_then(|s| s.active_deadline_seconds)
         .map_or_else(String::new, |s| format!(" of {s} s"));
-    let started = state.is_some_and(|s| {
+    let started = states.in_order().any(|(_, s)| {
         s.running.is_some()
             || s.terminated
                 .as_ref()
@@ -106,14 +134,30 @@ fn deadline_exceeded(pod: &Pod, name: &str, state: Option<&ContainerState>) -> O
     })
 }
 
-/// The executor's container killed for memory (possibly before the phase says so).
-fn out_of_memory(pod: &Pod, name: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
-    let terminated = state?.terminated.as_ref()?;
-    (terminated.reason.as_deref() == Some("OOMKilled")).then(|| PodEnd {
+/// An executor container killed for memory (possibly before the phase says so): the run step's
+/// limit, or, in the compile container, the compiler's.
+fn out_of_memory(pod: &Pod, name: &str, states: &Containers) -> Option<PodEnd> {
+    let killed = |state: Option<&ContainerState>| {
+        state
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+    };
+    let limit =
+        |container| memory_limit_of(pod, container).map_or_else(String::new, |m| format!(" ({m})"));
+    if killed(states.compile) {
+        return Some(PodEnd {
+            reason: Some(Reason::CompileError),
+            description: format!(
+                "compilation stopped: the compile container of Pod {name} was killed for exceeding the compiler's memory limit{}",
+                limit(COMPILE_CONTAINER)
+            ),
+        });
+    }
+    killed(states.executor).then(|| PodEnd {
         reason: Some(Reason::MemoryLimit),
         description: format!(
             "executor Pod {name} was killed for exceeding its memory limit{}",
-            memory_limit_of(pod).map_or_else(String::new, |m| format!(" ({m})"))
+            limit(CONTAINER)
         ),
     })
 }
@@ -140,13 +184,20 @@ fn evicted(name: &str, status: &PodStatus) -> Option<PodEnd> {
     })
 }
 
-/// An executor that exited on its own, unsuccessfully: its to report, so no reason here.
-fn executor_failed(name: &str, phase: &str, state: Option<&ContainerState>) -> Option<PodEnd> {
-    let t = state?
-        .terminated
-        .as_ref()
-        .filter(|_| phase != "Succeeded")?;
-    let mut description = format!("executor Pod {name} failed: exit code {}", t.exit_code);
+/// An executor container that exited on its own, unsuccessfully: the executor's to report (or,
+/// when the compile container failed, nobody's: the run step never ran), so no reason here.
+fn executor_failed(name: &str, phase: &str, states: &Containers) -> Option<PodEnd> {
+    if phase == "Succeeded" {
+        return None;
+    }
+    let (what, t) = states.in_order().find_map(|(what, state)| {
+        let t = state.terminated.as_ref()?;
+        (t.exit_code != 0 || what == "executor").then_some((what, t))
+    })?;
+    let mut description = format!(
+        "executor Pod {name} failed: {what} exit code {}",
+        t.exit_code
+    );
     if let Some(signal) = t.signal {
         description.push_str(&format!(", signal {signal}"));
     }
@@ -165,7 +216,7 @@ fn executor_failed(name: &str, phase: &str, state: Option<&ContainerState>) -> O
 
 /// What keeps a pending Pod from starting, if anything but the usual start-up: unschedulable,
 /// or its container waiting for a reason such as `ErrImagePull`.
-fn what_blocks(status: &PodStatus, state: Option<&ContainerState>) -> Option<String> {
+fn what_blocks(status: &PodStatus, states: &Containers) -> Option<String> {
     let unschedulable = status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
@@ -177,11 +228,14 @@ fn what_blocks(status: &PodStatus, state: Option<&ContainerState>) -> Option<Str
             clip(c.message.as_deref().unwrap_or_default(), DETAIL_BYTES)
         ));
     }
-    let waiting = state.and_then(|s| s.waiting.as_ref())?;
-    let reason = waiting
-        .reason
-        .as_deref()
-        .filter(|r| *r != "ContainerCreating" && *r != "PodInitializing")?;
+    let (reason, waiting) = states.in_order().find_map(|(_, state)| {
+        let waiting = state.waiting.as_ref()?;
+        let reason = waiting
+            .reason
+            .as_deref()
+            .filter(|r| *r != "ContainerCreating" && *r != "PodInitializing")?;
+        Some((reason, waiting))
+    })?;
     let message = waiting.message.as_deref().unwrap_or_default();
     Some(
         format!("{reason}: {}", clip(message, DETAIL_BYTES))
@@ -199,13 +253,14 @@ pub(super) fn pending_for(pod: &Pod) -> Duration {
     Duration::from_millis(age_ms.max(0) as u64)
 }
 
-fn memory_limit_of(pod: &Pod) -> Option<String> {
-    let container = pod
-        .spec
-        .as_ref()?
-        .containers
+fn memory_limit_of(pod: &Pod, name: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let container = spec
+        .init_containers
         .iter()
-        .find(|c| c.name == CONTAINER)?;
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == name)?;
     let limits = container.resources.as_ref()?.limits.as_ref()?;
     limits.get("memory").map(|q| q.0.clone())
 }
@@ -297,6 +352,60 @@ mod tests {
         let ok = ended(serde_json::json!({"phase": "Succeeded",
             "containerStatuses": executor(serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}}))}));
         assert_eq!(ok.reason, None);
+    }
+
+    fn compile(state: serde_json::Value) -> serde_json::Value {
+        serde_json::json!([{"name": "compile", "image": "i", "imageID": "", "ready": false,
+                            "restartCount": 0, "state": state}])
+    }
+
+    #[test]
+    fn the_compile_container_s_end_is_told_apart_from_the_executor_s() {
+        let initializing = serde_json::json!({"waiting": {"reason": "PodInitializing"}});
+        let oom = ended(serde_json::json!({"phase": "Failed",
+            "initContainerStatuses": compile(serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})),
+            "containerStatuses": executor(initializing.clone())}));
+        assert_eq!(oom.reason, Some(Reason::CompileError));
+        assert!(
+            oom.description.contains("compiler's memory limit"),
+            "{oom:?}"
+        );
+        // Its own failure is nobody's to report but the middleware's.
+        let failed = ended(serde_json::json!({"phase": "Failed",
+            "initContainerStatuses": compile(serde_json::json!({"terminated": {
+                "exitCode": 1, "reason": "Error", "message": "cannot connect to NATS"}})),
+            "containerStatuses": executor(initializing.clone())}));
+        assert_eq!(failed.reason, None);
+        assert!(
+            failed
+                .description
+                .contains("compile container exit code 1 (Error): cannot connect to NATS"),
+            "{failed:?}"
+        );
+        // Out of time while compiling: the job's time.
+        let deadline = ended(
+            serde_json::json!({"phase": "Failed", "reason": "DeadlineExceeded",
+            "initContainerStatuses": compile(serde_json::json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})),
+            "containerStatuses": executor(initializing.clone())}),
+        );
+        assert_eq!(deadline.reason, Some(Reason::TimeLimit));
+        // Compiled, then the program killed for memory: the run step's limit.
+        let run_oom = ended(serde_json::json!({"phase": "Failed",
+            "initContainerStatuses": compile(serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}})),
+            "containerStatuses": executor(serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}))}));
+        assert_eq!(run_oom.reason, Some(Reason::MemoryLimit));
+        // Compiling: running; the compile container's image missing: what blocks.
+        let compiling = pod(serde_json::json!({"phase": "Pending",
+            "initContainerStatuses": compile(serde_json::json!({"running": {}})),
+            "containerStatuses": executor(initializing.clone())}));
+        assert_eq!(classify(&compiling), PodState::Pending(None));
+        let pull = pod(serde_json::json!({"phase": "Pending",
+            "initContainerStatuses": compile(serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}})),
+            "containerStatuses": executor(initializing)}));
+        assert_eq!(
+            classify(&pull),
+            PodState::Pending(Some("ErrImagePull: not found".into()))
+        );
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub const ANNOTATION_JOB_KEY: &str = "cola/job-key";
 pub const JOB_ENV: &str = "COLA_JOB";
 /// The environment variable that carries the NATS URL (from a Secret) into the executor.
 pub const NATS_URL_ENV: &str = "COLA_NATS_URL";
-/// The executor's container in the Pod.
+/// The executor's container in the Pod (for a compiled language, the one that runs the program).
 pub const CONTAINER: &str = "executor";
+/// The init container that compiles a compiled language's job, before [`CONTAINER`].
+pub const COMPILE_CONTAINER: &str = "compile";
 /// Where the work area is mounted.
 pub const WORK_DIR: &str = "/work";
 

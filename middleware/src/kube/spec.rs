@@ -1,7 +1,13 @@
 //! The Pod of a job, built from small parts: its metadata (name, labels, the job's key), the Pod
-//! spec (restart policy, deadline, placement, no ServiceAccount token), the executor container
-//! (image, arguments, environment, resources), the security contexts of both, and the
+//! spec (restart policy, deadline, placement, no ServiceAccount token), the executor containers
+//! (image, arguments, environment, resources), the security contexts of all, and the
 //! size-limited work areas.
+//!
+//! A compiled language's Pod has two executor containers, since a Pod's limits are fixed once it
+//! exists: the init container `compile` (`cola executor --step compile`) writes the job's files
+//! and compiles them with the compile step's memory limit, and the container `executor`
+//! (`--step run`) runs the program in what it left, held to the program's own limit. Other
+//! languages have the one `executor` container doing both.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +27,8 @@ use k8s_openapi::{
 use super::{
     config::KubeBackendConfig,
     identity::{
-        ANNOTATION_JOB_KEY, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_NAME, NAME, NATS_URL_ENV,
-        WORK_DIR, labels_of, pod_name,
+        ANNOTATION_JOB_KEY, COMPILE_CONTAINER, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_NAME, NAME,
+        NATS_URL_ENV, WORK_DIR, labels_of, pod_name,
     },
 };
 use crate::{backend::BackendError, work_areas::WorkAreas};
@@ -47,15 +53,50 @@ pub(super) fn pod_for(
             message: format!("language {} has no executor image", job.language),
         })?;
     let areas = WorkAreas::of(lang, &job.limits, job_json.len());
+    let storage_mb = areas.work_mb + areas.tmp_mb + LOGS_MB;
+    let run = memory(config, job.limits.memory_mb, job.limits.memory_mb);
+    let executor = |step: Option<&str>, memory| {
+        container(config, lang, step, job_json.clone(), memory, storage_mb)
+    };
+    let (init_containers, containers) = match lang.compile {
+        Some(_) => {
+            let compile_mb = lang.compile_limits.memory_mb;
+            let compile = memory(config, job.limits.memory_mb, compile_mb);
+            let compile = Container {
+                name: COMPILE_CONTAINER.into(),
+                ..executor(Some("compile"), compile)
+            };
+            (Some(vec![compile]), vec![executor(Some("run"), run)])
+        }
+        None => (None, vec![executor(None, run)]),
+    };
     Ok(Pod {
         metadata: metadata(config, job),
         spec: Some(PodSpec {
-            containers: vec![container(config, lang, job, job_json, &areas)],
+            init_containers,
+            containers,
             volumes: Some(volumes(&areas)),
             ..pod_spec(config, job)
         }),
         status: None,
     })
+}
+
+/// Ephemeral storage a container may use besides the work areas: its logs.
+const LOGS_MB: u64 = 64;
+
+/// Memory of an executor container, in MiB: requested for what the job's program may use, and
+/// limited to what its step may, each with the executor's own on top.
+struct Memory {
+    request_mb: u64,
+    limit_mb: u64,
+}
+
+fn memory(config: &KubeBackendConfig, program_mb: u64, step_mb: u64) -> Memory {
+    Memory {
+        request_mb: program_mb + config.memory_overhead_mb,
+        limit_mb: step_mb + config.memory_overhead_mb,
+    }
 }
 
 /// Name, namespace, labels, and the job's record key as an annotation.
@@ -141,22 +182,28 @@ fn spread_across_nodes() -> TopologySpreadConstraint {
     }
 }
 
-/// The executor: `cola executor` in the language's image, working in the work area.
+/// An executor container: `cola executor` in the language's image (only `step` of the job's
+/// steps, if given), working in the work area.
 fn container(
     config: &KubeBackendConfig,
     lang: &LanguageDef,
-    job: &JobMessage,
+    step: Option<&str>,
     job_json: String,
-    areas: &WorkAreas,
+    memory: Memory,
+    storage_mb: u64,
 ) -> Container {
+    let mut args = config.executor_args.clone();
+    if let Some(step) = step {
+        args.extend(["--step".to_owned(), step.to_owned()]);
+    }
     Container {
         name: CONTAINER.into(),
         image: Some(config.image_of(lang.image)),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        args: Some(config.executor_args.clone()),
+        args: Some(args),
         working_dir: Some(WORK_DIR.into()),
         env: Some(environment(config, job_json)),
-        resources: Some(resources(config, lang, job, areas)),
+        resources: Some(resources(config, memory, storage_mb)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(volume_mounts()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -193,23 +240,9 @@ fn environment(config: &KubeBackendConfig, job_json: String) -> Vec<EnvVar> {
     ]
 }
 
-/// Requests for what the job's program may use, limits for the most any step may (the compile
-/// step's, for a compiled language), each with the executor's own memory on top; ephemeral
-/// storage for both work areas and the container's logs.
-fn resources(
-    config: &KubeBackendConfig,
-    lang: &LanguageDef,
-    job: &JobMessage,
-    areas: &WorkAreas,
-) -> ResourceRequirements {
-    let c = config;
-    let run_mb = job.limits.memory_mb;
-    let peak_mb = if lang.compile.is_some() {
-        run_mb.max(lang.compile_limits.memory_mb)
-    } else {
-        run_mb
-    };
-    let storage_mb = areas.work_mb + areas.tmp_mb + 64;
+/// CPU as configured, `memory`, and ephemeral storage for both work areas and the container's
+/// logs.
+fn resources(config: &KubeBackendConfig, memory: Memory, storage_mb: u64) -> ResourceRequirements {
     let quantities = |cpu: u64, mem: u64| {
         BTreeMap::from([
             ("cpu".to_owned(), Quantity(format!("{cpu}m"))),
@@ -221,14 +254,8 @@ fn resources(
         ])
     };
     ResourceRequirements {
-        requests: Some(quantities(
-            c.cpu_request_millis,
-            run_mb + c.memory_overhead_mb,
-        )),
-        limits: Some(quantities(
-            c.cpu_limit_millis,
-            peak_mb + c.memory_overhead_mb,
-        )),
+        requests: Some(quantities(config.cpu_request_millis, memory.request_mb)),
+        limits: Some(quantities(config.cpu_limit_millis, memory.limit_mb)),
         ..Default::default()
     }
 }
