@@ -6,17 +6,22 @@
 #   2. a running executor Pod, read back from the API server, has the hardening of
 #      k8s/README.md: non-root, read-only root, no privilege escalation, no capabilities,
 #      seccomp RuntimeDefault, no service-account token, no service links, resource limits;
-#   3. limits end with their reasons through the real kubelet and executor: a memory hog
-#      `memory_limit`, an endless loop `time_limit`;
+#   3. limits end with their reasons through the real kubelet and executor: a memory hog and a
+#      shared-memory hog `memory_limit` (the run step's own limit, not the compiler's), an endless
+#      loop `time_limit`;
 #   4. the executors' NATS user (from the Secret cola-executor-nats) may not take jobs: it is
 #      refused a subscription to cola.> and a publish to cola.c (NetworkPolicies are applied but
 #      not enforced by this cluster's bridge CNI: not tested);
 #   5. a burst of 200 C jobs (4 users, 50 each: the per-user quota) while one middleware Pod is
 #      deleted: every job ends `succeeded`, each ran as exactly one Pod (one Scheduled event per
-#      job), and no executor Pod is left.
+#      job), and no executor Pod is left;
+#   6. a burst of 100 C jobs while the kubelet of one node is stopped (and started again once
+#      every job has ended): every job ends, none ran as two Pods, no executor Pod is left; how
+#      they ended is reported.
 # Fails loudly at the first check that does not hold.
 #
-# Usage: scripts/k8s-e2e.sh   (COLA_K8S_BURST=N for another burst size, a multiple of 4)
+# Usage: scripts/k8s-e2e.sh   (COLA_K8S_BURST=N, COLA_K8S_NODE_BURST=N for other burst sizes,
+#                              multiples of 4)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +32,8 @@ gateway_port=8080
 base=http://localhost:$gateway_port
 issuer=http://localhost:$provider_port
 burst=${COLA_K8S_BURST:-200}
+node_burst=${COLA_K8S_NODE_BURST:-100}
+stopped_node=cola-node-2
 
 say() { echo "k8s-e2e: $*"; }
 work=$(mktemp -d /tmp/cola-k8s-e2e.XXXXXX)
@@ -49,10 +56,12 @@ kubectl=$root/target/k8s-kubectl/bin/kubectl
 "$kubectl" -n cola get deployment cola-gateway >/dev/null 2>&1 \
   || fail "cola is not deployed: run \`make k8s-deploy\` first"
 
-provider_pid="" forward_pid=""
+provider_pid="" forward_pid="" node_forward_pid="" kubelet_stopped=0
 cleanup() {
+  [ "$kubelet_stopped" = 0 ] || "$root/scripts/k8s-local.sh" kubelet-start "$stopped_node" || true
   [ -z "$provider_pid" ] || kill "$provider_pid" 2>/dev/null || true
   [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
+  [ -z "$node_forward_pid" ] || kill "$node_forward_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -153,10 +162,16 @@ check '(.spec.securityContext.runAsNonRoot == true) and ((.spec.securityContext.
   "a non-root user" '.spec.securityContext'
 check '(.spec.securityContext.seccompProfile.type // .spec.containers[0].securityContext.seccompProfile.type) == "RuntimeDefault"' \
   "seccomp RuntimeDefault" '.spec.securityContext'
-check 'all(.spec.containers[]; .securityContext.readOnlyRootFilesystem == true and .securityContext.allowPrivilegeEscalation == false and (.securityContext.capabilities.drop | index("ALL")) != null and (.securityContext.privileged // false) == false)' \
-  "a read-only root, no privilege escalation, every capability dropped" '.spec.containers[].securityContext'
-check 'all(.spec.containers[]; .resources.limits.memory != null and .resources.limits.cpu != null and .resources.limits["ephemeral-storage"] != null)' \
-  "memory, CPU and ephemeral-storage limits" '.spec.containers[].resources'
+check 'all((.spec.initContainers // []) + .spec.containers | .[]; .securityContext.readOnlyRootFilesystem == true and .securityContext.allowPrivilegeEscalation == false and (.securityContext.capabilities.drop | index("ALL")) != null and (.securityContext.privileged // false) == false)' \
+  "a read-only root, no privilege escalation, every capability dropped" '[(.spec.initContainers // []) + .spec.containers | .[].securityContext]'
+check 'all((.spec.initContainers // []) + .spec.containers | .[]; .resources.limits.memory != null and .resources.limits.cpu != null and .resources.limits["ephemeral-storage"] != null)' \
+  "memory, CPU and ephemeral-storage limits" '[(.spec.initContainers // []) + .spec.containers | .[].resources]'
+# A C job: compiled in an init container with the compiler's memory limit, run in the executor
+# container with the program's own (256 MiB by default, plus the executor's 128 MiB).
+check '[.spec.initContainers[].name] == ["compile"] and .spec.initContainers[0].resources.limits.memory == "2176Mi" and .spec.containers[0].resources.limits.memory == "384Mi"' \
+  "a compile container of its own and the program's memory limit in the executor's" '{compile: [.spec.initContainers[]? | {name, memory: .resources.limits.memory}], executor: .spec.containers[0].resources.limits.memory}'
+check 'all((.spec.initContainers // []) + .spec.containers | .[].env[] | select(.name == "COLA_JOB"); (.value | contains("sleep(4)") | not) and (.value | fromjson | has("input_object")))' \
+  "no source in its spec (the inputs in the object store)" '[.spec.containers[].env[] | select(.name == "COLA_JOB") | .value]'
 check '.spec.restartPolicy == "Never" and .spec.activeDeadlineSeconds > 0' \
   "restartPolicy Never and an active deadline" '{restartPolicy: .spec.restartPolicy, activeDeadlineSeconds: .spec.activeDeadlineSeconds}'
 memory_limit=$(jq -r '.spec.containers[0].resources.limits.memory' <<<"$spec")
@@ -172,11 +187,20 @@ int main(void) { for (;;) { char *p = malloc(1 << 20); if (!p) return 3; memset(
 view=$(wait_job alice "$id")
 [ "$(jq -r '.status + "/" + (.reason // "")' <<<"$view")" = failed/memory_limit ] \
   || fail "the memory hog ended $(jq -c '{status, reason, stderr}' <<<"$view")"
+# Shared memory counts too: 1 GiB of shared pages with a limit of 64 MB (the compiler's larger
+# limit is its own container's).
+id=$(submit alice "$(c_job '#define _DEFAULT_SOURCE
+#include <string.h>
+#include <sys/mman.h>
+int main(void) { size_t n = (size_t)1 << 30; char *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); if (p == MAP_FAILED) return 3; memset(p, 1, n); return 0; }' '{"memory_mb": 64}')")
+view=$(wait_job alice "$id")
+[ "$(jq -r '.status + "/" + (.reason // "")' <<<"$view")" = failed/memory_limit ] \
+  || fail "the shared-memory hog ended $(jq -c '{status, reason, stderr}' <<<"$view")"
 id=$(submit alice "$(c_job 'int main(void) { for (;;) { } }' '{"wall_time_ms": 2000, "cpu_time_ms": 2000}')")
 view=$(wait_job alice "$id")
 [ "$(jq -r '.status + "/" + (.reason // "")' <<<"$view")" = failed/time_limit ] \
   || fail "the endless loop ended $(jq -c '{status, reason}' <<<"$view")"
-say "3. a memory hog ended failed/memory_limit, an endless loop failed/time_limit"
+say "3. a memory hog and a shared-memory hog ended failed/memory_limit, an endless loop failed/time_limit"
 
 # 4. The executors' NATS user cannot take jobs.
 executor_url=$("$kubectl" -n cola-executors get secret cola-executor-nats -o jsonpath='{.data.url}' | base64 -d)
@@ -228,37 +252,97 @@ for name in alice bob carol dave; do
   done
 done
 say "5. $burst jobs submitted in $(($(date +%s) - started)) s"
-declare -A outcomes
-for id in "${!owner[@]}"; do
-  view=$(wait_job "${owner[$id]}" "$id")
-  outcome=$(jq -r '.status + "/" + (.reason // "")' <<<"$view")
-  outcomes[$outcome]=$((${outcomes[$outcome]:-0} + 1))
-  [ "$outcome" = succeeded/ ] || echo "$id $outcome" >>"$work/burst-failures.log"
-done
-summary=$(for outcome in "${!outcomes[@]}"; do echo "$outcome=${outcomes[$outcome]}"; done | sort | paste -sd' ' -)
-say "5. all $burst terminal $(($(date +%s) - started)) s after the first submission: $summary"
+# ended STEP: waits for every job of `owner` to end and checks each ran as exactly one Pod;
+# adds to `problems` what does not hold (every job must succeed unless `may_fail` is set).
+ended() {
+  local step=$1 id view outcome
+  declare -A outcomes=()
+  for id in "${!owner[@]}"; do
+    view=$(wait_job "${owner[$id]}" "$id")
+    outcome=$(jq -r '.status + "/" + (.reason // "")' <<<"$view")
+    outcomes[$outcome]=$((${outcomes[$outcome]:-0} + 1))
+    [ "$outcome" = succeeded/ ] || echo "$id $outcome $(jq -c .message <<<"$view")" >>"$work/burst-failures.log"
+  done
+  local summary
+  summary=$(for outcome in "${!outcomes[@]}"; do echo "$outcome=${outcomes[$outcome]}"; done | sort | paste -sd' ' -)
+  say "$step. all ${#owner[@]} terminal $(($(date +%s) - started)) s after the first submission: $summary"
+  local unfinished=$(( ${outcomes[queued/]:-0} + ${outcomes[running/]:-0} ))
+  [ "$unfinished" = 0 ] || problems+=("$unfinished jobs never ended")
+  [ "${may_fail:-0}" = 1 ] || [ "${outcomes[succeeded/]:-0}" = "${#owner[@]}" ] \
+    || problems+=("not every job of the burst succeeded: $summary")
+}
+# one_pod_each STEP: each job of `owner` ran as exactly one Pod.
+one_pod_each() {
+  local step=$1 scheduled id count never=0 twice=0
+  scheduled=$("$kubectl" -n cola-executors get events -o json \
+    | jq -r '.items[] | select(.reason == "Scheduled") | "\(.involvedObject.name) \(.count // 1)"')
+  for id in "${!owner[@]}"; do
+    count=$(awk -v pod="cola-job-$id" '$1 == pod { n += $2 } END { print n + 0 }' <<<"$scheduled")
+    case "$count" in
+      1) ;;
+      0) never=$((never + 1)) ;;
+      *) echo "cola-job-$id scheduled $count times" >>"$work/burst-pods.log"; twice=$((twice + 1)) ;;
+    esac
+  done
+  [ "$never" = 0 ] || [ "${may_fail:-0}" = 1 ] || problems+=("$never jobs of the burst never ran as a Pod")
+  [ "$twice" = 0 ] || problems+=("$twice jobs of the burst ran as more than one Pod")
+  say "$step. jobs whose Pod was never scheduled: $never; scheduled more than once: $twice"
+}
+# no_pod_left STEP SECONDS: no executor Pod is left within SECONDS.
+no_pod_left() {
+  local step=$1 left _
+  for _ in $(seq 1 "$2"); do
+    left=$("$kubectl" -n cola-executors get pods --no-headers 2>/dev/null | wc -l)
+    [ "$left" = 0 ] && break
+    sleep 1
+  done
+  [ "$left" = 0 ] || problems+=("$left executor Pods are left after the burst: $("$kubectl" -n cola-executors get pods --no-headers | head -n 5)")
+  say "$step. executor Pods left after the burst: $left"
+}
 problems=()
-[ "${outcomes[succeeded/]:-0}" = "$burst" ] || problems+=("not every job of the burst succeeded: $summary")
-scheduled=$("$kubectl" -n cola-executors get events -o json \
-  | jq -r '.items[] | select(.reason == "Scheduled") | "\(.involvedObject.name) \(.count // 1)"')
-never=0 twice=0
-for id in "${!owner[@]}"; do
-  count=$(awk -v pod="cola-job-$id" '$1 == pod { n += $2 } END { print n + 0 }' <<<"$scheduled")
-  case "$count" in
-    1) ;;
-    0) never=$((never + 1)) ;;
-    *) echo "cola-job-$id scheduled $count times" >>"$work/burst-pods.log"; twice=$((twice + 1)) ;;
-  esac
+ended 5
+one_pod_each 5
+no_pod_left 5 60
+[ ${#problems[@]} = 0 ] || fail "$(printf '%s; ' "${problems[@]}")"
+
+# 6. A burst while one node's kubelet is stopped. The API is reached through a gateway Pod on
+# the other node (a port-forward goes through the kubelet of the Pod's node).
+gateway_pod=$("$kubectl" -n cola get pods -l app.kubernetes.io/name=cola-gateway -o json \
+  | jq -r --arg node "$stopped_node" '[.items[] | select(.spec.nodeName != $node and .status.phase == "Running")][0].metadata.name // empty')
+[ -n "$gateway_pod" ] || fail "no gateway Pod runs outside $stopped_node"
+gateway_container_port=$("$kubectl" -n cola get pod "$gateway_pod" -o json \
+  | jq -r '.spec.containers[0].ports[] | select(.name == "http") | .containerPort')
+setsid "$kubectl" -n cola port-forward "pod/$gateway_pod" "$((gateway_port + 1)):$gateway_container_port" \
+  >"$work/node-port-forward.log" 2>&1 &
+node_forward_pid=$!
+base=http://localhost:$((gateway_port + 1))
+for _ in $(seq 1 50); do
+  curl -fsS "$base/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
 done
-[ "$never" = 0 ] || problems+=("$never jobs of the burst never ran as a Pod")
-[ "$twice" = 0 ] || problems+=("$twice jobs of the burst ran as more than one Pod")
-say "5. jobs whose Pod was never scheduled: $never; scheduled more than once: $twice"
-for _ in $(seq 1 60); do
-  left=$("$kubectl" -n cola-executors get pods --no-headers 2>/dev/null | wc -l)
-  [ "$left" = 0 ] && break
-  sleep 1
+curl -fsS "$base/readyz" >/dev/null || fail "gateway Pod $gateway_pod does not answer through its port-forward"
+owner=()
+started=$(date +%s)
+index=0
+for name in alice bob carol dave; do
+  for _ in $(seq 1 $((node_burst / 4))); do
+    id=$(submit "$name" "$job_json")
+    [ -n "$id" ] || fail "the API did not take job $index of the second burst ($(tail -c 300 "$work/submit.json"))"
+    owner[$id]=$name
+    index=$((index + 1))
+    if [ "$index" = $((node_burst / 4)) ]; then
+      "$root/scripts/k8s-local.sh" kubelet-stop "$stopped_node" >/dev/null
+      kubelet_stopped=1
+      say "6. stopped the kubelet of $stopped_node after $index of $node_burst submissions"
+    fi
+  done
 done
-[ "$left" = 0 ] || problems+=("$left executor Pods are left after the burst")
-say "5. executor Pods left a minute after the burst: $left"
+say "6. $node_burst jobs submitted in $(($(date +%s) - started)) s"
+may_fail=1 ended 6
+"$root/scripts/k8s-local.sh" kubelet-start "$stopped_node" >/dev/null
+kubelet_stopped=0
+say "6. started the kubelet of $stopped_node again"
+may_fail=1 one_pod_each 6
+no_pod_left 6 180
 [ ${#problems[@]} = 0 ] || fail "$(printf '%s; ' "${problems[@]}")"
 say "passed"

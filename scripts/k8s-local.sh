@@ -2,7 +2,7 @@
 # A two-node Kubernetes cluster on this machine, on loopback, for running cola's Kubernetes
 # backend for real (see k8s/README.md, "A local cluster").
 #
-# Usage: scripts/k8s-local.sh up|down|status|images
+# Usage: scripts/k8s-local.sh up|down|status|images|kubelet-stop NODE|kubelet-start NODE
 #   up      installs its Debian packages, builds the Kubernetes binaries from Debian's
 #           `kubernetes` source package (or reuses them from the cache), makes the certificates
 #           and kubeconfigs, starts etcd, kube-apiserver, kube-controller-manager,
@@ -16,6 +16,9 @@
 #           interfaces, iptables chains, cgroups, CNI state, mounts, /etc/hosts lines, changed
 #           sysctls); keeps the binary cache and the logs.
 #   status  shows the processes, the nodes and the Pods.
+#   kubelet-stop NODE, kubelet-start NODE
+#           stop a node's kubelet (its containers go on running, unwatched: what a node whose
+#           kubelet died looks like to the cluster) and start it again.
 #
 # Where things are:
 #   $COLA_K8S_CACHE (~/.cache/cola/k8s)     <version>/: the binaries; pause/: the pause image
@@ -1303,13 +1306,40 @@ images() {
   import_cola_images
 }
 
+# The index of node NAME, or a failure.
+node_index() {
+  local index
+  for index in "${!nodes[@]}"; do
+    [ "${nodes[$index]}" = "$1" ] && { echo "$index"; return; }
+  done
+  fail "no node named '$1' (the nodes: ${nodes[*]})"
+}
+
+kubelet_stop() {
+  local node=${1:-}
+  node_index "$node" >/dev/null
+  [ -n "$(running_pid "kubelet-$node")" ] || fail "the kubelet of $node does not run"
+  stop_component "kubelet-$node"
+  say "stopped the kubelet of $node (its containers run on)"
+}
+
+kubelet_start() {
+  local node=${1:-} index
+  index=$(node_index "$node")
+  [ -n "$(running_pid "containerd-$node")" ] || fail "the cluster is not up (make k8s-up)"
+  start_kubelet "$index" "$cache/$(cat "$state/version")"
+  say "started the kubelet of $node"
+}
+
 case "${1:-}" in
   up) up ;;
   images) images ;;
   down) down ;;
   status) status ;;
+  kubelet-stop) kubelet_stop "${2:-}" ;;
+  kubelet-start) kubelet_start "${2:-}" ;;
   *)
-    echo "usage: $0 up|down|status|images" >&2
+    echo "usage: $0 up|down|status|images|kubelet-stop NODE|kubelet-start NODE" >&2
     exit 2
     ;;
 esac

@@ -279,6 +279,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub gateway: GatewayFlags,
     #[command(flatten)]
+    pub start: StartFlags,
+    #[command(flatten)]
     pub quotas: QuotaFlags,
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -301,7 +303,24 @@ pub struct MiddlewareArgs {
     #[arg(long, env = "COLA_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
     #[command(flatten)]
+    pub start: StartFlags,
+    #[command(flatten)]
     pub nats: NatsArgs,
+}
+
+/// How a service that runs beside NATS starts.
+#[derive(Debug, Args)]
+pub struct StartFlags {
+    /// Seconds to keep trying, at start-up, to reach NATS and open (or, for the middleware,
+    /// make) cola's stream and buckets, before giving up; 0: give up at the first failure.
+    #[arg(long, env = "COLA_NATS_START_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub nats_start_timeout_seconds: u64,
+}
+
+impl StartFlags {
+    pub fn patience(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.nats_start_timeout_seconds)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -140,6 +140,9 @@ pub struct GatewayConfig {
     pub session_idle: Duration,
     /// Per-user quotas on submissions.
     pub quotas: crate::quota::QuotaConfig,
+    /// At start-up, how long to keep trying to reach NATS and find cola's stream and buckets
+    /// (which a middleware makes) before giving up; none: the first failure stops the start.
+    pub start_patience: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -155,6 +158,7 @@ impl Default for GatewayConfig {
             dev: false,
             session_idle: Duration::from_secs(12 * 3600),
             quotas: crate::quota::QuotaConfig::default(),
+            start_patience: Duration::ZERO,
         }
     }
 }

@@ -131,11 +131,17 @@ impl Gateway {
         shutdown: &CancellationToken,
     ) -> Result<Self, GatewayError> {
         config.validate()?;
-        let (client, reconnects) = connection::connect(&config.nats_url).await?;
+        let what = "connecting to NATS and opening cola's stream and buckets";
+        let (client, reconnects, topology) =
+            cola_wire::nats_connect::patiently(what, config.start_patience, || async {
+                let (client, reconnects) = connection::connect(&config.nats_url).await?;
+                let topology = Topology::open(&async_nats::jetstream::new(client.clone()))
+                    .await
+                    .map_err(GatewayError::MissingTopology)?;
+                Ok::<_, GatewayError>((client, reconnects, topology))
+            })
+            .await?;
         let js = async_nats::jetstream::new(client.clone());
-        let topology = Topology::open(&js)
-            .await
-            .map_err(GatewayError::MissingTopology)?;
         let sessions = js
             .get_key_value(names::SESSIONS_BUCKET)
             .await

@@ -31,6 +31,12 @@ pub(crate) async fn drive(
         return Ok(Disposition::Ack);
     };
     if record.status.is_terminal() {
+        // Delivered again after it ended (its ack was lost, or its middleware stopped before it
+        // cleaned up): what its executor left goes now, not at the backend's next sweep.
+        if let Some(handle) = &record.executor {
+            kill(ctx, handle).await;
+            clean_up(ctx, job, handle).await;
+        }
         return Ok(Disposition::Ack);
     }
     if record.cancel_requested && record.status == Status::Queued {
@@ -84,9 +90,7 @@ pub(crate) async fn drive(
                     }
                     Err(e) => internal_error(ctx, key, e.to_string()).await,
                 };
-                if let Err(e) = ctx.backend.cleanup(&handle).await {
-                    tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
-                }
+                clean_up(ctx, job, &handle).await;
                 ended?;
                 return Ok(Disposition::Ack);
             }
@@ -341,9 +345,7 @@ async fn watch(
         }
         Err(Interruption::Stopping) => return Ok(Disposition::Leave),
     }
-    if let Err(e) = ctx.backend.cleanup(handle).await {
-        tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
-    }
+    clean_up(ctx, job, handle).await;
     // The record is terminal: a lost ack only brings the message back to be acked again.
     Ok(Disposition::AckNoWait)
 }
@@ -351,6 +353,14 @@ async fn watch(
 async fn kill(ctx: &Context, handle: &ExecutorHandle) {
     if let Err(e) = ctx.backend.kill(handle).await {
         tracing::warn!(executor = %handle.id, error = %e, "cannot kill executor");
+    }
+}
+
+/// Removes what the executor of `job` left (a failure is only logged: the backend's sweep
+/// removes it later).
+async fn clean_up(ctx: &Context, job: &JobMessage, handle: &ExecutorHandle) {
+    if let Err(e) = ctx.backend.cleanup(handle).await {
+        tracing::warn!(job_id = %job.id, error = %e, "cleanup after job failed");
     }
 }
 

@@ -67,6 +67,9 @@ pub struct MiddlewareConfig {
     pub ack_wait: Duration,
     /// Stream and bucket settings (created if missing).
     pub topology: TopologyConfig,
+    /// At start-up, how long to keep trying to reach NATS and make or open the stream and
+    /// buckets before giving up; none: the first failure stops the start.
+    pub start_patience: Duration,
 }
 
 impl MiddlewareConfig {
@@ -116,13 +119,20 @@ pub async fn run_with_probes(
     probes: health::Probes,
 ) -> Result<(), MiddlewareError> {
     config.validate()?;
-    let client =
-        cola_wire::nats_connect::connect(&config.nats_url, async_nats::ConnectOptions::new())
-            .await
-            .map_err(|e| NatsError::nats("connect to NATS", e))?;
+    let what = "connecting to NATS and making cola's stream and buckets";
+    let (client, topology) =
+        cola_wire::nats_connect::patiently(what, config.start_patience, || async {
+            let options = async_nats::ConnectOptions::new();
+            let client = cola_wire::nats_connect::connect(&config.nats_url, options)
+                .await
+                .map_err(|e| NatsError::nats("connect to NATS", e))?;
+            let topology =
+                Topology::ensure(&jetstream::new(client.clone()), &config.topology).await?;
+            Ok::<_, NatsError>((client, topology))
+        })
+        .await?;
     probes.connected(&client);
     let js = jetstream::new(client);
-    let topology = Topology::ensure(&js, &config.topology).await?;
     backend.attach(&topology).await?;
     publish_versions(&topology, backend.as_ref()).await;
     publish_isolation(&topology, backend.as_ref()).await;

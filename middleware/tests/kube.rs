@@ -877,6 +877,7 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
             grace: Duration::from_secs(1),
             ack_wait: Duration::from_secs(30),
             topology: TopologyConfig::default(),
+            start_patience: Duration::ZERO,
         },
         backend.clone(),
         shutdown.clone(),
@@ -921,6 +922,28 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
     assert!(r.message.unwrap().contains("422 Invalid"));
     api.quiet().await;
 
+    // A job delivered again after it ended (its middleware stopped before cleaning up): its Pod
+    // is deleted at once, and its message acknowledged.
+    let ended = job();
+    let ended_key = cola_wire::JobKey::new(&ended.user, &ended.id);
+    let mut record = JobRecord::queued(&ended, vec![], 0);
+    record.status = Status::Running;
+    record.executor = Some(handle_of(&ended));
+    record.finish(Status::Succeeded, None, cola_wire::job::now());
+    nats.topology
+        .jobs
+        .create(&ended_key, &record)
+        .await
+        .unwrap();
+    publish(&nats, &ended).await;
+    api.delete(&ended, 200).await;
+    api.delete(&ended, 404).await;
+    api.quiet().await;
+    assert_eq!(
+        self::record(&nats.topology, &ended_key).await.status,
+        Status::Succeeded
+    );
+
     assert!(probes.is_ready());
     shutdown.cancel();
     middleware.await.unwrap().unwrap();
@@ -938,6 +961,12 @@ async fn submit(nats: &TestNats, job: &JobMessage) -> JobKey {
         .create(&key, &JobRecord::queued(job, vec![], 0))
         .await
         .unwrap();
+    publish(nats, job).await;
+    key
+}
+
+/// Publishes the job's message, as the gateway does.
+async fn publish(nats: &TestNats, job: &JobMessage) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(names::MSG_ID_HEADER, job.id.to_string().as_str());
     nats.topology
@@ -951,7 +980,6 @@ async fn submit(nats: &TestNats, job: &JobMessage) -> JobKey {
         .unwrap()
         .await
         .unwrap();
-    key
 }
 
 async fn wait_terminal(topology: &Topology, key: &JobKey) -> JobRecord {
@@ -1371,5 +1399,36 @@ async fn reconciliation_repeats_while_the_backend_lives() {
     // Dropped with the backend: no more reconciliation.
     drop(backend);
     tokio::time::sleep(Duration::from_millis(400)).await;
+    api.quiet().await;
+}
+
+/// `hostUsers: false` is a field an older API server drops without a word: with user
+/// namespaces asked for, the backend checks with a dry-run create that the server keeps it, and
+/// refuses to start where it does not.
+#[tokio::test]
+async fn user_namespaces_are_refused_where_the_api_server_drops_host_users() {
+    let nats = TestNats::start().await;
+    let mut config = config();
+    config.user_namespaces = true;
+
+    let (keeps, mut api) = backend(config.clone());
+    let (attached, ()) = tokio::join!(keeps.attach(&nats.topology), async {
+        let call = api.next(Method::POST, PODS).await;
+        assert_eq!(call.query()["dryRun"], "All");
+        let (pod, reply) = call.body().await;
+        assert_eq!(pod["spec"]["hostUsers"], false);
+        reply.send_response(response(201, &pod));
+        api.list(vec![]).await;
+    });
+    attached.expect("a server that keeps the field");
+
+    let (drops, mut api) = backend(config);
+    let (attached, ()) = tokio::join!(drops.attach(&nats.topology), async {
+        let (mut pod, reply) = api.next(Method::POST, PODS).await.body().await;
+        pod["spec"].as_object_mut().unwrap().remove("hostUsers");
+        reply.send_response(response(201, &pod));
+    });
+    let e = attached.expect_err("a server that drops the field");
+    assert!(e.to_string().contains("hostUsers"), "{e}");
     api.quiet().await;
 }

@@ -6,6 +6,8 @@
 //! [`connect`] moves them from the URL into the options (percent-decoded) and connects to the
 //! URLs without them, so they are neither ignored nor kept where a log line could show them.
 
+use std::{fmt::Display, future::Future, time::Duration};
+
 use async_nats::{Client, ConnectError, ConnectOptions, ServerAddr};
 
 /// A user and a password.
@@ -57,6 +59,40 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client, Conne
     options.connect(servers).await
 }
 
+/// The first wait between two attempts of [`patiently`]; each next one is twice as long.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// The longest wait between two attempts of [`patiently`].
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds or `patience` has run out, then returns its last error:
+/// for a service starting beside NATS (on Kubernetes, NATS and the services start together, and
+/// the job store exists only once a middleware made it). Waits 250 ms after the first failure,
+/// twice as long after each next one (at most 5 s), and logs each failure with `what`; with no
+/// patience, the first failure is returned.
+pub async fn patiently<T, E, F>(
+    what: &str,
+    patience: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E>
+where
+    E: Display,
+    F: Future<Output = Result<T, E>>,
+{
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut wait = FIRST_RETRY;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(e) if tokio::time::Instant::now() + wait < give_up => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LONGEST_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// `url` as a log line or an error message may show it: every server's password replaced by
 /// `***` (a URL that does not parse is not shown at all).
 pub fn redacted(url: &str) -> String {
@@ -85,6 +121,48 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn patience_retries_with_growing_waits_until_it_runs_out() {
+        let started = tokio::time::Instant::now();
+        let mut tries = Vec::new();
+        let done: Result<u32, String> = patiently("testing", Duration::from_secs(60), || {
+            tries.push(started.elapsed());
+            let n = tries.len() as u32;
+            async move {
+                if n < 4 {
+                    Err(format!("try {n}"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(done, Ok(4));
+        let ms: Vec<u128> = tries.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 250, 750, 1750]);
+
+        let started = tokio::time::Instant::now();
+        let given_up: Result<(), String> =
+            patiently("testing", Duration::from_secs(20), || async {
+                Err("down".into())
+            })
+            .await;
+        assert_eq!(given_up, Err("down".to_owned()));
+        let waited = started.elapsed();
+        assert!(
+            waited <= Duration::from_secs(20) && waited > Duration::from_secs(14),
+            "{waited:?}"
+        );
+
+        let mut calls = 0;
+        let at_once: Result<(), &str> = patiently("testing", Duration::ZERO, || {
+            calls += 1;
+            async { Err("down") }
+        })
+        .await;
+        assert_eq!((at_once, calls), (Err("down"), 1));
+    }
 
     #[test]
     fn credentials_move_from_the_url_into_the_options() {

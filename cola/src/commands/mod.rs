@@ -15,8 +15,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up(args) => up::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Gateway(args) => {
-            let config =
-                services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, false)?;
+            let config = cola_gateway::GatewayConfig {
+                start_patience: args.start.patience(),
+                ..services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, false)?
+            };
             cola_gateway::run(config, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -31,6 +33,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 None,
             )
             .await?;
+            let config = cola_middleware::MiddlewareConfig {
+                start_patience: args.start.patience(),
+                ..config
+            };
             let probes = cola_middleware::health::Probes::new();
             let probes_stop = CancellationToken::new();
             if let Some(addr) = args.health_listen {

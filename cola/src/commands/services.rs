@@ -92,6 +92,7 @@ pub async fn middleware(
         grace: Duration::from_secs(flags.grace_seconds),
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
         topology: topology_config(flags, quotas)?,
+        start_patience: Duration::ZERO,
     };
     config.validate()?;
     let backend: Arc<dyn Backend> = match backend.backend {

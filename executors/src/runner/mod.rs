@@ -9,13 +9,15 @@
 //! - `steps`: its files written, compiled and run in its sandbox, judged and zipped, on a
 //!   thread of its own;
 //! - `report`: its zip stored and its record ended;
-//! - `split`: where a backend runs the compile and run steps in containers of their own
-//!   (Kubernetes), the compile container's side and what the run container takes from it.
+//! - `split` and `handoff`: where a backend runs the compile and run steps in containers of
+//!   their own (Kubernetes), the compile container's side, and what it leaves for the run
+//!   container's `steps`.
 //!
-//! They depend on each other in one direction only: `standby` → `steps` ⇄ `split` → `intake`,
-//! `report` (and the crate's `toolchain`). This module drives them; only `split` uses it (for
-//! reading a job as [`run`] does).
+//! They depend on each other in one direction only: `standby` → `steps`, `split` → `steps` →
+//! `handoff`, `intake`, `report` (and the crate's `toolchain`). This module drives them, and
+//! none of them uses it.
 
+mod handoff;
 mod intake;
 mod report;
 mod split;
@@ -27,14 +29,14 @@ mod test_support;
 use std::path::{Path, PathBuf};
 
 use cola_wire::{
-    Inputs, JobMessage, LanguageDef, Reason, RunReport, frame::ExecutorReport,
+    Inputs, JobMessage, LanguageDef, Reason, RunReport, Work, frame::ExecutorReport,
     input_object::inputs_of, language, nats::Topology,
 };
 use tracing::Instrument;
 
 pub use self::{
     intake::{JobSource, read_job, read_job_bytes},
-    split::{Steps, compile_ahead},
+    split::Steps,
     steps::{Execution, RunGate},
 };
 use self::{
@@ -81,7 +83,7 @@ pub async fn run(config: ExecutorConfig) -> Result<Option<RunReport>, ExecutorEr
 
 /// [`run`], but for removing the job's cgroup once its outcome is recorded.
 async fn run_job_of(config: &ExecutorConfig) -> Result<Option<RunReport>, ExecutorError> {
-    check_split(config)?;
+    check_split(config.steps, config.sandbox.kind)?;
     prepare(&config.sandbox)?;
     let (job, connected, standby) = match &config.job {
         JobSource::Stdin => {
@@ -199,6 +201,30 @@ async fn halt(early: Option<EarlyExecution>) {
     }
 }
 
+/// `cola executor --step compile`: the job's files written and compiled for the run container
+/// after this one (Kubernetes; see `split`). A job that cannot run is handed on as refused, for
+/// the run container to report; `Err` only when nothing could be handed on.
+pub async fn compile_ahead(config: ExecutorConfig) -> Result<(), ExecutorError> {
+    check_split(Steps::Compile, config.sandbox.kind)?;
+    prepare(&config.sandbox)?;
+    let mut job = read_job(&config.job)?;
+    let span = job_span(&job);
+    async {
+        let inputs = match job.work {
+            Work::Inputs(_) => intake::inline_inputs(&mut job),
+            _ => {
+                let topology = intake::connect(&config.nats_url).await?;
+                inputs_of(&topology.outputs, &job).await?
+            }
+        };
+        let (job_dir, sandbox) = (config.job_dir, config.sandbox);
+        tokio::task::spawn_blocking(move || split::compile_ahead(&job, inputs, &job_dir, &sandbox))
+            .await?
+    }
+    .instrument(span)
+    .await
+}
+
 /// Runs the job message `message` (JSON, every input inline) without NATS, for a backend that
 /// carries the outcome itself (`cola executor --stdio`, Docker), its run step once `before_run`
 /// (if any) lets it. A job that fails, even internally, is still `Ok`: its report says why.
@@ -225,12 +251,12 @@ pub async fn run_offline(
 }
 
 /// The span of everything done for `job`.
-pub(super) fn job_span(job: &JobMessage) -> tracing::Span {
+fn job_span(job: &JobMessage) -> tracing::Span {
     tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language)
 }
 
 /// Checks the sandbox settings, and hardens an executor whose sandbox is its container.
-pub(super) fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
+fn prepare(sandbox: &SandboxConfig) -> Result<(), ExecutorError> {
     sandbox.validate()?;
     if sandbox.kind == SandboxKind::Container {
         harden_container()?;

@@ -14,6 +14,7 @@ use cola_wire::{
 };
 
 use super::{
+    handoff::{self, CompileOutcome, Compiled},
     intake::{check_files, check_runnable},
     report::invalid_input,
 };
@@ -157,7 +158,7 @@ pub(super) fn execute_blocking(
     let inputs = match sources {
         Sources::Inputs(inputs) => inputs,
         Sources::CompiledAhead => {
-            return super::split::run_compiled(lang, job, job_dir, config, gate);
+            return run_compiled(lang, job, job_dir, config, gate);
         }
     };
     if let Err(message) = check_runnable(lang).and_then(|()| check_files(lang, &inputs.files)) {
@@ -193,6 +194,48 @@ pub(super) fn execute_blocking(
     let read_only = read_only.flatten().into_iter().collect();
     let compile = compile.map(CompileStage::Here);
     steps.execute(compile, read_only, run, standing, &user, gate)
+}
+
+/// The run step of `job` in the workspace its compile container left in `job_dir`, once `gate`
+/// (if any) lets it; the compile container's refusal or failure reported as such.
+pub(super) fn run_compiled(
+    lang: &LanguageDef,
+    job: &JobMessage,
+    job_dir: &Path,
+    config: &SandboxConfig,
+    gate: Option<RunGate>,
+) -> Result<Execution, ExecutorError> {
+    let DiskAllowance::Container(areas) = disk_allowance(config, job_dir, &job.limits) else {
+        return Err(ExecutorError::Config(
+            "only a container sandbox runs what a compile container left".into(),
+        ));
+    };
+    let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
+    let workspace = Workspace::reopen(job_dir, areas)?;
+    let compiled = match handoff::read_outcome(&workspace)? {
+        CompileOutcome::Refused { message } => {
+            return refused(invalid_input(&job.limits, message), config);
+        }
+        CompileOutcome::Ready { compiled } => compiled,
+    };
+    let compile = match (lang.compile, compiled) {
+        (None, _) => None,
+        (Some(_), Some(compiled)) => Some(CompileStage::Done(compiled)),
+        (Some(_), None) => {
+            return Err(ExecutorError::Worker(
+                "the compile container did not compile the job".into(),
+            ));
+        }
+    };
+    let steps = JobSteps {
+        lang,
+        job,
+        files: &[],
+        workspace: &workspace,
+        config,
+    };
+    let run = steps.run_step(workspace.log(Log::Stdin));
+    steps.execute(compile, Vec::new(), run, None, &user, gate)
 }
 
 /// A job refused before anything ran: its report, alone in its zip.
@@ -288,14 +331,6 @@ pub(super) struct JobSteps<'a> {
 pub(super) enum CompileStage {
     Here(Step),
     Done(Compiled),
-}
-
-/// How a compile step went: its time, what it used, and why it failed, if it did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(super) struct Compiled {
-    pub(super) millis: u64,
-    pub(super) usage: StepUsage,
-    pub(super) failure: Option<String>,
 }
 
 impl JobSteps<'_> {

@@ -249,6 +249,51 @@ async fn the_gateway_refuses_to_start_without_the_stream_and_buckets() {
     assert!(error.to_string().contains("cola up"), "{error}");
 }
 
+/// On Kubernetes NATS, the middleware and the gateway start together: a gateway given patience
+/// waits for NATS to answer and for the stream and buckets to exist, then serves.
+#[tokio::test]
+async fn with_patience_the_gateway_waits_for_nats_and_the_job_store() {
+    let port = cola_testkit::free_port().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = GatewayConfig {
+        nats_url: format!("nats://127.0.0.1:{port}"),
+        start_patience: Duration::from_secs(30),
+        ..GatewayConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let gateway = tokio::spawn(serve(listener, config, stop.clone()));
+    // Nothing at that port for a while, then a server without cola's stream and buckets.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::spawn(&cola_testkit::nats_server_binary(), dir.path(), port)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!gateway.is_finished(), "the gateway gave up");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    cola_wire::nats::Topology::ensure(
+        &async_nats::jetstream::new(client),
+        &cola_wire::nats::TopologyConfig::default(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let ready = async {
+        loop {
+            match http.get(format!("{base}/readyz")).send().await {
+                Ok(r) if r.status() == 200 => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .expect("the gateway serves once the job store exists");
+    stop.cancel();
+    gateway.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_configuration_is_refused_before_any_port_is_bound() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -154,6 +154,37 @@ impl KubeBackend {
         (namespace == self.config.namespace && is_job_pod(pod)).then_some(pod)
     }
 
+    /// With user namespaces asked for: whether the API server keeps a Pod's `hostUsers: false`,
+    /// which one that does not know the field (before Kubernetes 1.25, or with user namespaces
+    /// turned off) drops silently, running the Pod in the node's user namespace. Asks with a
+    /// dry-run create of a job's Pod; refuses to go on when the field was dropped. A create
+    /// refused now (a quota used up, say) leaves the question open, with a warning.
+    async fn check_user_namespaces(&self) -> Result<(), BackendError> {
+        let probe = probe_job();
+        let pod = self.pod_for(&probe, to_json(&probe)?)?;
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        match self.pods.create(&dry_run, &pod).await {
+            Ok(created) if created.spec.as_ref().and_then(|s| s.host_users) == Some(false) => {
+                Ok(())
+            }
+            Ok(_) => Err(BackendError::Config {
+                backend: NAME,
+                message: "the API server drops `hostUsers: false` from Pods (it does not know \
+                          the field: Kubernetes before 1.25, or user namespaces turned off), so \
+                          executor Pods would run in their node's user namespace; run without \
+                          --kube-user-namespaces, or on a cluster that supports them"
+                    .into(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check that the API server keeps hostUsers: false; going on");
+                Ok(())
+            }
+        }
+    }
+
     fn follower(&self) -> Follower<'_> {
         Follower {
             pods: &self.pods,
@@ -175,6 +206,9 @@ impl Backend for KubeBackend {
     }
 
     async fn attach(&self, topology: &Topology) -> Result<(), BackendError> {
+        if self.config.user_namespaces {
+            self.check_user_namespaces().await?;
+        }
         // A second attach (a restarted run in the same process) keeps the first topology.
         let topology = self.topology.get_or_init(|| topology.clone());
         match self.reconcile(topology).await {
@@ -261,6 +295,25 @@ fn to_json(job: &JobMessage) -> Result<String, BackendError> {
 }
 
 /// A job message of `bytes` (`what`: with what left out) that no Pod can carry.
+/// A job of the first compiled language (whose Pod has every kind of container), to ask the API
+/// server about a Pod without creating one.
+fn probe_job() -> JobMessage {
+    let lang = cola_wire::languages()
+        .iter()
+        .find(|l| l.runtime == Runtime::Program && l.compile.is_some())
+        .expect("the language table has a compiled language");
+    let language = cola_wire::Language::parse(lang.name).expect("a valid language name");
+    JobMessage {
+        id: cola_wire::JobId::new(),
+        user: cola_wire::UserId::parse("cola-check").expect("a valid user id"),
+        limits: lang.default_limits,
+        language,
+        args: Vec::new(),
+        created_at: cola_wire::job::now(),
+        work: cola_wire::Work::InputObject(String::new()),
+    }
+}
+
 fn too_large(bytes: usize) -> BackendError {
     BackendError::Job {
         backend: NAME,
