@@ -17,7 +17,10 @@
 #      job), and no executor Pod is left;
 #   6. a burst of 100 C jobs while the kubelet of one node is stopped (and started again once
 #      every job has ended): every job ends, none ran as two Pods, no executor Pod is left; how
-#      they ended is reported.
+#      they ended is reported;
+#   7. with COLA_KUBE_WARM_PODS=1 on the middleware, C, Go and JavaScript jobs with default
+#      limits run in Pods started ahead of them (no Pod is made for them), the pool refills, and
+#      with the setting back at 0 the stopping middlewares delete their warm Pods.
 # Fails loudly at the first check that does not hold.
 #
 # Usage: scripts/k8s-e2e.sh   (COLA_K8S_BURST=N, COLA_K8S_NODE_BURST=N for other burst sizes,
@@ -56,9 +59,10 @@ kubectl=$root/target/k8s-kubectl/bin/kubectl
 "$kubectl" -n cola get deployment cola-gateway >/dev/null 2>&1 \
   || fail "cola is not deployed: run \`make k8s-deploy\` first"
 
-provider_pid="" forward_pid="" node_forward_pid="" kubelet_stopped=0
+provider_pid="" forward_pid="" node_forward_pid="" kubelet_stopped=0 warm_set=0
 cleanup() {
   [ "$kubelet_stopped" = 0 ] || "$root/scripts/k8s-local.sh" kubelet-start "$stopped_node" || true
+  [ "$warm_set" = 0 ] || "$kubectl" -n cola set env deployment/cola-middleware COLA_KUBE_WARM_PODS=0 >/dev/null || true
   [ -z "$provider_pid" ] || kill "$provider_pid" 2>/dev/null || true
   [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
   [ -z "$node_forward_pid" ] || kill "$node_forward_pid" 2>/dev/null || true
@@ -168,13 +172,13 @@ check 'all((.spec.initContainers // []) + .spec.containers | .[]; .resources.lim
   "memory, CPU and ephemeral-storage limits" '[(.spec.initContainers // []) + .spec.containers | .[].resources]'
 # A C job: compiled in an init container with the compiler's memory limit, run in the executor
 # container with the program's own (256 MiB by default, plus the executor's 128 MiB).
-check '[.spec.initContainers[].name] == ["compile"] and .spec.initContainers[0].resources.limits.memory == "2176Mi" and .spec.containers[0].resources.limits.memory == "384Mi"' \
-  "a compile container of its own and the program's memory limit in the executor's" '{compile: [.spec.initContainers[]? | {name, memory: .resources.limits.memory}], executor: .spec.containers[0].resources.limits.memory}'
+check '[.spec.containers[].name] == ["compile", "executor"] and .spec.containers[0].resources.limits.memory == "2176Mi" and .spec.containers[1].resources.limits.memory == "384Mi"' \
+  "a compile container of its own and the program's memory limit in the executor's" '[.spec.containers[] | {name, memory: .resources.limits.memory}]'
 check 'all((.spec.initContainers // []) + .spec.containers | .[].env[] | select(.name == "COLA_JOB"); (.value | contains("sleep(4)") | not) and (.value | fromjson | has("input_object")))' \
   "no source in its spec (the inputs in the object store)" '[.spec.containers[].env[] | select(.name == "COLA_JOB") | .value]'
 check '.spec.restartPolicy == "Never" and .spec.activeDeadlineSeconds > 0' \
   "restartPolicy Never and an active deadline" '{restartPolicy: .spec.restartPolicy, activeDeadlineSeconds: .spec.activeDeadlineSeconds}'
-memory_limit=$(jq -r '.spec.containers[0].resources.limits.memory' <<<"$spec")
+memory_limit=$(jq -r '.spec.containers[] | select(.name == "executor") | .resources.limits.memory' <<<"$spec")
 view=$(wait_job alice "$id")
 [ "$(jq -r .status <<<"$view")" = succeeded ] || fail "the sleeping job ended $(jq -c '{status, reason}' <<<"$view")"
 say "2. executor Pod $pod: non-root, read-only root, no escalation, no capabilities, RuntimeDefault," \
@@ -345,4 +349,59 @@ say "6. started the kubelet of $stopped_node again"
 may_fail=1 one_pod_each 6
 no_pod_left 6 180
 [ ${#problems[@]} = 0 ] || fail "$(printf '%s; ' "${problems[@]}")"
+
+# 7. Pods started ahead of their jobs.
+warm_pods() {
+  "$kubectl" -n cola-executors get pods -l cola/warm=true -o json \
+    | jq -r --arg phase "$1" '[.items[] | select(.metadata.deletionTimestamp == null) | select($phase == "" or .status.phase == $phase)] | length'
+}
+warm_scheduled() {
+  "$kubectl" -n cola-executors get events -o json \
+    | jq -r '[.items[] | select(.reason == "Scheduled" and (.involvedObject.name | startswith("cola-job-warm-")))] | length'
+}
+set_warm() {
+  warm_set=$1
+  "$kubectl" -n cola set env deployment/cola-middleware "COLA_KUBE_WARM_PODS=$1" >/dev/null
+  "$kubectl" -n cola rollout status deployment/cola-middleware --timeout=240s >/dev/null \
+    || fail "the middleware did not roll out with COLA_KUBE_WARM_PODS=$1"
+}
+set_warm 1
+expected=$(( 2 * 3 ))
+for _ in $(seq 1 120); do
+  [ "$(warm_pods Running)" -ge "$expected" ] && break
+  sleep 1
+done
+[ "$(warm_pods Running)" -ge "$expected" ] || fail "fewer than $expected warm Pods run: $("$kubectl" -n cola-executors get pods)"
+say "7. $(warm_pods Running) warm Pods run (1 per language and middleware)"
+# Their executors connect after their containers start: a moment for that.
+sleep 3
+before=$(warm_scheduled)
+declare -A warm_jobs=(
+  [c]='{"language": "c", "source": "#include <stdio.h>\nint main(void) { puts(\"warm c\"); return 0; }\n"}'
+  [go]='{"language": "go", "source": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"warm go\") }\n"}'
+  [javascript]='{"language": "javascript", "source": "console.log(\"warm javascript\");\n"}'
+)
+for lang in c go javascript; do
+  id=$(submit alice "${warm_jobs[$lang]}")
+  [ -n "$id" ] || fail "the API did not take the warm $lang job ($(tail -c 300 "$work/submit.json"))"
+  view=$(wait_job alice "$id")
+  [ "$(jq -r '.status + " " + .stdout' <<<"$view")" = "succeeded warm $lang" ] \
+    || fail "the warm $lang job ended $(jq -c '{status, reason, stdout, message}' <<<"$view")"
+  own=$("$kubectl" -n cola-executors get events -o json \
+    | jq -r --arg pod "cola-job-$id" '[.items[] | select(.reason == "Scheduled" and .involvedObject.name == $pod)] | length')
+  [ "$own" = 0 ] || fail "the $lang job with default limits got a Pod of its own, not a warm one"
+done
+for _ in $(seq 1 60); do
+  [ "$(warm_scheduled)" -ge $((before + 3)) ] && break
+  sleep 1
+done
+[ "$(warm_scheduled)" -ge $((before + 3)) ] || fail "the warm pool was not refilled ($before, then $(warm_scheduled) warm Pods scheduled)"
+say "7. C, Go and JavaScript ran in warm Pods (no Pod of their own); the pool was refilled"
+set_warm 0
+for _ in $(seq 1 60); do
+  [ "$(warm_pods "")" = 0 ] && break
+  sleep 1
+done
+[ "$(warm_pods "")" = 0 ] || fail "warm Pods are left after the middleware stopped keeping them: $("$kubectl" -n cola-executors get pods)"
+say "7. with COLA_KUBE_WARM_PODS=0 the stopping middlewares deleted their warm Pods"
 say "passed"

@@ -240,6 +240,10 @@ pub struct KubeFlags {
     /// Seconds between reconciliations of executor Pods with job records (0: at start-up only).
     #[arg(long, env = "COLA_KUBE_RECONCILE_SECONDS", default_value_t = 600)]
     pub kube_reconcile_seconds: u64,
+    /// Executor Pods kept started ahead of their jobs, per program language, for jobs with the
+    /// language's default limits (0: none; each Pod takes one job).
+    #[arg(long, env = "COLA_KUBE_WARM_PODS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=50))]
+    pub kube_warm_pods: u64,
 }
 
 #[derive(Debug, Args)]
@@ -336,7 +340,7 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "DIR")]
     pub prepare_go_cache: Option<PathBuf>,
     /// The job message (JSON) to run.
-    #[arg(long, required_unless_present_any = ["versions", "isolation_report", "prepare_go_cache", "stdio", "job_env", "wait_for_job"])]
+    #[arg(long, required_unless_present_any = ["versions", "isolation_report", "prepare_go_cache", "stdio", "job_env", "wait_for_job", "job_subject", "job_from_handoff"])]
     pub job_file: Option<PathBuf>,
     /// Read the job message from this environment variable instead (Kubernetes); it is removed
     /// from the environment before anything else happens.
@@ -356,6 +360,14 @@ pub struct ExecutorArgs {
     /// and exit.
     #[arg(long, conflicts_with_all = ["job_file", "job_env", "stdio"])]
     pub wait_for_job: bool,
+    /// Connect to NATS first, then wait for the job message as a request on this core NATS
+    /// subject, and answer it (a pre-started executor Pod of the Kubernetes backend).
+    #[arg(long, value_name = "SUBJECT", conflicts_with_all = ["job_file", "job_env", "stdio", "wait_for_job"])]
+    pub job_subject: Option<String>,
+    /// With --step run: take the job message from the handoff the compile container beside this
+    /// one leaves in --job-dir, waiting for it.
+    #[arg(long, requires = "step", conflicts_with_all = ["job_file", "job_env", "stdio", "wait_for_job", "job_subject"])]
+    pub job_from_handoff: bool,
     /// Run only some of the job's steps, in the container sandbox (Kubernetes, where the compile
     /// step gets a container of its own limits): `compile` writes the job's files and compiles
     /// them, leaving the job directory for `run`, which runs the program in it.

@@ -76,23 +76,35 @@ async fn queue(nats: &TestNats, lang: &str, files: &[(&str, &str)], stdin: &str)
     }
 }
 
-/// `cola executor --step <step>` on `queued`, as the executor's user.
-fn executor(nats: &TestNats, queued: &Queued, step: &str) -> Output {
-    let output = Command::new(COLA)
-        .args(["executor", "--sandbox", "container", "--step", step])
-        .arg("--job-file")
-        .arg(&queued.job_file)
+/// `cola executor --sandbox container` with `args` on `queued`'s job directory, as the
+/// executor's user.
+fn executor_command(nats: &TestNats, queued: &Queued, args: &[&str]) -> Command {
+    let mut command = Command::new(COLA);
+    command
+        .args(["executor", "--sandbox", "container"])
+        .args(args)
         .arg("--job-dir")
         .arg(&queued.job_dir)
         .args(["--nats-url", &nats.url()])
         .env("TMPDIR", "/tmp")
         .uid(EXECUTOR_UID)
-        .gid(EXECUTOR_UID)
+        .gid(EXECUTOR_UID);
+    command
+}
+
+/// `cola executor --step <step>` on `queued`'s job file, to its end.
+fn executor(nats: &TestNats, queued: &Queued, step: &str) -> Output {
+    let job_file = queued.job_file.to_str().unwrap();
+    let output = executor_command(nats, queued, &["--step", step, "--job-file", job_file])
         .output()
         .unwrap();
+    succeeded(output, step)
+}
+
+fn succeeded(output: Output, what: &str) -> Output {
     assert!(
         output.status.success(),
-        "--step {step}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
@@ -131,6 +143,97 @@ async fn the_run_container_runs_what_the_compile_container_compiled() {
         left_in(&queued.job_dir).is_empty(),
         "the run step cleans up"
     );
+}
+
+/// As in a Pod whose two containers start together: the run container waits for the compile
+/// container's handoff, takes the job from it and runs the program.
+#[tokio::test]
+async fn the_run_container_waits_for_the_handoff_of_the_compile_container_beside_it() {
+    let nats = TestNats::start().await;
+    let queued = queue(&nats, "c", &[("main.c", C_ECHO)], "hi\n").await;
+    let run = executor_command(&nats, &queued, &["--step", "run", "--job-from-handoff"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    executor(&nats, &queued, "compile");
+    succeeded(run.wait_with_output().unwrap(), "run");
+    let r = record(&nats, &queued.key).await;
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (Status::Succeeded, "got hi\n"),
+        "{r:?}"
+    );
+}
+
+/// A pre-started Pod: its executors wait, connected, for a job the middleware hands over as a
+/// request on the Pod's subject; the request is answered once the job is taken.
+#[tokio::test]
+async fn pre_started_executors_take_their_job_from_their_subject() {
+    let nats = TestNats::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+
+    // A compiled language: the compile container waits on the subject, the run container on
+    // the handoff.
+    let queued = queue(&nats, "c", &[("main.c", C_ECHO)], "warm\n").await;
+    let subject = names::warm_subject("cola-job-warm-c-test1");
+    let compile = executor_command(
+        &nats,
+        &queued,
+        &["--step", "compile", "--job-subject", &subject],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let run = executor_command(&nats, &queued, &["--step", "run", "--job-from-handoff"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let message = std::fs::read(&queued.job_file).unwrap();
+    hand_over(&client, &subject, message).await;
+    succeeded(compile.wait_with_output().unwrap(), "compile");
+    succeeded(run.wait_with_output().unwrap(), "run");
+    let r = record(&nats, &queued.key).await;
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (Status::Succeeded, "got warm\n"),
+        "{r:?}"
+    );
+
+    // An interpreted language: one executor does it all.
+    let js = "process.stdin.on('data', d => process.stdout.write('js ' + d));\n";
+    let queued = queue(&nats, "javascript", &[("main.js", js)], "warm\n").await;
+    let subject = names::warm_subject("cola-job-warm-javascript-test2");
+    let executor = executor_command(&nats, &queued, &["--job-subject", &subject])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hand_over(&client, &subject, std::fs::read(&queued.job_file).unwrap()).await;
+    succeeded(executor.wait_with_output().unwrap(), "javascript");
+    let r = record(&nats, &queued.key).await;
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (Status::Succeeded, "js warm\n"),
+        "{r:?}"
+    );
+}
+
+/// Sends `message` as a request on `subject` once an executor listens there (until then the
+/// server answers that nobody does), and waits for the executor's answer.
+async fn hand_over(client: &async_nats::Client, subject: &str, message: Vec<u8>) {
+    for _ in 0..200 {
+        match client
+            .request(subject.to_owned(), message.clone().into())
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("handing over the job: {e}"),
+        }
+    }
+    panic!("no executor listened on {subject}");
 }
 
 #[tokio::test]
@@ -191,6 +294,7 @@ async fn only_the_container_sandbox_splits_a_job() {
         .args(["--nats-url", &nats.url()])
         .output()
         .unwrap();
+    // (Run as root, which the container sandbox refuses too: the split is checked first.)
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("only in the container sandbox"),

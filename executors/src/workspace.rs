@@ -194,6 +194,22 @@ impl Workspace {
             .context(|| format!("writing {}", path.display()))
     }
 
+    /// Writes `bytes` as the log `log` so that it appears whole: written under another name,
+    /// then renamed (before any user code runs).
+    pub fn publish_log(&self, log: Log, bytes: &[u8]) -> Result<(), ExecutorError> {
+        let path = self.log(log);
+        let draft = path.with_extension("draft");
+        let mut file = create_file(&draft, 0o600)?;
+        file.write_all(bytes)
+            .context(|| format!("writing {}", draft.display()))?;
+        fs::rename(&draft, &path).context(|| format!("renaming {}", draft.display()))
+    }
+
+    /// Where the log `log` of a workspace in `job_dir` is.
+    pub fn log_in(job_dir: &Path, log: Log) -> PathBuf {
+        job_dir.join("logs").join(log.file_name())
+    }
+
     /// The host directories the sandbox writes.
     pub fn writable(&self) -> &WritableDirs {
         &self.dirs

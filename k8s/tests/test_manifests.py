@@ -325,7 +325,7 @@ def test_the_middleware_may_do_exactly_what_its_backend_needs(rendered, overlay)
         (tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in roles[0]["rules"]
     )
     assert rules == [
-        (("",), ("pods",), ("create", "delete", "get", "list", "watch")),
+        (("",), ("pods",), ("create", "delete", "get", "list", "patch", "watch")),
         (("",), ("pods/log",), ("get",)),
     ]
     bindings = objects(rendered, overlay, "RoleBinding")
@@ -451,9 +451,9 @@ def test_the_executor_pod_meets_the_restricted_standard(executor_pod):
     for v in spec["volumes"]:
         assert set(v) - {"name"} <= RESTRICTED_VOLUMES, v
         assert "sizeLimit" in v["emptyDir"], v
-    # A compiled language's Pod: the compile step's container, then the run step's.
-    (compile,) = spec["initContainers"]
-    (container,) = spec["containers"]
+    # A compiled language's Pod: the compile step's container beside the run step's.
+    assert "initContainers" not in spec
+    compile, container = spec["containers"]
     for c in (compile, container):
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False
@@ -465,10 +465,10 @@ def test_the_executor_pod_meets_the_restricted_standard(executor_pod):
             for resource in ("cpu", "memory", "ephemeral-storage"):
                 assert resource in c["resources"][kind], f"{kind}.{resource}"
         # No source in the Pod: the job's inputs are in the object store.
-        (job,) = [e["value"] for e in c["env"] if e["name"] == "COLA_JOB"]
-        assert '"input_object"' in job and '"inputs"' not in job
+        for job in [e["value"] for e in c["env"] if e["name"] == "COLA_JOB"]:
+            assert '"input_object"' in job and '"inputs"' not in job
     assert compile["args"][-2:] == ["--step", "compile"]
-    assert container["args"][-2:] == ["--step", "run"]
+    assert container["args"][-3:] == ["--step", "run", "--job-from-handoff"]
     spread = spec["topologySpreadConstraints"][0]
     assert (spread["maxSkew"], spread["topologyKey"], spread["whenUnsatisfiable"]) == (
         1,
@@ -493,7 +493,7 @@ def test_the_manifests_provide_what_the_executor_pod_needs(rendered, overlay, ex
     assert matches(selector, meta["labels"])
     # The NATS URL Secret it reads has a template in its namespace.
     templates = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for _, o in secret_templates}
-    for container in spec["initContainers"] + spec["containers"]:
+    for container in spec["containers"]:
         (nats,) = [e for e in container["env"] if e["name"] == "COLA_NATS_URL"]
         ref = nats["valueFrom"]["secretKeyRef"]
         assert ref["key"] in templates[(namespace, ref["name"])]["stringData"]

@@ -224,6 +224,10 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Called once the middleware stops taking jobs and its running jobs are done or left: a
+    /// backend that keeps executors started ahead of their jobs removes them.
+    async fn detach(&self) {}
+
     /// Starts an executor for `job` and returns how to find it again. Must be idempotent for a
     /// job id: launching a job whose executor exists returns (adopts) that executor.
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError>;

@@ -201,6 +201,7 @@ pub async fn run_with_probes(
     tasks.close();
     // Running jobs watch `shutdown` themselves and leave after the grace period.
     tasks.wait().await;
+    ctx.backend.detach().await;
     watcher_stop.cancel();
     watcher.await.ok();
     keeper.await.ok();

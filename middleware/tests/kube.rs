@@ -322,51 +322,63 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(spec["restartPolicy"], "Never");
     // compile 30 s + run 5 s + 20 s slack + 120 s to start
     assert_eq!(spec["activeDeadlineSeconds"], 175);
-    // A compiled language: the compile step in an init container of its own, then the run
-    // step in the executor container, each with its own memory limit.
-    let compile = &spec["initContainers"][0];
-    let c = &spec["containers"][0];
+    // A compiled language: the compile step in a container of its own, and beside it the run
+    // step's, each with its own memory limit; the compile container has the job, the run
+    // container takes it from the compile container's handoff.
+    assert!(spec.get("initContainers").is_none());
+    let compile = &spec["containers"][0];
+    let c = &spec["containers"][1];
     assert_eq!(
         (&compile["name"], &c["name"]),
         (&json!("compile"), &json!("executor"))
     );
-    for (container, step) in [(compile, "compile"), (c, "run")] {
+    let base = ["--sandbox", "container", "--job-dir", "/work"];
+    assert_eq!(
+        compile["args"],
+        json!(
+            [
+                base.as_slice(),
+                &["--job-env", "COLA_JOB", "--step", "compile"]
+            ]
+            .concat()
+        )
+    );
+    assert_eq!(
+        c["args"],
+        json!([base.as_slice(), &["--step", "run", "--job-from-handoff"]].concat())
+    );
+    let has_job = |container: &Value| {
+        let env = container["env"].as_array().unwrap();
+        env.iter().find(|e| e["name"] == "COLA_JOB").cloned()
+    };
+    assert!(
+        has_job(c).is_none(),
+        "the run container's job comes from the handoff"
+    );
+    // The job message without its sources: those went to the input object.
+    let job_env = has_job(compile).expect("the compile container's job");
+    let sent: JobMessage = serde_json::from_str(job_env["value"].as_str().unwrap()).unwrap();
+    let object = names::input_object(&job.user, &job.id);
+    assert_eq!(sent.work, Work::InputObject(object.clone()));
+    assert_eq!(
+        JobMessage {
+            work: job.work.clone(),
+            ..sent
+        },
+        job
+    );
+    let inputs = fetch_inputs(&nats.topology.outputs, &object).await.unwrap();
+    assert_eq!(Some(&inputs), job.work.inputs());
+    assert!(
+        !job_env["value"].as_str().unwrap().contains("int main"),
+        "no source in the Pod"
+    );
+    for container in [compile, c] {
         assert_eq!(
             container["image"],
             "registry.example.com/cola/cola-executor-c:1.2.3"
         );
-        assert_eq!(
-            container["args"],
-            json!([
-                "--sandbox",
-                "container",
-                "--job-env",
-                "COLA_JOB",
-                "--job-dir",
-                "/work",
-                "--step",
-                step
-            ])
-        );
-        // The job message without its sources: those went to the input object.
         let env = container["env"].as_array().unwrap();
-        let job_env = env.iter().find(|e| e["name"] == "COLA_JOB").unwrap();
-        let sent: JobMessage = serde_json::from_str(job_env["value"].as_str().unwrap()).unwrap();
-        let object = names::input_object(&job.user, &job.id);
-        assert_eq!(sent.work, Work::InputObject(object.clone()));
-        assert_eq!(
-            JobMessage {
-                work: job.work.clone(),
-                ..sent
-            },
-            job
-        );
-        let inputs = fetch_inputs(&nats.topology.outputs, &object).await.unwrap();
-        assert_eq!(Some(&inputs), job.work.inputs());
-        assert!(
-            !job_env["value"].as_str().unwrap().contains("int main"),
-            "no source in the Pod"
-        );
         let nats_env = env.iter().find(|e| e["name"] == "COLA_NATS_URL").unwrap();
         assert!(nats_env.get("value").is_none(), "the NATS URL never inline");
         assert_eq!(
@@ -1023,12 +1035,10 @@ async fn the_pod_is_hardened_and_placed_as_configured() {
     assert_eq!(psc["runAsNonRoot"], true);
     assert_eq!(psc["runAsUser"], 10001);
     assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
-    // A C job: its compile container, then its executor, hardened alike.
-    let containers = [&spec["initContainers"], &spec["containers"]]
-        .map(|list| list.as_array().unwrap().clone())
-        .concat();
+    // A C job: its compile container and its executor, hardened alike.
+    let containers = spec["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 2);
-    for container in &containers {
+    for container in containers {
         let sc = &container["securityContext"];
         assert_eq!(sc["runAsNonRoot"], true);
         assert_eq!(sc["readOnlyRootFilesystem"], true);
@@ -1265,6 +1275,26 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
         "a wrong password is refused"
     );
 
+    // A Pod started ahead of its job waits on its subject and answers the hand-over.
+    let warm = connect("executor", "executor-secret").await;
+    let subject = names::warm_subject("cola-job-warm-c-0123456789ab");
+    let mut waiting = warm.subscribe(subject.clone()).await.unwrap();
+    warm.flush().await.unwrap();
+    let middleware = services.client();
+    let (answer, ()) = tokio::join!(middleware.request(subject, "job".into()), async {
+        use futures::StreamExt as _;
+        let request = tokio::time::timeout(CALL_TIMEOUT, waiting.next())
+            .await
+            .expect("the hand-over reaches the executor")
+            .unwrap();
+        assert_eq!(&request.payload[..], b"job");
+        warm.publish(request.reply.unwrap(), "".into())
+            .await
+            .unwrap();
+        warm.flush().await.unwrap();
+    });
+    answer.expect("the executor may answer the request that brought its job");
+
     // The executor does its work.
     let executor = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(1))
@@ -1431,4 +1461,156 @@ async fn user_namespaces_are_refused_where_the_api_server_drops_host_users() {
     let e = attached.expect_err("a server that drops the field");
     assert!(e.to_string().contains("hostUsers"), "{e}");
     api.quiet().await;
+}
+
+/// Pods started ahead of their jobs: the pool makes one per language at attach; a job with its
+/// language's default limits is handed to that language's Pod once its executor answers (the
+/// Pod claimed with the job's labels first), and the pool makes another; a Pod whose executor
+/// is not there yet is passed over (and kept), and a job with other limits gets a Pod of its
+/// own; a claimed Pod is found again by its job.
+#[tokio::test]
+async fn jobs_with_default_limits_go_to_pods_started_ahead_of_them() {
+    use futures::StreamExt as _;
+
+    let nats = TestNats::start().await;
+    let mut config = config();
+    config.warm_pods = 1;
+    let (backend, mut api) = backend(config);
+    let (attached, ()) = tokio::join!(backend.attach(&nats.topology), api.list(vec![]));
+    attached.expect("attach");
+    let (mut warm, mut pods) = (BTreeMap::new(), BTreeMap::new());
+    for _ in 0..3 {
+        let (pod, name) = warm_create(&mut api).await;
+        let lang = pod["metadata"]["labels"]["cola/language"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        warm.insert(lang.clone(), name);
+        pods.insert(lang, pod);
+    }
+    assert_eq!(warm.keys().collect::<Vec<_>>(), ["c", "go", "javascript"]);
+    api.quiet().await;
+
+    // The C Pod's executor: it answers every request, and keeps what it was sent.
+    let executor = async_nats::connect(nats.url()).await.unwrap();
+    let mut requests = executor
+        .subscribe(names::warm_subject(&warm["c"]))
+        .await
+        .unwrap();
+    executor.flush().await.unwrap();
+    let received = tokio::spawn(async move {
+        let mut payloads = Vec::new();
+        while let Some(request) = requests.next().await {
+            executor
+                .publish(request.reply.unwrap(), "".into())
+                .await
+                .unwrap();
+            executor.flush().await.unwrap();
+            let done = !request.payload.is_empty();
+            payloads.push(request.payload.to_vec());
+            if done {
+                break;
+            }
+        }
+        payloads
+    });
+    let job = self::job();
+    running_record(&nats.topology, &job).await;
+    let launch = tokio::spawn({
+        let (backend, job) = (backend.clone(), job.clone());
+        async move { backend.launch(&job).await }
+    });
+    let claim = api
+        .next(Method::PATCH, &format!("{PODS}/{}", warm["c"]))
+        .await;
+    let (patch, reply) = claim.body().await;
+    assert_eq!(
+        patch["metadata"]["labels"]["cola/job-id"],
+        job.id.to_string()
+    );
+    assert_eq!(
+        patch["metadata"]["annotations"]["cola/job-key"],
+        JobKey::new(&job.user, &job.id).to_string()
+    );
+    let mut claimed = pods["c"].clone();
+    claimed["metadata"]["labels"]["cola/job-id"] = json!(job.id.to_string());
+    reply.send_response(response(200, &claimed));
+    let handle = launch.await.unwrap().expect("handed over");
+    assert_eq!(handle.id, format!("{NS}/{}", warm["c"]));
+    let payloads = received.await.unwrap();
+    assert_eq!(payloads.len(), 2, "a probe, then the job");
+    assert!(payloads[0].is_empty());
+    let sent: JobMessage = serde_json::from_slice(&payloads[1]).unwrap();
+    assert_eq!(sent.id, job.id);
+    assert!(
+        matches!(sent.work, Work::InputObject(_)),
+        "no source on the wire either"
+    );
+    // The pool makes another C Pod.
+    let (pod, _) = warm_create(&mut api).await;
+    assert_eq!(pod["metadata"]["labels"]["cola/language"], "c");
+    api.quiet().await;
+
+    // Nobody listens for the JavaScript Pod yet: the job gets a Pod of its own, the warm one
+    // stays for later.
+    let mut js = self::job();
+    js.language = Language::parse("javascript").unwrap();
+    js.limits = language(&js.language).unwrap().default_limits;
+    let launch = tokio::spawn({
+        let (backend, js) = (backend.clone(), js.clone());
+        async move { backend.launch(&js).await }
+    });
+    api.create(&js, 201, None).await;
+    assert_eq!(launch.await.unwrap().unwrap(), handle_of(&js));
+    api.quiet().await;
+
+    // Other limits than the default: a Pod of its own.
+    let mut bigger = self::job();
+    bigger.limits.memory_mb *= 2;
+    let launch = tokio::spawn({
+        let (backend, bigger) = (backend.clone(), bigger.clone());
+        async move { backend.launch(&bigger).await }
+    });
+    api.create(&bigger, 201, None).await;
+    assert_eq!(launch.await.unwrap().unwrap(), handle_of(&bigger));
+
+    // A middleware that takes over finds the claimed Pod by its job.
+    let find = tokio::spawn({
+        let (backend, job) = (backend.clone(), job.clone());
+        async move { backend.find(&job).await }
+    });
+    let call = api.next(Method::GET, PODS).await;
+    assert_eq!(
+        call.query()["labelSelector"],
+        format!("cola/warm=true,cola/job-id={}", job.id)
+    );
+    call.respond(
+        200,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [claimed]}),
+    );
+    assert_eq!(find.await.unwrap().unwrap(), Some(handle));
+    api.quiet().await;
+}
+
+/// Takes the create of a warm Pod: checks it waits on its own subject, answers 201; the Pod and
+/// its name.
+async fn warm_create(api: &mut ApiServer) -> (Value, String) {
+    let (pod, reply) = api.next(Method::POST, PODS).await.body().await;
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("cola-job-warm-"), "{name}");
+    assert_eq!(pod["metadata"]["labels"]["cola/warm"], "true");
+    assert!(pod["metadata"]["labels"].get("cola/job-id").is_none());
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    let waits = containers[0]["args"].to_string();
+    assert!(
+        waits.contains(&format!("\"--job-subject\",\"cola-warm.{name}\"")),
+        "{waits}"
+    );
+    assert!(
+        containers
+            .iter()
+            .all(|c| c["env"].to_string().find("COLA_JOB").is_none())
+    );
+    reply.send_response(response(201, &pod));
+    (pod, name)
 }

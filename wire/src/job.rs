@@ -227,11 +227,17 @@ impl JobMessage {
     /// The longest the job may take from launch to report: the middleware stops it then, and
     /// its executor's retries of the upload end before.
     pub fn deadline(&self) -> Duration {
-        let compile = crate::language(&self.language)
-            .filter(|l| l.compile.is_some())
-            .map_or(0, |l| l.compile_limits.wall_time_ms);
-        Duration::from_millis(compile + self.limits.wall_time_ms) + DEADLINE_SLACK
+        match crate::language(&self.language) {
+            Some(lang) => deadline_of(lang, &self.limits),
+            None => Duration::from_millis(self.limits.wall_time_ms) + DEADLINE_SLACK,
+        }
     }
+}
+
+/// [`JobMessage::deadline`] of a job of `lang` with `limits`.
+pub fn deadline_of(lang: &crate::LanguageDef, limits: &Limits) -> Duration {
+    let compile = lang.compile.map_or(0, |_| lang.compile_limits.wall_time_ms);
+    Duration::from_millis(compile + limits.wall_time_ms) + DEADLINE_SLACK
 }
 
 /// A file of the job as the record summarises it.

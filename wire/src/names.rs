@@ -116,6 +116,16 @@ pub fn output_object(user: &UserId, id: &JobId) -> String {
     format!("{}/{}-output.zip", user.as_str(), id)
 }
 
+/// Core NATS subjects a pre-started executor Pod waits on for its one job (outside
+/// [`STREAM_SUBJECTS`]: never captured by the job stream).
+pub const WARM_SUBJECTS: &str = "cola-warm.>";
+
+/// `cola-warm.<pod>`: the subject the pre-started executor Pod `pod` waits on; the middleware
+/// hands it a job message as a request there, and the executor answers once it took it.
+pub fn warm_subject(pod: &str) -> String {
+    format!("cola-warm.{pod}")
+}
+
 /// `<user>/<job-id>-input.zip`: where inputs too large for one message are kept.
 pub fn input_object(user: &UserId, id: &JobId) -> String {
     format!("{}/{}-input.zip", user.as_str(), id)

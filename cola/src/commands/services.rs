@@ -212,6 +212,7 @@ async fn kube_backend(flags: &KubeFlags) -> anyhow::Result<Arc<dyn Backend>> {
     config.pending_timeout = Duration::from_secs(flags.kube_pending_timeout_seconds);
     config.reconcile_every = (flags.kube_reconcile_seconds > 0)
         .then(|| Duration::from_secs(flags.kube_reconcile_seconds));
+    config.warm_pods = flags.kube_warm_pods as usize;
     Ok(Arc::new(KubeBackend::connect(config).await?))
 }
 
@@ -282,14 +283,20 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
             .context("writing the result frame")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let job = match (args.job_file, args.job_json) {
-        (Some(file), _) => cola_executors::JobSource::File(file),
-        (None, Some(json)) => cola_executors::JobSource::Json(json),
-        (None, None) if args.wait_for_job => cola_executors::JobSource::Stdin,
-        (None, None) => {
-            bail!("one of --job-file, --job-env, --stdio and --wait-for-job is required")
-        }
+    let job = match (args.job_file, args.job_json, args.job_subject) {
+        (Some(file), _, _) => cola_executors::JobSource::File(file),
+        (None, Some(json), _) => cola_executors::JobSource::Json(json),
+        (None, None, Some(subject)) => cola_executors::JobSource::Subject(subject),
+        (None, None, None) if args.wait_for_job => cola_executors::JobSource::Stdin,
+        (None, None, None) if args.job_from_handoff => cola_executors::JobSource::Handoff,
+        (None, None, None) => bail!(
+            "one of --job-file, --job-env, --stdio, --wait-for-job, --job-subject and \
+             --job-from-handoff is required"
+        ),
     };
+    if args.job_from_handoff && args.step != Some(cola_executors::Steps::Run) {
+        bail!("--job-from-handoff goes with --step run");
+    }
     let config = cola_executors::ExecutorConfig {
         nats_url: args.nats.nats_url,
         job,

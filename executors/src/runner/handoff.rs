@@ -1,7 +1,11 @@
-//! Handoff: what a compile container leaves for the run container after it (see `split`): the
-//! workspace, and in it how the compile step went (`logs/compile-outcome.json`).
+//! Handoff: what a compile container leaves for the run container beside it (see `split`): the
+//! workspace, and in it the job message and how the compile step went
+//! (`logs/compile-outcome.json`, which appears whole: written aside, then renamed). The run
+//! container waits for it ([`wait_for_job`]).
 
-use std::io::Read as _;
+use std::{io::Read as _, path::Path, time::Duration};
+
+use cola_wire::JobMessage;
 
 use crate::{
     error::{ExecutorError, IoContext},
@@ -9,8 +13,11 @@ use crate::{
     workspace::{Log, Workspace},
 };
 
-/// The largest compile outcome read back (its failure message is a line or two).
-const MAX_OUTCOME_BYTES: u64 = 64 << 10;
+/// The largest handoff read back: a job message without its inputs (which a Pod's environment
+/// would hold too) and a compile outcome (its failure message is a line or two).
+const MAX_HANDOFF_BYTES: u64 = 1 << 20;
+/// How often the run container looks for the handoff.
+const HANDOFF_POLL: Duration = Duration::from_millis(5);
 
 /// How a compile step went: its time, what it used, and why it failed, if it did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -30,12 +37,56 @@ pub(super) enum CompileOutcome {
     Ready { compiled: Option<Compiled> },
 }
 
-/// Writes `outcome` into `workspace` and leaves the workspace for the run container.
-pub(super) fn hand_on(workspace: Workspace, outcome: &CompileOutcome) -> Result<(), ExecutorError> {
-    let json = serde_json::to_vec(outcome).map_err(|e| ExecutorError::Worker(e.to_string()))?;
-    workspace.write_log(Log::CompileOutcome, &json)?;
+/// What the run container finds: the job, and how its compile step went.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Handoff {
+    job: JobMessage,
+    outcome: CompileOutcome,
+}
+
+/// Writes the handoff of `job` into `workspace` and leaves the workspace for the run container.
+pub(super) fn hand_on(
+    workspace: Workspace,
+    job: &JobMessage,
+    outcome: CompileOutcome,
+) -> Result<(), ExecutorError> {
+    let handoff = Handoff {
+        job: job.clone(),
+        outcome,
+    };
+    let json = serde_json::to_vec(&handoff).map_err(|e| ExecutorError::Worker(e.to_string()))?;
+    workspace.publish_log(Log::CompileOutcome, &json)?;
     workspace.hand_on();
     Ok(())
+}
+
+/// The job message of the handoff in `job_dir`, once the compile container beside this one
+/// left it (looked for every few milliseconds, as long as it takes: a pre-started Pod's
+/// compile container waits for its job first).
+pub(super) async fn wait_for_job(job_dir: &Path) -> Result<JobMessage, ExecutorError> {
+    let path = Workspace::log_in(job_dir, Log::CompileOutcome);
+    loop {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => break,
+            Ok(_) => {
+                return Err(ExecutorError::Worker(format!(
+                    "{} is not a file",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tokio::time::sleep(HANDOFF_POLL).await;
+            }
+            Err(e) => {
+                return Err(ExecutorError::io(
+                    format!("looking for {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    let file = std::fs::File::open(&path).context(|| format!("opening {}", path.display()))?;
+    Ok(read_handoff(file)?.job)
 }
 
 /// The compile container's outcome, read without following a link.
@@ -45,11 +96,15 @@ pub(super) fn read_outcome(workspace: &Workspace) -> Result<CompileOutcome, Exec
             "the compile container left no outcome".into(),
         ));
     };
+    Ok(read_handoff(file)?.outcome)
+}
+
+fn read_handoff(file: std::fs::File) -> Result<Handoff, ExecutorError> {
     let mut json = Vec::new();
-    file.take(MAX_OUTCOME_BYTES)
+    file.take(MAX_HANDOFF_BYTES)
         .read_to_end(&mut json)
-        .context(|| "reading the compile container's outcome")?;
+        .context(|| "reading the compile container's handoff")?;
     serde_json::from_slice(&json).map_err(|e| {
-        ExecutorError::Worker(format!("the compile container's outcome is not valid: {e}"))
+        ExecutorError::Worker(format!("the compile container's handoff is not valid: {e}"))
     })
 }

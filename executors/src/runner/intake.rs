@@ -7,7 +7,8 @@ use std::{collections::HashSet, io::Read, path::PathBuf};
 use async_nats::jetstream;
 use cola_wire::{
     InputFile, Inputs, JobKey, JobMessage, JobRecord, LanguageDef, Work,
-    input_object::NOT_A_PROGRAM, nats::Topology,
+    input_object::NOT_A_PROGRAM,
+    nats::{NatsError, Topology},
 };
 
 use crate::error::{ExecutorError, IoContext};
@@ -26,6 +27,12 @@ pub enum JobSource {
     /// (the process backend's warm pool) waits there for its one job. Closed without a message,
     /// it means there is no job: the executor ends without running anything.
     Stdin,
+    /// A core NATS subject ([`cola_wire::names::warm_subject`]) a pre-started executor Pod waits
+    /// on, once connected, for its one job: a request it answers once it took the job.
+    Subject(String),
+    /// The handoff of the compile container beside this one (a compiled job's run container:
+    /// see `split`), waited for.
+    Handoff,
 }
 
 /// Reads a job message from `source`.
@@ -46,6 +53,50 @@ pub fn read_job(source: &JobSource) -> Result<JobMessage, ExecutorError> {
         }
         JobSource::Json(bytes) => decode(bytes),
         JobSource::Stdin => decode(&read_job_bytes(std::io::stdin().lock())?),
+        JobSource::Subject(_) | JobSource::Handoff => Err(ExecutorError::Config(
+            "a job from a NATS subject or a handoff is waited for, not read".into(),
+        )),
+    }
+}
+
+/// Connects to NATS, waits on `subject` for one job message and answers the request that
+/// brought it (the middleware then knows the job was taken). An empty request asks whether the
+/// executor is there: it is answered, and the wait goes on. A message that is no job is not
+/// answered: its sender gives up waiting and runs the job elsewhere.
+pub(super) async fn wait_on_subject(
+    url: &str,
+    subject: &str,
+) -> Result<(JobMessage, Topology), ExecutorError> {
+    use futures::StreamExt as _;
+
+    let topology = connect(url).await?;
+    let client = topology.js.client();
+    let mut requests = client
+        .subscribe(subject.to_owned())
+        .await
+        .map_err(|e| NatsError::nats("subscribe to the job's subject", e))?;
+    loop {
+        let request = requests.next().await.ok_or_else(|| {
+            ExecutorError::Config(format!("the subscription to {subject} ended without a job"))
+        })?;
+        let job = match request.payload.is_empty() {
+            true => None,
+            false => Some(decode(&request.payload)?),
+        };
+        if let Some(reply) = request.reply {
+            client
+                .publish(reply, "".into())
+                .await
+                .map_err(|e| NatsError::nats("answer the job's request", e))?;
+            client
+                .flush()
+                .await
+                .map_err(|e| NatsError::nats("answer the job's request", e))?;
+        }
+        if let Some(job) = job {
+            let _ = requests.unsubscribe().await;
+            return Ok((job, topology));
+        }
     }
 }
 

@@ -92,6 +92,18 @@ async fn run_job_of(config: &ExecutorConfig) -> Result<Option<RunReport>, Execut
                 None => return Ok(None),
             }
         }
+        JobSource::Subject(subject) => {
+            let (job, topology) = intake::wait_on_subject(&config.nats_url, subject).await?;
+            (job, Some(topology), None)
+        }
+        JobSource::Handoff => {
+            // Connected while the compile container beside this one works.
+            let (topology, job) = tokio::try_join!(
+                intake::connect(&config.nats_url),
+                handoff::wait_for_job(&config.job_dir)
+            )?;
+            (job, Some(topology), None)
+        }
         source => (read_job(source)?, None, None),
     };
     let span = job_span(&job);
@@ -207,13 +219,22 @@ async fn halt(early: Option<EarlyExecution>) {
 pub async fn compile_ahead(config: ExecutorConfig) -> Result<(), ExecutorError> {
     check_split(Steps::Compile, config.sandbox.kind)?;
     prepare(&config.sandbox)?;
-    let mut job = read_job(&config.job)?;
+    let (mut job, connected) = match &config.job {
+        JobSource::Subject(subject) => {
+            let (job, topology) = intake::wait_on_subject(&config.nats_url, subject).await?;
+            (job, Some(topology))
+        }
+        source => (read_job(source)?, None),
+    };
     let span = job_span(&job);
     async {
         let inputs = match job.work {
             Work::Inputs(_) => intake::inline_inputs(&mut job),
             _ => {
-                let topology = intake::connect(&config.nats_url).await?;
+                let topology = match connected {
+                    Some(topology) => topology,
+                    None => intake::connect(&config.nats_url).await?,
+                };
                 inputs_of(&topology.outputs, &job).await?
             }
         };

@@ -89,7 +89,7 @@ pub(super) fn compile_ahead(
             CompileOutcome::Ready { compiled }
         }
     };
-    handoff::hand_on(workspace, &outcome)
+    handoff::hand_on(workspace, job, outcome)
 }
 
 /// The job's language and inputs, if they can run; otherwise why not.

@@ -24,6 +24,7 @@ use super::{
     pods::{delete_pod, get_pod},
     reconcile::{ReconcileReport, reconcile, spawn_periodic},
     spec,
+    warm::WarmPool,
 };
 use crate::backend::{Backend, BackendError, ExecutorExit};
 
@@ -39,12 +40,18 @@ pub struct KubeBackend {
     topology: OnceLock<Topology>,
     /// The periodic reconciliation, stopped when the backend is dropped.
     sweeper: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The Pods started ahead of their jobs, when configured.
+    warm: Option<Arc<WarmPool>>,
+    /// The task that keeps them, stopped when the backend is dropped or detached.
+    warm_keeper: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Drop for KubeBackend {
     fn drop(&mut self) {
-        if let Some(sweeper) = self.sweeper.get_mut().ok().and_then(Option::take) {
-            sweeper.abort();
+        for task in [&mut self.sweeper, &mut self.warm_keeper] {
+            if let Some(task) = task.get_mut().ok().and_then(Option::take) {
+                task.abort();
+            }
         }
     }
 }
@@ -61,11 +68,17 @@ impl KubeBackend {
     /// A backend over `client` (tests pass one over a mocked API server).
     pub fn new(client: Client, config: KubeBackendConfig) -> Result<Self, BackendError> {
         config.validate()?;
+        let pods = Api::namespaced(client, &config.namespace);
+        let config = Arc::new(config);
+        let warm =
+            (config.warm_pods > 0).then(|| Arc::new(WarmPool::new(pods.clone(), config.clone())));
         Ok(Self {
-            pods: Api::namespaced(client, &config.namespace),
-            config: Arc::new(config),
+            pods,
+            config,
             topology: OnceLock::new(),
             sweeper: std::sync::Mutex::new(None),
+            warm,
+            warm_keeper: std::sync::Mutex::new(None),
         })
     }
 
@@ -225,12 +238,30 @@ impl Backend for KubeBackend {
         if let (Some(every), None) = (self.config.reconcile_every, sweeper.as_ref()) {
             *sweeper = Some(spawn_periodic(self.pods.clone(), topology.clone(), every));
         }
+        let mut keeper = self.warm_keeper.lock().expect("not poisoned");
+        if let (Some(warm), None) = (&self.warm, keeper.as_ref()) {
+            *keeper = Some(warm.start(topology.js.client()));
+        }
         Ok(())
+    }
+
+    async fn detach(&self) {
+        let keeper = self.warm_keeper.lock().expect("not poisoned").take();
+        if let (Some(keeper), Some(warm)) = (keeper, &self.warm) {
+            keeper.abort();
+            warm.drain().await;
+        }
     }
 
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
         let name = pod_name(&job.id);
         let json = self.job_json(job).await?;
+        if let Some(warm) = &self.warm
+            && let Some(pod) = warm.hand_over(job, &json).await
+        {
+            tracing::debug!(pod, "job handed to a warm Pod");
+            return Ok(self.handle_for(&pod));
+        }
         let pod = self.pod_for(job, json)?;
         match self.pods.create(&PostParams::default(), &pod).await {
             Ok(_) => {
@@ -242,6 +273,14 @@ impl Backend for KubeBackend {
                 self.adopt(&name, job).await
             }
             Err(e) => Err(BackendError::kube(format!("create Pod {name}"), e)),
+        }
+    }
+
+    /// A warm Pod claimed for `job` (a Pod made for it is adopted by [`Backend::launch`]).
+    async fn find(&self, job: &JobMessage) -> Result<Option<ExecutorHandle>, BackendError> {
+        match &self.warm {
+            Some(warm) => Ok(warm.find(job).await?.map(|pod| self.handle_for(&pod))),
+            None => Ok(None),
         }
     }
 

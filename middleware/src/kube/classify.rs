@@ -38,8 +38,8 @@ pub fn classify(pod: &Pod) -> PodState {
     };
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let states = Containers {
-        compile: state_of(&status.init_container_statuses, COMPILE_CONTAINER),
-        executor: state_of(&status.container_statuses, CONTAINER),
+        compile: state_of(status, COMPILE_CONTAINER),
+        executor: state_of(status, CONTAINER),
     };
     let phase = status.phase.as_deref().unwrap_or("Pending");
     let ended = deadline_exceeded(pod, name, &states)
@@ -69,8 +69,8 @@ pub fn classify(pod: &Pod) -> PodState {
     }
 }
 
-/// The states of a Pod's executor containers: the compile container (a compiled language's init
-/// container) and the executor.
+/// The states of a Pod's executor containers: the compile container (a compiled language's) and
+/// the executor.
 struct Containers<'a> {
     compile: Option<&'a ContainerState>,
     executor: Option<&'a ContainerState>,
@@ -88,14 +88,14 @@ impl Containers<'_> {
     }
 }
 
-fn state_of<'a>(
-    statuses: &'a Option<Vec<ContainerStatus>>,
-    name: &str,
-) -> Option<&'a ContainerState> {
-    statuses
-        .iter()
+/// The state of the container `name` (an init container, as the compile container once was, or
+/// a regular one).
+fn state_of<'a>(status: &'a PodStatus, name: &str) -> Option<&'a ContainerState> {
+    let all = [&status.init_container_statuses, &status.container_statuses];
+    all.into_iter()
         .flatten()
-        .find(|c| c.name == name)
+        .flatten()
+        .find(|c: &&ContainerStatus| c.name == name)
         .and_then(|c| c.state.as_ref())
 }
 
@@ -357,6 +357,36 @@ mod tests {
     fn compile(state: serde_json::Value) -> serde_json::Value {
         serde_json::json!([{"name": "compile", "image": "i", "imageID": "", "ready": false,
                             "restartCount": 0, "state": state}])
+    }
+
+    /// The statuses of both containers, started together.
+    fn both(compile: serde_json::Value, executor: serde_json::Value) -> serde_json::Value {
+        let mut statuses = self::compile(compile);
+        statuses
+            .as_array_mut()
+            .unwrap()
+            .extend(self::executor(executor).as_array().unwrap().iter().cloned());
+        statuses
+    }
+
+    #[test]
+    fn the_compile_container_beside_the_executor_is_read_too() {
+        let waiting = serde_json::json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+        let oom = ended(serde_json::json!({"phase": "Running",
+            "containerStatuses": both(serde_json::json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}), waiting.clone())}));
+        assert_eq!(oom.reason, Some(Reason::CompileError));
+        // The compile container failed while the executor waits for its handoff: over.
+        let failed = ended(serde_json::json!({"phase": "Running",
+            "containerStatuses": both(serde_json::json!({"terminated": {"exitCode": 1, "reason": "Error"}}), waiting.clone())}));
+        assert_eq!(failed.reason, None);
+        assert!(
+            failed.description.contains("compile container exit code 1"),
+            "{failed:?}"
+        );
+        // Compiled and handed on: the executor runs.
+        let running = pod(serde_json::json!({"phase": "Running",
+            "containerStatuses": both(serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), waiting)}));
+        assert_eq!(classify(&running), PodState::Running);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::core::v1::Toleration;
 
-use super::identity::{JOB_ENV, NAME, WORK_DIR};
+use super::identity::{NAME, WORK_DIR};
 use crate::backend::BackendError;
 
 /// A key of a Secret in the executor namespace.
@@ -53,6 +53,8 @@ pub struct KubeBackendConfig {
     /// How often the executor Pods are reconciled with the job records after the start-up
     /// reconciliation (a safety net for Pods whose deletion failed); `None` for only at start-up.
     pub reconcile_every: Option<Duration>,
+    /// Executor Pods kept started ahead of their jobs, per program language (see `warm`).
+    pub warm_pods: usize,
 }
 
 impl KubeBackendConfig {
@@ -77,6 +79,7 @@ impl KubeBackendConfig {
             memory_overhead_mb: 128,
             pending_timeout: Duration::from_secs(120),
             reconcile_every: Some(Duration::from_secs(600)),
+            warm_pods: 0,
         }
     }
 
@@ -135,19 +138,12 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// The arguments `cola executor` runs with in a Pod: container sandbox, job from [`JOB_ENV`],
-/// work area at [`WORK_DIR`].
+/// The arguments `cola executor` runs with in a Pod: container sandbox, work area at
+/// [`WORK_DIR`] (where the job comes from and which steps it runs, the Pod's spec adds).
 pub fn default_executor_args() -> Vec<String> {
-    [
-        "--sandbox",
-        "container",
-        "--job-env",
-        JOB_ENV,
-        "--job-dir",
-        WORK_DIR,
-    ]
-    .map(String::from)
-    .to_vec()
+    ["--sandbox", "container", "--job-dir", WORK_DIR]
+        .map(String::from)
+        .to_vec()
 }
 
 /// Parses a toleration written as `key[=value]:Effect[:seconds]` (kubectl's taint syntax; a

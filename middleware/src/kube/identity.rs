@@ -23,6 +23,8 @@ pub const LABEL_JOB_ID: &str = "cola/job-id";
 pub const LABEL_LANGUAGE: &str = "cola/language";
 /// Label holding a hash of the user id (labels are indexed and listed widely; the id is not).
 pub const LABEL_USER_HASH: &str = "cola/user-hash";
+/// Label of a Pod started ahead of its job (`"true"`): see `warm`.
+pub const LABEL_WARM: &str = "cola/warm";
 /// Annotation holding the job's record key `<user>.<job-id>`.
 pub const ANNOTATION_JOB_KEY: &str = "cola/job-key";
 /// The environment variable that carries the job message (JSON) into the executor.
@@ -51,16 +53,30 @@ pub fn user_hash(user: &UserId) -> String {
     hex::encode(&Sha256::digest(user.as_str().as_bytes())[..16])
 }
 
-/// The labels of a job's Pod.
-pub(super) fn labels_of(job: &JobMessage) -> BTreeMap<String, String> {
+/// The labels of every executor Pod.
+pub(super) fn base_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_NAME.to_owned(), EXECUTOR_APP.to_owned()),
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
         ("app.kubernetes.io/part-of".to_owned(), "cola".to_owned()),
+    ])
+}
+
+/// The labels of a job's Pod.
+pub(super) fn labels_of(job: &JobMessage) -> BTreeMap<String, String> {
+    let mut labels = base_labels();
+    labels.extend([
         (LABEL_JOB_ID.to_owned(), job.id.to_string()),
         (LABEL_LANGUAGE.to_owned(), job.language.to_string()),
         (LABEL_USER_HASH.to_owned(), user_hash(&job.user)),
-    ])
+    ]);
+    labels
+}
+
+/// Whether `pod` was started ahead of its job.
+pub(super) fn is_warm(pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    labels.and_then(|l| l.get(LABEL_WARM)).map(String::as_str) == Some("true")
 }
 
 /// The label selector of every executor Pod this middleware manages.

@@ -4,8 +4,11 @@
 //! - The Pod is named from the job id (`cola-job-<job-id>`), so a launch is idempotent: a create
 //!   that answers 409 Conflict adopts the Pod that exists.
 //! - The Pod runs `cola executor --sandbox container` in the language's executor image with the
-//!   job in an environment variable and the NATS URL from a Secret; the executor reports to NATS
-//!   itself. It is hardened (non-root, read-only root, no capabilities, no privilege escalation,
+//!   job (without its inputs, which go to the object store) in an environment variable and the
+//!   NATS URL from a Secret; the executor reports to NATS itself. A compiled language's Pod
+//!   compiles in a container of its own (the compiler's memory limit) beside the one that runs
+//!   the program (the program's). With `warm_pods`, Pods started ahead of their jobs take jobs
+//!   with default limits, handed over on NATS (see `warm`). It is hardened (non-root, read-only root, no capabilities, no privilege escalation,
 //!   seccomp `RuntimeDefault`, no service-account token, no service links), bounded
 //!   (`restartPolicy: Never`, `activeDeadlineSeconds`, memory/CPU/ephemeral-storage requests and
 //!   limits, a size-limited `emptyDir` work area) and spread across nodes.
@@ -30,6 +33,7 @@
 //! - `record`: ending a job with what only the cluster saw;
 //! - `follow`: following a Pod to its end;
 //! - `reconcile`: Pods and job records brought back in line, at start-up and periodically;
+//! - `warm`: executor Pods started ahead of their jobs, each handed one job;
 //! - `backend`: [`KubeBackend`], which ties them together.
 
 mod backend;
@@ -41,6 +45,7 @@ mod pods;
 mod reconcile;
 mod record;
 mod spec;
+mod warm;
 
 pub use backend::KubeBackend;
 pub use classify::{PodEnd, PodState, classify};
@@ -48,7 +53,9 @@ pub use config::{
     KubeBackendConfig, SecretKeyRef, default_executor_args, parse_node_selector, parse_toleration,
 };
 pub use identity::{
-    ANNOTATION_JOB_KEY, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_JOB_ID, LABEL_LANGUAGE,
-    LABEL_MANAGED_BY, LABEL_NAME, LABEL_USER_HASH, NATS_URL_ENV, WORK_DIR, pod_name, user_hash,
+    ANNOTATION_JOB_KEY, COMPILE_CONTAINER, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_JOB_ID,
+    LABEL_LANGUAGE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_USER_HASH, LABEL_WARM, NATS_URL_ENV,
+    WORK_DIR, pod_name, user_hash,
 };
 pub use reconcile::ReconcileReport;
+pub use warm::WARM_LIFETIME;

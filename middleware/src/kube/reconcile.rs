@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     classify::{PodState, classify},
-    identity::{NAME, job_key_of, managed_selector},
+    identity::{NAME, is_warm, job_key_of, managed_selector},
     pods::delete_pod,
     record::record_outcome,
 };
@@ -90,6 +90,11 @@ async fn reconcile_pod(
         return Ok(());
     };
     if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    // A warm Pod nobody claimed is its middleware's until it ends (at the end of its lifetime,
+    // if its middleware is gone).
+    if is_warm(pod) && job_key_of(pod).is_none() && !matches!(classify(pod), PodState::Ended(_)) {
         return Ok(());
     }
     let record =

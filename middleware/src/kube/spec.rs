@@ -4,14 +4,18 @@
 //! size-limited work areas.
 //!
 //! A compiled language's Pod has two executor containers, since a Pod's limits are fixed once it
-//! exists: the init container `compile` (`cola executor --step compile`) writes the job's files
-//! and compiles them with the compile step's memory limit, and the container `executor`
-//! (`--step run`) runs the program in what it left, held to the program's own limit. Other
-//! languages have the one `executor` container doing both.
+//! exists: `compile` (`cola executor --step compile`) writes the job's files and compiles them
+//! with the compile step's memory limit, and `executor` (`--step run --job-from-handoff`),
+//! started beside it, runs the program in what it left, held to the program's own limit. Other
+//! languages have the one `executor` container doing both. A Pod made for its job finds the job
+//! in its environment; a Pod started ahead of its job ([`warm_pod_for`]) waits for it on a NATS
+//! subject.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
-use cola_wire::{JobKey, JobMessage, LanguageDef, language, languages::Runtime};
+use cola_wire::{
+    JobKey, JobMessage, LanguageDef, Limits, job::deadline_of, language, languages::Runtime,
+};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
@@ -27,8 +31,8 @@ use k8s_openapi::{
 use super::{
     config::KubeBackendConfig,
     identity::{
-        ANNOTATION_JOB_KEY, COMPILE_CONTAINER, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_NAME, NAME,
-        NATS_URL_ENV, WORK_DIR, labels_of, pod_name,
+        ANNOTATION_JOB_KEY, COMPILE_CONTAINER, CONTAINER, EXECUTOR_APP, JOB_ENV, LABEL_LANGUAGE,
+        LABEL_NAME, LABEL_WARM, NAME, NATS_URL_ENV, WORK_DIR, base_labels, labels_of, pod_name,
     },
 };
 use crate::{backend::BackendError, work_areas::WorkAreas};
@@ -39,6 +43,14 @@ const EXECUTOR_UID: i64 = 10001;
 const WORK_VOLUME: &str = "work";
 const TMP_VOLUME: &str = "tmp";
 const TMP_DIR: &str = "/tmp";
+
+/// Where a Pod's executor gets its job.
+pub(super) enum JobIn {
+    /// The message (without its inputs) in [`JOB_ENV`]: a Pod made for its job.
+    Env(String),
+    /// A request on this core NATS subject: a Pod started ahead of its job.
+    Subject(String),
+}
 
 /// The Pod that runs `job` (with its message as `job_json`).
 pub(super) fn pod_for(
@@ -53,33 +65,89 @@ pub(super) fn pod_for(
             message: format!("language {} has no executor image", job.language),
         })?;
     let areas = WorkAreas::of(lang, &job.limits, job_json.len());
-    let storage_mb = areas.work_mb + areas.tmp_mb + LOGS_MB;
-    let run = memory(config, job.limits.memory_mb, job.limits.memory_mb);
-    let executor = |step: Option<&str>, memory| {
-        container(config, lang, step, job_json.clone(), memory, storage_mb)
-    };
-    let (init_containers, containers) = match lang.compile {
-        Some(_) => {
-            let compile_mb = lang.compile_limits.memory_mb;
-            let compile = memory(config, job.limits.memory_mb, compile_mb);
-            let compile = Container {
-                name: COMPILE_CONTAINER.into(),
-                ..executor(Some("compile"), compile)
-            };
-            (Some(vec![compile]), vec![executor(Some("run"), run)])
-        }
-        None => (None, vec![executor(None, run)]),
-    };
     Ok(Pod {
         metadata: metadata(config, job),
         spec: Some(PodSpec {
-            init_containers,
-            containers,
+            containers: containers(config, lang, &job.limits, JobIn::Env(job_json), &areas),
             volumes: Some(volumes(&areas)),
-            ..pod_spec(config, job)
+            ..pod_spec(config, deadline_seconds(config, job.deadline()))
         }),
         status: None,
     })
+}
+
+/// A Pod started ahead of its job (see `warm`) for a job of `lang` with its default limits,
+/// whose executor waits on `subject`; it ends by itself `lifetime` after it started if no job
+/// came (plus a job's time, as a backstop).
+pub(super) fn warm_pod_for(
+    config: &KubeBackendConfig,
+    lang: &LanguageDef,
+    name: &str,
+    subject: String,
+    lifetime: Duration,
+) -> Pod {
+    let limits = lang.default_limits;
+    let areas = WorkAreas::of(lang, &limits, WARM_MESSAGE_BYTES);
+    let mut labels = base_labels();
+    labels.insert(LABEL_LANGUAGE.to_owned(), lang.name.to_owned());
+    labels.insert(LABEL_WARM.to_owned(), "true".to_owned());
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: containers(config, lang, &limits, JobIn::Subject(subject), &areas),
+            volumes: Some(volumes(&areas)),
+            ..pod_spec(
+                config,
+                deadline_seconds(config, lifetime + deadline_of(lang, &limits)),
+            )
+        }),
+        status: None,
+    }
+}
+
+/// The largest job message (without its inputs) a pre-started Pod's work area is sized for.
+pub(super) const WARM_MESSAGE_BYTES: usize = 64 << 10;
+
+/// The executor containers of a Pod for a job of `lang` with `limits`. A compiled language gets
+/// two, started together: `compile` (the job's files written and compiled with the compiler's
+/// memory limit) and `executor` (the program run with its own, once the compile container's
+/// handoff is there); any other language, the one `executor`. Both request the program's memory.
+fn containers(
+    config: &KubeBackendConfig,
+    lang: &LanguageDef,
+    limits: &Limits,
+    job_in: JobIn,
+    areas: &WorkAreas,
+) -> Vec<Container> {
+    let storage_mb = areas.work_mb + areas.tmp_mb + LOGS_MB;
+    let run = memory(config, limits.memory_mb, limits.memory_mb);
+    let executor = |name: &str, args: Vec<String>, job_json: Option<String>, memory| Container {
+        name: name.into(),
+        ..container(config, lang, args, job_json, memory, storage_mb)
+    };
+    let (mut source, job_json) = match job_in {
+        JobIn::Env(json) => (vec!["--job-env".to_owned(), JOB_ENV.to_owned()], Some(json)),
+        JobIn::Subject(subject) => (vec!["--job-subject".to_owned(), subject], None),
+    };
+    match lang.compile {
+        Some(_) => {
+            let compile = memory(config, limits.memory_mb, lang.compile_limits.memory_mb);
+            source.extend(["--step".to_owned(), "compile".to_owned()]);
+            let handoff = ["--step", "run", "--job-from-handoff"]
+                .map(String::from)
+                .to_vec();
+            vec![
+                executor(COMPILE_CONTAINER, source, job_json, compile),
+                executor(CONTAINER, handoff, None, run),
+            ]
+        }
+        None => vec![executor(CONTAINER, source, job_json, run)],
+    }
 }
 
 /// Ephemeral storage a container may use besides the work areas: its logs.
@@ -113,13 +181,14 @@ fn metadata(config: &KubeBackendConfig, job: &JobMessage) -> ObjectMeta {
     }
 }
 
-/// Everything of the Pod spec but its container and volumes: run once, within a deadline, with
-/// nothing of the host or the cluster's API, placed as configured and spread across nodes.
-fn pod_spec(config: &KubeBackendConfig, job: &JobMessage) -> PodSpec {
+/// Everything of the Pod spec but its containers and volumes: run once, within
+/// `deadline_seconds`, with nothing of the host or the cluster's API, placed as configured and
+/// spread across nodes.
+fn pod_spec(config: &KubeBackendConfig, deadline_seconds: i64) -> PodSpec {
     let c = config;
     PodSpec {
         restart_policy: Some("Never".into()),
-        active_deadline_seconds: Some(deadline_seconds(c, job)),
+        active_deadline_seconds: Some(deadline_seconds),
         termination_grace_period_seconds: Some(5),
         automount_service_account_token: Some(false),
         service_account_name: c.service_account.clone(),
@@ -144,14 +213,12 @@ fn pod_spec(config: &KubeBackendConfig, job: &JobMessage) -> PodSpec {
     }
 }
 
-/// The Pod's `activeDeadlineSeconds`. The middleware's own deadline runs from the launch and
-/// allows for the pending time ([`KubeBackend::start_allowance`](crate::Backend::start_allowance));
-/// the Pod's from its start on a node, later: it is a backstop for a Pod whose middleware is
-/// gone, and never fires first.
-fn deadline_seconds(config: &KubeBackendConfig, job: &JobMessage) -> i64 {
-    (job.deadline() + config.pending_timeout)
-        .as_secs_f64()
-        .ceil() as i64
+/// The Pod's `activeDeadlineSeconds` for a job's `deadline`. The middleware's own deadline runs
+/// from the launch and allows for the pending time
+/// ([`KubeBackend::start_allowance`](crate::Backend::start_allowance)); the Pod's from its start
+/// on a node, later: it is a backstop for a Pod whose middleware is gone, and never fires first.
+fn deadline_seconds(config: &KubeBackendConfig, deadline: Duration) -> i64 {
+    (deadline + config.pending_timeout).as_secs_f64().ceil() as i64
 }
 
 fn pod_security_context() -> PodSecurityContext {
@@ -182,25 +249,21 @@ fn spread_across_nodes() -> TopologySpreadConstraint {
     }
 }
 
-/// An executor container: `cola executor` in the language's image (only `step` of the job's
-/// steps, if given), working in the work area.
+/// An executor container: `cola executor` in the language's image with the configured
+/// arguments and `args`, working in the work area, given `job_json` in its environment if any.
 fn container(
     config: &KubeBackendConfig,
     lang: &LanguageDef,
-    step: Option<&str>,
-    job_json: String,
+    args: Vec<String>,
+    job_json: Option<String>,
     memory: Memory,
     storage_mb: u64,
 ) -> Container {
-    let mut args = config.executor_args.clone();
-    if let Some(step) = step {
-        args.extend(["--step".to_owned(), step.to_owned()]);
-    }
     Container {
         name: CONTAINER.into(),
         image: Some(config.image_of(lang.image)),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        args: Some(args),
+        args: Some([config.executor_args.clone(), args].concat()),
         working_dir: Some(WORK_DIR.into()),
         env: Some(environment(config, job_json)),
         resources: Some(resources(config, memory, storage_mb)),
@@ -211,33 +274,35 @@ fn container(
     }
 }
 
-/// The job message, the NATS URL from its Secret, and `TMPDIR`.
-fn environment(config: &KubeBackendConfig, job_json: String) -> Vec<EnvVar> {
+/// The job message (if given), the NATS URL from its Secret, and `TMPDIR`.
+fn environment(config: &KubeBackendConfig, job_json: Option<String>) -> Vec<EnvVar> {
     let secret = &config.nats_url_secret;
-    vec![
-        EnvVar {
-            name: JOB_ENV.into(),
-            value: Some(job_json),
-            value_from: None,
-        },
-        EnvVar {
-            name: NATS_URL_ENV.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
+    let job = job_json.map(|json| EnvVar {
+        name: JOB_ENV.into(),
+        value: Some(json),
+        value_from: None,
+    });
+    job.into_iter()
+        .chain([
+            EnvVar {
+                name: NATS_URL_ENV.into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: secret.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
                 }),
-                ..Default::default()
-            }),
-        },
-        EnvVar {
-            name: "TMPDIR".into(),
-            value: Some(TMP_DIR.into()),
-            value_from: None,
-        },
-    ]
+            },
+            EnvVar {
+                name: "TMPDIR".into(),
+                value: Some(TMP_DIR.into()),
+                value_from: None,
+            },
+        ])
+        .collect()
 }
 
 /// CPU as configured, `memory`, and ephemeral storage for both work areas and the container's
