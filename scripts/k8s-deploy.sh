@@ -33,6 +33,8 @@ fail() {
   echo "k8s-deploy: FAILED: $*" >&2
   exit 1
 }
+work_log=$(mktemp /tmp/cola-k8s-deploy.XXXXXX)
+trap 'rm -f "$work_log"' EXIT
 
 "$root/scripts/apt-install.sh" openssl:openssl jq:jq python3:python3
 export KUBECONFIG=$state/admin.kubeconfig
@@ -94,7 +96,13 @@ fi
 
 # 3. The overlay, the executors' Secret, the rollouts.
 say "kubectl apply -k k8s/overlays/$overlay"
-"$kubectl" apply -k "$root/k8s/overlays/$overlay"
+"$kubectl" apply -k "$root/k8s/overlays/$overlay" | tee "$work_log"
+# NATS reads its configuration (users, permissions) at start: a changed one needs a restart,
+# one node after the other.
+if grep -q '^configmap/cola-nats-config configured' "$work_log"; then
+  say "the NATS configuration changed: restarting NATS one node at a time"
+  "$kubectl" -n cola rollout restart statefulset/cola-nats >/dev/null
+fi
 nats_ip=$("$kubectl" -n cola get svc cola-nats -o jsonpath='{.spec.clusterIP}')
 [ -n "$nats_ip" ] || fail "the Service cola-nats has no cluster IP"
 if [ "$(secret_value cola-executors cola-executor-nats url)" != "nats://executor:$executor@$nats_ip:4222" ]; then

@@ -387,12 +387,14 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
         );
         // Both request the run's 256 MiB plus overhead.
         assert_eq!(container["resources"]["requests"]["memory"], "384Mi");
-        assert_eq!(container["resources"]["requests"]["cpu"], "250m");
         assert_eq!(container["resources"]["limits"]["cpu"], "1000m");
         assert_eq!(container["volumeMounts"][0]["mountPath"], "/work");
     }
-    // The compiler may use its 2048 MiB, the program only its 256 MiB (plus overhead each).
+    // The compiler may use its 2048 MiB, the program only its 256 MiB (plus overhead each); the
+    // CPU request is the run container's (the steps run one after the other).
     assert_eq!(compile["resources"]["limits"]["memory"], "2176Mi");
+    assert_eq!(compile["resources"]["requests"]["cpu"], "10m");
+    assert_eq!(c["resources"]["requests"]["cpu"], "250m");
     assert_eq!(c["resources"]["limits"]["memory"], "384Mi");
     // Storage: the job's 64 MB disk allowance in /work (with 1 MiB of compiler output, 1 MiB
     // of the program's and the message, rounded up, and 1 MiB) and in /tmp, and 64 MiB of logs.

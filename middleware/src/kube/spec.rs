@@ -116,7 +116,8 @@ pub(super) const WARM_MESSAGE_BYTES: usize = 64 << 10;
 /// The executor containers of a Pod for a job of `lang` with `limits`. A compiled language gets
 /// two, started together: `compile` (the job's files written and compiled with the compiler's
 /// memory limit) and `executor` (the program run with its own, once the compile container's
-/// handoff is there); any other language, the one `executor`. Both request the program's memory.
+/// handoff is there); any other language, the one `executor`. Both request the program's memory;
+/// only the run container requests CPU.
 fn containers(
     config: &KubeBackendConfig,
     lang: &LanguageDef,
@@ -125,10 +126,10 @@ fn containers(
     areas: &WorkAreas,
 ) -> Vec<Container> {
     let storage_mb = areas.work_mb + areas.tmp_mb + LOGS_MB;
-    let run = memory(config, limits.memory_mb, limits.memory_mb);
-    let executor = |name: &str, args: Vec<String>, job_json: Option<String>, memory| Container {
+    let run = run_share(config, limits);
+    let executor = |name: &str, args: Vec<String>, job_json: Option<String>, share| Container {
         name: name.into(),
-        ..container(config, lang, args, job_json, memory, storage_mb)
+        ..container(config, lang, args, job_json, share, storage_mb)
     };
     let (mut source, job_json) = match job_in {
         JobIn::Env(json) => (vec!["--job-env".to_owned(), JOB_ENV.to_owned()], Some(json)),
@@ -136,7 +137,7 @@ fn containers(
     };
     match lang.compile {
         Some(_) => {
-            let compile = memory(config, limits.memory_mb, lang.compile_limits.memory_mb);
+            let compile = compile_share(config, lang, limits);
             source.extend(["--step".to_owned(), "compile".to_owned()]);
             let handoff = ["--step", "run", "--job-from-handoff"]
                 .map(String::from)
@@ -153,17 +154,36 @@ fn containers(
 /// Ephemeral storage a container may use besides the work areas: its logs.
 const LOGS_MB: u64 = 64;
 
-/// Memory of an executor container, in MiB: requested for what the job's program may use, and
-/// limited to what its step may, each with the executor's own on top.
-struct Memory {
-    request_mb: u64,
-    limit_mb: u64,
+/// The CPU the compile container requests: it runs before the program, never beside it, so the
+/// Pod's CPU request is the run container's; with the run container waiting, the compile
+/// container has the Pod's whole CPU share anyway.
+const COMPILE_CPU_REQUEST_MILLIS: u64 = 10;
+
+/// What an executor container asks of its node: CPU requested (millicores; the limit is the
+/// configured one), memory requested for what the job's program may use and limited to what
+/// its step may (MiB, each with the executor's own on top).
+struct Share {
+    cpu_request_millis: u64,
+    memory_request_mb: u64,
+    memory_limit_mb: u64,
 }
 
-fn memory(config: &KubeBackendConfig, program_mb: u64, step_mb: u64) -> Memory {
-    Memory {
-        request_mb: program_mb + config.memory_overhead_mb,
-        limit_mb: step_mb + config.memory_overhead_mb,
+/// The share of the container that runs the program (or does every step): the program's.
+fn run_share(config: &KubeBackendConfig, limits: &Limits) -> Share {
+    Share {
+        cpu_request_millis: config.cpu_request_millis,
+        memory_request_mb: limits.memory_mb + config.memory_overhead_mb,
+        memory_limit_mb: limits.memory_mb + config.memory_overhead_mb,
+    }
+}
+
+/// The compile container's share: the compiler's memory limit, and next to no CPU requested
+/// (see [`COMPILE_CPU_REQUEST_MILLIS`]).
+fn compile_share(config: &KubeBackendConfig, lang: &LanguageDef, limits: &Limits) -> Share {
+    Share {
+        cpu_request_millis: COMPILE_CPU_REQUEST_MILLIS,
+        memory_limit_mb: lang.compile_limits.memory_mb + config.memory_overhead_mb,
+        ..run_share(config, limits)
     }
 }
 
@@ -256,7 +276,7 @@ fn container(
     lang: &LanguageDef,
     args: Vec<String>,
     job_json: Option<String>,
-    memory: Memory,
+    share: Share,
     storage_mb: u64,
 ) -> Container {
     Container {
@@ -266,7 +286,7 @@ fn container(
         args: Some([config.executor_args.clone(), args].concat()),
         working_dir: Some(WORK_DIR.into()),
         env: Some(environment(config, job_json)),
-        resources: Some(resources(config, memory, storage_mb)),
+        resources: Some(resources(config, share, storage_mb)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(volume_mounts()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -305,9 +325,9 @@ fn environment(config: &KubeBackendConfig, job_json: Option<String>) -> Vec<EnvV
         .collect()
 }
 
-/// CPU as configured, `memory`, and ephemeral storage for both work areas and the container's
-/// logs.
-fn resources(config: &KubeBackendConfig, memory: Memory, storage_mb: u64) -> ResourceRequirements {
+/// `share`, the configured CPU limit, and ephemeral storage for both work areas and the
+/// container's logs.
+fn resources(config: &KubeBackendConfig, share: Share, storage_mb: u64) -> ResourceRequirements {
     let quantities = |cpu: u64, mem: u64| {
         BTreeMap::from([
             ("cpu".to_owned(), Quantity(format!("{cpu}m"))),
@@ -319,8 +339,11 @@ fn resources(config: &KubeBackendConfig, memory: Memory, storage_mb: u64) -> Res
         ])
     };
     ResourceRequirements {
-        requests: Some(quantities(config.cpu_request_millis, memory.request_mb)),
-        limits: Some(quantities(config.cpu_limit_millis, memory.limit_mb)),
+        requests: Some(quantities(
+            share.cpu_request_millis,
+            share.memory_request_mb,
+        )),
+        limits: Some(quantities(config.cpu_limit_millis, share.memory_limit_mb)),
         ..Default::default()
     }
 }
