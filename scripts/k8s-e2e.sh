@@ -172,7 +172,7 @@ check 'all((.spec.initContainers // []) + .spec.containers | .[]; .resources.lim
   "memory, CPU and ephemeral-storage limits" '[(.spec.initContainers // []) + .spec.containers | .[].resources]'
 # A C job: compiled in an init container with the compiler's memory limit, run in the executor
 # container with the program's own (256 MiB by default, plus the executor's 128 MiB).
-check '[.spec.containers[].name] == ["compile", "executor"] and .spec.containers[0].resources.limits.memory == "2176Mi" and .spec.containers[1].resources.limits.memory == "384Mi"' \
+check '[.spec.containers[].name] == ["compile", "executor"] and .spec.containers[0].resources.limits.memory == "2308Mi" and .spec.containers[1].resources.limits.memory == "384Mi"' \
   "a compile container of its own and the program's memory limit in the executor's" '[.spec.containers[] | {name, memory: .resources.limits.memory}]'
 check 'all((.spec.initContainers // []) + .spec.containers | .[].env[] | select(.name == "COLA_JOB"); (.value | contains("sleep(4)") | not) and (.value | fromjson | has("input_object")))' \
   "no source in its spec (the inputs in the object store)" '[.spec.containers[].env[] | select(.name == "COLA_JOB") | .value]'

@@ -391,8 +391,9 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
         assert_eq!(container["volumeMounts"][0]["mountPath"], "/work");
     }
     // The compiler may use its 2048 MiB, the program only its 256 MiB (plus overhead each); the
-    // CPU request is the run container's (the steps run one after the other).
-    assert_eq!(compile["resources"]["limits"]["memory"], "2176Mi");
+    // CPU request is the run container's (the steps run one after the other). The work areas are
+    // in memory: the compile container has room for them (68 + 64 MiB).
+    assert_eq!(compile["resources"]["limits"]["memory"], "2308Mi");
     assert_eq!(compile["resources"]["requests"]["cpu"], "10m");
     assert_eq!(c["resources"]["requests"]["cpu"], "250m");
     assert_eq!(c["resources"]["limits"]["memory"], "384Mi");
@@ -402,6 +403,10 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     let volumes = spec["volumes"].as_array().unwrap();
     assert_eq!(volumes[0]["name"], "work");
     assert_eq!(volumes[0]["emptyDir"]["sizeLimit"], "68Mi");
+    assert_eq!(
+        volumes[0]["emptyDir"]["medium"], "Memory",
+        "never the node's disk"
+    );
     assert_eq!(volumes[1]["name"], "tmp");
     assert_eq!(volumes[1]["emptyDir"]["sizeLimit"], "64Mi");
     assert_eq!(c["volumeMounts"][0]["mountPath"], "/work");

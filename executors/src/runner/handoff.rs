@@ -17,7 +17,7 @@ use crate::{
 /// would hold too) and a compile outcome (its failure message is a line or two).
 const MAX_HANDOFF_BYTES: u64 = 1 << 20;
 /// How often the run container looks for the handoff.
-const HANDOFF_POLL: Duration = Duration::from_millis(5);
+const HANDOFF_POLL: Duration = Duration::from_millis(2);
 
 /// How a compile step went: its time, what it used, and why it failed, if it did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -137,7 +137,7 @@ fn containers(
     };
     match lang.compile {
         Some(_) => {
-            let compile = compile_share(config, lang, limits);
+            let compile = compile_share(config, lang, limits, areas);
             source.extend(["--step".to_owned(), "compile".to_owned()]);
             let handoff = ["--step", "run", "--job-from-handoff"]
                 .map(String::from)
@@ -168,7 +168,8 @@ struct Share {
     memory_limit_mb: u64,
 }
 
-/// The share of the container that runs the program (or does every step): the program's.
+/// The share of the container that runs the program (or does every step): the program's, files
+/// it writes to the work areas (in memory) included.
 fn run_share(config: &KubeBackendConfig, limits: &Limits) -> Share {
     Share {
         cpu_request_millis: config.cpu_request_millis,
@@ -177,12 +178,18 @@ fn run_share(config: &KubeBackendConfig, limits: &Limits) -> Share {
     }
 }
 
-/// The compile container's share: the compiler's memory limit, and next to no CPU requested
-/// (see [`COMPILE_CPU_REQUEST_MILLIS`]).
-fn compile_share(config: &KubeBackendConfig, lang: &LanguageDef, limits: &Limits) -> Share {
+/// The compile container's share: the compiler's memory limit with room for the work areas
+/// (in memory) it may fill, and next to no CPU requested (see [`COMPILE_CPU_REQUEST_MILLIS`]).
+fn compile_share(
+    config: &KubeBackendConfig,
+    lang: &LanguageDef,
+    limits: &Limits,
+    areas: &WorkAreas,
+) -> Share {
+    let areas_mb = areas.work_mb + areas.tmp_mb;
     Share {
         cpu_request_millis: COMPILE_CPU_REQUEST_MILLIS,
-        memory_limit_mb: lang.compile_limits.memory_mb + config.memory_overhead_mb,
+        memory_limit_mb: lang.compile_limits.memory_mb + config.memory_overhead_mb + areas_mb,
         ..run_share(config, limits)
     }
 }
@@ -382,14 +389,16 @@ fn volume_mounts() -> Vec<VolumeMount> {
         .to_vec()
 }
 
-/// `emptyDir`s behind [`volume_mounts`], sized for the job (see [`WorkAreas`]): a Pod that
-/// outgrows one is evicted, and its job ends `output_limit`.
+/// `emptyDir`s behind [`volume_mounts`], sized for the job (see [`WorkAreas`]), in memory (a
+/// tmpfs: nothing a job writes reaches the node's disk, and its pages count against the memory
+/// limit of the container that wrote them, as in the Docker backend): a Pod that outgrows one
+/// is evicted, and its job ends `output_limit`.
 fn volumes(areas: &WorkAreas) -> Vec<Volume> {
     [(WORK_VOLUME, areas.work_mb), (TMP_VOLUME, areas.tmp_mb)]
         .map(|(name, mb)| Volume {
             name: name.into(),
             empty_dir: Some(EmptyDirVolumeSource {
-                medium: None,
+                medium: Some("Memory".into()),
                 size_limit: Some(Quantity(format!("{mb}Mi"))),
             }),
             ..Default::default()
