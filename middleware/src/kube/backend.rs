@@ -255,13 +255,15 @@ impl Backend for KubeBackend {
 
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
         let name = pod_name(&job.id);
-        let json = self.job_json(job).await?;
-        if let Some(warm) = &self.warm
-            && let Some(pod) = warm.hand_over(job, &json).await
-        {
-            tracing::debug!(pod, "job handed to a warm Pod");
-            return Ok(self.handle_for(&pod));
+        if let Some(warm) = &self.warm {
+            // Handed over on NATS, never in a Pod's spec: the inputs may travel with the job.
+            let json = to_json(job)?;
+            if let Some(pod) = warm.hand_over(job, &json).await {
+                tracing::debug!(pod, "job handed to a warm Pod");
+                return Ok(self.handle_for(&pod));
+            }
         }
+        let json = self.job_json(job).await?;
         let pod = self.pod_for(job, json)?;
         match self.pods.create(&PostParams::default(), &pod).await {
             Ok(_) => {
@@ -333,7 +335,6 @@ fn to_json(job: &JobMessage) -> Result<String, BackendError> {
     serde_json::to_string(job).map_err(|e| BackendError::json(NAME, "job message", e))
 }
 
-/// A job message of `bytes` (`what`: with what left out) that no Pod can carry.
 /// A job of the first compiled language (whose Pod has every kind of container), to ask the API
 /// server about a Pod without creating one.
 fn probe_job() -> JobMessage {
@@ -353,6 +354,7 @@ fn probe_job() -> JobMessage {
     }
 }
 
+/// A job message of `bytes` (without its inputs) that no Pod can carry.
 fn too_large(bytes: usize) -> BackendError {
     BackendError::Job {
         backend: NAME,
