@@ -111,6 +111,9 @@ if [ "$(secret_value cola-executors cola-executor-nats url)" != "nats://executor
     --from-literal=url="nats://executor:$executor@$nats_ip:4222" >/dev/null
   say "created the Secret cola-executor-nats (NATS at $nats_ip)"
 fi
+# Settings a bench or the end-to-end checks set on the middleware by hand (and left, if stopped
+# midway) go: the Deployment as the manifests make it.
+"$kubectl" -n cola set env deployment/cola-middleware COLA_KUBE_WARM_PODS- RUST_LOG- >/dev/null
 # Pods made before a new image was imported keep the old one: restart them onto it.
 if [ "$skip_images" = 0 ]; then
   "$kubectl" -n cola rollout restart deployment/cola-gateway deployment/cola-middleware >/dev/null

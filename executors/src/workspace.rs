@@ -28,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use cola_wire::InputFile;
+use cola_wire::{InputFile, Inputs};
 use nix::{
     errno::Errno,
     fcntl::{OFlag, openat},
@@ -282,6 +282,12 @@ impl Workspace {
             self.give_to_sandbox(&out, &path)?;
         }
         Ok(())
+    }
+
+    /// Writes the job's files and its standard input; where the standard input is.
+    pub fn write_inputs(&self, inputs: &Inputs) -> Result<PathBuf, ExecutorError> {
+        self.write_files(&inputs.files)?;
+        self.write_stdin(&inputs.stdin)
     }
 
     /// Writes what the program reads on stdin into the executor's logs.

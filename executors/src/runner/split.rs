@@ -18,12 +18,11 @@ use cola_wire::{Inputs, JobMessage, LanguageDef, language};
 use super::{
     handoff::{self, CompileOutcome},
     intake::{check_files, check_runnable},
-    steps::{JobSteps, disk_allowance, start_sandbox},
+    steps::{JobSteps, new_workspace, start_sandbox},
 };
 use crate::{
     error::ExecutorError,
-    sandbox::{SandboxConfig, SandboxKind, SandboxPlan, SandboxUser, system},
-    workspace::Workspace,
+    sandbox::{SandboxConfig, SandboxKind, SandboxPlan, system},
 };
 
 /// Which of a job's steps an executor runs.
@@ -58,14 +57,11 @@ pub(super) fn compile_ahead(
     job_dir: &Path,
     config: &SandboxConfig,
 ) -> Result<(), ExecutorError> {
-    let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
-    let allowance = disk_allowance(config, job_dir, &job.limits);
-    let workspace = Workspace::create(job_dir, user.host_ids(), allowance)?;
+    let (user, workspace) = new_workspace(job, job_dir, config)?;
     let outcome = match runnable(job, inputs) {
         Err(message) => CompileOutcome::Refused { message },
         Ok((lang, inputs)) => {
-            workspace.write_files(&inputs.files)?;
-            let stdin = workspace.write_stdin(&inputs.stdin)?;
+            let stdin = workspace.write_inputs(&inputs)?;
             let steps = JobSteps {
                 lang,
                 job,

@@ -174,14 +174,11 @@ pub(super) fn execute_blocking(
             (prepared.user, prepared.workspace, Some(prepared.sandbox))
         }
         None => {
-            let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
-            let allowance = disk_allowance(config, job_dir, &job.limits);
-            let workspace = Workspace::create(job_dir, user.host_ids(), allowance)?;
+            let (user, workspace) = new_workspace(job, job_dir, config)?;
             (user, workspace, None)
         }
     };
-    workspace.write_files(&inputs.files)?;
-    let stdin = workspace.write_stdin(&inputs.stdin)?;
+    let stdin = workspace.write_inputs(&inputs)?;
     let steps = JobSteps {
         lang,
         job,
@@ -236,6 +233,18 @@ pub(super) fn run_compiled(
     };
     let run = steps.run_step(workspace.log(Log::Stdin));
     steps.execute(compile, Vec::new(), run, None, &user, gate)
+}
+
+/// The job's own uid, and a new workspace for it in `job_dir` with its disk allowance.
+pub(super) fn new_workspace(
+    job: &JobMessage,
+    job_dir: &Path,
+    config: &SandboxConfig,
+) -> Result<(SandboxUser, Workspace), ExecutorError> {
+    let user = SandboxUser::for_job(&job.id, config.uid_base, config.uid_count)?;
+    let allowance = disk_allowance(config, job_dir, &job.limits);
+    let workspace = Workspace::create(job_dir, user.host_ids(), allowance)?;
+    Ok((user, workspace))
 }
 
 /// A job refused before anything ran: its report, alone in its zip.
