@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down k8s-images k8s-deploy test-k8s
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down k8s-images k8s-deploy test-k8s bench-k8s
 
 CARGO ?= cargo
 
@@ -72,9 +72,14 @@ k8s-deploy:
 ## (a Pod, 4 Pods spread 2 and 2, a job as a Pod), the deployment, a person's journey through
 ## port-forward (login with the test provider, C, Go, JavaScript and numeric jobs, zips), and the
 ## end-to-end checks (spread, Pod hardening, limit reasons, NATS permissions, a 200-job burst
-## with a middleware Pod deleted).
+## with a middleware Pod deleted, a 100-job burst with a kubelet stopped, Pods started ahead).
 test-k8s:
 	scripts/k8s-smoke.sh
 	scripts/k8s-deploy.sh
 	scripts/k8s-journey.sh
 	scripts/k8s-e2e.sh
+
+## Against the local cluster with cola deployed (make k8s-up k8s-deploy): a C job's latency as a
+## Pod, made per job and started ahead, against the process backend in the same run.
+bench-k8s:
+	scripts/bench-k8s.sh
