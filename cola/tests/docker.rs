@@ -524,6 +524,9 @@ int main(void) {
         .args(["-e", &format!("COLA_NATS_URL={}", nats.url())])
         .arg(format!("cola-executor-c:{tag}"))
         .args(cola_middleware::kube::default_executor_args())
+        // One container doing both steps, as an interpreted language's Pod does (a compiled
+        // one's splits them: `cola/tests/split_steps.rs`).
+        .args(["--job-env", cola_middleware::kube::JOB_ENV])
         .output()
         .await
         .unwrap();
