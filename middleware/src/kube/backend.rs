@@ -255,13 +255,11 @@ impl Backend for KubeBackend {
 
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
         let name = pod_name(&job.id);
-        if let Some(warm) = &self.warm {
-            // Handed over on NATS, never in a Pod's spec: the inputs may travel with the job.
-            let json = to_json(job)?;
-            if let Some(pod) = warm.hand_over(job, &json).await {
-                tracing::debug!(pod, "job handed to a warm Pod");
-                return Ok(self.handle_for(&pod));
-            }
+        if let Some(warm) = &self.warm
+            && let Some(pod) = warm.hand_over(job).await
+        {
+            tracing::debug!(pod, "job handed to a warm Pod");
+            return Ok(self.handle_for(&pod));
         }
         let json = self.job_json(job).await?;
         let pod = self.pod_for(job, json)?;

@@ -94,14 +94,20 @@ impl WarmPool {
         tokio::spawn(async move { pool.keep_full().await }).abort_handle()
     }
 
-    /// Hands `job` (its message `job_json`) to a warm Pod of its language: the Pod's name, or
-    /// `None` when no warm Pod took it (the job then gets a Pod of its own).
-    pub(super) async fn hand_over(&self, job: &JobMessage, job_json: &str) -> Option<String> {
+    /// Hands `job` to a warm Pod of its language, its inputs inline (over NATS, never in a Pod's
+    /// spec): the Pod's name, or `None` when no warm Pod took it (the job then gets a Pod of its
+    /// own).
+    pub(super) async fn hand_over(&self, job: &JobMessage) -> Option<String> {
         let lang = language(&job.language)?;
-        if job.limits != lang.default_limits || job_json.len() > WARM_MESSAGE_BYTES {
+        if job.limits != lang.default_limits {
             return None;
         }
         let client = self.client.get()?;
+        let json = serde_json::to_string(job).ok()?;
+        if json.len() > WARM_MESSAGE_BYTES {
+            return None;
+        }
+        let job_json = json.as_str();
         let mut not_ready = Vec::new();
         let mut taker = None;
         while let Some(pod) = self.take(lang.name) {
