@@ -1288,9 +1288,24 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let mut waiting = warm.subscribe(subject.clone()).await.unwrap();
     warm.flush().await.unwrap();
     let middleware = services.client();
-    let (answer, ()) = tokio::join!(middleware.request(subject, "job".into()), async {
+    // (Asked again while the server has not yet seen the subscription: "no responders".)
+    let hand_over = async {
+        let until = tokio::time::Instant::now() + CALL_TIMEOUT;
+        loop {
+            match middleware.request(subject.clone(), "job".into()).await {
+                Err(e)
+                    if e.kind() == async_nats::RequestErrorKind::NoResponders
+                        && tokio::time::Instant::now() < until =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                answer => break answer,
+            }
+        }
+    };
+    let (answer, ()) = tokio::join!(hand_over, async {
         use futures::StreamExt as _;
-        let request = tokio::time::timeout(CALL_TIMEOUT, waiting.next())
+        let request = tokio::time::timeout(2 * CALL_TIMEOUT, waiting.next())
             .await
             .expect("the hand-over reaches the executor")
             .unwrap();
