@@ -35,6 +35,9 @@ const JOBS: usize = 240;
 const CLIENTS: usize = 8;
 /// The node is killed once this many jobs of the burst are accepted.
 const KILL_AFTER: usize = 60;
+/// The user's quota of unfinished jobs: room for the whole burst, which piles up while the
+/// stream elects a new leader (the quota is not what this test is about).
+const UNFINISHED_ALLOWED: usize = JOBS + 1;
 /// Bound on every wait below; the test fails with what it was waiting for past it.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -49,6 +52,7 @@ impl Middleware {
         let log = dir.join("middleware.log");
         let child = common::middleware_command(nats_url, &dir.join("middleware"))
             .args(["--replicas", "3"])
+            .args(["--max-unfinished-per-user", &UNFINISHED_ALLOWED.to_string()])
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
@@ -118,6 +122,10 @@ async fn losing_one_of_three_nats_nodes_leaves_every_job_terminal_once() {
     let config = cola_gateway::GatewayConfig {
         listen: listener.local_addr().unwrap(),
         nats_url: cluster.url_list(),
+        quotas: cola_gateway::quota::QuotaConfig {
+            max_unfinished: UNFINISHED_ALLOWED as u64,
+            ..cola_gateway::GatewayConfig::default().quotas
+        },
         ..cola_gateway::GatewayConfig::default()
     };
     let gateway_stop = CancellationToken::new();
