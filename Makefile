@@ -22,6 +22,7 @@ lint:
 test: setup lint
 	$(CARGO) test --workspace
 	scripts/test-k8s-manifests.sh
+	scripts/test-monitoring.sh
 
 ## Measure latency and throughput against the targets (see BENCHMARKS.md).
 bench: build

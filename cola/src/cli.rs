@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// The nats-server binary to spawn when none answers at --nats-url.
     #[arg(long, env = "COLA_NATS_SERVER", default_value = "nats-server")]
     pub nats_server: PathBuf,
+    /// Serve the middleware's `/healthz`, `/readyz` and `/metrics` (Prometheus) on this
+    /// address (the gateway serves its own on its port).
+    #[arg(long, env = "COLA_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub gateway: GatewayFlags,
     #[command(flatten)]
@@ -303,7 +307,8 @@ pub struct MiddlewareArgs {
     pub backend: BackendFlags,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
-    /// Serve `/healthz` and `/readyz` on this address (for orchestrators' probes).
+    /// Serve `/healthz`, `/readyz` (for orchestrators' probes) and `/metrics` (Prometheus)
+    /// on this address.
     #[arg(long, env = "COLA_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
     #[command(flatten)]

@@ -1,9 +1,12 @@
 //! The router that maps paths to handlers, with the layers every response goes through.
 
+use std::time::Instant;
+
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -11,13 +14,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::{GatewayError, assets, health, jobs, languages, numeric, pages, state::AppState};
 
-/// Every route of the gateway, with the body limit, security headers and request tracing
-/// around them.
+/// Every route of the gateway, with the body limit, security headers, request metrics and
+/// tracing around them.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
         .route("/static/{file}", get(assets::serve))
         .merge(api_routes())
         .merge(pages::routes(&state))
@@ -25,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            track_requests,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 tracing::info_span!(
@@ -37,6 +45,25 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// `GET /metrics`: the gateway's Prometheus metrics.
+async fn metrics(State(app): State<AppState>) -> Response {
+    app.metrics.render(&app.client)
+}
+
+/// Counts and times every request by its route template (a layer around each route, so the
+/// route it matched is known).
+async fn track_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let route = route.as_ref().map(MatchedPath::as_str);
+    let code = response.status().as_u16();
+    app.metrics
+        .answered(route, &method, code, started.elapsed());
+    response
 }
 
 /// An unknown path: JSON under `/api/`, a page elsewhere.

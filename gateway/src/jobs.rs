@@ -47,12 +47,16 @@ pub struct WaitParams {
 pub async fn create(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
-    QueryParams(params): QueryParams<WaitParams>,
-    JsonBody(request): JsonBody<SubmitRequest>,
+    params: Result<QueryParams<WaitParams>, GatewayError>,
+    request: Result<JsonBody<SubmitRequest>, GatewayError>,
 ) -> Result<Response, GatewayError> {
     let received = std::time::Instant::now();
-    let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
-    let job = request.validate()?;
+    // A refusal before queueing is counted here; one while queueing, by `enqueue_detached`.
+    let checked = params.and_then(|QueryParams(params)| {
+        let wait = wait::parse_wait(params.wait.as_deref(), app.config.max_wait)?;
+        Ok((wait, request?.0.validate()?))
+    });
+    let (wait, job) = checked.inspect_err(|e| app.metrics.refused(e))?;
     let validated = received.elapsed();
     let id = JobId::new();
     let language = job.language.name;

@@ -18,6 +18,7 @@
 //! - [`submit`]: the submission body and its validation (no I/O).
 //! - [`queue`]: record → input zip → message, with rollback.
 //! - [`jobs`], [`languages`], [`numeric`], [`health`]: the handlers.
+//! - [`metrics`]: the Prometheus metrics (`/metrics`) and the layer that counts requests.
 //! - [`listing`]: one user's job ids, read without scanning other users' keys.
 //! - [`events`]: the one KV watch per process and its in-memory fan-out per user.
 //! - [`wait`]: `?wait=N` on top of [`events`].
@@ -42,6 +43,7 @@ pub mod health;
 pub mod jobs;
 pub mod languages;
 pub mod listing;
+pub mod metrics;
 pub mod numeric;
 pub mod oidc;
 pub mod pages;
@@ -132,9 +134,11 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         config.validate()?;
         let what = "connecting to NATS and opening cola's stream and buckets";
+        let metrics = metrics::GatewayMetrics::default();
         let (client, reconnects, topology) =
             cola_wire::nats_connect::patiently(what, config.start_patience, || async {
-                let (client, reconnects) = connection::connect(&config.nats_url).await?;
+                let (client, reconnects) =
+                    connection::connect(&config.nats_url, &metrics.nats).await?;
                 let topology = Topology::open(&async_nats::jetstream::new(client.clone()))
                     .await
                     .map_err(GatewayError::MissingTopology)?;
@@ -180,6 +184,7 @@ impl Gateway {
             web,
             token_cache,
             quotas: crate::quota::Quotas::new(quotas, retention),
+            metrics,
         });
         Ok(Self {
             state,

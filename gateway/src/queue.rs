@@ -99,9 +99,15 @@ pub async fn enqueue_detached(
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
     let (app, user) = (app.clone(), user.clone());
-    tokio::spawn(
-        async move { enqueue(&app.topology, &app.config, &app.quotas, &user, id, job).await },
-    )
+    let language = job.language.name;
+    tokio::spawn(async move {
+        let queued = enqueue(&app.topology, &app.config, &app.quotas, &user, id, job).await;
+        match &queued {
+            Ok(_) => app.metrics.submitted(language),
+            Err(error) => app.metrics.refused(error),
+        }
+        queued
+    })
     .await
     .map_err(|e| GatewayError::backend("queue job", e))?
 }

@@ -36,6 +36,8 @@ pub struct Shared {
     pub token_cache: crate::auth::TokenCache,
     /// Per-user quotas on submissions.
     pub quotas: crate::quota::Quotas,
+    /// What `/metrics` reports.
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 /// How the web app logs people in and keeps their sessions.

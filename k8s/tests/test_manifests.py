@@ -262,6 +262,20 @@ def test_the_services_run_as_the_architecture_says(rendered, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_services_ask_to_be_scraped_where_they_serve_their_metrics(rendered, overlay):
+    gateway = one(rendered, overlay, "Deployment", "cola-gateway")["spec"]["template"]
+    middleware = one(rendered, overlay, "Deployment", "cola-middleware")["spec"]["template"]
+    env = env_of(middleware["spec"]["containers"][0], rendered, overlay)
+    health_port = env["COLA_HEALTH_LISTEN"].rsplit(":", 1)[1]
+    for template, port in [(gateway, "8080"), (middleware, health_port)]:
+        annotations = template["metadata"]["annotations"]
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": port,
+                               "prometheus.io/path": "/metrics"}
+        ports = [p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]]
+        assert int(port) in ports
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_nats_is_a_three_node_jetstream_cluster_on_volumes(rendered, overlay):
     nats = one(rendered, overlay, "StatefulSet", "cola-nats")
     assert nats["spec"]["replicas"] == 3
@@ -381,7 +395,11 @@ def test_the_services_reach_only_what_they_use(rendered, overlay):
     assert gateway["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
     assert nats_port in gateway["egress"]
     middleware = cola["cola-middleware"]
-    assert middleware.get("ingress", []) == []
+    # Prometheus's namespace, to the metrics on the health port: nothing else.
+    assert middleware["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"protocol": "TCP", "port": 8081}],
+    }]
     assert nats_port in middleware["egress"]
     api = [e for e in middleware["egress"] if {"protocol": "TCP", "port": 6443} in e.get("ports", [])]
     assert api, "the middleware reaches the API server"

@@ -280,6 +280,12 @@ pub trait Backend: Send + Sync + 'static {
         std::time::Duration::ZERO
     }
 
+    /// How many executors started ahead of their jobs wait for one now (a metric); none by
+    /// default.
+    fn executors_waiting(&self) -> usize {
+        0
+    }
+
     /// Whether this backend's executors need every input inline in the job message (they
     /// cannot reach the object store): the middleware then fetches an input object itself and
     /// launches the job with its inputs inline.

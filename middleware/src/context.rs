@@ -6,11 +6,16 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, object_store::ObjectStore};
-use cola_wire::nats::{JobStore, Topology};
+use cola_wire::{
+    Ending, JobKey,
+    nats::{JobStore, NatsError, Topology, Transition},
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Backend, cancels::CancelBoard, solver_pool::SolverPool};
+use crate::{
+    backend::Backend, cancels::CancelBoard, metrics::MiddlewareMetrics, solver_pool::SolverPool,
+};
 
 /// Stack of a solver thread. In a debug build every method's example solves in 384 KiB and
 /// the deepest expressions validation accepts (differentiated symbolically by Newton's method)
@@ -34,6 +39,19 @@ pub struct Context {
     pub numeric: NumericRuntime,
     /// What the numeric runtime stored, not yet counted against its users' storage.
     pub stored: cola_wire::usage::Tally,
+    /// What `/metrics` reports: jobs ended here are counted in it.
+    pub metrics: Arc<MiddlewareMetrics>,
+}
+
+impl Context {
+    /// Ends the job under `key` with `ending` unless it ended already, counting it as finished
+    /// here when this ended it.
+    pub(crate) async fn end(&self, key: &JobKey, ending: &Ending) -> Result<(), NatsError> {
+        if let Transition::Changed(record, _) = self.jobs.end(key, ending).await? {
+            self.metrics.finished(&record);
+        }
+        Ok(())
+    }
 }
 
 /// How a job task ended with its message.

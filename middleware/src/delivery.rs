@@ -15,6 +15,7 @@ use crate::{
 /// Handles one delivered message, decoded as `job` of `kind` (see [`Kind::of`]), to the end.
 pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
     let key = JobKey::new(&job.user, &job.id);
+    let _in_flight = ctx.metrics.in_flight(&job.language);
     let span =
         tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
     let driven = match kind {

@@ -1,7 +1,8 @@
 //! The middleware's probe endpoints, for orchestrators (Kubernetes liveness and readiness):
 //! `GET /healthz` answers while the process serves; `GET /readyz` answers 200 while the
-//! middleware is connected to NATS and pulling jobs, 503 before and once it stops.
-//! Nothing else is served on that port.
+//! middleware is connected to NATS and pulling jobs, 503 before and once it stops; and its
+//! Prometheus metrics, `GET /metrics` (see [`crate::metrics`]). Nothing else is served on that
+//! port.
 //!
 //! [`run`](crate::run) serves nothing itself: a caller that wants probes makes [`Probes`],
 //! serves them with [`serve`] on its own listener and passes them to
@@ -13,10 +14,12 @@ use std::sync::{
 };
 
 use async_nats::connection::State as ConnectionState;
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{Router, extract::State, http::StatusCode, response::Response, routing::get};
 use tokio_util::sync::CancellationToken;
 
-/// What the probes report, shared between the pull loop and the endpoint.
+use crate::metrics::{MiddlewareMetrics, Observed};
+
+/// What the probes and the metrics report, shared between the pull loop and the endpoints.
 #[derive(Clone, Default)]
 pub struct Probes {
     inner: Arc<ProbeState>,
@@ -26,6 +29,9 @@ pub struct Probes {
 struct ProbeState {
     pulling: AtomicBool,
     client: Mutex<Option<async_nats::Client>>,
+    metrics: Arc<MiddlewareMetrics>,
+    /// What the metrics read when scraped, once the middleware pulls.
+    observed: Mutex<Option<Observed>>,
 }
 
 impl Probes {
@@ -36,6 +42,16 @@ impl Probes {
     /// The NATS connection whose state readiness follows.
     pub fn connected(&self, client: &async_nats::Client) {
         *self.inner.client.lock().expect("probe state lock") = Some(client.clone());
+    }
+
+    /// The metrics the middleware keeps.
+    pub fn metrics(&self) -> &Arc<MiddlewareMetrics> {
+        &self.inner.metrics
+    }
+
+    /// What the metrics read when scraped: the connection, the consumer, the backend.
+    pub fn observe(&self, observed: Observed) {
+        *self.inner.observed.lock().expect("probe state lock") = Some(observed);
     }
 
     /// Whether the pull loop is taking jobs.
@@ -61,6 +77,7 @@ pub async fn serve(listener: tokio::net::TcpListener, probes: Probes, shutdown: 
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(probes);
     if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -76,6 +93,18 @@ async fn readyz(State(probes): State<Probes>) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
+}
+
+/// `GET /metrics`; before the middleware is connected, without what it reads from NATS.
+async fn metrics(State(probes): State<Probes>) -> Response {
+    let observed = probes
+        .inner
+        .observed
+        .lock()
+        .expect("probe state lock")
+        .clone();
+    let ready = probes.is_ready();
+    probes.metrics().render(observed.as_ref(), ready).await
 }
 
 #[cfg(test)]

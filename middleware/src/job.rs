@@ -40,13 +40,12 @@ pub(crate) async fn drive(
         return Ok(Disposition::Ack);
     }
     if record.cancel_requested && record.status == Status::Queued {
-        ctx.jobs.end(key, &Ending::cancelled()).await?;
+        ctx.end(key, &Ending::cancelled()).await?;
         return Ok(Disposition::Ack);
     }
     if language(&job.language).is_none() {
         let unknown = format!("unknown language {}", job.language);
-        ctx.jobs
-            .end(key, &Ending::failed(Reason::InvalidInput, unknown))
+        ctx.end(key, &Ending::failed(Reason::InvalidInput, unknown))
             .await?;
         return Ok(Disposition::Ack);
     }
@@ -76,22 +75,11 @@ pub(crate) async fn drive(
             } else {
                 // The executor ended while no middleware watched it. A backend that carries
                 // outcomes may still hold its report; otherwise the result is lost.
-                let ended = match ctx.backend.outcome(job, &handle).await {
-                    Ok(Some(outcome)) => {
-                        let until = tokio::time::Instant::now() + DEADLINE_SLACK;
-                        keeping_alive(ctx, msg, report(ctx, job, outcome, until))
-                            .await
-                            .map(drop)
-                    }
-                    Ok(None) => {
-                        let detail =
-                            "executor ended without reporting a result (its middleware stopped)";
-                        internal_error(ctx, key, detail.into()).await
-                    }
-                    Err(e) => internal_error(ctx, key, e.to_string()).await,
-                };
+                let until = tokio::time::Instant::now() + DEADLINE_SLACK;
+                let why = "its middleware stopped";
+                let ended = record_outcome(ctx, msg, job, key, &handle, why, until).await;
                 clean_up(ctx, job, &handle).await;
-                ended?;
+                count_finished(ctx, ended?);
                 return Ok(Disposition::Ack);
             }
         }
@@ -225,7 +213,7 @@ async fn start(
             }
             Err(message) => {
                 let ending = Ending::failed(Reason::InvalidInput, message);
-                ctx.jobs.end(key, &ending).await?;
+                ctx.end(key, &ending).await?;
                 return Ok(Err(Disposition::Ack));
             }
         }
@@ -241,7 +229,8 @@ async fn start(
         }
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "cannot launch executor");
-            internal_error(ctx, key, e.to_string()).await?;
+            ctx.end(key, &Ending::failed(Reason::InternalError, e.to_string()))
+                .await?;
             return Ok(Err(Disposition::Ack));
         }
     };
@@ -315,39 +304,68 @@ async fn watch(
     } else {
         supervise(ctx, msg, cancel, Some(deadline), ctx.backend.wait(handle)).await
     };
-    match supervised {
+    // Every way out ends the record (an end that finds it ended already leaves it).
+    let ended = match supervised {
         Ok(Err(e)) => internal_error(ctx, key, e.to_string()).await?,
-        Ok(Ok(exit)) => match ctx.backend.outcome(job, handle).await {
-            Ok(Some(outcome)) => {
-                keeping_alive(ctx, msg, report(ctx, job, outcome, deadline)).await?;
-            }
-            // The executor normally ended the record itself; if not, it failed internally.
-            Ok(None) => {
-                let detail = format!(
-                    "executor ended without reporting a result ({})",
-                    exit.description
-                );
-                internal_error(ctx, key, detail).await?;
-            }
-            // The backend's error says how the executor ended.
-            Err(e) => internal_error(ctx, key, e.to_string()).await?,
-        },
+        Ok(Ok(exit)) => {
+            let why = &exit.description;
+            record_outcome(ctx, msg, job, key, handle, why, deadline).await?
+        }
         Err(Interruption::DeadlinePassed) => {
             kill(ctx, handle).await;
             let detail = "wall-time deadline exceeded; stopped by the middleware";
-            ctx.jobs
-                .end(key, &Ending::failed(Reason::TimeLimit, detail))
-                .await?;
+            let ending = Ending::failed(Reason::TimeLimit, detail);
+            ctx.jobs.end(key, &ending).await?.into_current()
         }
         Err(Interruption::CancelRequested) => {
             kill(ctx, handle).await;
-            ctx.jobs.end(key, &Ending::cancelled()).await?;
+            ctx.jobs
+                .end(key, &Ending::cancelled())
+                .await?
+                .into_current()
         }
         Err(Interruption::Stopping) => return Ok(Disposition::Leave),
-    }
+    };
+    count_finished(ctx, ended);
     clean_up(ctx, job, handle).await;
     // The record is terminal: a lost ack only brings the message back to be acked again.
     Ok(Disposition::AckNoWait)
+}
+
+/// Ends the record with what the executor behind `handle`, which ended (`why`), left: the
+/// outcome its backend carried back, reported until `until`; else nothing more when the
+/// executor ended the record itself, as it normally does, and `internal_error` when it did
+/// not. The record as it is then.
+async fn record_outcome(
+    ctx: &Context,
+    msg: &Message,
+    job: &JobMessage,
+    key: &JobKey,
+    handle: &ExecutorHandle,
+    why: &str,
+    until: tokio::time::Instant,
+) -> Result<Option<JobRecord>, NatsError> {
+    match ctx.backend.outcome(job, handle).await {
+        Ok(Some(outcome)) => match keeping_alive(ctx, msg, report(ctx, job, outcome, until)).await?
+        {
+            Reported::Recorded(_) => Ok(ctx.jobs.get(key).await?.map(|(r, _)| r)),
+            Reported::EndedElsewhere(record) => Ok(Some(record)),
+            Reported::NotRunning(_) | Reported::Missing => Ok(None),
+        },
+        Ok(None) => {
+            let detail = format!("executor ended without reporting a result ({why})");
+            internal_error(ctx, key, detail).await
+        }
+        // The backend's error says how the executor ended.
+        Err(e) => internal_error(ctx, key, e.to_string()).await,
+    }
+}
+
+/// Counts a job this middleware carried to its end, once `ended` is its terminal record.
+fn count_finished(ctx: &Context, ended: Option<JobRecord>) {
+    if let Some(record) = ended.filter(|r| r.status.is_terminal()) {
+        ctx.metrics.finished(&record);
+    }
 }
 
 async fn kill(ctx: &Context, handle: &ExecutorHandle) {
@@ -415,7 +433,12 @@ async fn report(
     Ok(reported)
 }
 
-async fn internal_error(ctx: &Context, key: &JobKey, detail: String) -> Result<(), NatsError> {
+/// Ends the job `internal_error` unless it ended already: the record as it is then.
+async fn internal_error(
+    ctx: &Context,
+    key: &JobKey,
+    detail: String,
+) -> Result<Option<JobRecord>, NatsError> {
     let ending = Ending::failed(Reason::InternalError, detail);
-    ctx.jobs.end(key, &ending).await.map(drop)
+    Ok(ctx.jobs.end(key, &ending).await?.into_current())
 }

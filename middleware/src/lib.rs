@@ -20,6 +20,7 @@ pub mod health;
 mod job;
 #[cfg(feature = "kubernetes")]
 pub mod kube;
+pub mod metrics;
 pub mod numeric;
 pub mod process;
 pub mod scheduler;
@@ -122,7 +123,10 @@ pub async fn run_with_probes(
     let what = "connecting to NATS and making cola's stream and buckets";
     let (client, topology) =
         cola_wire::nats_connect::patiently(what, config.start_patience, || async {
-            let options = async_nats::ConnectOptions::new();
+            let options = probes
+                .metrics()
+                .nats
+                .connect_options("cola-middleware", || {});
             let client = cola_wire::nats_connect::connect(&config.nats_url, options)
                 .await
                 .map_err(|e| NatsError::nats("connect to NATS", e))?;
@@ -138,6 +142,11 @@ pub async fn run_with_probes(
     publish_isolation(&topology, backend.as_ref()).await;
 
     let consumer = consumer(&js, config.ack_wait).await?;
+    probes.observe(metrics::Observed {
+        client: js.client(),
+        consumer: consumer.clone(),
+        backend: backend.clone(),
+    });
     let ctx = Arc::new(Context {
         jobs: topology.jobs.clone(),
         topology: topology.clone(),
@@ -152,6 +161,7 @@ pub async fn run_with_probes(
             config.numeric_in_flight,
         ),
         stored: Default::default(),
+        metrics: probes.metrics().clone(),
     });
     let tasks = TaskTracker::new();
     let watcher_stop = CancellationToken::new();

@@ -111,8 +111,7 @@ pub(crate) async fn drive(
         Err(panic) => {
             tracing::error!(job_id = %job.id, panic = %panic, "numeric solver panicked");
             let detail = format!("the numeric solver failed: {panic}");
-            ctx.jobs
-                .end(key, &Ending::failed(Reason::InternalError, detail))
+            ctx.end(key, &Ending::failed(Reason::InternalError, detail))
                 .await?;
             return Ok(Disposition::Ack);
         }
@@ -124,8 +123,7 @@ pub(crate) async fn drive(
         Err(e) => {
             tracing::error!(job_id = %job.id, error = %e, "cannot store a numeric output zip");
             let detail = format!("the output zip could not be stored: {e}");
-            ctx.jobs
-                .end(key, &Ending::failed(Reason::InternalError, detail))
+            ctx.end(key, &Ending::failed(Reason::InternalError, detail))
                 .await?;
             return Ok(Disposition::Ack);
         }
@@ -144,6 +142,7 @@ pub(crate) async fn drive(
         })
         .await?;
     if let Transition::Changed(r, _) = &ended {
+        ctx.metrics.finished(r);
         tracing::debug!(
             job_id = %job.id,
             status = r.status.as_str(),
@@ -199,9 +198,11 @@ async fn record_and_solve(
         return Ok(Err(Disposition::Ack));
     }
     if record.cancel_requested {
-        ctx.jobs
-            .end_from(key, record, revision, &Ending::cancelled())
-            .await?;
+        let ending = Ending::cancelled();
+        if let Transition::Changed(r, _) = ctx.jobs.end_from(key, record, revision, &ending).await?
+        {
+            ctx.metrics.finished(&r);
+        }
         return Ok(Err(Disposition::Ack));
     }
     Ok(Ok((record, revision, solving)))
@@ -331,7 +332,7 @@ async fn over(
             Ending::failed(Reason::TimeLimit, detail)
         }
     };
-    ctx.jobs.end(key, &ending).await?;
+    ctx.end(key, &ending).await?;
     Ok(Followed::Over(Disposition::Ack))
 }
 

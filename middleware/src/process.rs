@@ -304,6 +304,10 @@ impl Backend for ProcessBackend {
         NAME
     }
 
+    fn executors_waiting(&self) -> usize {
+        self.warm.lock().expect("not poisoned").len()
+    }
+
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError> {
         let job_id = job.id.to_string();
         if let Some(found) = self.find(job).await? {

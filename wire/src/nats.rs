@@ -234,6 +234,16 @@ pub enum Transition {
     Missing,
 }
 
+impl Transition {
+    /// The record as it is after the transition, changed or not; `None` when there is none.
+    pub fn into_current(self) -> Option<JobRecord> {
+        match self {
+            Self::Changed(record, _) | Self::Unchanged(record, _) => Some(record),
+            Self::Missing => None,
+        }
+    }
+}
+
 impl JobStore {
     /// The record under `key` with its revision.
     pub async fn get(&self, key: &JobKey) -> Result<Option<(JobRecord, u64)>, NatsError> {

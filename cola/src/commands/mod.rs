@@ -37,24 +37,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 start_patience: args.start.patience(),
                 ..config
             };
-            let probes = cola_middleware::health::Probes::new();
-            let probes_stop = CancellationToken::new();
-            if let Some(addr) = args.health_listen {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("--health-listen {addr}"))?;
-                tokio::spawn(cola_middleware::health::serve(
-                    listener,
-                    probes.clone(),
-                    probes_stop.clone(),
-                ));
-            }
-            let ran =
-                cola_middleware::run_with_probes(config, backend, shutdown_on_signal(), probes)
-                    .await;
-            // Only after the drain: liveness holds while running jobs finish.
-            probes_stop.cancel();
-            ran?;
+            let health = args.health_listen;
+            services::run_middleware(config, backend, health, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Executor(args) => services::executor(args).await,

@@ -1,6 +1,8 @@
 //! Service configurations built from flags, shared by `cola up` and the single-service commands.
 
-use std::{io::Write as _, path::Path, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    io::Write as _, net::SocketAddr, path::Path, process::ExitCode, sync::Arc, time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use cola_executors::SandboxKind;
@@ -13,6 +15,7 @@ use cola_middleware::{
     process::{ProcessBackend, ProcessBackendConfig},
 };
 use cola_wire::nats::{Topology, TopologyConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     BackendFlags, BackendKind, DockerFlags, ExecutorArgs, GatewayFlags, KubeFlags, MiddlewareFlags,
@@ -107,6 +110,32 @@ pub async fn middleware(
         BackendKind::Kubernetes => kube_backend(&backend.kube).await?,
     };
     Ok((config, backend))
+}
+
+/// Runs the middleware until `shutdown` and its drain, serving its probes and metrics on
+/// `health_listen` when given: until the drain ends, so that liveness holds while running
+/// jobs finish.
+pub async fn run_middleware(
+    config: MiddlewareConfig,
+    backend: Arc<dyn Backend>,
+    health_listen: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let probes = cola_middleware::health::Probes::new();
+    let probes_stop = CancellationToken::new();
+    if let Some(addr) = health_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--health-listen {addr}"))?;
+        tokio::spawn(cola_middleware::health::serve(
+            listener,
+            probes.clone(),
+            probes_stop.clone(),
+        ));
+    }
+    let ran = cola_middleware::run_with_probes(config, backend, shutdown, probes).await;
+    probes_stop.cancel();
+    Ok(ran?)
 }
 
 /// Fails, saying so, when `kind` is a backend this binary was built without (its cargo

@@ -60,12 +60,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let listen = gateway.listen;
     let mut gateway = tokio::spawn(cola_gateway::run(gateway, shutdown.clone()));
-    let mut middleware = tokio::spawn(cola_middleware::run(middleware, backend, shutdown.clone()));
+    let mut middleware = tokio::spawn(services::run_middleware(
+        middleware,
+        backend,
+        args.health_listen,
+        shutdown.clone(),
+    ));
     eprintln!("cola is up on http://{listen} (NATS at {nats_url}); Ctrl-C stops it");
     // If either service stops, stop the other too.
     let first = tokio::select! {
         r = &mut gateway => r.map(|r| r.map_err(anyhow::Error::from)),
-        r = &mut middleware => r.map(|r| r.map_err(anyhow::Error::from)),
+        r = &mut middleware => r,
     };
     shutdown.cancel();
     let (_, _) = tokio::join!(

@@ -153,6 +153,7 @@ pub async fn submit(
         Err(form) => {
             // Without errors, the form was only switched to another language or method.
             let status = if form.has_errors() {
+                app.metrics.form_refused();
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::OK
@@ -160,7 +161,7 @@ pub async fn submit(
             return page(&app, signed, *form, None, None, status).await;
         }
     };
-    let job = request.validate()?;
+    let job = request.validate().inspect_err(|e| app.metrics.refused(e))?;
     // A numeric job's record keeps its problem; a program's sources are kept aside.
     let inputs = job.work.inputs().cloned();
     let user = &signed.login.user;

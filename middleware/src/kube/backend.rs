@@ -213,6 +213,10 @@ impl Backend for KubeBackend {
         NAME
     }
 
+    fn executors_waiting(&self) -> usize {
+        self.warm.as_ref().map_or(0, |pool| pool.idle())
+    }
+
     /// A Pod may wait for a node with room, and for its image, up to the pending timeout.
     fn start_allowance(&self) -> std::time::Duration {
         self.config.pending_timeout

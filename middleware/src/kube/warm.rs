@@ -242,6 +242,12 @@ impl WarmPool {
         false
     }
 
+    /// How many Pods wait for a job, all languages together.
+    pub(super) fn idle(&self) -> usize {
+        let idle = self.idle.lock().expect("not poisoned");
+        idle.values().map(VecDeque::len).sum()
+    }
+
     fn idle_count(&self, lang: &str) -> usize {
         let idle = self.idle.lock().expect("not poisoned");
         idle.get(lang).map_or(0, VecDeque::len)
