@@ -6,8 +6,15 @@
 //! signed with a key not seen yet (providers rotate their keys). The ID token's signature,
 //! `iss`, `aud`, `exp` and `nonce` are checked by `openidconnect`; the user is
 //! `UserId::from_identity(iss, sub)`: the provider's stable subject, never the e-mail.
+//!
+//! The e-mail address comes from the ID token (Google puts it there) or, when the ID token has
+//! no verified one, from the UserInfo endpoint, asked with the access token for the same
+//! subject: a provider that follows the specification strictly returns the claims of the
+//! `email` scope there only. Either way, only the JSON boolean `"email_verified": true`
+//! verifies an address.
 
 use std::{
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,11 +22,15 @@ use std::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use cola_wire::UserId;
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
-    TokenResponse as _,
-    core::{CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType},
+    AccessToken, AsyncHttpClient, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError,
+    ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    HttpClientError, HttpRequest, HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, SubjectIdentifier, TokenResponse as _, UserInfoError,
+    core::{
+        CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+        CoreUserInfoClaims,
+    },
     reqwest,
     url::Url,
 };
@@ -257,7 +268,54 @@ impl Provider {
             }
             other => other?,
         };
+        let identity = if identity.email.is_some() && identity.email_verified {
+            identity
+        } else {
+            self.with_user_info(&client, response.access_token(), identity)
+                .await?
+        };
         self.admit(&identity)?;
+        Ok(identity)
+    }
+
+    /// `identity` with the e-mail address (and name, if it has none) that the provider's
+    /// UserInfo endpoint gives for its subject; unchanged when the provider has no UserInfo
+    /// endpoint or UserInfo names no address.
+    async fn with_user_info(
+        &self,
+        client: &Client,
+        access_token: &AccessToken,
+        mut identity: Identity,
+    ) -> Result<Identity, OidcError> {
+        let subject = SubjectIdentifier::new(identity.subject.clone());
+        let Ok(request) = client.user_info(access_token.clone(), Some(subject)) else {
+            return Ok(identity);
+        };
+        // The answer as it came, for the one claim the library reads more loosely than cola.
+        let recording = Recording {
+            http: self.http.clone(),
+            body: std::sync::Mutex::new(Vec::new()),
+        };
+        let answer = request.request_async(&recording).await;
+        let claims: CoreUserInfoClaims = answer.map_err(|e| {
+            tracing::warn!(error = %error_chain(&e), "OIDC UserInfo request failed");
+            match e {
+                UserInfoError::ClaimsVerification(e) => OidcError::Claims(e),
+                UserInfoError::Parse(_) => OidcError::Unreadable(e.to_string()),
+                _ => OidcError::Exchange(format!("UserInfo: {e}")),
+            }
+        })?;
+        if let Some(email) = claims.email() {
+            let verified = user_info_says_email_verified(&recording.body());
+            identity.email = Some(email.as_str().to_owned());
+            identity.email_verified = verified && claims.email_verified() == Some(true);
+        }
+        if identity.name.is_none() {
+            identity.name = claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned());
+        }
         Ok(identity)
     }
 
@@ -295,6 +353,46 @@ impl Provider {
         } else {
             Err(OidcError::NotAllowed(who))
         }
+    }
+}
+
+/// The gateway's HTTP client, keeping the body of the last answer it got.
+struct Recording {
+    http: reqwest::Client,
+    body: std::sync::Mutex<Vec<u8>>,
+}
+
+impl Recording {
+    fn body(&self) -> Vec<u8> {
+        self.body.lock().expect("not poisoned").clone()
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for Recording {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.http.call(request).await?;
+            self.body
+                .lock()
+                .expect("not poisoned")
+                .clone_from(response.body());
+            Ok(response)
+        })
+    }
+}
+
+/// Whether a UserInfo answer (JSON, or a JWT whose signature the library checked) says
+/// `"email_verified": true`, the JSON boolean: the library reads the string `"true"` as true
+/// too (the gateway accepts string booleans so that such a provider's answers can be read at
+/// all), cola does not.
+fn user_info_says_email_verified(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(claims) => claims.get("email_verified") == Some(&serde_json::Value::Bool(true)),
+        Err(_) => std::str::from_utf8(body).is_ok_and(|jwt| says_email_verified(jwt.trim())),
     }
 }
 
@@ -425,9 +523,31 @@ mod tests {
         assert!(parse_email(&format!("{}@example.edu", "a".repeat(64))).is_some());
     }
 
+    /// A compact JWT with `claims` as its payload (its signature is not looked at here).
+    fn token(claims: &str) -> String {
+        format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn only_the_boolean_true_verifies_an_address_from_user_info() {
+        let says = |body: &str| user_info_says_email_verified(body.as_bytes());
+        assert!(says(
+            r#"{"sub":"ada","email":"a@example.edu","email_verified":true}"#
+        ));
+        for body in [
+            r#"{"sub":"ada","email":"a@example.edu","email_verified":"true"}"#,
+            r#"{"sub":"ada","email":"a@example.edu"}"#,
+            "not json",
+        ] {
+            assert!(!says(body), "{body}");
+        }
+        // A signed answer: the claims are the JWT's payload.
+        assert!(says(&token(r#"{"sub":"ada","email_verified":true}"#)));
+        assert!(!says(&token(r#"{"sub":"ada","email_verified":"true"}"#)));
+    }
+
     #[test]
     fn only_the_boolean_true_verifies_an_address() {
-        let token = |claims: &str| format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims));
         assert!(says_email_verified(&token(r#"{"email_verified":true}"#)));
         for claims in [
             r#"{"email_verified":"true"}"#,

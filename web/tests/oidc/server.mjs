@@ -4,8 +4,11 @@
 // the internet): any user name logs in, as `<name>@example.edu`.
 //
 // Configuration (environment): OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI,
-// and OIDC_LISTEN: the comma-separated addresses to listen on (default 127.0.0.1; the local
-// Kubernetes cluster's test adds node 1's bridge address, where its Pods reach this machine).
+// OIDC_LISTEN: the comma-separated addresses to listen on (default 127.0.0.1; the local
+// Kubernetes cluster's test adds node 1's bridge address, where its Pods reach this machine),
+// and OIDC_CLAIMS_IN: where the e-mail and name go, `id_token` (default: in the ID token too,
+// as Google does) or `userinfo` (only from the UserInfo endpoint, as the specification says
+// for claims of a scope when an access token is issued, and oidc-provider does by default).
 // Prints `ready <issuer>` on stdout once it listens on all of them.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -25,6 +28,11 @@ const issuer = `http://localhost:${port}`;
 const clientId = need('OIDC_CLIENT_ID');
 const clientSecret = need('OIDC_CLIENT_SECRET');
 const redirectUri = need('OIDC_REDIRECT_URI');
+const claimsIn = process.env.OIDC_CLAIMS_IN || 'id_token';
+if (!['id_token', 'userinfo'].includes(claimsIn)) {
+  console.error(`OIDC_CLAIMS_IN must be id_token or userinfo, not ${claimsIn}`);
+  process.exit(2);
+}
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 // A key id of its own per start, as a real provider names each key it rotates in: a gateway that
@@ -51,8 +59,8 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-  // Like Google: e-mail and name in the ID token itself.
-  conformIdTokenClaims: false,
+  // id_token: like Google, e-mail and name in the ID token itself; userinfo: only from UserInfo.
+  conformIdTokenClaims: claimsIn === 'userinfo',
   pkce: { required: () => true },
   ttl: { AccessToken: 600, AuthorizationCode: 60, IdToken: 600, Interaction: 600, Session: 3600, Grant: 3600 },
   features: { devInteractions: { enabled: false } },
