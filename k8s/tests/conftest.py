@@ -1,4 +1,4 @@
-"""Fixtures of the manifest tests: both overlays rendered once with `kubectl kustomize`.
+"""Fixtures of the manifest tests: the overlays rendered once with `kubectl kustomize`.
 
 Run through scripts/test-k8s-manifests.sh, which installs the tools; `KUBECTL` names the
 kubectl to render with and `COLA_K8S_VERSION` the Kubernetes version to validate against.
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 K8S = pathlib.Path(__file__).resolve().parent.parent
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "prod", "keda")
 
 
 def render(overlay: str) -> list[dict]:

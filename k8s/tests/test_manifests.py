@@ -2,8 +2,11 @@
 and they keep cola's policies (every workload spread across nodes, bounded, probed, non-root,
 read-only; least-privilege RBAC; default-deny networking; no secret values anywhere)."""
 
+import json
+import os
 import pathlib
 import re
+import subprocess
 
 import kubernetes_validate
 import pytest
@@ -11,6 +14,9 @@ import pytest
 from conftest import OVERLAYS
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# Custom resources: validated against their project's schema (validate_crds.mjs), not
+# Kubernetes'.
+CUSTOM_API_GROUPS = ("keda.sh/",)
 COLA_SERVICES = ("cola-gateway", "cola-middleware")
 
 
@@ -53,14 +59,91 @@ def env_of(container, rendered, overlay):
 # --- rendering and schema ---------------------------------------------------------------------
 
 
+def is_custom(o):
+    return o["apiVersion"].startswith(CUSTOM_API_GROUPS)
+
+
+def validate_custom(objects_):
+    """validate_crds.mjs on `objects_`: its exit code and what it said."""
+    done = subprocess.run(
+        ["node", str(pathlib.Path(__file__).parent / "validate_crds.mjs")],
+        input=json.dumps(objects_),
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_object_is_valid_for_the_target_version(rendered, overlay, k8s_version):
     assert len(rendered[overlay]) > 20
     for o in rendered[overlay]:
+        if is_custom(o):
+            continue
         try:
             kubernetes_validate.validate(o, k8s_version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{overlay}: {ident(o)}: {e.message} at {list(e.path)}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_custom_resource_is_valid_for_its_project(rendered, overlay):
+    custom = [o for o in rendered[overlay] if is_custom(o)]
+    code, said = validate_custom(custom)
+    assert code == 0, f"{overlay}: {said}"
+
+
+def test_the_custom_resource_check_refuses_what_keda_would():
+    # A trigger without its type, and a replica count of the wrong type.
+    broken = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "broken", "namespace": "cola"},
+        "spec": {
+            "scaleTargetRef": {"name": "cola-middleware"},
+            "maxReplicaCount": "ten",
+            "triggers": [{"metadata": {"stream": "COLA"}}],
+        },
+    }
+    code, said = validate_custom([broken])
+    assert code == 1, said
+    assert "ScaledObject/cola/broken" in said
+
+
+def test_the_keda_overlay_scales_the_middleware_on_the_jobs_waiting(rendered):
+    scaled = one(rendered, "keda", "ScaledObject", "cola-middleware")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cola-middleware"}
+    assert spec["minReplicaCount"] >= 2
+    jetstream = [t for t in spec["triggers"] if t["type"] == "nats-jetstream"]
+    assert len(jetstream) == 1
+    meta = jetstream[0]["metadata"]
+    # The stream and consumer the middleware pulls from (wire/src/names.rs), in the global
+    # account, through the monitoring port of every NATS node (the headless Service).
+    names = (pathlib.Path(__file__).resolve().parents[2] / "wire/src/names.rs").read_text()
+    assert f'pub const STREAM: &str = "{meta["stream"]}";' in names
+    assert f'pub const CONSUMER: &str = "{meta["consumer"]}";' in names
+    assert meta["account"] == "$G"
+    host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
+    headless = one(rendered, "keda", "Service", "cola-nats-headless")
+    assert host == "cola-nats-headless.cola.svc.cluster.local"
+    assert int(port) in [p["port"] for p in headless["spec"]["ports"]]
+    nats_config = one(rendered, "keda", "ConfigMap", "cola-nats-config")["data"]["nats.conf"]
+    assert f"http: 0.0.0.0:{port}" in nats_config
+    assert "accounts" not in nats_config
+    assert int(meta["lagThreshold"]) > 0
+    assert [t["type"] for t in spec["triggers"]].count("cpu") == 1
+    # KEDA makes its own HPA: the CPU one of the base is gone, the gateway's stays.
+    assert objects(rendered, "keda", "HorizontalPodAutoscaler", "cola-middleware") == []
+    one(rendered, "keda", "HorizontalPodAutoscaler", "cola-gateway")
+    # KEDA's namespace reaches NATS's monitoring port, and nothing else of NATS.
+    policy = one(rendered, "keda", "NetworkPolicy", "cola-nats-monitoring-keda")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "cola-nats"}}
+    assert policy["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}],
+        "ports": [{"protocol": "TCP", "port": int(port)}],
+    }]
 
 
 def test_secret_templates_are_valid_for_the_target_version(secret_templates, k8s_version):
@@ -256,9 +339,13 @@ def test_the_services_run_as_the_architecture_says(rendered, overlay):
     service = one(rendered, overlay, "Service", "cola-gateway")
     assert service["spec"]["type"] == "ClusterIP"
     assert [p["port"] for p in service["spec"]["ports"]] == [80]
-    hpa = one(rendered, overlay, "HorizontalPodAutoscaler", "cola-middleware")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cola-middleware"}
-    assert hpa["spec"]["minReplicas"] >= 2
+    # Both services scale themselves: on CPU, or the middleware with KEDA in its overlay.
+    for name in COLA_SERVICES:
+        if overlay == "keda" and name == "cola-middleware":
+            continue
+        hpa = one(rendered, overlay, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert hpa["spec"]["minReplicas"] >= 2
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
