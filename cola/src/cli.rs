@@ -26,11 +26,92 @@ pub enum Command {
     Middleware(Box<MiddlewareArgs>),
     /// Run one job next to the user's code (started by a backend, not by people).
     Executor(ExecutorArgs),
-    /// Submit a program and print its output.
-    Submit(SubmitArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+/// The commands that talk to a gateway's JSON API as one user (exit codes: README "Command
+/// line").
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Submit a program (or a numeric problem) and print its id, or with --wait its output.
+    Submit(SubmitArgs),
+    /// Your jobs: list them, show one, cancel one, download its output, follow one live.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// The languages the service runs, with their versions and default limits.
+    Languages(ClientArgs),
+    /// The numeric methods and their parameters.
+    Methods(ClientArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Your jobs, newest first (a page; the next one with --before).
+    List {
+        /// How many jobs (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only jobs older than this one (the id `cola jobs list` ends with).
+        #[arg(long)]
+        before: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One job: its status, reason, exit code and times.
+    Get {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask to stop a job (it ends `cancelled` once stopped).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a job's output zip.
+    Output {
+        id: String,
+        /// Where to write it (`-`: standard output); default `<id>.zip`.
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a job live until it ends, then print its output; exits with the job's code.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Which gateway, as whom, and how to print its answers.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The gateway (default: the config file's `url`, else http://127.0.0.1:8080).
+    #[arg(long, env = "COLA_URL")]
+    pub url: Option<String>,
+    /// An API token (default: the config file's `token`; with `cola up --dev`, .cola/dev-token).
+    #[arg(long, env = "COLA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A TOML file with `url` and `token` (default: $XDG_CONFIG_HOME/cola/config.toml, or
+    /// ~/.config/cola/config.toml); it must be readable by you only.
+    #[arg(long, env = "COLA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print answers as a table for people, or as the API's JSON for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -428,15 +509,11 @@ pub struct SubmitArgs {
     /// An argument for the program (repeatable).
     #[arg(long = "arg")]
     pub args: Vec<String>,
-    /// Wait for the job to finish and print its output.
+    /// Wait for the job to finish and print its output (exits with the job's code).
     #[arg(long)]
     pub wait: bool,
-    /// The gateway.
-    #[arg(long, env = "COLA_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// An API token (e.g. the content of .cola/dev-token).
-    #[arg(long, env = "COLA_TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]

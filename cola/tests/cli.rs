@@ -1,4 +1,5 @@
-//! The `cola` binary as people use it: `cola up --dev` and `cola submit`.
+//! The `cola` binary as people use it: `cola up --dev`, `cola submit` and the other client
+//! commands (`cola jobs …`, `cola languages`, `cola methods`).
 
 mod common;
 
@@ -18,50 +19,136 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `cola up --dev` on free ports with its data in a scratch directory, ready, with its token.
+struct ColaUp {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    url: String,
+    token: String,
+    nats: u16,
+}
+
+impl ColaUp {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, nats) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{http}");
+        let mut child = Command::new(COLA)
+            .args([
+                "up",
+                "--dev",
+                "--listen",
+                &format!("127.0.0.1:{http}"),
+                "--nats-url",
+                &format!("nats://127.0.0.1:{nats}"),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+        let token_file = dir.path().join("dev-token");
+        let start = Instant::now();
+        while !(token_file.exists() && ready(&url)) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "cola up exited: {}",
+                log()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "cola up not ready: {}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            child,
+            dir,
+            url,
+            token,
+            nats,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+    }
+
+    /// `cola <args> --url <this> --token <this>`, with no client setting from the environment.
+    fn client(&self, args: &[&str]) -> Client {
+        let mut command = Command::new(COLA);
+        command
+            .args(args)
+            .args(["--url", &self.url, "--token", &self.token]);
+        Client::run(command)
+    }
+}
+
+impl Drop for ColaUp {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// What a client command did.
+struct Client {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Client {
+    fn run(mut command: Command) -> Self {
+        for name in ["COLA_URL", "COLA_TOKEN", "COLA_CONFIG"] {
+            command.env_remove(name);
+        }
+        // No config file of the machine's user.
+        command.env("XDG_CONFIG_HOME", "/nonexistent");
+        let out = command.stdin(Stdio::null()).output().unwrap();
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing what the command said otherwise.
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
 #[test]
 fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let (http, nats) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{http}");
-    let mut up = Command::new(COLA)
-        .args([
-            "up",
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{http}"),
-            "--nats-url",
-            &format!("nats://127.0.0.1:{nats}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let token_file = dir.path().join("dev-token");
-    let start = Instant::now();
-    while !(token_file.exists() && ready(&url)) {
-        assert!(
-            up.try_wait().unwrap().is_none(),
-            "cola up exited: {}",
-            log()
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "cola up not ready: {}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let token = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-
-    std::fs::write(dir.path().join("main.c"), common::C_HELLO).unwrap();
-    let out = submit(&url, &token, &["--lang", "c"], &dir.path().join("main.c"));
+    let mut up = ColaUp::start();
+    let (dir, url, token, nats) = (
+        up.dir.path().to_owned(),
+        up.url.clone(),
+        up.token.clone(),
+        up.nats,
+    );
+    std::fs::write(dir.join("main.c"), common::C_HELLO).unwrap();
+    let out = submit(&url, &token, &["--lang", "c"], &dir.join("main.c"));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -72,7 +159,7 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
 
     std::fs::write(
-        dir.path().join("main.js"),
+        dir.join("main.js"),
         "console.error('bad'); process.exit(3)\n",
     )
     .unwrap();
@@ -80,7 +167,7 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
         &url,
         &token,
         &["--lang", "javascript"],
-        &dir.path().join("main.js"),
+        &dir.join("main.js"),
     );
     assert_eq!(
         out.status.code(),
@@ -94,9 +181,10 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
         &url,
         "not-a-token",
         &["--lang", "javascript"],
-        &dir.path().join("main.js"),
+        &dir.join("main.js"),
     );
-    assert_eq!(out.status.code(), Some(2));
+    // A refused token: exit code 77 (README "Command line").
+    assert_eq!(out.status.code(), Some(77));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("401"),
         "{}",
@@ -104,7 +192,7 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
     );
 
     // A numeric problem from a JSON file: the result is printed on stdout.
-    let problem = dir.path().join("bisection.json");
+    let problem = dir.join("bisection.json");
     std::fs::write(
         &problem,
         r#"{"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 100}"#,
@@ -127,7 +215,7 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
     )
     .unwrap();
     let out = submit(&url, &token, &["--lang", "numeric", "--problem"], &problem);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(65));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("400") && stderr.contains("problem."),
@@ -136,27 +224,154 @@ fn cola_up_dev_runs_everything_and_cola_submit_mirrors_the_job() {
 
     // SIGTERM stops everything, the spawned nats-server included.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::unistd::Pid::from_raw(up.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = up.try_wait().unwrap() {
+        if let Some(status) = up.child.try_wait().unwrap() {
             break status;
         }
         assert!(
             start.elapsed() < Duration::from_secs(40),
             "cola up did not stop: {}",
-            log()
+            up.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "{}", log());
+    assert!(status.success(), "{}", up.log());
     assert!(
         TcpListener::bind(("127.0.0.1", nats)).is_ok(),
         "nats-server still runs"
     );
+}
+
+/// The client commands against a live `cola up --dev`: what each prints as a table and as
+/// JSON, the config file, and the exit code of each kind of outcome.
+#[test]
+fn cola_jobs_commands_list_show_cancel_download_and_follow_jobs() {
+    let up = ColaUp::start();
+    let catalogue = up.client(&["languages"]).expect(0);
+    assert!(catalogue.stdout.starts_with("NAME"), "{}", catalogue.stdout);
+    assert!(
+        catalogue.stdout.contains("javascript"),
+        "{}",
+        catalogue.stdout
+    );
+    let languages = up.client(&["languages", "-o", "json"]).expect(0).json();
+    assert!(languages["languages"].as_array().unwrap().len() >= 4);
+    let methods = up.client(&["methods"]).expect(0);
+    assert!(methods.stdout.contains("bisection"), "{}", methods.stdout);
+
+    // Submitted without --wait: its id; followed live to its end by `watch`.
+    let source = up.dir.path().join("main.c");
+    std::fs::write(&source, common::C_HELLO).unwrap();
+    let source = source.to_str().unwrap();
+    let submitted = up.client(&["submit", "--lang", "c", source]).expect(0);
+    let id = submitted
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let watched = up.client(&["jobs", "watch", &id]).expect(0);
+    assert_eq!(watched.stdout, "hello\n");
+    assert!(
+        watched.stderr.contains(&format!("job {id} succeeded")),
+        "{}",
+        watched.stderr
+    );
+    // As JSON: one view per line, the last one ended.
+    let watched = up.client(&["jobs", "watch", &id, "-o", "json"]).expect(0);
+    let last: serde_json::Value =
+        serde_json::from_str(watched.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "succeeded");
+
+    let listed = up.client(&["jobs", "list"]).expect(0);
+    assert!(listed.stdout.starts_with("ID"), "{}", listed.stdout);
+    assert!(listed.stdout.contains(&id), "{}", listed.stdout);
+    let page = up
+        .client(&["jobs", "list", "-o", "json", "--limit", "5"])
+        .expect(0)
+        .json();
+    assert_eq!(page["jobs"][0]["id"], id.as_str());
+    let shown = up.client(&["jobs", "get", &id]).expect(0);
+    assert!(shown.stdout.contains("succeeded"), "{}", shown.stdout);
+    assert_eq!(
+        up.client(&["jobs", "get", &id, "-o", "json"])
+            .expect(0)
+            .json()["id"],
+        id.as_str()
+    );
+
+    let zip_path = up.dir.path().join("out.zip");
+    up.client(&["jobs", "output", &id, "-f", zip_path.to_str().unwrap()])
+        .expect(0);
+    let zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    assert!(
+        zip.file_names().any(|name| name == "stdout.txt"),
+        "{:?}",
+        zip.file_names().collect::<Vec<_>>()
+    );
+
+    // A job that would run for a minute, cancelled: `watch` ends with 1.
+    let sleeper = up.dir.path().join("main.js");
+    std::fs::write(&sleeper, "setTimeout(() => {}, 60000);\n").unwrap();
+    let submitted = up
+        .client(&["submit", "--lang", "javascript", sleeper.to_str().unwrap()])
+        .expect(0);
+    let slow = submitted
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let cancelled = up.client(&["jobs", "cancel", &slow]).expect(0);
+    assert!(
+        cancelled.stdout.contains("cancel requested"),
+        "{}",
+        cancelled.stdout
+    );
+    let watched = up.client(&["jobs", "watch", &slow]).expect(1);
+    assert!(watched.stderr.contains("cancelled"), "{}", watched.stderr);
+
+    // Each kind of failure has its exit code.
+    let nobody = "01900000-0000-7000-8000-000000000000";
+    up.client(&["jobs", "get", nobody]).expect(66);
+    up.client(&["jobs", "list", "--limit", "0"]).expect(65);
+    let mut command = Command::new(COLA);
+    command.args(["jobs", "list", "--url", &up.url, "--token", "not-a-token"]);
+    Client::run(command).expect(77);
+    let mut command = Command::new(COLA);
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    command.args(["jobs", "list", "--url", &closed, "--token", "t"]);
+    Client::run(command).expect(69);
+    let mut command = Command::new(COLA);
+    command.args(["jobs", "list", "--url", &up.url]);
+    let no_token = Client::run(command).expect(2);
+    assert!(
+        no_token.stderr.contains("COLA_TOKEN"),
+        "{}",
+        no_token.stderr
+    );
+
+    // The token from a config file readable by its owner only; refused when others can read it.
+    let config = up.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("url = \"{}\"\ntoken = \"{}\"\n", up.url, up.token),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut command = Command::new(COLA);
+    command.args(["jobs", "list", "--config", config.to_str().unwrap()]);
+    assert!(Client::run(command).expect(0).stdout.contains(&id));
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut command = Command::new(COLA);
+    command.args(["jobs", "list", "--config", config.to_str().unwrap()]);
+    let refused = Client::run(command).expect(2);
+    assert!(refused.stderr.contains("chmod 600"), "{}", refused.stderr);
 }
 
 #[test]
@@ -197,10 +412,7 @@ fn cola_up_refused(args: &[&str]) -> String {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        !dir.path().join("nats").exists(),
-        "no NATS server was started"
-    );
+    assert!(!dir.path().join("nats").exists(), "no NATS server was started");
     stderr
 }
 

@@ -1,7 +1,7 @@
 //! What each subcommand does: turn flags into a service configuration and run the service.
 
+mod client;
 mod services;
-mod submit;
 mod up;
 
 use std::process::ExitCode;
@@ -42,7 +42,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Executor(args) => services::executor(args).await,
-        Command::Submit(args) => submit::run(args).await,
+        Command::Client(command) => Ok(client::run(command).await),
         Command::Token(TokenCommand::Issue { user, name, nats }) => {
             let user = cola_wire::UserId::parse(&user).context("--user")?;
             let topology = services::open_topology(&nats.nats_url).await?;
