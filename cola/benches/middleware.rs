@@ -280,7 +280,7 @@ async fn enqueue(topology: &Topology, body: &Value) -> cola_wire::JobKey {
         &GatewayConfig::default(),
         quotas,
         &user,
-        id,
+        (id, &cola_wire::RequestId::new()),
         valid,
     )
     .await

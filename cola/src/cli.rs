@@ -12,8 +12,18 @@ use cola_executors::SandboxKind;
     about = "cola: a NATS-native, serverless code-execution service"
 )]
 pub struct Cli {
+    /// How to write logs on stderr: text, or one JSON object per line (default: text on a
+    /// terminal, JSON otherwise).
+    #[arg(long, global = true, env = "COLA_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     // PID 1 of a job's sandbox is this binary too: it never gets further.
     cola_executors::sandbox::init::run_if_requested();
     let mut cli = cli::Cli::parse();
-    commands::init_tracing();
+    commands::init_tracing(cli.log_format);
     // Still one thread: the only time the environment can be changed safely.
     if let Err(e) = commands::take_secrets_from_env(&mut cli.command) {
         eprintln!("cola: {e:#}");

@@ -412,7 +412,10 @@ fn cola_up_refused(args: &[&str]) -> String {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(!dir.path().join("nats").exists(), "no NATS server was started");
+    assert!(
+        !dir.path().join("nats").exists(),
+        "no NATS server was started"
+    );
     stderr
 }
 
@@ -444,14 +447,18 @@ fn ready(url: &str) -> bool {
 }
 
 /// `cola executor --job-env` (the Kubernetes backend's executor): the job message comes from an
-/// environment variable, and the executor reports to NATS itself.
+/// environment variable, and the executor reports to NATS itself, logging (as JSON lines here)
+/// with the job's id and the id of the request that submitted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() {
-    use cola_wire::{InputFile, Inputs, JobId, JobMessage, JobRecord, Language, Status, UserId};
+    use cola_wire::{
+        InputFile, Inputs, JobId, JobMessage, JobRecord, Language, RequestId, Status, UserId,
+    };
 
     let nats = cola_testkit::TestNats::start().await;
     let lang = cola_wire::language(&Language::parse("c").unwrap()).unwrap();
     let message = JobMessage {
+        request_id: Some(RequestId::parse("trace-7").unwrap()),
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),
         language: lang.id(),
@@ -474,16 +481,22 @@ async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() 
     let out = tokio::process::Command::new(COLA)
         .args(["executor", "--job-env", "COLA_TEST_JOB", "--job-dir"])
         .arg(dir.path())
-        .args(["--nats-url", &nats.url()])
+        .args(["--nats-url", &nats.url(), "--log-format", "json"])
         .env("COLA_TEST_JOB", serde_json::to_string(&message).unwrap())
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let about_the_job = lines.iter().filter(|line| {
+        line["span"]["request_id"] == "trace-7"
+            && line["span"]["job_id"] == message.id.to_string().as_str()
+    });
+    assert!(about_the_job.count() >= 1, "{stderr}");
     let (record, _) = nats.topology.jobs.get(&key).await.unwrap().unwrap();
     assert_eq!(record.status, Status::Succeeded, "{record:?}");
     assert_eq!(record.stdout, "hello\n");

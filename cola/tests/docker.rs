@@ -489,6 +489,7 @@ int main(void) {
 }
 "#;
     let message = JobMessage {
+        request_id: None,
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),
         language: lang.id(),

@@ -556,3 +556,78 @@ fn kill_waiting_executors(jobs_dir: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// POST a C hello world with `request_id` as `X-Request-Id` (if any); the job's id and the
+/// request id the gateway answered with.
+async fn submit_with_request_id(
+    stack: &Stack,
+    token: &str,
+    request_id: Option<&str>,
+) -> (String, String) {
+    let mut request = stack
+        .http
+        .post(format!("{}/api/v1/jobs", stack.url))
+        .bearer_auth(token)
+        .json(&job("c", C_HELLO));
+    if let Some(id) = request_id {
+        request = request.header("X-Request-Id", id);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let answered = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let view: serde_json::Value = response.json().await.unwrap();
+    (view["id"].as_str().unwrap().to_owned(), answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_follows_its_job_from_the_gateway_through_the_stream_to_the_middleware() {
+    let mut stack = Stack::without_middleware().await;
+    let token = stack.token("alice").await;
+    let (traced, answered) = submit_with_request_id(&stack, &token, Some("trace-42.a")).await;
+    assert_eq!(answered, "trace-42.a");
+    // Made by the gateway when the client sends none, or one that is not a safe token.
+    let (_, made) = submit_with_request_id(&stack, &token, None).await;
+    assert_eq!(made.len(), 32, "{made}");
+    let (_, replaced) = submit_with_request_id(&stack, &token, Some("no spaces, please")).await;
+    assert!(replaced.len() == 32 && replaced != made, "{replaced}");
+
+    // The stream's message carries it in a header.
+    let js = async_nats::jetstream::new(async_nats::connect(stack.nats.url()).await.unwrap());
+    let mut stream = js.get_stream(cola_wire::names::STREAM).await.unwrap();
+    let subject = "cola.c.alice";
+    let first = stream.info().await.unwrap().state.first_sequence;
+    let message = stream.get_raw_message(first).await.unwrap();
+    assert_eq!(message.subject.as_str(), subject);
+    let headers = message.headers;
+    assert_eq!(
+        headers
+            .get(cola_wire::names::REQUEST_ID_HEADER)
+            .map(|v| v.as_str()),
+        Some("trace-42.a")
+    );
+
+    // The middleware logs the job's end (as a JSON line: its log is not a terminal) with it.
+    stack.start_middleware();
+    stack
+        .wait_terminal(&token, &traced, Duration::from_secs(60))
+        .await;
+    let ended = common::eventually_some(Duration::from_secs(10), || {
+        stack.middleware_log().lines().find_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).ok()?;
+            (line["message"] == "job ended" && line["span"]["job_id"] == traced.as_str())
+                .then_some(line)
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("no end of {traced} logged:\n{}", stack.middleware_log()));
+    assert_eq!(ended["span"]["request_id"], "trace-42.a", "{ended}");
+    assert_eq!(ended["span"]["user"], "alice", "{ended}");
+    assert_eq!(ended["span"]["language"], "c", "{ended}");
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    for timing in ["queue_ms", "run_ms", "total_ms"] {
+        assert!(ended[timing].is_u64(), "{timing}: {ended}");
+    }
+}

@@ -5,11 +5,12 @@ use std::time::Instant;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderValue, header},
+    http::{HeaderName, HeaderValue, header},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
+use cola_wire::RequestId;
 use tower_http::trace::TraceLayer;
 
 use crate::{GatewayError, assets, health, jobs, languages, numeric, pages, state::AppState};
@@ -35,16 +36,40 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request.extensions().get::<RequestId>();
                 tracing::info_span!(
                     "http",
                     method = %request.method(),
                     path = %request.uri().path(),
+                    request_id = request_id.map(RequestId::as_str),
                     user = tracing::field::Empty,
                     job_id = tracing::field::Empty,
                 )
             }),
         )
+        .layer(axum::middleware::from_fn(assign_request_id))
         .with_state(state)
+}
+
+/// The header a request's id comes in (from a client or a proxy) and goes back in.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request an id, to follow it (and the job it submits) through the logs of every
+/// process: the client's `X-Request-Id` when it is a safe token ([`RequestId::parse`]), else a
+/// new one. Handlers find it in the request's extensions; the answer carries it back.
+async fn assign_request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| RequestId::parse(value).ok())
+        .unwrap_or_default();
+    request.extensions_mut().insert(id.clone());
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
 }
 
 /// `GET /metrics`: the gateway's Prometheus metrics.

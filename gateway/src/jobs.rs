@@ -9,11 +9,11 @@ use async_nats::jetstream::object_store::GetErrorKind;
 use axum::{
     Json,
     body::Body,
-    extract::State,
+    extract::{Extension, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use cola_wire::{JobId, JobKey, JobRecord, UserId, names, nats::Transition};
+use cola_wire::{JobId, JobKey, JobRecord, RequestId, UserId, names, nats::Transition};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -47,6 +47,7 @@ pub struct WaitParams {
 pub async fn create(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
+    Extension(request_id): Extension<RequestId>,
     params: Result<QueryParams<WaitParams>, GatewayError>,
     request: Result<JsonBody<SubmitRequest>, GatewayError>,
 ) -> Result<Response, GatewayError> {
@@ -63,7 +64,7 @@ pub async fn create(
     tracing::Span::current().record("job_id", tracing::field::display(id));
     // Listen before the record exists: no change to it can be missed.
     let events = (!wait.is_zero()).then(|| app.events.subscribe_job(&user, id));
-    let queued = queue::enqueue_detached(&app, &user, id, job).await?;
+    let queued = queue::enqueue_detached(&app, &user, (id, &request_id), job).await?;
     let queued_after = received.elapsed();
     tracing::info!(job_id = %id, user = %user, language, "job queued");
     let record = match events {

@@ -3,7 +3,7 @@
 
 use async_nats::{HeaderMap, jetstream::object_store::ObjectStore};
 use cola_wire::{
-    Inputs, JobId, JobKey, JobMessage, JobRecord, UserId,
+    Inputs, JobId, JobKey, JobMessage, JobRecord, RequestId, UserId,
     input_object::{InputError, fetch_inputs, spill_inputs, store_inputs},
     names,
     nats::{JobStore, Topology},
@@ -24,14 +24,14 @@ pub struct Queued {
 
 /// Checks the user's quotas, creates the job's record, stores its inputs in the object store
 /// if they are too large to travel inline, and publishes its message on the user's subject
-/// with `Nats-Msg-Id` = job id (and the record's revision in `Cola-Record-Revision`), waiting
-/// for the stream's acknowledgement.
+/// with `Nats-Msg-Id` = job id (the record's revision in `Cola-Record-Revision`, the
+/// submitting request's id in `Cola-Request-Id`), waiting for the stream's acknowledgement.
 pub async fn enqueue(
     topology: &Topology,
     config: &GatewayConfig,
     quotas: &Quotas,
     user: &UserId,
-    id: JobId,
+    (id, request_id): (JobId, &RequestId),
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
     quotas.admit(topology, user).await?;
@@ -74,7 +74,7 @@ pub async fn enqueue(
         payload = encode(&message);
     }
 
-    if let Err(error) = publish(topology, &message, revision, payload).await {
+    if let Err(error) = publish(topology, &message, (revision, request_id), payload).await {
         undo.run().await;
         return Err(match error {
             Refused::UserFull => quotas.unfinished_refusal(),
@@ -95,13 +95,14 @@ pub async fn enqueue(
 pub async fn enqueue_detached(
     app: &AppState,
     user: &UserId,
-    id: JobId,
+    (id, request_id): (JobId, &RequestId),
     job: ValidJob,
 ) -> Result<Queued, GatewayError> {
-    let (app, user) = (app.clone(), user.clone());
+    let (app, user, request_id) = (app.clone(), user.clone(), request_id.clone());
     let language = job.language.name;
     tokio::spawn(async move {
-        let queued = enqueue(&app.topology, &app.config, &app.quotas, &user, id, job).await;
+        let (topology, config, quotas) = (&app.topology, &app.config, &app.quotas);
+        let queued = enqueue(topology, config, quotas, &user, (id, &request_id), job).await;
         match &queued {
             Ok(_) => app.metrics.submitted(language),
             Err(error) => app.metrics.refused(error),
@@ -179,7 +180,7 @@ impl Refused {
 async fn publish(
     topology: &Topology,
     message: &JobMessage,
-    record_revision: u64,
+    (record_revision, request_id): (u64, &RequestId),
     payload: Vec<u8>,
 ) -> Result<(), Refused> {
     let mut headers = HeaderMap::new();
@@ -188,6 +189,7 @@ async fn publish(
         names::RECORD_REVISION_HEADER,
         record_revision.to_string().as_str(),
     );
+    headers.insert(names::REQUEST_ID_HEADER, request_id.as_str());
     let ack = topology
         .js
         .publish_with_headers(

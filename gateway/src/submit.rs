@@ -162,6 +162,7 @@ impl ValidJob {
             _ => (Vec::new(), 0),
         };
         let message = JobMessage {
+            request_id: None,
             id,
             user: user.clone(),
             language: self.language.id(),

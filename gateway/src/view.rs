@@ -86,6 +86,7 @@ mod tests {
 
     fn record() -> JobRecord {
         let msg = JobMessage {
+            request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),
             language: Language::parse("c").unwrap(),

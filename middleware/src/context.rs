@@ -7,7 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, object_store::ObjectStore};
 use cola_wire::{
-    Ending, JobKey,
+    Ending, JobKey, JobRecord, Reason,
+    job::{Timestamp, millis_between},
     nats::{JobStore, NatsError, Topology, Transition},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -48,9 +49,27 @@ impl Context {
     /// here when this ended it.
     pub(crate) async fn end(&self, key: &JobKey, ending: &Ending) -> Result<(), NatsError> {
         if let Transition::Changed(record, _) = self.jobs.end(key, ending).await? {
-            self.metrics.finished(&record);
+            self.finished(&record);
         }
         Ok(())
+    }
+
+    /// A job this middleware carried to its end, as `record` (terminal) says: one log line
+    /// (with the job's span: its id, user, language and request id) and the metrics.
+    pub(crate) fn finished(&self, record: &JobRecord) {
+        let millis = |from: Option<Timestamp>, to: Option<Timestamp>| {
+            from.zip(to).map(|(from, to)| millis_between(from, to))
+        };
+        tracing::info!(
+            status = record.status.as_str(),
+            reason = record.reason.map(Reason::as_str),
+            exit_code = record.exit_code,
+            queue_ms = millis(Some(record.created_at), record.started_at),
+            run_ms = millis(record.started_at, record.finished_at),
+            total_ms = millis(Some(record.created_at), record.finished_at),
+            "job ended"
+        );
+        self.metrics.finished(record);
     }
 }
 

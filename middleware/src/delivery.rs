@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
-use cola_wire::{JobKey, JobMessage};
+use cola_wire::{JobKey, JobMessage, RequestId};
 use tracing::Instrument;
 
 use crate::{
@@ -16,8 +16,14 @@ use crate::{
 pub async fn handle(ctx: Arc<Context>, msg: Message, job: JobMessage, kind: Kind) {
     let key = JobKey::new(&job.user, &job.id);
     let _in_flight = ctx.metrics.in_flight(&job.language);
-    let span =
-        tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language);
+    let request_id = job.request_id.as_ref().map(RequestId::as_str);
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        user = %job.user,
+        language = %job.language,
+        request_id,
+    );
     let driven = match kind {
         Kind::Numeric => {
             crate::numeric::drive(&ctx, &msg, &job, &key)

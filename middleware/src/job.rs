@@ -364,7 +364,7 @@ async fn record_outcome(
 /// Counts a job this middleware carried to its end, once `ended` is its terminal record.
 fn count_finished(ctx: &Context, ended: Option<JobRecord>) {
     if let Some(record) = ended.filter(|r| r.status.is_terminal()) {
-        ctx.metrics.finished(&record);
+        ctx.finished(&record);
     }
 }
 
@@ -415,12 +415,8 @@ async fn report(
     )
     .await?;
     match &reported {
-        Reported::Recorded(report) => tracing::info!(
-            job_id = %job.id,
-            status = report.status.as_str(),
-            reason = report.reason.map(|r| r.as_str()),
-            "job ended"
-        ),
+        // Logged with the record, once the middleware reads it back (`Context::finished`).
+        Reported::Recorded(_) => {}
         Reported::EndedElsewhere(record) => tracing::debug!(
             job_id = %job.id,
             status = record.status.as_str(),

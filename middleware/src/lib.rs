@@ -32,7 +32,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer::pull};
 use cola_wire::{
-    JobMessage, names,
+    JobMessage, RequestId, names,
     nats::{NatsError, Topology, TopologyConfig},
 };
 use futures::StreamExt;
@@ -273,7 +273,10 @@ async fn pull(
             };
             match next {
                 Some(Ok(msg)) => match serde_json::from_slice::<JobMessage>(&msg.payload) {
-                    Ok(job) => queue.hold(Held { msg, job }),
+                    Ok(mut job) => {
+                        job.request_id = request_id_of(&msg);
+                        queue.hold(Held { msg, job });
+                    }
                     Err(e) => {
                         tasks.spawn(delivery::terminate_undecodable(msg, e));
                     }
@@ -286,6 +289,13 @@ async fn pull(
             }
         }
     }
+}
+
+/// The id of the request that submitted a job, from its message's header, when it has a valid
+/// one (it is only ever logged).
+fn request_id_of(msg: &jetstream::Message) -> Option<RequestId> {
+    let value = msg.headers.as_ref()?.get(names::REQUEST_ID_HEADER)?;
+    RequestId::parse(value.as_str()).ok()
 }
 
 /// Starts the jobs of `kind` that `queue` hands out, each once it has a slot: one of `slots`

@@ -142,7 +142,7 @@ pub(crate) async fn drive(
         })
         .await?;
     if let Transition::Changed(r, _) = &ended {
-        ctx.metrics.finished(r);
+        ctx.finished(r);
         tracing::debug!(
             job_id = %job.id,
             status = r.status.as_str(),
@@ -201,7 +201,7 @@ async fn record_and_solve(
         let ending = Ending::cancelled();
         if let Transition::Changed(r, _) = ctx.jobs.end_from(key, record, revision, &ending).await?
         {
-            ctx.metrics.finished(&r);
+            ctx.finished(&r);
         }
         return Ok(Err(Disposition::Ack));
     }

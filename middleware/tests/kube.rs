@@ -198,6 +198,7 @@ async fn attached(config: KubeBackendConfig) -> (Arc<KubeBackend>, ApiServer, Te
 fn job() -> JobMessage {
     let lang = Language::parse("c").unwrap();
     JobMessage {
+        request_id: None,
         id: JobId::new(),
         user: UserId::parse("u0123456789abcdef").unwrap(),
         limits: language(&lang).unwrap().default_limits,

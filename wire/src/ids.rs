@@ -15,6 +15,59 @@ pub enum IdError {
     UserId,
     #[error("not a language name (1 to 32 characters from a-z 0-9 _)")]
     Language,
+    #[error("not a request id (1 to 64 characters from A-Z a-z 0-9 . _ : -)")]
+    RequestId,
+}
+
+/// The id of the request that submitted a job, to follow it through every process's logs:
+/// the client's own (`X-Request-Id`) when it is a safe token, else one the gateway made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A new id: a UUID v7 (its time, then random bits), without hyphens.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7().simple().to_string())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+        if (1..=64).contains(&s.len()) && s.chars().all(safe) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::RequestId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(id: RequestId) -> String {
+        id.0
+    }
 }
 
 /// A job's id: a UUID v7, so ids sort by creation time.

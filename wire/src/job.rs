@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{JobId, Language, Limits, UserId};
+use crate::{JobId, Language, Limits, RequestId, UserId};
 
 /// How much of stdout, stderr and compiler output a record and the API show inline.
 pub const PREVIEW_BYTES: usize = 64 * 1024;
@@ -109,6 +109,10 @@ pub struct JobMessage {
     pub limits: Limits,
     pub created_at: DateTime<Utc>,
     pub work: Work,
+    /// The request that submitted the job (the gateway's `X-Request-Id`), so that one job can
+    /// be followed through every process's logs. The gateway sends it in the stream message's
+    /// [`crate::names::REQUEST_ID_HEADER`]; the middleware sets it here for the executor.
+    pub request_id: Option<RequestId>,
 }
 
 /// What a job works on: exactly one of these travels in its message.
@@ -162,6 +166,8 @@ struct MessageOnTheWire {
     inputs: Option<Inputs>,
     input_object: Option<String>,
     problem: Option<Value>,
+    #[serde(default)]
+    request_id: Option<RequestId>,
 }
 
 /// A [`JobMessage`] as JSON has it, borrowed for writing.
@@ -179,6 +185,8 @@ struct MessageToTheWire<'a> {
     input_object: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a RequestId>,
 }
 
 impl TryFrom<MessageOnTheWire> for JobMessage {
@@ -199,6 +207,7 @@ impl TryFrom<MessageOnTheWire> for JobMessage {
             limits: wire.limits,
             created_at: wire.created_at,
             work,
+            request_id: wire.request_id,
         })
     }
 }
@@ -215,6 +224,7 @@ impl Serialize for JobMessage {
             inputs: self.work.inputs(),
             input_object: self.work.input_object(),
             problem: self.work.problem(),
+            request_id: self.request_id.as_ref(),
         }
         .serialize(serializer)
     }
@@ -487,6 +497,7 @@ mod tests {
     #[test]
     fn problem_and_result_are_optional_on_the_wire() {
         let msg = JobMessage {
+            request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),
             language: Language::parse("c").unwrap(),
@@ -519,6 +530,7 @@ mod tests {
     #[test]
     fn a_message_carries_exactly_one_kind_of_work_under_its_own_name() {
         let msg = JobMessage {
+            request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),
             language: Language::parse("c").unwrap(),

@@ -16,7 +16,7 @@ pub mod languages;
 pub mod limits;
 pub mod names;
 
-pub use ids::{IdError, JobId, Language, UserId};
+pub use ids::{IdError, JobId, Language, RequestId, UserId};
 pub use isolation::{Isolation, Provision};
 pub use job::{
     Ending, ExecutorHandle, FileSummary, InputFile, Inputs, JobMessage, JobRecord, PREVIEW_BYTES,

@@ -34,6 +34,8 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// compare-and-set without reading it first; if anybody wrote in between, the write fails and
 /// it reads the record as usual.
 pub const RECORD_REVISION_HEADER: &str = "Cola-Record-Revision";
+/// Header of a job message: the id of the request that submitted it ([`crate::RequestId`]).
+pub const REQUEST_ID_HEADER: &str = "Cola-Request-Id";
 
 /// `cola.<language>.<user>`: the subject a job of this language and user is published on. A
 /// user's own subjects let the stream count (and bound) each user's unfinished jobs.

@@ -163,6 +163,7 @@ async fn an_object_put_in_one_round_trip_reads_back_as_usual() {
 /// A message of alice's for a job in `language`, with the first language's default limits.
 fn message(language: &str) -> JobMessage {
     JobMessage {
+        request_id: None,
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),
         language: Language::parse(language).unwrap(),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, TokenCommand};
+use crate::cli::{Command, LogFormatArg, TokenCommand};
 
 pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -76,14 +76,15 @@ pub fn take_secrets_from_env(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to stderr; `RUST_LOG` selects what (default: info).
-pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs to stderr as `format` says (default: text on a terminal, JSON otherwise); `RUST_LOG`
+/// selects what (default: info).
+pub fn init_tracing(format: Option<LogFormatArg>) {
+    use cola_telemetry::logs::{LogFormat, init};
+    init(match format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => LogFormat::for_stderr(),
+    });
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -389,6 +389,20 @@ pub async fn eventually(timeout: Duration, what: &str, done: impl Fn() -> bool) 
     }
 }
 
+/// What `find` finds, once it finds something within `timeout`; `None` if it never does.
+pub async fn eventually_some<T>(timeout: Duration, find: impl Fn() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = find() {
+            return Some(found);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The Docker daemon and cola's executor images for the tests. Nothing is skipped: without a
 /// daemon (and one cannot be started) or images, the tests fail and say why.
 pub mod docker {

@@ -273,7 +273,14 @@ pub async fn run_offline(
 
 /// The span of everything done for `job`.
 fn job_span(job: &JobMessage) -> tracing::Span {
-    tracing::info_span!("job", job_id = %job.id, user = %job.user, language = %job.language)
+    let request_id = job.request_id.as_ref().map(cola_wire::RequestId::as_str);
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        user = %job.user,
+        language = %job.language,
+        request_id,
+    )
 }
 
 /// Checks the sandbox settings, and hardens an executor whose sandbox is its container.

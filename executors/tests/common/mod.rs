@@ -63,6 +63,7 @@ impl TestJob {
         Self {
             lang,
             message: JobMessage {
+                request_id: None,
                 id: JobId::new(),
                 user: UserId::parse("tester").unwrap(),
                 language: lang.id(),

@@ -8,11 +8,11 @@ use std::io::{Cursor, Read as _};
 
 use askama::Template;
 use axum::{
-    extract::{Multipart, Query, State},
+    extract::{Extension, Multipart, Query, State},
     http::{StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use cola_wire::{JobId, JobRecord, language, names};
+use cola_wire::{JobId, JobRecord, RequestId, language, names};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt as _;
 
@@ -143,6 +143,7 @@ async fn page(
 /// error next to its field (`400`).
 pub async fn submit(
     State(app): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
     signed: SignedIn,
     multipart: Multipart,
 ) -> Result<Response, PageError> {
@@ -168,7 +169,7 @@ pub async fn submit(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let language = job.language.name;
-    let queued = queue::enqueue_detached(&app, user, id, job).await?;
+    let queued = queue::enqueue_detached(&app, user, (id, &request_id), job).await?;
     tracing::info!(job_id = %id, user = %user, language, "job queued from the web form");
     if let Some(inputs) = inputs {
         queue::keep_inputs(&app.topology, user, id, &queued, &inputs).await;

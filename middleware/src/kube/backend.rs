@@ -346,6 +346,7 @@ fn probe_job() -> JobMessage {
         .expect("the language table has a compiled language");
     let language = cola_wire::Language::parse(lang.name).expect("a valid language name");
     JobMessage {
+        request_id: None,
         id: cola_wire::JobId::new(),
         user: cola_wire::UserId::parse("cola-check").expect("a valid user id"),
         limits: lang.default_limits,
