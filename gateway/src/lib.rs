@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api_docs;
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -46,6 +47,7 @@ pub mod listing;
 pub mod metrics;
 pub mod numeric;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod prelogin;
 pub mod public_site;
