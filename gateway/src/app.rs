@@ -114,7 +114,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(languages::list))
         .routes(routes!(numeric::methods))
         .routes(routes!(jobs::list, jobs::create))
-        .routes(routes!(jobs::show, jobs::cancel))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::output_zip))
         .routes(routes!(openapi::serve))
 }

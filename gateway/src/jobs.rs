@@ -296,11 +296,12 @@ pub(crate) async fn recent(
     Ok((records, next))
 }
 
-/// `DELETE /api/v1/jobs/{id}`: asks for the job to be cancelled (`202`); the middleware stops
-/// it. A job that has already ended answers `409`.
+/// `POST /api/v1/jobs/{id}/cancel`: asks for the job to be cancelled (`202`); the middleware
+/// stops it. A job that has already ended answers `409`. (Not `DELETE /api/v1/jobs/{id}`: the
+/// job is not deleted, it stays readable until it expires with the retention.)
 #[utoipa::path(
-    delete,
-    path = "/api/v1/jobs/{id}",
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
     tag = "jobs",
     operation_id = "cancel_job",
     summary = "Cancel a queued or running job",
@@ -365,16 +366,19 @@ pub(crate) async fn request_cancel(
     summary = "The job's output zip",
     description = "`stdout.txt`, `stderr.txt`, `compile.txt`, the files the program wrote under \
         `out/`; a numeric job's `result.json`, `table.csv` and `plot.svg`. There once the job \
-        has ended (the view's `output_url`).",
+        has ended (the view's `output_url`): before, the answer is 409. A job that ended \
+        without storing any (cancelled before it ran) has an empty zip.",
     security(("bearer" = [])),
     params(("id" = JobId, Path, description = "The job's id.")),
     responses(
-        (status = 200, description = "The zip.", content_type = "application/zip",
+        (status = 200, description = "The zip (empty for a job that ended without output).",
+            content_type = "application/zip",
             body = Vec<u8>,
             headers(("Content-Disposition" = String,
                 description = "`attachment; filename=\"<id>-output.zip\"`"))),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 500, response = InternalError),
         (status = 503, response = ServiceUnavailable),
     )
@@ -388,13 +392,23 @@ pub async fn output_zip(
     output_response(&app, &user, id).await
 }
 
-/// The output zip of `user`'s job `id`, streamed from the object store.
+/// A zip without entries: its end-of-central-directory record alone.
+const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The output zip of `user`'s job `id`, streamed from the object store: `409` while the job has
+/// not ended (its zip is stored before its record ends); an empty zip for a job that ended
+/// without storing one (cancelled before it ran, or ended by an internal error).
 pub(crate) async fn output_response(
     app: &AppState,
     user: &UserId,
     id: JobId,
 ) -> Result<Response, GatewayError> {
-    find(app, user, id).await?;
+    let (record, _) = find(app, user, id).await?;
+    if !record.status.is_terminal() {
+        return Err(GatewayError::Conflict(
+            "the job has not ended yet: its output is there once it has",
+        ));
+    }
     let object = match app
         .topology
         .outputs
@@ -403,12 +417,20 @@ pub(crate) async fn output_response(
     {
         Ok(object) => object,
         Err(error) if error.kind() == GetErrorKind::NotFound => {
-            return Err(GatewayError::NotFound("the job has no output yet"));
+            return Ok(zip_response(id, EMPTY_ZIP.len() as u64, Body::from(EMPTY_ZIP)));
         }
         Err(error) => return Err(GatewayError::backend("read output zip", error)),
     };
     let size = object.info().size;
-    Ok((
+    Ok(zip_response(
+        id,
+        size as u64,
+        Body::from_stream(ReaderStream::new(object)),
+    ))
+}
+
+fn zip_response(id: JobId, size: u64, body: Body) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
             (header::CONTENT_LENGTH, size.to_string()),
@@ -417,7 +439,16 @@ pub(crate) async fn output_response(
                 format!("attachment; filename=\"{id}-output.zip\""),
             ),
         ],
-        Body::from_stream(ReaderStream::new(object)),
+        body,
     )
-        .into_response())
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_empty_zip_is_a_zip_without_entries() {
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(super::EMPTY_ZIP)).unwrap();
+        assert_eq!(archive.len(), 0);
+    }
 }

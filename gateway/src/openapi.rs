@@ -132,7 +132,8 @@ error_responses! {
         valid.", [("WWW-Authenticate", "`Bearer realm=\"cola\"`")];
     NotFound => "No such job for this user: an unknown id, a malformed one, or another user's \
         job all look the same.";
-    Conflict => "The request does not fit the job's current state.";
+    Conflict => "The request does not fit the job's current state: cancelling a job that has \
+        ended, or asking for the output of one that has not.";
     PayloadTooLarge => "The request body is larger than the gateway's limit.";
     UnsupportedMediaType => "The body is declared as something else than JSON (a body without \
         `Content-Type` is read as JSON).";
@@ -167,7 +168,10 @@ pub fn document(api: openapi::OpenApi, config: &GatewayConfig) -> Value {
     if let Some(paths) = value["paths"].as_object_mut() {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
             for operation in operation.values_mut() {
-                let Some(parameters) = operation["parameters"].as_array_mut() else {
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
                     continue;
                 };
                 for parameter in parameters {
