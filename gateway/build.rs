@@ -3,6 +3,11 @@
 //! build directory, once per change of the lock, and the files the page needs are built into the
 //! binary from there (`src/assets.rs`). Nothing of it is committed; nothing is loaded from a CDN.
 //!
+//! The site's Content-Security-Policy allows images from the site only (`img-src 'self'`), and
+//! Swagger UI's stylesheet has its icons inline as `data:` URLs: each becomes a file of its own
+//! (`/static/swagger-ui-img-<hash>.<ext>`, listed in the generated `images.rs`) and the
+//! stylesheet points there instead.
+//!
 //! Needs `npm` (Debian's `npm`; `scripts/setup.sh` installs it) and the npm registry, or npm's
 //! cache once it has the package.
 
@@ -45,7 +50,124 @@ fn main() {
             out.display()
         );
     }
-    println!("cargo::rustc-env=COLA_SWAGGER_UI_DIR={}", dist.display());
+    let built = out.join("built");
+    if built.exists() {
+        fs::remove_dir_all(&built).expect("empty the built files");
+    }
+    fs::create_dir_all(&built).expect("create the built files' directory");
+    fs::copy(
+        dist.join("swagger-ui-bundle.js"),
+        built.join("swagger-ui-bundle.js"),
+    )
+    .expect("copy swagger-ui-bundle.js");
+    let (css, images) = images_out_of(&read(&dist.join("swagger-ui.css")));
+    fs::write(built.join("swagger-ui.css"), css).expect("write swagger-ui.css");
+    let mut table = String::from(
+        "/// Swagger UI's images, out of its stylesheet: (file name, content type, bytes).\n\
+         pub const SWAGGER_UI_IMAGES: &[(&str, &str, &[u8])] = &[\n",
+    );
+    for (name, content_type, bytes) in images {
+        let path = built.join(&name);
+        fs::write(&path, bytes).expect("write an image");
+        table.push_str(&format!(
+            "    ({name:?}, {content_type:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    fs::write(built.join("images.rs"), table).expect("write images.rs");
+    println!("cargo::rustc-env=COLA_SWAGGER_UI_DIR={}", built.display());
+}
+
+/// The stylesheet with every `url(data:...)` replaced by `url(/static/<name>)`, and those
+/// images: (name, content type, bytes).
+fn images_out_of(css: &str) -> (String, Vec<(String, &'static str, Vec<u8>)>) {
+    let mut rewritten = String::with_capacity(css.len());
+    let mut images: Vec<(String, &'static str, Vec<u8>)> = Vec::new();
+    let mut rest = css;
+    while let Some(at) = rest.find("url(") {
+        rewritten.push_str(&rest[..at + 4]);
+        rest = &rest[at + 4..];
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let (raw, after) = match quote {
+            Some(q) => {
+                let body = &rest[1..];
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in body.char_indices() {
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        c if c == q && !escaped => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => escaped = false,
+                    }
+                }
+                let end = end.expect("a quoted url() ends");
+                (css_unescape(&body[..end]), &body[end + 1..])
+            }
+            None => {
+                let end = rest.find(')').expect("an url() ends");
+                (rest[..end].trim().to_owned(), &rest[end..])
+            }
+        };
+        let Some(data) = raw.strip_prefix("data:") else {
+            rewritten.push_str(&rest[..rest.len() - after.len()]);
+            rest = after;
+            continue;
+        };
+        let (header, payload) = data.split_once(',').expect("a data: URL has a comma");
+        let (content_type, extension) = match header.split(';').next().unwrap() {
+            "image/svg+xml" => ("image/svg+xml", "svg"),
+            "image/png" => ("image/png", "png"),
+            "image/jpeg" => ("image/jpeg", "jpg"),
+            other => panic!("swagger-ui.css has a data: URL of an unexpected type {other}"),
+        };
+        let bytes = if header.ends_with(";base64") {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .expect("valid base64 in a data: URL")
+        } else {
+            percent_encoding::percent_decode_str(payload).collect()
+        };
+        let name = format!("swagger-ui-img-{:016x}.{extension}", fnv1a(&bytes));
+        rewritten.push_str(&format!("\"/static/{name}\""));
+        if !images.iter().any(|(n, _, _)| *n == name) {
+            images.push((name, content_type, bytes));
+        }
+        rest = after;
+    }
+    rewritten.push_str(rest);
+    (rewritten, images)
+}
+
+/// A CSS string's escapes undone (`\"` → `"`); enough for the data URLs of swagger-ui.css.
+fn css_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                assert!(
+                    !next.is_ascii_hexdigit(),
+                    "a hex escape in swagger-ui.css's data URLs"
+                );
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A 64-bit FNV-1a hash, for file names that change with their content.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `npm ci` of `package.json` and the lock into `out`, without running any package's install

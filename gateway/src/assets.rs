@@ -24,6 +24,9 @@ const SWAGGER_UI_CSS: &[u8] = include_bytes!(concat!(
     env!("COLA_SWAGGER_UI_DIR"),
     "/swagger-ui.css"
 ));
+// `SWAGGER_UI_IMAGES`: the images of Swagger UI's stylesheet, which `build.rs` takes out of it
+// (they were `data:` URLs, which the site's policy refuses).
+include!(concat!(env!("COLA_SWAGGER_UI_DIR"), "/images.rs"));
 
 /// A short hash of every asset: pages link `/static/<file>?v=<version>`, so a new build is
 /// never served stale from a browser's cache.
@@ -50,7 +53,10 @@ pub async fn serve(Path(file): Path<String>) -> Response {
         "api-docs.js" => (API_DOCS_JS.as_bytes(), "text/javascript; charset=utf-8"),
         "swagger-ui-bundle.js" => (SWAGGER_UI_JS, "text/javascript; charset=utf-8"),
         "swagger-ui.css" => (SWAGGER_UI_CSS, "text/css; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+        other => match SWAGGER_UI_IMAGES.iter().find(|(name, _, _)| *name == other) {
+            Some((_, content_type, bytes)) => (*bytes, *content_type),
+            None => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+        },
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
