@@ -79,11 +79,14 @@ fn main() {
     println!("cargo::rustc-env=COLA_SWAGGER_UI_DIR={}", built.display());
 }
 
+/// An image taken out of the stylesheet: its file name, content type and bytes.
+type Image = (String, &'static str, Vec<u8>);
+
 /// The stylesheet with every `url(data:...)` replaced by `url(/static/<name>)`, and those
-/// images: (name, content type, bytes).
-fn images_out_of(css: &str) -> (String, Vec<(String, &'static str, Vec<u8>)>) {
+/// images.
+fn images_out_of(css: &str) -> (String, Vec<Image>) {
     let mut rewritten = String::with_capacity(css.len());
-    let mut images: Vec<(String, &'static str, Vec<u8>)> = Vec::new();
+    let mut images: Vec<Image> = Vec::new();
     let mut rest = css;
     while let Some(at) = rest.find("url(") {
         rewritten.push_str(&rest[..at + 4]);

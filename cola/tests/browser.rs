@@ -678,7 +678,11 @@ async fn the_api_reference_shows_every_operation_under_the_sites_policy() {
         )
         .await
         .unwrap();
-    assert_ne!(badge, json!("rgba(0, 0, 0, 0)"), "swagger-ui.css did not apply");
+    assert_ne!(
+        badge,
+        json!("rgba(0, 0, 0, 0)"),
+        "swagger-ui.css did not apply"
+    );
     // One operation opens with its parameters and responses.
     client
         .find(Locator::Css("#operations-jobs-submit_job .opblock-summary"))

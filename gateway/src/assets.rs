@@ -20,10 +20,8 @@ const SWAGGER_UI_JS: &[u8] = include_bytes!(concat!(
     env!("COLA_SWAGGER_UI_DIR"),
     "/swagger-ui-bundle.js"
 ));
-const SWAGGER_UI_CSS: &[u8] = include_bytes!(concat!(
-    env!("COLA_SWAGGER_UI_DIR"),
-    "/swagger-ui.css"
-));
+const SWAGGER_UI_CSS: &[u8] =
+    include_bytes!(concat!(env!("COLA_SWAGGER_UI_DIR"), "/swagger-ui.css"));
 // `SWAGGER_UI_IMAGES`: the images of Swagger UI's stylesheet, which `build.rs` takes out of it
 // (they were `data:` URLs, which the site's policy refuses).
 include!(concat!(env!("COLA_SWAGGER_UI_DIR"), "/images.rs"));

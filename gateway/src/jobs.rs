@@ -17,8 +17,8 @@ use cola_wire::{JobId, JobKey, JobRecord, UserId, names, nats::Transition};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use utoipa::{IntoParams, ToSchema};
 use tokio_util::io::ReaderStream;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     GatewayError,
@@ -26,8 +26,8 @@ use crate::{
     extract::{JobIdParam, JsonBody, NO_SUCH_JOB, QueryParams},
     listing,
     openapi::{
-        BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge,
-        ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
+        BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
+        TooManyRequests, Unauthorized, UnsupportedMediaType,
     },
     queue,
     state::AppState,
@@ -372,8 +372,7 @@ pub(crate) async fn request_cancel(
     params(("id" = JobId, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The zip (empty for a job that ended without output).",
-            content_type = "application/zip",
-            body = Vec<u8>,
+            content_type = "application/zip", body = [u8],
             headers(("Content-Disposition" = String,
                 description = "`attachment; filename=\"<id>-output.zip\"`"))),
         (status = 401, response = Unauthorized),
@@ -417,7 +416,11 @@ pub(crate) async fn output_response(
     {
         Ok(object) => object,
         Err(error) if error.kind() == GetErrorKind::NotFound => {
-            return Ok(zip_response(id, EMPTY_ZIP.len() as u64, Body::from(EMPTY_ZIP)));
+            return Ok(zip_response(
+                id,
+                EMPTY_ZIP.len() as u64,
+                Body::from(EMPTY_ZIP),
+            ));
         }
         Err(error) => return Err(GatewayError::backend("read output zip", error)),
     };

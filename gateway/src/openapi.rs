@@ -164,6 +164,25 @@ pub fn document(api: openapi::OpenApi, config: &GatewayConfig) -> Value {
     for (response, name) in REQUIRED_HEADERS {
         value["components"]["responses"][*response]["headers"][*name]["required"] = json!(true);
     }
+    // Binary bodies (the output zip): OpenAPI 3.1 describes them by their media type alone,
+    // with no schema for the bytes (what utoipa writes is a 3.0-style `format: binary`).
+    if let Some(paths) = value["paths"].as_object_mut() {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in item.values_mut() {
+                let Some(responses) = operation
+                    .get_mut("responses")
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                for response in responses.values_mut() {
+                    if let Some(zip) = response.pointer_mut("/content/application~1zip") {
+                        *zip = json!({});
+                    }
+                }
+            }
+        }
+    }
     let max_wait = config.max_wait.as_secs_f64();
     if let Some(paths) = value["paths"].as_object_mut() {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {

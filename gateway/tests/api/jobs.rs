@@ -206,7 +206,11 @@ async fn the_output_zip_is_streamed_from_the_object_store() {
     })
     .await;
     let response = gw
-        .request(Method::GET, &format!("/api/v1/jobs/{id}/output.zip"), &alice)
+        .request(
+            Method::GET,
+            &format!("/api/v1/jobs/{id}/output.zip"),
+            &alice,
+        )
         .send()
         .await
         .unwrap();

@@ -78,10 +78,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "application/json"
-    );
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let doc: Value = response.json().await.unwrap();
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1."),
@@ -192,6 +189,10 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
         doc["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"]["required"],
         true
     );
+    assert_eq!(
+        doc["paths"]["/api/v1/jobs/{id}/output.zip"]["get"]["responses"]["200"]["content"],
+        serde_json::json!({"application/zip": {}})
+    );
     // What the configuration decides is written in.
     let wait = doc["paths"]["/api/v1/jobs/{id}"]["get"]["parameters"]
         .as_array()
@@ -217,16 +218,29 @@ async fn the_reference_page_and_its_assets_are_served_under_the_sites_policy() {
         CONTENT_SECURITY_POLICY
     );
     let page = response.text().await.unwrap();
-    assert!(!page.contains("<style") && !page.contains("style="), "{page}");
-    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    assert!(
+        !page.contains("<style") && !page.contains("style="),
+        "{page}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
     let scripts: Vec<&str> = page.split("<script").skip(1).collect();
     assert_eq!(scripts.len(), 2, "{page}");
     for script in scripts {
-        assert!(script.trim_start().starts_with("src=\"/static/"), "{script}");
+        assert!(
+            script.trim_start().starts_with("src=\"/static/"),
+            "{script}"
+        );
         assert!(script.contains("></script>"), "no inline script: {script}");
     }
     for (asset, content_type, at_least) in [
-        ("swagger-ui-bundle.js", "text/javascript; charset=utf-8", 100_000),
+        (
+            "swagger-ui-bundle.js",
+            "text/javascript; charset=utf-8",
+            100_000,
+        ),
         ("swagger-ui.css", "text/css; charset=utf-8", 10_000),
         ("api-docs.js", "text/javascript; charset=utf-8", 100),
     ] {
