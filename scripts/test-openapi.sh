@@ -84,6 +84,8 @@ token=$(tr -d '\n' <"$data/dev-token")
 
 started=$SECONDS
 status=0
+# From target/: schemathesis keeps its cache (failures to replay first) in .schemathesis here.
+cd "$root/target"
 "$tools/bin/schemathesis" --config-file "$root/scripts/openapi/schemathesis.toml" run \
   "$url/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
