@@ -18,9 +18,11 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Run every test (formatting and lints first): the workspace against real NATS, bubblewrap,
-## Docker and a browser, then the Kubernetes manifests offline.
+## Docker and a browser; schemathesis against a live `cola up --dev` with its own OpenAPI
+## document (every check, a few minutes at most); then the Kubernetes manifests offline.
 test: setup lint
 	$(CARGO) test --workspace
+	scripts/test-openapi.sh
 	scripts/test-k8s-manifests.sh
 	scripts/test-monitoring.sh
 

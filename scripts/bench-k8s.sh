@@ -16,7 +16,9 @@
 # Needs the local cluster with cola deployed (`make k8s-up`, `make k8s-deploy`); leaves the
 # middleware at COLA_KUBE_WARM_PODS=0.
 #
-# Usage: scripts/bench-k8s.sh   (COLA_BENCH_K8S_PAIRS=N pairs per phase, default 30)
+# Usage: scripts/bench-k8s.sh   (COLA_BENCH_K8S_PAIRS=N pairs per phase, default 30;
+#   COLA_BINARY: the cola binary of the process-backend side, default target/release/cola,
+#   built when missing)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +38,7 @@ kubectl=$state/bin/kubectl
 [ -f "$KUBECONFIG" ] && [ -x "$kubectl" ] || fail "no local cluster: run \`make k8s-up\` and \`make k8s-deploy\` first"
 "$kubectl" -n cola get deployment cola-middleware >/dev/null 2>&1 \
   || fail "cola is not deployed: run \`make k8s-deploy\` first"
-cola=$root/target/release/cola
+cola=${COLA_BINARY:-$root/target/release/cola}
 [ -x "$cola" ] || (cd "$root" && cargo build --release --bin cola)
 
 work=$(mktemp -d /tmp/cola-bench-k8s.XXXXXX)

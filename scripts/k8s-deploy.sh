@@ -114,12 +114,38 @@ fi
 # Settings a bench or the end-to-end checks set on the middleware by hand (and left, if stopped
 # midway) go: the Deployment as the manifests make it.
 "$kubectl" -n cola set env deployment/cola-middleware COLA_KUBE_WARM_PODS- RUST_LOG- >/dev/null
-# Pods made before a new image was imported keep the old one: restart them onto it.
+# Pods made before a new image was imported keep the old one: restart them onto it (a
+# Deployment just created, or whose template changed, gets new Pods anyway).
 if [ "$skip_images" = 0 ]; then
-  "$kubectl" -n cola rollout restart deployment/cola-gateway deployment/cola-middleware >/dev/null
+  for deployment in cola-gateway cola-middleware; do
+    if grep -q "^deployment.apps/$deployment unchanged" "$work_log"; then
+      "$kubectl" -n cola rollout restart "deployment/$deployment" >/dev/null
+    fi
+  done
 fi
 "$kubectl" -n cola rollout status statefulset/cola-nats --timeout=300s
 "$kubectl" -n cola rollout status deployment/cola-gateway --timeout=300s
 "$kubectl" -n cola rollout status deployment/cola-middleware --timeout=300s
+
+# spread_again DEPLOYMENT: when a rollout left every Pod of DEPLOYMENT on one node, deletes one
+# of them; its replacement must go to another node (the spread is DoNotSchedule). Kubernetes
+# 1.27+ counts only a rollout's own Pods (matchLabelKeys in the manifests); 1.20 counts the old
+# ones too, and a rolling update can end with both replicas on one node.
+spread_again() {
+  local deployment=$1 nodes pods
+  nodes=$("$kubectl" get nodes --no-headers | grep -cw Ready)
+  pods=$("$kubectl" -n cola get pods -l "app.kubernetes.io/name=$deployment" -o json \
+    | jq -r '[.items[] | select(.metadata.deletionTimestamp == null)]')
+  [ "$nodes" -ge 2 ] && [ "$(jq length <<<"$pods")" -ge 2 ] || return 0
+  [ "$(jq '[.[].spec.nodeName] | unique | length' <<<"$pods")" = 1 ] || return 0
+  local victim
+  victim=$(jq -r '.[0].metadata.name' <<<"$pods")
+  say "every $deployment Pod is on one node: moving $victim"
+  "$kubectl" -n cola delete pod "$victim" --wait=false >/dev/null
+  sleep 2 # the Deployment's status counts the Pod gone
+  "$kubectl" -n cola rollout status "deployment/$deployment" --timeout=300s
+}
+spread_again cola-gateway
+spread_again cola-middleware
 "$kubectl" -n cola get pods -o wide
 say "deployed; open it with: KUBECONFIG=$KUBECONFIG $kubectl -n cola port-forward svc/cola-gateway 8080:80"

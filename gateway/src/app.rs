@@ -12,19 +12,26 @@ use axum::{
 };
 use cola_wire::RequestId;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{GatewayError, assets, health, jobs, languages, numeric, pages, state::AppState};
+use crate::{
+    GatewayError, api_docs, assets, health, jobs, languages, numeric, openapi, pages,
+    state::AppState,
+};
 
 /// Every route of the gateway, with the body limit, security headers, request metrics and
 /// tracing around them.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let (api, document) = api_routes().split_for_parts();
+    let document = openapi::Served::new(&openapi::document(document, &state.config));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
         .route("/static/{file}", get(assets::serve))
-        .merge(api_routes())
+        .route(api_docs::PATH, get(api_docs::page))
+        .merge(api.layer(axum::Extension(document)))
         .merge(pages::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { GatewayError::MethodNotAllowed })
@@ -124,12 +131,16 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The JSON API under `/api/v1` (bearer tokens only; the pages are merged next to it).
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/languages", get(languages::list))
-        .route("/api/v1/numeric/methods", get(numeric::methods))
-        .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
-        .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
-        .route("/api/v1/jobs/{id}/output.zip", get(jobs::output_zip))
+/// The JSON API under `/api/v1` (bearer tokens only; the pages are merged next to it), with its
+/// OpenAPI operations: each route comes from its handler's `#[utoipa::path]`, so the router
+/// and the document list the same paths and methods. Add routes here with `routes!` only.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(languages::list))
+        .routes(routes!(numeric::methods))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::output_zip))
+        .routes(routes!(openapi::serve))
 }

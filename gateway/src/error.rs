@@ -141,9 +141,13 @@ impl GatewayError {
 const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 30;
 
 /// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What is wrong, for a person to read; a server error says only that it happened.
     pub error: String,
+    /// The part of the request to blame, named as in the request (`files[2].name`,
+    /// `limits.memory_mb`, `problem.f`, `wait`); `null` when no one part is.
+    #[schema(required = true)]
     pub field: Option<String>,
 }
 

@@ -18,12 +18,18 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::io::ReaderStream;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     GatewayError,
     auth::Authenticated,
     extract::{JobIdParam, JsonBody, NO_SUCH_JOB, QueryParams},
-    listing, queue,
+    listing,
+    openapi::{
+        BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
+        TooManyRequests, Unauthorized, UnsupportedMediaType,
+    },
+    queue,
     state::AppState,
     submit::SubmitRequest,
     view::{JobView, job_path},
@@ -38,12 +44,43 @@ pub const MAX_PAGE_SIZE: usize = 200;
 const PAGE_READ_CONCURRENCY: usize = 16;
 
 /// `?wait=N`, for the endpoints that can hold their answer until the job ends.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitParams {
+    /// Seconds (fractions allowed) to hold the answer until the job has ended; `0`, or no
+    /// `wait`, answers at once. The answer is the job as it is when the wait ends, ended or
+    /// not.
+    #[param(value_type = Option<f64>, minimum = 0)]
     wait: Option<String>,
 }
 
 /// `POST /api/v1/jobs[?wait=N]`: `201` with the job's view and its `Location`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "submit_job",
+    summary = "Submit a job",
+    description = "A program (`c`, `go`, `javascript`) as `files` or `source`, with optional \
+        `stdin`, `args` and `limits`; or a `numeric` job's `problem` (see \
+        `GET /api/v1/numeric/methods`). Every check runs before anything is queued: a mistake \
+        is a 400 naming the field, a quota a 429.",
+    security(("bearer" = [])),
+    params(WaitParams),
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued (or, with `wait`, as it was when the wait ended).",
+            body = JobView,
+            headers(("Location" = String, description = "The job's path: `/api/v1/jobs/{id}`."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn create(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
@@ -94,6 +131,24 @@ pub async fn create(
 }
 
 /// `GET /api/v1/jobs/{id}[?wait=N]`: the job's view, optionally once it has ended.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    summary = "One job",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's id."), WaitParams),
+    responses(
+        (status = 200, description = "The job (with `wait`, as it was when the wait ended).",
+            body = JobView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn show(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
@@ -147,21 +202,45 @@ pub(crate) async fn find(
 }
 
 /// `?limit=N&before=<job-id>`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Jobs on the page (50 when left out).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// Only jobs older than this one: the `next` of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
     before: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the caller's jobs.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
     /// Newest first.
     pub jobs: Vec<JobView>,
     /// The `before` of the next page; `null` on the last one.
+    #[schema(required = true)]
     pub next: Option<JobId>,
 }
 
 /// `GET /api/v1/jobs?limit=N&before=<job-id>`: the caller's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    summary = "Your jobs, newest first",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs; `next` is the `before` of the next one.",
+            body = JobList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
@@ -218,8 +297,29 @@ pub(crate) async fn recent(
     Ok((records, next))
 }
 
-/// `DELETE /api/v1/jobs/{id}`: asks for the job to be cancelled (`202`); the middleware stops
-/// it. A job that has already ended answers `409`.
+/// `POST /api/v1/jobs/{id}/cancel`: asks for the job to be cancelled (`202`); the middleware
+/// stops it. A job that has already ended answers `409`. (Not `DELETE /api/v1/jobs/{id}`: the
+/// job is not deleted, it stays readable until it expires with the retention.)
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    summary = "Cancel a queued or running job",
+    description = "Asks for the job to be stopped: the answer has `cancel_requested: true`, and \
+        the job ends `cancelled` once the middleware has stopped it (or ends otherwise if it \
+        finished first).",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's id.")),
+    responses(
+        (status = 202, description = "Cancellation asked for.", body = JobView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn cancel(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
@@ -259,6 +359,30 @@ pub(crate) async fn request_cancel(
 }
 
 /// `GET /api/v1/jobs/{id}/output.zip`: the output zip, streamed from the object store.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/output.zip",
+    tag = "jobs",
+    operation_id = "get_job_output",
+    summary = "The job's output zip",
+    description = "`stdout.txt`, `stderr.txt`, `compile.txt`, the files the program wrote under \
+        `out/`; a numeric job's `result.json`, `table.csv` and `plot.svg`. There once the job \
+        has ended (the view's `output_url`): before, the answer is 409. A job that ended \
+        without storing any (cancelled before it ran) has an empty zip.",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The zip (empty for a job that ended without output).",
+            content_type = "application/zip", body = [u8],
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"<id>-output.zip\"`"))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn output_zip(
     State(app): State<AppState>,
     Authenticated(user): Authenticated,
@@ -268,13 +392,23 @@ pub async fn output_zip(
     output_response(&app, &user, id).await
 }
 
-/// The output zip of `user`'s job `id`, streamed from the object store.
+/// A zip without entries: its end-of-central-directory record alone.
+const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The output zip of `user`'s job `id`, streamed from the object store: `409` while the job has
+/// not ended (its zip is stored before its record ends); an empty zip for a job that ended
+/// without storing one (cancelled before it ran, or ended by an internal error).
 pub(crate) async fn output_response(
     app: &AppState,
     user: &UserId,
     id: JobId,
 ) -> Result<Response, GatewayError> {
-    find(app, user, id).await?;
+    let (record, _) = find(app, user, id).await?;
+    if !record.status.is_terminal() {
+        return Err(GatewayError::Conflict(
+            "the job has not ended yet: its output is there once it has",
+        ));
+    }
     let object = match app
         .topology
         .outputs
@@ -283,12 +417,24 @@ pub(crate) async fn output_response(
     {
         Ok(object) => object,
         Err(error) if error.kind() == GetErrorKind::NotFound => {
-            return Err(GatewayError::NotFound("the job has no output yet"));
+            return Ok(zip_response(
+                id,
+                EMPTY_ZIP.len() as u64,
+                Body::from(EMPTY_ZIP),
+            ));
         }
         Err(error) => return Err(GatewayError::backend("read output zip", error)),
     };
     let size = object.info().size;
-    Ok((
+    Ok(zip_response(
+        id,
+        size as u64,
+        Body::from_stream(ReaderStream::new(object)),
+    ))
+}
+
+fn zip_response(id: JobId, size: u64, body: Body) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
             (header::CONTENT_LENGTH, size.to_string()),
@@ -297,7 +443,16 @@ pub(crate) async fn output_response(
                 format!("attachment; filename=\"{id}-output.zip\""),
             ),
         ],
-        Body::from_stream(ReaderStream::new(object)),
+        body,
     )
-        .into_response())
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_empty_zip_is_a_zip_without_entries() {
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(super::EMPTY_ZIP)).unwrap();
+        assert_eq!(archive.len(), 0);
+    }
 }

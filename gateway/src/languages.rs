@@ -6,36 +6,66 @@ use std::collections::HashMap;
 use axum::{Json, extract::State};
 use cola_wire::{Isolation, Limits, languages, names};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::{GatewayError, auth::Authenticated, state::AppState};
+use crate::{
+    GatewayError,
+    auth::Authenticated,
+    openapi::{InternalError, ServiceUnavailable, Unauthorized},
+    state::AppState,
+};
 
 /// The version shown while no middleware has said which toolchain it runs.
 pub const UNKNOWN_VERSION: &str = "unknown";
 /// The version of the numeric runtime: the one built into this cola.
 pub const NUMERIC_VERSION: &str = concat!("built in (cola ", env!("CARGO_PKG_VERSION"), ")");
 
-#[derive(Debug, Serialize)]
+/// The languages a job can be written in.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LanguageList {
     pub languages: Vec<LanguageView>,
     /// How the middleware's backend isolates jobs beyond the sandbox (a cgroup and a disk
     /// allowance per job, or why not); `null` until a middleware has said.
+    #[schema(required = true)]
     pub isolation: Option<Isolation>,
 }
 
-#[derive(Debug, Serialize)]
+/// One language.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LanguageView {
+    /// What a submission's `language` says.
     pub name: &'static str,
     pub title: &'static str,
     /// `program` (files run by an executor) or `numeric` (the numeric runtime: a `problem`
     /// solved in-process, see `GET /api/v1/numeric/methods`; see [`cola_wire::Runtime::as_str`]).
+    #[schema(pattern = "^(program|numeric)$")]
     pub runtime: &'static str,
+    /// The file a program's `source` becomes, and the one file `files` must have.
     pub source_file: &'static str,
+    /// The extensions `files` may have.
+    #[schema(value_type = Vec<String>)]
     pub allowed_extensions: &'static [&'static str],
+    /// The toolchain's version, as the middleware found it (`unknown` until it has said).
     pub version: String,
     pub default_limits: Limits,
     pub max_limits: Limits,
 }
 
+/// `GET /api/v1/languages`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/languages",
+    tag = "languages",
+    operation_id = "list_languages",
+    summary = "Languages, toolchain versions, default and maximum limits",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The language table.", body = LanguageList),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     Authenticated(_): Authenticated,

@@ -18,6 +18,8 @@
 //! - [`submit`]: the submission body and its validation (no I/O).
 //! - [`queue`]: record → input zip → message, with rollback.
 //! - [`jobs`], [`languages`], [`numeric`], [`health`]: the handlers.
+//! - [`openapi`]: the OpenAPI 3.1 document of the API, from the handlers' own attributes and
+//!   types; [`api_docs`]: the page that shows it (`/api/docs`).
 //! - [`metrics`]: the Prometheus metrics (`/metrics`) and the layer that counts requests.
 //! - [`listing`]: one user's job ids, read without scanning other users' keys.
 //! - [`events`]: the one KV watch per process and its in-memory fan-out per user.
@@ -31,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api_docs;
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -46,6 +49,7 @@ pub mod listing;
 pub mod metrics;
 pub mod numeric;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod prelogin;
 pub mod public_site;

@@ -10,11 +10,16 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::auth::Authenticated;
+use crate::{
+    auth::Authenticated,
+    openapi::{InternalError, ServiceUnavailable, Unauthorized},
+};
 
-#[derive(Serialize)]
-struct MethodList {
+/// The numeric methods.
+#[derive(Serialize, ToSchema)]
+pub struct MethodList {
     methods: Vec<cola_numeric::MethodInfo>,
 }
 
@@ -30,6 +35,20 @@ pub fn catalogue_json() -> Bytes {
 }
 
 /// `GET /api/v1/numeric/methods`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/numeric/methods",
+    tag = "numeric",
+    operation_id = "list_numeric_methods",
+    summary = "The numeric methods, their parameters and a worked example each",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The catalogue.", body = MethodList),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 pub async fn methods(Authenticated(_): Authenticated) -> Response {
     let mut response = catalogue_json().into_response();
     response.headers_mut().insert(

@@ -26,18 +26,48 @@ pub const MAX_ARG_BYTES: usize = 4096;
 
 /// What a client sends to submit a job. Every field is optional at this level so that a missing
 /// one gets a clear error naming it.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// A program (`c`, `go`, `javascript`) has either `files` (which must include the language's
+/// `source_file`, each name once, with an extension the language allows) or `source`, and
+/// optionally `stdin`, `args` and `limits` (each at most the language's maximum, see
+/// `GET /api/v1/languages`). A `numeric` job has a `problem` (see
+/// `GET /api/v1/numeric/methods`) and optionally `limits`, and no files, source, stdin or
+/// arguments.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"language": "c", "source": "#include <stdio.h>\nint main(void) { puts(\"hello\"); }\n"}),
+    json!({"language": "numeric", "problem": {"method": "bisection", "f": "x^3 + 4*x^2 - 10", "a": 1, "b": 2, "tol": 1e-10, "max_iter": 100}})
+))]
 pub struct SubmitRequest {
+    /// A language's `name` from `GET /api/v1/languages`.
+    #[schema(required = true, schema_with = language_schema)]
     pub language: Option<String>,
+    /// A program's files (or give `source`).
+    #[schema(min_items = 1, max_items = 64)]
     pub files: Option<Vec<InputFile>>,
     /// Shorthand for one file named after the language's `source_file`.
+    #[schema(min_length = 1)]
     pub source: Option<String>,
+    /// The program's standard input.
     pub stdin: Option<String>,
+    /// The program's command-line arguments: at most 256, each at most 4096 bytes, without NUL.
+    #[schema(max_items = 256)]
     pub args: Option<Vec<String>>,
+    /// Limits to run with; each left out is the language's default.
     pub limits: Option<LimitsRequest>,
     /// The problem statement of a `numeric` job, e.g. `{"method": "bisection", "f": ..., ...}`.
+    #[schema(value_type = Option<Object>)]
     pub problem: Option<Value>,
+}
+
+/// `language`: one of the language table's names.
+fn language_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(languages().iter().map(|l| l.name)))
+        .description(Some("A language's `name` from `GET /api/v1/languages`."))
+        .build()
 }
 
 /// A submission that passed every check.

@@ -8,16 +8,26 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// A job as the API shows it to its owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: JobId,
+    /// The language's name, as in `GET /api/v1/languages`.
     pub language: String,
     pub status: Status,
+    /// Why the job failed (`failed` only).
+    #[schema(required = true)]
     pub reason: Option<Reason>,
+    /// The program's exit status, once it has exited by itself.
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
+    /// The signal that ended the program, if one did.
+    #[schema(required = true)]
     pub signal: Option<i32>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub finished_at: Option<Timestamp>,
     pub timings_ms: Timings,
     /// First 64 KiB of each; the output zip has everything.
@@ -27,12 +37,15 @@ pub struct JobView {
     /// Whether the owner asked to cancel the job (the job ends `cancelled` once it is stopped).
     pub cancel_requested: bool,
     /// Where the output zip is, once there is one.
+    #[schema(required = true)]
     pub output_url: Option<String>,
     /// A `numeric` job's problem statement (`null` for programs).
+    #[schema(value_type = Option<Object>, required = true)]
     pub problem: Option<Value>,
     /// A `numeric` job's result once it has one, in its method family's shape (e.g. roots
     /// `{root, f_root, iterations, converged}`); the zip's `result.json` has it with the
     /// convergence and warnings.
+    #[schema(value_type = Option<Object>, required = true)]
     pub result: Option<Value>,
 }
 

@@ -243,6 +243,9 @@ def test_every_workload_is_spread_across_nodes(rendered, overlay):
         selector = c["labelSelector"]["matchLabels"]
         labels = pod["metadata"]["labels"]
         assert selector.items() <= labels.items(), f"{ident(w)}: the spread selects other Pods"
+        if w["kind"] == "Deployment":
+            # A rollout's new Pods are spread among themselves, not skewed by the old ones.
+            assert c.get("matchLabelKeys") == ["pod-template-hash"], ident(w)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::method::{Family, Method};
 
 /// The kind of value a parameter takes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamType {
@@ -36,6 +37,7 @@ pub(crate) struct ParamSpec {
 }
 
 /// A parameter as the catalogue describes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParamInfo {
     pub name: &'static str,
@@ -49,6 +51,7 @@ pub struct ParamInfo {
 }
 
 /// A method as the catalogue describes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MethodInfo {
     pub name: &'static str,

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 /// The family a method belongs to; it decides the shape of the result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {

@@ -73,6 +73,11 @@ impl From<RequestId> for String {
 /// A job's id: a UUID v7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, format = Uuid, examples("0199a8e0-5b1c-7c3e-9f1a-2b3c4d5e6f70"))
+)]
 pub struct JobId(Uuid);
 
 impl JobId {

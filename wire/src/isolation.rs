@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a backend gives each job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Isolation {
     /// A cgroup per job: memory (shared memory and tmpfs pages included), processes and CPU.
@@ -14,6 +15,7 @@ pub struct Isolation {
 }
 
 /// Whether a guarantee holds, and how (or why not).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provision {
     pub enforced: bool,

@@ -12,6 +12,7 @@ use crate::{JobId, Language, Limits, RequestId, UserId};
 pub const PREVIEW_BYTES: usize = 64 * 1024;
 
 /// Where a job is in its life. A terminal status never changes again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -39,6 +40,7 @@ impl Status {
 }
 
 /// Why a job failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
@@ -68,10 +70,19 @@ impl Reason {
 }
 
 /// One file of a job's sources or data, as text.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputFile {
+    /// Plain: `A-Z a-z 0-9 . _ -`, at most 100 bytes, not starting with `.` or `-`, with an
+    /// extension the language allows.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", max_length = 100)
+    )]
     pub name: String,
+    /// Not empty.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub content: String,
 }
 
@@ -258,6 +269,7 @@ pub struct FileSummary {
 }
 
 /// Milliseconds spent in each phase; a phase not reached is `None`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     pub queue: Option<u64>,

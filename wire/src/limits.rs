@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The limits a job runs under. Every field is always set and always enforced.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Wall-clock time of the run step.
@@ -29,14 +30,21 @@ fn default_disk_mb() -> u64 {
 }
 
 /// Limits as a request states them: any field may be left out for the language's default.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub wall_time_ms: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub cpu_time_ms: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub memory_mb: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub processes: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub output_kb: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub disk_mb: Option<u64>,
 }
 

@@ -218,10 +218,10 @@ impl Stack {
             .unwrap()
     }
 
-    /// `DELETE /api/v1/jobs/{id}`: asks to cancel a job; the answer's status code.
+    /// `POST /api/v1/jobs/{id}/cancel`: asks to cancel a job; the answer's status code.
     pub async fn cancel(&self, token: &str, id: &str) -> u16 {
         self.http
-            .delete(format!("{}/api/v1/jobs/{id}", self.url))
+            .post(format!("{}/api/v1/jobs/{id}/cancel", self.url))
             .bearer_auth(token)
             .send()
             .await

@@ -90,7 +90,7 @@ async fn a_user_cannot_see_list_download_or_cancel_another_users_job() {
         .await;
     assert_eq!(status, 404);
     let response = gw
-        .request(Method::DELETE, &format!("/api/v1/jobs/{id}"), &alice)
+        .request(Method::POST, &format!("/api/v1/jobs/{id}/cancel"), &alice)
         .send()
         .await
         .unwrap();
@@ -127,7 +127,7 @@ async fn cancelling_asks_the_middleware_and_an_ended_job_cannot_be_cancelled() {
     let id = gw.submit_hello(&alice).await;
     let cancel = || async {
         let response = gw
-            .request(Method::DELETE, &format!("/api/v1/jobs/{id}"), &alice)
+            .request(Method::POST, &format!("/api/v1/jobs/{id}/cancel"), &alice)
             .send()
             .await
             .unwrap();
@@ -163,8 +163,11 @@ async fn the_output_zip_is_streamed_from_the_object_store() {
     let id = gw.submit_hello(&alice).await;
     let path = format!("/api/v1/jobs/{id}/output.zip");
     let (status, body) = gw.get_json(&path, &alice).await;
-    assert_eq!(status, 404, "{body}");
-    assert_eq!(body["error"], "the job has no output yet");
+    assert_eq!(status, 409, "a job that has not ended: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not ended"),
+        "{body}"
+    );
 
     // Several chunks' worth, to cross the object store's chunking.
     let zip: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -194,4 +197,30 @@ async fn the_output_zip_is_streamed_from_the_object_store() {
     let (_, view) = gw.get_json(&format!("/api/v1/jobs/{id}"), &alice).await;
     assert_eq!(view["output_url"], path);
     assert_eq!(view["status"], "succeeded");
+
+    // A job that ended without storing a zip (cancelled while queued) has an empty one.
+    let id = gw.submit_hello(&alice).await;
+    gw.middleware_sets(&alice, id, |r| {
+        r.finish(Status::Cancelled, None, now());
+        true
+    })
+    .await;
+    let response = gw
+        .request(
+            Method::GET,
+            &format!("/api/v1/jobs/{id}/output.zip"),
+            &alice,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/zip");
+    let zip = response.bytes().await.unwrap();
+    assert_eq!(
+        zip::ZipArchive::new(std::io::Cursor::new(zip))
+            .unwrap()
+            .len(),
+        0
+    );
 }

@@ -2,6 +2,7 @@
 
 mod jobs;
 mod numeric;
+mod openapi;
 mod quota;
 mod service;
 mod submit;

@@ -28,8 +28,8 @@ async fn requests_without_a_valid_token_are_refused_with_401() {
             format!("/api/v1/jobs/{}", cola_wire::JobId::new()),
         ),
         (
-            Method::DELETE,
-            format!("/api/v1/jobs/{}", cola_wire::JobId::new()),
+            Method::POST,
+            format!("/api/v1/jobs/{}/cancel", cola_wire::JobId::new()),
         ),
         (Method::GET, "/api/v1/languages".to_owned()),
     ];

@@ -161,6 +161,7 @@ impl WarmPool {
         job_json: &str,
     ) -> HandOver {
         let subject = names::warm_subject(&pod.name);
+        let began = Instant::now();
         // Asked first, with an empty request, whether its executor listens: a Pod not started
         // yet is neither claimed nor given anything.
         match client.request(subject.clone(), "".into()).await {
@@ -169,14 +170,26 @@ impl WarmPool {
             }
             _ => {}
         }
+        let probed = began.elapsed();
         if let Err(e) = self.claim(&pod.name, job).await {
             tracing::warn!(pod = pod.name, error = %e, "cannot claim a warm Pod");
             self.discard(&pod.name).await;
             return HandOver::Failed;
         }
+        let claimed = began.elapsed();
         let request = client.request(subject, job_json.to_owned().into());
         match tokio::time::timeout(HANDOVER_TIMEOUT, request).await {
-            Ok(Ok(_)) => HandOver::Taken,
+            Ok(Ok(_)) => {
+                // Where a hand-over's time goes (`RUST_LOG=cola_middleware::kube::warm=debug`).
+                tracing::debug!(
+                    pod = pod.name,
+                    probed_us = probed.as_micros() as u64,
+                    claimed_us = claimed.as_micros() as u64,
+                    taken_us = began.elapsed().as_micros() as u64,
+                    "a warm Pod took its job"
+                );
+                HandOver::Taken
+            }
             answer => {
                 let why = match answer {
                     Ok(Err(e)) => e.to_string(),

@@ -59,14 +59,9 @@ impl Api {
         self.json(Method::GET, path, None).await
     }
 
-    /// `POST path` with `body`, its JSON answer.
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.json(Method::POST, path, Some(body)).await
-    }
-
-    /// `DELETE path`, its JSON answer.
-    pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
-        self.json(Method::DELETE, path, None).await
+    /// `POST path` with `body` (JSON, if any), its JSON answer.
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        self.json(Method::POST, path, body).await
     }
 
     /// `GET path` as a stream of bytes (a zip), once the gateway said yes.

@@ -76,7 +76,7 @@ pub async fn get(api: &Api, id: &str, output: OutputFormat) -> anyhow::Result<Ex
 
 /// `cola jobs cancel ID`: asks to cancel; the job as it is then.
 pub async fn cancel(api: &Api, id: &str, output: OutputFormat) -> anyhow::Result<ExitCode> {
-    let view = api.delete(&job_path(id)).await?;
+    let view = api.post(&format!("{}/cancel", job_path(id)), None).await?;
     match output {
         OutputFormat::Json => render::json(&view)?,
         OutputFormat::Table => println!(

@@ -19,7 +19,7 @@ pub async fn run(api: &Api, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     };
     let output = args.client.output;
     if !args.wait {
-        let view = api.post("/api/v1/jobs", &body).await?;
+        let view = api.post("/api/v1/jobs", Some(&body)).await?;
         match output {
             OutputFormat::Json => render::json(&view)?,
             OutputFormat::Table => println!(
@@ -31,7 +31,10 @@ pub async fn run(api: &Api, args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let view = api
-        .post(&format!("/api/v1/jobs?wait={SUBMIT_WAIT_SECONDS}"), &body)
+        .post(
+            &format!("/api/v1/jobs?wait={SUBMIT_WAIT_SECONDS}"),
+            Some(&body),
+        )
         .await?;
     let view = jobs::follow(api, view, output, false).await?;
     if output == OutputFormat::Json {
