@@ -64,6 +64,8 @@ impl NatsConnectionMetrics {
                                 on_reconnect();
                             }
                         }
+                        // The client closing (the service stops) is no trouble.
+                        Event::Closed => tracing::info!("NATS connection closed"),
                         other => tracing::warn!(event = %other, "NATS connection event"),
                     }
                 }
