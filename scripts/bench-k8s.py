@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 SOURCE = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
-PAUSE_S = 2.5  # between pairs: a warm pool refills in about two seconds
+PAUSE_S = 3.5  # between pairs: a warm pool refills in about three seconds (one after a take)
 
 
 def run(base: str, token: str) -> float:

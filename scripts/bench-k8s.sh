@@ -10,7 +10,7 @@
 #                 (COLA_KUBE_WARM_PODS=1).
 # In each phase, pairs alternate which side goes first: one job on the cluster, one on
 # `cola up --dev` (process backend, bubblewrap)
-# on this machine, a pause between pairs (a warm pool refills in about two seconds). Prints
+# on this machine, a pause between pairs (a warm pool refills in about three seconds). Prints
 # p50/p95 of each side, the ratio of the p50s and the median of the pair ratios.
 #
 # Needs the local cluster with cola deployed (`make k8s-up`, `make k8s-deploy`); leaves the
