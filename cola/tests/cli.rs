@@ -93,7 +93,19 @@ impl ColaUp {
 }
 
 impl Drop for ColaUp {
+    /// Stops `cola up` as a person would (SIGTERM), so that it stops the `nats-server` it
+    /// spawned too; killed if it has not stopped within 20 s.
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         self.child.kill().ok();
         self.child.wait().ok();
     }
