@@ -1488,9 +1488,10 @@ async fn user_namespaces_are_refused_where_the_api_server_drops_host_users() {
 
 /// Pods started ahead of their jobs: the pool makes one per language at attach; a job with its
 /// language's default limits is handed to that language's Pod once its executor answers (the
-/// Pod claimed with the job's labels first), and the pool makes another; a Pod whose executor
-/// is not there yet is passed over (and kept), and a job with other limits gets a Pod of its
-/// own; a claimed Pod is found again by its job.
+/// Pod written into the job's record as its executor before the executor has the job, the job's
+/// labels put on the Pod after), and the pool makes another; a Pod whose executor is not there
+/// yet is passed over (and kept), and a job with other limits gets a Pod of its own; a labelled
+/// Pod is found again by its job.
 #[tokio::test]
 async fn jobs_with_default_limits_go_to_pods_started_ahead_of_them() {
     use futures::StreamExt as _;
@@ -1514,39 +1515,59 @@ async fn jobs_with_default_limits_go_to_pods_started_ahead_of_them() {
     assert_eq!(warm.keys().collect::<Vec<_>>(), ["c", "go", "javascript"]);
     api.quiet().await;
 
-    // The C Pod's executor: it answers every request, and keeps what it was sent.
+    // The C Pod's executor: it answers every request, and keeps what it was sent and the
+    // executor its job's record named when the job came.
     let executor = async_nats::connect(nats.url()).await.unwrap();
     let mut requests = executor
         .subscribe(names::warm_subject(&warm["c"]))
         .await
         .unwrap();
     executor.flush().await.unwrap();
-    let received = tokio::spawn(async move {
-        let mut payloads = Vec::new();
-        while let Some(request) = requests.next().await {
-            executor
-                .publish(request.reply.unwrap(), "".into())
-                .await
-                .unwrap();
-            executor.flush().await.unwrap();
-            let done = !request.payload.is_empty();
-            payloads.push(request.payload.to_vec());
-            if done {
-                break;
-            }
-        }
-        payloads
-    });
     let job = self::job();
-    running_record(&nats.topology, &job).await;
-    let launch = tokio::spawn({
-        let (backend, job) = (backend.clone(), job.clone());
-        async move { backend.launch(&job).await }
+    let key = running_record(&nats.topology, &job).await;
+    let received = tokio::spawn({
+        let topology = nats.topology.clone();
+        async move {
+            let mut payloads = Vec::new();
+            while let Some(request) = requests.next().await {
+                let done = !request.payload.is_empty();
+                payloads.push(request.payload.to_vec());
+                if done {
+                    let recorded = record(&topology, &key).await.executor;
+                    executor
+                        .publish(request.reply.unwrap(), "".into())
+                        .await
+                        .unwrap();
+                    executor.flush().await.unwrap();
+                    return (payloads, recorded);
+                }
+                executor
+                    .publish(request.reply.unwrap(), "".into())
+                    .await
+                    .unwrap();
+                executor.flush().await.unwrap();
+            }
+            unreachable!("the subscription ended before the job came")
+        }
     });
-    let claim = api
+    let handle = backend.launch(&job).await.expect("handed over");
+    assert_eq!(handle.id, format!("{NS}/{}", warm["c"]));
+    let (payloads, recorded) = received.await.unwrap();
+    assert_eq!(
+        recorded,
+        Some(handle.clone()),
+        "recorded before the hand-over"
+    );
+    assert_eq!(payloads.len(), 2, "a probe, then the job");
+    assert!(payloads[0].is_empty());
+    // On NATS, not in a Pod's spec: the job whole, its inputs inline.
+    let sent: JobMessage = serde_json::from_slice(&payloads[1]).unwrap();
+    assert_eq!(sent, job);
+    // Then the job's labels, on the Pod that took it.
+    let label = api
         .next(Method::PATCH, &format!("{PODS}/{}", warm["c"]))
         .await;
-    let (patch, reply) = claim.body().await;
+    let (patch, reply) = label.body().await;
     assert_eq!(
         patch["metadata"]["labels"]["cola/job-id"],
         job.id.to_string()
@@ -1558,14 +1579,6 @@ async fn jobs_with_default_limits_go_to_pods_started_ahead_of_them() {
     let mut claimed = pods["c"].clone();
     claimed["metadata"]["labels"]["cola/job-id"] = json!(job.id.to_string());
     reply.send_response(response(200, &claimed));
-    let handle = launch.await.unwrap().expect("handed over");
-    assert_eq!(handle.id, format!("{NS}/{}", warm["c"]));
-    let payloads = received.await.unwrap();
-    assert_eq!(payloads.len(), 2, "a probe, then the job");
-    assert!(payloads[0].is_empty());
-    // On NATS, not in a Pod's spec: the job whole, its inputs inline.
-    let sent: JobMessage = serde_json::from_slice(&payloads[1]).unwrap();
-    assert_eq!(sent, job);
     // The pool makes another C Pod.
     let (pod, _) = warm_create(&mut api).await;
     assert_eq!(pod["metadata"]["labels"]["cola/language"], "c");
@@ -1610,6 +1623,97 @@ async fn jobs_with_default_limits_go_to_pods_started_ahead_of_them() {
     );
     assert_eq!(find.await.unwrap().unwrap(), Some(handle));
     api.quiet().await;
+}
+
+/// A warm Pod whose job's record already names an executor is not given the job and stays
+/// idle; one whose executor does not take its job is deleted and taken out of the record again
+/// before the job gets a Pod of its own.
+#[tokio::test]
+async fn a_warm_pod_is_given_a_job_only_through_its_record() {
+    use futures::StreamExt as _;
+
+    let nats = TestNats::start().await;
+    let mut config = config();
+    config.warm_pods = 1;
+    let (backend, mut api) = backend(config);
+    let (attached, ()) = tokio::join!(backend.attach(&nats.topology), api.list(vec![]));
+    attached.expect("attach");
+    let mut warm = BTreeMap::new();
+    for _ in 0..3 {
+        let (pod, name) = warm_create(&mut api).await;
+        let lang = pod["metadata"]["labels"]["cola/language"].as_str().unwrap();
+        warm.insert(lang.to_owned(), name);
+    }
+    let c_pod = warm["c"].clone();
+    api.quiet().await;
+    // The C Pod's executor answers whether it is there, and never takes a job.
+    let executor = async_nats::connect(nats.url()).await.unwrap();
+    let mut requests = executor
+        .subscribe(names::warm_subject(&c_pod))
+        .await
+        .unwrap();
+    executor.flush().await.unwrap();
+    let jobs_sent = tokio::spawn(async move {
+        let mut jobs = 0;
+        while let Some(request) = requests.next().await {
+            if request.payload.is_empty() {
+                executor
+                    .publish(request.reply.unwrap(), "".into())
+                    .await
+                    .unwrap();
+                executor.flush().await.unwrap();
+            } else {
+                jobs += 1;
+            }
+        }
+        jobs
+    });
+
+    // A record that names an executor already: the job is not handed over.
+    let started = self::job();
+    let key = running_record(&nats.topology, &started).await;
+    let other = handle_of(&self::job());
+    nats.topology
+        .jobs
+        .transition(&key, |r| {
+            r.executor = Some(other.clone());
+            true
+        })
+        .await
+        .unwrap();
+    let launch = tokio::spawn({
+        let (backend, job) = (backend.clone(), started.clone());
+        async move { backend.launch(&job).await }
+    });
+    api.create(&started, 201, None).await;
+    assert_eq!(launch.await.unwrap().unwrap(), handle_of(&started));
+    assert_eq!(record(&nats.topology, &key).await.executor, Some(other));
+    // The pool looks again a second after a hand-over (the C Pod is back: nothing to make).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    api.quiet().await;
+
+    // An executor that does not take its job: its Pod is deleted, the record forgets it.
+    let job = self::job();
+    let key = running_record(&nats.topology, &job).await;
+    let launch = tokio::spawn({
+        let (backend, job) = (backend.clone(), job.clone());
+        async move { backend.launch(&job).await }
+    });
+    let deleted = api.next(Method::DELETE, &format!("{PODS}/{c_pod}")).await;
+    assert_eq!(
+        record(&nats.topology, &key).await.executor.map(|h| h.id),
+        Some(format!("{NS}/{c_pod}")),
+        "recorded while its executor had the job"
+    );
+    deleted.respond(
+        200,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+    );
+    api.create(&job, 201, None).await;
+    assert_eq!(launch.await.unwrap().unwrap(), handle_of(&job));
+    assert_eq!(record(&nats.topology, &key).await.executor, None);
+    drop(backend);
+    jobs_sent.abort();
 }
 
 /// Takes the create of a warm Pod: checks it waits on its own subject, answers 201; the Pod and

@@ -151,11 +151,7 @@ impl KubeBackend {
     }
 
     fn handle_for(&self, pod: &str) -> ExecutorHandle {
-        ExecutorHandle {
-            backend: NAME.into(),
-            node: self.config.cluster.clone(),
-            id: format!("{}/{pod}", self.config.namespace),
-        }
+        self.config.pod_handle(pod)
     }
 
     /// The Pod name behind a handle of this backend, cluster and namespace.
@@ -244,7 +240,7 @@ impl Backend for KubeBackend {
         }
         let mut keeper = self.warm_keeper.lock().expect("not poisoned");
         if let (Some(warm), None) = (&self.warm, keeper.as_ref()) {
-            *keeper = Some(warm.start(topology.js.client()));
+            *keeper = Some(warm.start(topology.clone()));
         }
         Ok(())
     }
@@ -280,7 +276,7 @@ impl Backend for KubeBackend {
         }
     }
 
-    /// A warm Pod claimed for `job` (a Pod made for it is adopted by [`Backend::launch`]).
+    /// A warm Pod labelled with `job` (a Pod made for it is adopted by [`Backend::launch`]).
     async fn find(&self, job: &JobMessage) -> Result<Option<ExecutorHandle>, BackendError> {
         match &self.warm {
             Some(warm) => Ok(warm.find(job).await?.map(|pod| self.handle_for(&pod))),

@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use cola_wire::ExecutorHandle;
 use k8s_openapi::api::core::v1::Toleration;
 
 use super::identity::{NAME, WORK_DIR};
@@ -124,6 +125,16 @@ impl KubeBackendConfig {
             format!("{image}:{}", self.image_tag)
         } else {
             format!("{registry}/{image}:{}", self.image_tag)
+        }
+    }
+
+    /// The handle of the executor Pod `pod` (in this cluster and namespace), as job records
+    /// name it.
+    pub(super) fn pod_handle(&self, pod: &str) -> ExecutorHandle {
+        ExecutorHandle {
+            backend: NAME.into(),
+            node: self.cluster.clone(),
+            id: format!("{}/{pod}", self.namespace),
         }
     }
 }

@@ -4,16 +4,18 @@
 //! Each middleware keeps `warm_pods` of them per program language (`--kube-warm-pods`), made for
 //! a job with the language's default limits; a job with other limits, or whose message is
 //! larger than a warm Pod's work area is sized for, gets a Pod of its own. Each takes exactly
-//! one job and is never reused. A job is handed over in two steps: the Pod is claimed for it
-//! first (the job's labels and record key patched onto it, so that [`WarmPool::find`], the
-//! reconciliation and a middleware that takes over find it like a Pod made for the job), then
-//! the job message goes to the Pod's executor as a request on its subject
-//! ([`cola_wire::names::warm_subject`]), answered once the executor took it. A Pod that nobody
-//! answers for (its executor not connected yet) is kept for a later job while it is young, and
-//! deleted once it is not; a claimed Pod whose executor does not answer is deleted before the
-//! job goes to a Pod of its own, so the job never runs twice. An idle Pod is replaced before its
-//! lifetime ends; one whose middleware is gone ends at its `activeDeadlineSeconds`, and the
-//! reconciliation deletes ended warm Pods.
+//! one job and is never reused. A job is handed over in two steps: the Pod is written into the
+//! job's record as its executor first (a compare-and-set on NATS, ≈ 1 ms, from `running`
+//! without an executor), so that a middleware that takes over finds it there; then the job
+//! message goes to the Pod's executor as a request on its subject
+//! ([`cola_wire::names::warm_subject`]), answered once the executor took it. Only then are the
+//! job's labels put on the Pod (a `PATCH`, off the job's path), for the reconciliation and
+//! [`WarmPool::find`], as on a Pod made for the job. A Pod that nobody answers for (its executor
+//! not connected yet) is kept for a later job while it is young, and deleted once it is not; a
+//! Pod whose executor does not take the job is deleted, and taken out of the record again,
+//! before the job goes to a Pod of its own, so the job never runs twice. An idle Pod is replaced
+//! before its lifetime ends; one whose middleware is gone ends at its `activeDeadlineSeconds`,
+//! and the reconciliation deletes ended warm Pods.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,7 +24,10 @@ use std::{
 };
 
 use ::kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use cola_wire::{JobKey, JobMessage, LanguageDef, language, names};
+use cola_wire::{
+    ExecutorHandle, JobKey, JobMessage, LanguageDef, Status, language, names,
+    nats::{Topology, Transition},
+};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::{sync::Notify, time::Instant};
 
@@ -57,8 +62,9 @@ const REFILL_AFTER_TAKE: Duration = Duration::from_secs(1);
 pub(super) struct WarmPool {
     pods: Api<Pod>,
     config: Arc<KubeBackendConfig>,
-    /// The NATS connection job messages are handed over on, once attached.
-    client: OnceLock<async_nats::Client>,
+    /// Once attached: the job records a hand-over is written into, and the NATS connection job
+    /// messages are handed over on.
+    nats: OnceLock<(Topology, async_nats::Client)>,
     /// Idle Pods by language, oldest first.
     idle: Mutex<HashMap<&'static str, VecDeque<WarmPod>>>,
     /// Wakes the refill task after a Pod was taken.
@@ -76,7 +82,10 @@ enum HandOver {
     Taken,
     /// Nobody answers on its subject: not started yet, or gone.
     NoExecutor,
-    /// It could not be claimed, or its executor did not answer: deleted.
+    /// The job's record would not take it as the job's executor (the job has one, or ended, or
+    /// NATS did not answer): the Pod stays idle.
+    NotWanted,
+    /// Its executor did not take the job: deleted.
     Failed,
 }
 
@@ -85,16 +94,17 @@ impl WarmPool {
         Self {
             pods,
             config,
-            client: OnceLock::new(),
+            nats: OnceLock::new(),
             idle: Mutex::new(HashMap::new()),
             taken: Notify::new(),
         }
     }
 
-    /// Starts keeping the pool full, handing jobs over on `client`; stopped when the returned
-    /// task is aborted.
-    pub(super) fn start(self: &Arc<Self>, client: async_nats::Client) -> tokio::task::AbortHandle {
-        let _ = self.client.set(client);
+    /// Starts keeping the pool full, handing jobs over through `topology`; stopped when the
+    /// returned task is aborted.
+    pub(super) fn start(self: &Arc<Self>, topology: Topology) -> tokio::task::AbortHandle {
+        let client = topology.js.client();
+        let _ = self.nats.set((topology, client));
         let pool = self.clone();
         tokio::spawn(async move { pool.keep_full().await }).abort_handle()
     }
@@ -107,7 +117,7 @@ impl WarmPool {
         if job.limits != lang.default_limits {
             return None;
         }
-        let client = self.client.get()?;
+        let nats = self.nats.get()?;
         let json = serde_json::to_string(job).ok()?;
         if json.len() > WARM_MESSAGE_BYTES {
             return None;
@@ -116,9 +126,13 @@ impl WarmPool {
         let mut not_ready = Vec::new();
         let mut taker = None;
         while let Some(pod) = self.take(lang.name) {
-            match self.try_hand_over(client, &pod, job, job_json).await {
+            match self.try_hand_over(nats, &pod, job, job_json).await {
                 HandOver::Taken => {
                     taker = Some(pod.name);
+                    break;
+                }
+                HandOver::NotWanted => {
+                    not_ready.push(pod);
                     break;
                 }
                 HandOver::NoExecutor if pod.created.elapsed() < STARTUP_GRACE => {
@@ -133,7 +147,7 @@ impl WarmPool {
         taker
     }
 
-    /// The warm Pod claimed for `job` by a middleware that stopped before recording it, if any.
+    /// The warm Pod that took `job` (labelled with it), if any.
     pub(super) async fn find(&self, job: &JobMessage) -> Result<Option<String>, BackendError> {
         let selector = format!("{LABEL_WARM}=true,{LABEL_JOB_ID}={}", job.id);
         let claimed = self
@@ -157,10 +171,10 @@ impl WarmPool {
         }
     }
 
-    /// Claims `pod` for `job`, then hands the job message to its executor.
+    /// Writes `pod` into `job`'s record as its executor, then hands the job message to it.
     async fn try_hand_over(
         &self,
-        client: &async_nats::Client,
+        (topology, client): &(Topology, async_nats::Client),
         pod: &WarmPod,
         job: &JobMessage,
         job_json: &str,
@@ -168,7 +182,7 @@ impl WarmPool {
         let subject = names::warm_subject(&pod.name);
         let began = Instant::now();
         // Asked first, with an empty request, whether its executor listens: a Pod not started
-        // yet is neither claimed nor given anything.
+        // yet is neither recorded nor given anything.
         match client.request(subject.clone(), "".into()).await {
             Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                 return HandOver::NoExecutor;
@@ -176,12 +190,17 @@ impl WarmPool {
             _ => {}
         }
         let probed = began.elapsed();
-        if let Err(e) = self.claim(&pod.name, job).await {
-            tracing::warn!(pod = pod.name, error = %e, "cannot claim a warm Pod");
-            self.discard(&pod.name).await;
-            return HandOver::Failed;
+        let key = JobKey::new(&job.user, &job.id);
+        let handle = self.config.pod_handle(&pod.name);
+        match record_executor(topology, &key, &handle).await {
+            Ok(true) => {}
+            Ok(false) => return HandOver::NotWanted,
+            Err(e) => {
+                tracing::warn!(pod = pod.name, error = %e, "cannot record a warm Pod as the job's executor");
+                return HandOver::NotWanted;
+            }
         }
-        let claimed = began.elapsed();
+        let recorded = began.elapsed();
         let request = client.request(subject, job_json.to_owned().into());
         match tokio::time::timeout(HANDOVER_TIMEOUT, request).await {
             Ok(Ok(_)) => {
@@ -189,10 +208,11 @@ impl WarmPool {
                 tracing::debug!(
                     pod = pod.name,
                     probed_us = probed.as_micros() as u64,
-                    claimed_us = claimed.as_micros() as u64,
+                    recorded_us = recorded.as_micros() as u64,
                     taken_us = began.elapsed().as_micros() as u64,
                     "a warm Pod took its job"
                 );
+                self.label_in_background(&pod.name, job);
                 HandOver::Taken
             }
             answer => {
@@ -206,22 +226,28 @@ impl WarmPool {
                     "a warm Pod's executor did not take its job"
                 );
                 self.discard(&pod.name).await;
+                forget_executor(topology, &key, &handle).await;
                 HandOver::Failed
             }
         }
     }
 
-    /// Labels `name` as `job`'s executor Pod, as a Pod made for the job is.
-    async fn claim(&self, name: &str, job: &JobMessage) -> Result<(), BackendError> {
+    /// Puts `job`'s labels on the warm Pod `name` that took it, as a Pod made for the job has
+    /// them, without waiting for the API server.
+    fn label_in_background(&self, name: &str, job: &JobMessage) {
         let patch = serde_json::json!({"metadata": {
             "labels": {LABEL_JOB_ID: job.id.to_string(), LABEL_USER_HASH: user_hash(&job.user)},
             "annotations": {ANNOTATION_JOB_KEY: JobKey::new(&job.user, &job.id).to_string()},
         }});
-        self.pods
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| BackendError::kube(format!("claim warm Pod {name}"), e))?;
-        Ok(())
+        let (pods, name) = (self.pods.clone(), name.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = pods
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(pod = name, error = %e, "cannot label a warm Pod with its job");
+            }
+        });
     }
 
     async fn discard(&self, name: &str) {
@@ -327,6 +353,42 @@ impl WarmPool {
         for name in names {
             self.discard(&name).await;
         }
+    }
+}
+
+/// Writes `handle` into the record under `key` as the job's executor, if the job runs without
+/// one: whether it did.
+async fn record_executor(
+    topology: &Topology,
+    key: &JobKey,
+    handle: &ExecutorHandle,
+) -> Result<bool, cola_wire::nats::NatsError> {
+    let written = topology
+        .jobs
+        .transition(key, |r| {
+            r.status == Status::Running && r.executor.is_none() && {
+                r.executor = Some(handle.clone());
+                true
+            }
+        })
+        .await?;
+    Ok(matches!(written, Transition::Changed(..)))
+}
+
+/// Takes `handle` out of the record under `key` again (its Pod did not take the job), so that
+/// the job's own Pod can be recorded.
+async fn forget_executor(topology: &Topology, key: &JobKey, handle: &ExecutorHandle) {
+    let forgotten = topology
+        .jobs
+        .transition(key, |r| {
+            r.executor.as_ref() == Some(handle) && {
+                r.executor = None;
+                true
+            }
+        })
+        .await;
+    if let Err(e) = forgotten {
+        tracing::error!(executor = %handle.id, error = %e, "cannot take a deleted warm Pod out of its job's record");
     }
 }
 
