@@ -1,6 +1,6 @@
 //! Command-line flags, each with a `COLA_*` environment-variable fallback.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cola_executors::SandboxKind;
@@ -146,6 +146,15 @@ pub struct UpArgs {
     /// address (the gateway serves its own on its port).
     #[arg(long, env = "COLA_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Turn on the spawned nats-server's MQTT listener here, for energy telemetry (devices
+    /// publish `energy/<node>`; off loopback they log in as `cola-telemetry` with
+    /// COLA_MQTT_PASSWORD).
+    #[arg(long, env = "COLA_MQTT_LISTEN")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// The password MQTT devices log in with (user `cola-telemetry`); required when
+    /// --mqtt-listen is not on loopback. Prefer the environment variable to the flag.
+    #[arg(long, env = "COLA_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
     #[command(flatten)]
     pub gateway: GatewayFlags,
     #[command(flatten)]
@@ -216,6 +225,40 @@ pub struct MiddlewareFlags {
     /// Days job records and outputs are kept.
     #[arg(long, env = "COLA_RETENTION_DAYS", default_value_t = 7)]
     pub retention_days: u64,
+    #[command(flatten)]
+    pub placement: PlacementFlags,
+}
+
+/// Whether placement follows the energy telemetry (README, "Energy-aware placement").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementKind {
+    /// Browner nodes hold back their pulls; time-shiftable jobs wait for renewable power.
+    Energy,
+    /// Every node pulls at once; every job starts at once.
+    Blind,
+}
+
+#[derive(Debug, Args)]
+pub struct PlacementFlags {
+    /// The node this middleware runs on, as energy telemetry names it (default: the host
+    /// name; on Kubernetes the Pod's node, from the downward API).
+    #[arg(long, env = "COLA_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// How jobs are placed.
+    #[arg(long, env = "COLA_PLACEMENT", value_enum, default_value_t = PlacementKind::Energy)]
+    pub placement: PlacementKind,
+    /// The most queue time placement alone adds to a job (e.g. 200ms).
+    #[arg(long, env = "COLA_PLACEMENT_MAX_DELAY", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub placement_max_delay: Duration,
+    /// How long an energy reading counts; a node without a fresher one is on grid power.
+    #[arg(long, env = "COLA_ENERGY_FRESH_FOR", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub energy_fresh_for: Duration,
+    /// The renewable share (0 to 1) a time-shiftable job waits for.
+    #[arg(long, env = "COLA_GREEN_SHARE", default_value_t = 0.5)]
+    pub green_share: f64,
+    /// How often a time-shiftable job waiting for renewable power is looked at again.
+    #[arg(long, env = "COLA_SHIFT_RECHECK", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shift_recheck: Duration,
 }
 
 /// Where the middleware runs jobs.
@@ -377,6 +420,10 @@ pub struct QuotaFlags {
 pub struct GatewayArgs {
     #[command(flatten)]
     pub gateway: GatewayFlags,
+    /// How long an energy reading counts (older ones are shown stale): the middlewares'
+    /// --energy-fresh-for.
+    #[arg(long, env = "COLA_ENERGY_FRESH_FOR", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub energy_fresh_for: Duration,
     #[command(flatten)]
     pub start: StartFlags,
     #[command(flatten)]

@@ -470,6 +470,7 @@ async fn cola_executor_takes_its_job_from_the_environment_and_reports_to_nats() 
     let nats = cola_testkit::TestNats::start().await;
     let lang = cola_wire::language(&Language::parse("c").unwrap()).unwrap();
     let message = JobMessage {
+        schedule: None,
         request_id: Some(RequestId::parse("trace-7").unwrap()),
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),

@@ -489,6 +489,7 @@ int main(void) {
 }
 "#;
     let message = JobMessage {
+        schedule: None,
         request_id: None,
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),

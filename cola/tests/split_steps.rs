@@ -33,6 +33,7 @@ struct Queued {
 async fn queue(nats: &TestNats, lang: &str, files: &[(&str, &str)], stdin: &str) -> Queued {
     let name = Language::parse(lang).unwrap();
     let mut job = JobMessage {
+        schedule: None,
         request_id: None,
         id: JobId::new(),
         user: UserId::parse("u0123456789abcdef").unwrap(),

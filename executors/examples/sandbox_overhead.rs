@@ -140,6 +140,7 @@ async fn hello_world(runs: usize, lang: &LanguageDef, config: &SandboxConfig, sc
     let direct = time(runs, || run_directly(lang, &dir, go_cache));
 
     let job = JobMessage {
+        schedule: None,
         request_id: None,
         id: JobId::new(),
         user: UserId::parse("bench").unwrap(),

@@ -52,6 +52,17 @@ pub struct Usage {
     pub run: Option<StepUsage>,
 }
 
+impl Usage {
+    /// CPU time of the steps that ran, together.
+    pub fn cpu_time_ms(&self) -> u64 {
+        [self.compile, self.run]
+            .iter()
+            .flatten()
+            .map(|s| s.cpu_time_ms)
+            .fold(0, u64::saturating_add)
+    }
+}
+
 /// What goes into one output zip.
 #[derive(Debug, Clone, Copy)]
 pub struct ZipContents<'a> {

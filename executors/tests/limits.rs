@@ -34,6 +34,9 @@ async fn an_endless_loop_hits_the_cpu_limit() {
     );
     // Well before any wall-time limit would have stopped it (no speed test: CI is loaded).
     assert!(started.elapsed() < Duration::from_secs(15));
+    // The CPU it used is reported: the compiler's and the loop's second, together.
+    let cpu = done.report.timings_ms.cpu.unwrap();
+    assert!((1_000..6_000).contains(&cpu), "{cpu} ms of CPU");
 }
 
 #[tokio::test]

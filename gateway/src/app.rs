@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    GatewayError, api_docs, assets, health, jobs, languages, numeric, openapi, pages,
+    GatewayError, api_docs, assets, energy, health, jobs, languages, numeric, openapi, pages,
     state::AppState,
 };
 
@@ -137,6 +137,7 @@ async fn security_headers(mut response: Response) -> Response {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(languages::list))
+        .routes(routes!(energy::list))
         .routes(routes!(numeric::methods))
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::show))

@@ -143,6 +143,9 @@ pub struct GatewayConfig {
     /// At start-up, how long to keep trying to reach NATS and find cola's stream and buckets
     /// (which a middleware makes) before giving up; none: the first failure stops the start.
     pub start_patience: Duration,
+    /// How long an energy reading counts (older ones are shown stale), as the middlewares'
+    /// `--energy-fresh-for`.
+    pub energy_fresh_for: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -159,6 +162,7 @@ impl Default for GatewayConfig {
             session_idle: Duration::from_secs(12 * 3600),
             quotas: crate::quota::QuotaConfig::default(),
             start_patience: Duration::ZERO,
+            energy_fresh_for: Duration::from_secs(300),
         }
     }
 }

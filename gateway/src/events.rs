@@ -377,6 +377,7 @@ mod tests {
     fn open_records_are_told_without_decoding() {
         use cola_wire::{JobMessage, JobRecord, Language, Status, languages};
         let msg = JobMessage {
+            schedule: None,
             request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),

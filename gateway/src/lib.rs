@@ -39,6 +39,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod energy;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -66,7 +67,7 @@ pub mod wait;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::Router;
-use cola_wire::{names, nats::Topology};
+use cola_wire::{energy_store::EnergyStore, names, nats::Topology};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -139,14 +140,18 @@ impl Gateway {
         config.validate()?;
         let what = "connecting to NATS and opening cola's stream and buckets";
         let metrics = metrics::GatewayMetrics::default();
-        let (client, reconnects, topology) =
+        let (client, reconnects, topology, energy) =
             cola_wire::nats_connect::patiently(what, config.start_patience, || async {
                 let (client, reconnects) =
                     connection::connect(&config.nats_url, &metrics.nats).await?;
-                let topology = Topology::open(&async_nats::jetstream::new(client.clone()))
+                let js = async_nats::jetstream::new(client.clone());
+                let topology = Topology::open(&js)
                     .await
                     .map_err(GatewayError::MissingTopology)?;
-                Ok::<_, GatewayError>((client, reconnects, topology))
+                let energy = EnergyStore::open(&js)
+                    .await
+                    .map_err(GatewayError::MissingTopology)?;
+                Ok::<_, GatewayError>((client, reconnects, topology, energy))
             })
             .await?;
         let js = async_nats::jetstream::new(client.clone());
@@ -182,6 +187,7 @@ impl Gateway {
             config,
             client,
             topology,
+            energy,
             events,
             auth,
             shutdown: stopping,

@@ -63,6 +63,7 @@ pub const BEARER: &str = "bearer";
         (name = "jobs", description = "Submit, list, follow and cancel jobs; download their output."),
         (name = "languages", description = "The languages, their toolchains and limits."),
         (name = "numeric", description = "The numeric methods a `numeric` job can state."),
+        (name = "energy", description = "The nodes' energy readings, which placement follows."),
         (name = "meta", description = "This document."),
     )
 )]

@@ -4,7 +4,7 @@
 use std::{ops::Deref, sync::Arc, time::Duration};
 
 use axum::extract::FromRef;
-use cola_wire::nats::Topology;
+use cola_wire::{energy_store::EnergyStore, nats::Topology};
 use openidconnect::url::Url;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::{
@@ -26,6 +26,8 @@ pub struct Shared {
     pub config: GatewayConfig,
     pub client: async_nats::Client,
     pub topology: Topology,
+    /// The nodes' energy readings.
+    pub energy: EnergyStore,
     pub events: JobEvents,
     pub auth: Authenticators,
     /// Cancelled when the gateway stops: long waits and live streams end at once.

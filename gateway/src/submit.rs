@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use cola_wire::{
     FileNameError, FileSummary, InputFile, Inputs, JobId, JobMessage, JobRecord, Language,
-    LanguageDef, Limits, LimitsRequest, UserId, Work, job::Timestamp, language, languages,
+    LanguageDef, Limits, LimitsRequest, UserId, Work, energy::Schedule, job::Timestamp, language,
+    languages,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -59,6 +60,49 @@ pub struct SubmitRequest {
     /// The problem statement of a `numeric` job, e.g. `{"method": "bisection", "f": ..., ...}`.
     #[schema(value_type = Option<Object>)]
     pub problem: Option<Value>,
+    /// For a program that may start later: it may then wait for a node with renewable power,
+    /// and always starts by `not_after`.
+    pub schedule: Option<ScheduleRequest>,
+}
+
+/// When a program may start (see README, "Energy-aware placement").
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// The latest start: an RFC 3339 time from a few seconds to 24 hours ahead, e.g.
+    /// `2026-12-07T18:00:00Z`.
+    #[schema(required = true, format = DateTime)]
+    pub not_after: Option<String>,
+}
+
+/// The least time ahead a schedule's `not_after` may be.
+pub const MIN_SCHEDULE_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// The most time ahead a schedule's `not_after` may be.
+pub const MAX_SCHEDULE_AHEAD: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+impl ScheduleRequest {
+    fn validate_at(self, now: Timestamp) -> Result<Schedule, GatewayError> {
+        let invalid = |why: String| GatewayError::invalid_field("schedule.not_after", why);
+        let text = self
+            .not_after
+            .ok_or_else(|| invalid("a schedule needs not_after, an RFC 3339 time".into()))?;
+        let not_after = chrono::DateTime::parse_from_rfc3339(&text)
+            .map_err(|e| invalid(format!("not an RFC 3339 time ({e}): {text:?}")))?
+            .with_timezone(&chrono::Utc);
+        if not_after < now + MIN_SCHEDULE_AHEAD {
+            return Err(invalid(format!(
+                "must be at least {} s ahead; it is {text}",
+                MIN_SCHEDULE_AHEAD.num_seconds()
+            )));
+        }
+        if not_after > now + MAX_SCHEDULE_AHEAD {
+            return Err(invalid(format!(
+                "must be at most {} hours ahead; it is {text}",
+                MAX_SCHEDULE_AHEAD.num_hours()
+            )));
+        }
+        Ok(Schedule { not_after })
+    }
 }
 
 /// `language`: one of the language table's names.
@@ -78,15 +122,32 @@ pub struct ValidJob {
     pub work: Work,
     pub args: Vec<String>,
     pub limits: Limits,
+    pub schedule: Option<Schedule>,
 }
 
 impl SubmitRequest {
     /// Checks everything about the request, in the order a person would fix it.
     pub fn validate(self) -> Result<ValidJob, GatewayError> {
+        self.validate_at(cola_wire::job::now())
+    }
+
+    /// [`validate`](Self::validate), with a schedule checked against `now`.
+    pub fn validate_at(mut self, now: Timestamp) -> Result<ValidJob, GatewayError> {
         let language = known_language(self.language.as_deref())?;
         if language.is_numeric() {
+            if self.schedule.is_some() {
+                return Err(GatewayError::invalid_field(
+                    "schedule",
+                    "a numeric job starts at once; only programs take a schedule",
+                ));
+            }
             return self.validate_problem(language);
         }
+        let schedule = self
+            .schedule
+            .take()
+            .map(|s| s.validate_at(now))
+            .transpose()?;
         if self.problem.is_some() {
             return Err(GatewayError::invalid_field(
                 "problem",
@@ -114,6 +175,7 @@ impl SubmitRequest {
             }),
             args,
             limits,
+            schedule,
         })
     }
 
@@ -164,6 +226,7 @@ impl SubmitRequest {
             work: Work::Problem(problem),
             args: Vec::new(),
             limits,
+            schedule: None,
         })
     }
 }
@@ -193,6 +256,7 @@ impl ValidJob {
         };
         let message = JobMessage {
             request_id: None,
+            schedule: self.schedule,
             id,
             user: user.clone(),
             language: self.language.id(),

@@ -2,6 +2,7 @@
 
 use cola_wire::{
     JobId, JobRecord, Reason, Status, Timings,
+    energy::{NodeName, Schedule, Share, Waiting},
     job::{Timestamp, millis_between},
 };
 use serde::Serialize;
@@ -47,6 +48,20 @@ pub struct JobView {
     /// convergence and warnings.
     #[schema(value_type = Option<Object>, required = true)]
     pub result: Option<Value>,
+    /// When the job may start, if it was submitted with a schedule.
+    #[schema(required = true)]
+    pub schedule: Option<Schedule>,
+    /// Why the queued job is held on purpose (`renewable_power`: a time-shiftable job waits
+    /// for a node with renewable power, or its deadline).
+    #[schema(required = true)]
+    pub waiting: Option<Waiting>,
+    /// The node the job ran on (known once it started, where cola places jobs itself).
+    #[schema(value_type = Option<String>, required = true)]
+    pub node: Option<NodeName>,
+    /// The renewable share (0 to 1) of that node's power when the job started; `null` when not
+    /// known (no fresh telemetry: grid power).
+    #[schema(value_type = Option<f64>, required = true)]
+    pub renewable_share: Option<Share>,
 }
 
 /// The path of a job in the API.
@@ -88,6 +103,10 @@ impl From<&JobRecord> for JobView {
                 .map(|_| output_path(&record.id)),
             problem: record.problem.clone(),
             result: record.result.clone(),
+            schedule: record.schedule,
+            waiting: record.waiting,
+            node: record.node.clone(),
+            renewable_share: record.renewable_share,
         }
     }
 }
@@ -99,6 +118,7 @@ mod tests {
 
     fn record() -> JobRecord {
         let msg = JobMessage {
+            schedule: None,
             request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),

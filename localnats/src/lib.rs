@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 use std::{
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -40,6 +42,85 @@ pub struct LocalServer {
     pub port: u16,
     pub store: PathBuf,
     binary: PathBuf,
+    /// Configuration before the JetStream block (an MQTT listener, say).
+    extra: String,
+}
+
+/// The user MQTT devices log in as: it may only publish energy telemetry.
+pub const TELEMETRY_USER: &str = "cola-telemetry";
+
+/// NATS's own MQTT listener, for energy telemetry: devices publish `energy/<node>` (the NATS
+/// subject `energy.<node>`) and nothing else. On a loopback address they may come without
+/// credentials; elsewhere they log in as [`TELEMETRY_USER`] with `password`, which is then
+/// required. Every other client keeps connecting as before, without credentials (as the
+/// server's `no_auth_user`), over plain NATS only.
+#[derive(Debug, Clone)]
+pub struct MqttListener {
+    pub listen: SocketAddr,
+    pub password: Option<String>,
+}
+
+impl MqttListener {
+    /// The server configuration that turns the listener on (before the JetStream block).
+    pub fn config(&self) -> Result<String, LaunchError> {
+        let anonymous = match (&self.password, self.listen.ip().is_loopback()) {
+            (Some(password), _) if password.len() < 12 => {
+                return Err(LaunchError::NotReady(
+                    "the MQTT password must have at least 12 characters".into(),
+                ));
+            }
+            (Some(_), _) => false,
+            (None, true) => true,
+            (None, false) => {
+                return Err(LaunchError::NotReady(format!(
+                    "an MQTT listener on {} (not loopback) needs a password for its devices \
+                     (COLA_MQTT_PASSWORD; they log in as {TELEMETRY_USER})",
+                    self.listen
+                )));
+            }
+        };
+        let quote = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        // Nobody logs in as the local user: its password is random and never kept.
+        let local_password = random_secret()?;
+        let telemetry_password = match &self.password {
+            Some(password) => password.clone(),
+            None => random_secret()?,
+        };
+        let anonymous_devices = if anonymous {
+            format!("  no_auth_user: {}\n", quote(TELEMETRY_USER))
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "server_name: cola-up\n\
+             authorization {{\n\
+             \x20 users: [\n\
+             \x20   {{user: cola, password: {local}, allowed_connection_types: [\"STANDARD\"]}}\n\
+             \x20   {{user: {telemetry}, password: {device}, allowed_connection_types: [\"MQTT\"], \
+             permissions: {{publish: {{allow: [\"energy.*\"]}}, subscribe: {{deny: [\">\"]}}}}}}\n\
+             \x20 ]\n\
+             }}\n\
+             no_auth_user: cola\n\
+             mqtt {{\n\
+             \x20 listen: {listen}\n\
+             {anonymous_devices}\
+             }}\n",
+            local = quote(&local_password),
+            telemetry = quote(TELEMETRY_USER),
+            device = quote(&telemetry_password),
+            listen = quote(&self.listen.to_string()),
+        ))
+    }
+}
+
+/// 32 random bytes from the kernel, as hex.
+fn random_secret() -> Result<String, LaunchError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| LaunchError::io("/dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl LocalServer {
@@ -47,12 +128,24 @@ impl LocalServer {
     /// process can take it between choosing and binding) with its store under `store`, and
     /// waits until it accepts connections.
     pub async fn spawn(binary: &Path, store: &Path, port: u16) -> Result<Self, LaunchError> {
-        let (child, port) = start(binary, store, (port != 0).then_some(port)).await?;
+        Self::spawn_with(binary, store, port, String::new()).await
+    }
+
+    /// [`spawn`](Self::spawn), with `extra` configuration before the JetStream block (e.g.
+    /// [`MqttListener::config`]).
+    pub async fn spawn_with(
+        binary: &Path,
+        store: &Path,
+        port: u16,
+        extra: String,
+    ) -> Result<Self, LaunchError> {
+        let (child, port) = start(binary, store, (port != 0).then_some(port), &extra).await?;
         Ok(Self {
             child,
             port,
             store: store.to_owned(),
             binary: binary.to_owned(),
+            extra,
         })
     }
 
@@ -75,7 +168,9 @@ impl LocalServer {
 
     /// Starts the server again on the same port and store after [`stop`](Self::stop).
     pub async fn start_again(&mut self) -> Result<(), LaunchError> {
-        self.child = start(&self.binary, &self.store, Some(self.port)).await?.0;
+        self.child = start(&self.binary, &self.store, Some(self.port), &self.extra)
+            .await?
+            .0;
         Ok(())
     }
 }
@@ -98,7 +193,18 @@ pub fn write_config(store: &Path, extra: &str) -> Result<PathBuf, LaunchError> {
     let text = format!(
         "{extra}jetstream {{\n  store_dir: {store_dir}\n  max_file_store: {MAX_FILE_STORE}\n}}\n"
     );
-    std::fs::write(&config, text).map_err(|e| LaunchError::io(config.display(), e))?;
+    // Only its owner reads it: it may hold passwords.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&config)
+        .map_err(|e| LaunchError::io(config.display(), e))?;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| LaunchError::io(config.display(), e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| LaunchError::io(config.display(), e))?;
     Ok(config)
 }
 
@@ -108,8 +214,9 @@ async fn start(
     binary: &Path,
     store: &Path,
     port: Option<u16>,
+    extra: &str,
 ) -> Result<(tokio::process::Child, u16), LaunchError> {
-    let config = write_config(store, "")?;
+    let config = write_config(store, extra)?;
     let mut command = tokio::process::Command::new(binary);
     command.args(["-a", "127.0.0.1", "-c"]).arg(&config);
     match port {
@@ -186,6 +293,46 @@ mod tests {
         assert!(text.contains("max_file_store: 16GB"), "{text}");
         // The path is quoted as JSON, which the server's configuration syntax reads back.
         assert!(text.contains(r#"a \"quoted\" store"#), "{text}");
+    }
+
+    #[test]
+    fn an_mqtt_listener_lets_devices_publish_telemetry_only() {
+        let loopback = MqttListener {
+            listen: "127.0.0.1:1883".parse().unwrap(),
+            password: None,
+        };
+        let text = loopback.config().unwrap();
+        assert!(text.contains(r#"listen: "127.0.0.1:1883""#), "{text}");
+        assert!(text.contains(r#"no_auth_user: "cola-telemetry""#), "{text}");
+        assert!(text.contains(r#"publish: {allow: ["energy.*"]}"#), "{text}");
+        assert!(text.contains("no_auth_user: cola\n"), "{text}");
+        // Each start makes its own secrets.
+        assert_ne!(text, loopback.config().unwrap());
+        let open = MqttListener {
+            listen: "0.0.0.0:1883".parse().unwrap(),
+            password: None,
+        };
+        assert!(
+            open.config()
+                .unwrap_err()
+                .to_string()
+                .contains("COLA_MQTT_PASSWORD")
+        );
+        let short = MqttListener {
+            password: Some("short".into()),
+            ..open.clone()
+        };
+        assert!(short.config().is_err());
+        let guarded = MqttListener {
+            password: Some("a-long-device-password".into()),
+            ..open
+        };
+        let text = guarded.config().unwrap();
+        assert!(text.contains(r#""a-long-device-password""#), "{text}");
+        assert!(
+            !text.contains(r#"no_auth_user: "cola-telemetry""#),
+            "{text}"
+        );
     }
 
     #[test]

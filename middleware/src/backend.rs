@@ -230,6 +230,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Starts an executor for `job` and returns how to find it again. Must be idempotent for a
     /// job id: launching a job whose executor exists returns (adopts) that executor.
+    /// Whether executors run on the middleware's own node (a process or a container beside
+    /// it), so that a job's record names that node; not so for Pods, placed by their cluster.
+    fn runs_executors_here(&self) -> bool {
+        true
+    }
+
     async fn launch(&self, job: &JobMessage) -> Result<ExecutorHandle, BackendError>;
 
     /// The executor launched for `job` by a middleware that stopped before recording it, if

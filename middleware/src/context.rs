@@ -15,7 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    backend::Backend, cancels::CancelBoard, metrics::MiddlewareMetrics, solver_pool::SolverPool,
+    backend::Backend, cancels::CancelBoard, energy::Energy, metrics::MiddlewareMetrics,
+    solver_pool::SolverPool,
 };
 
 /// Stack of a solver thread. In a debug build every method's example solves in 384 KiB and
@@ -42,6 +43,8 @@ pub struct Context {
     pub stored: cola_wire::usage::Tally,
     /// What `/metrics` reports: jobs ended here are counted in it.
     pub metrics: Arc<MiddlewareMetrics>,
+    /// This middleware's node and what it knows about every node's power.
+    pub energy: Arc<Energy>,
 }
 
 impl Context {
@@ -87,6 +90,8 @@ pub(crate) enum Disposition {
     /// The backend has no room for the job now (a cluster's quota is used up): it is queued
     /// again and its message comes back after [`RETRY_LATER`].
     RetryLater,
+    /// The job waits (for renewable power): its message comes back after this long.
+    WaitFor(Duration),
 }
 
 /// How long a job the backend had no room for waits before it is tried again.

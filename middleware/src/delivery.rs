@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{AckKind, Message};
-use cola_wire::{JobKey, JobMessage, RequestId};
+use cola_wire::{Ending, JobKey, JobMessage, RequestId, Status, energy::Waiting, nats::Transition};
 use tracing::Instrument;
 
 use crate::{
@@ -53,6 +53,44 @@ pub async fn terminate_undecodable(msg: Message, error: serde_json::Error) {
     settle(&msg, Disposition::Terminate).await;
 }
 
+/// A time-shiftable job that waits for renewable power: its record says so (once), and its
+/// message goes back to the stream, to come again after `wait`. A job whose owner asked to
+/// cancel it meanwhile ends cancelled; one that ended or has no record is acknowledged.
+pub async fn wait_for_power(ctx: Arc<Context>, msg: Message, job: JobMessage, wait: Duration) {
+    let key = JobKey::new(&job.user, &job.id);
+    let marked = ctx
+        .jobs
+        .transition(&key, |r| {
+            r.status == Status::Queued && (r.cancel_requested || r.waiting.is_none()) && {
+                if r.cancel_requested {
+                    r.end(&Ending::cancelled(), cola_wire::job::now());
+                } else {
+                    r.waiting = Some(Waiting::RenewablePower);
+                }
+                true
+            }
+        })
+        .await;
+    let disposition = match marked {
+        Ok(Transition::Changed(r, _)) if r.status.is_terminal() => {
+            ctx.finished(&r);
+            Disposition::Ack
+        }
+        Ok(Transition::Changed(..)) => {
+            tracing::info!(job_id = %job.id, wait_ms = wait.as_millis() as u64, "job waits for renewable power");
+            Disposition::WaitFor(wait)
+        }
+        Ok(Transition::Unchanged(r, _)) if r.status.is_terminal() => Disposition::Ack,
+        Ok(Transition::Unchanged(..)) => Disposition::WaitFor(wait),
+        Ok(Transition::Missing) => Disposition::Ack,
+        Err(e) => {
+            tracing::warn!(job_id = %job.id, error = %e, "job left for redelivery");
+            Disposition::Leave
+        }
+    };
+    settle(&msg, disposition).await;
+}
+
 /// A message whose job was not started because the middleware is stopping: back to the
 /// stream at once, for another replica.
 pub async fn give_back(msg: Message) {
@@ -70,6 +108,7 @@ async fn settle(msg: &Message, disposition: Disposition) {
                 .await
         }
         Disposition::RetryLater => msg.ack_with(AckKind::Nak(Some(RETRY_LATER))).await,
+        Disposition::WaitFor(wait) => msg.ack_with(AckKind::Nak(Some(wait))).await,
     };
     if let Err(e) = acked {
         tracing::warn!(error = %e, "acknowledging a job message failed; it will be redelivered");

@@ -178,6 +178,14 @@ async fn start(
 ) -> Result<Result<ExecutorHandle, Disposition>, NatsError> {
     let started = now();
     let expected = (record.status, record.attempt);
+    // Where it runs, when its executor runs beside this middleware (a Pod's node is the
+    // cluster's choice).
+    let here = ctx.backend.runs_executors_here().then(|| {
+        (
+            ctx.energy.config.node.clone(),
+            ctx.energy.share_here(started),
+        )
+    });
     // From the record just read: one write, and no read unless someone wrote meanwhile.
     let moved = ctx
         .jobs
@@ -185,6 +193,7 @@ async fn start(
             if (r.status, r.attempt) != expected || r.executor.is_some() {
                 return false;
             }
+            r.waiting = None;
             if r.cancel_requested {
                 r.finish(Status::Cancelled, None, started);
             } else {
@@ -192,6 +201,10 @@ async fn start(
                 r.started_at = Some(started);
                 r.timings_ms.queue = Some(millis_between(r.created_at, started));
                 r.attempt += 1;
+                if let Some((node, share)) = &here {
+                    r.node = Some(node.clone());
+                    r.renewable_share = *share;
+                }
             }
             true
         })

@@ -15,6 +15,7 @@ mod context;
 mod delivery;
 #[cfg(feature = "docker")]
 pub mod docker;
+pub mod energy;
 mod error;
 pub mod health;
 mod job;
@@ -28,11 +29,19 @@ mod solver_pool;
 mod supervise;
 mod work_areas;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use async_nats::jetstream::{self, consumer::pull};
 use cola_wire::{
-    JobMessage, RequestId, names,
+    JobMessage, RequestId,
+    energy_store::EnergyStore,
+    names,
     nats::{NatsError, Topology, TopologyConfig},
 };
 use futures::StreamExt;
@@ -41,6 +50,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use backend::{Backend, BackendError, ExecutorExit};
 use context::{Context, NumericRuntime};
+use energy::{Energy, EnergyConfig, Shift};
 pub use error::MiddlewareError;
 use scheduler::{FairQueue, Held, Kind};
 
@@ -48,6 +58,9 @@ use scheduler::{FairQueue, Held, Kind};
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// The most messages one pull request asks for.
 const MAX_PULL_BATCH: usize = 256;
+/// How long the pull request of a middleware that held back waits: it takes what is waiting,
+/// and does not stand in line for the next job (a greener node's middleware should get it).
+const HELD_BACK_PULL_EXPIRES: Duration = Duration::from_millis(20);
 
 /// The middleware's settings.
 #[derive(Debug, Clone)]
@@ -71,6 +84,8 @@ pub struct MiddlewareConfig {
     /// At start-up, how long to keep trying to reach NATS and make or open the stream and
     /// buckets before giving up; none: the first failure stops the start.
     pub start_patience: Duration,
+    /// The node this middleware runs on and how it places work (see [`energy`]).
+    pub energy: EnergyConfig,
 }
 
 impl MiddlewareConfig {
@@ -98,7 +113,7 @@ impl MiddlewareConfig {
         if self.nats_url.trim().is_empty() {
             return Err(MiddlewareError::Config("a NATS URL is required".into()));
         }
-        Ok(())
+        self.energy.validate()
     }
 }
 
@@ -141,6 +156,8 @@ pub async fn run_with_probes(
     publish_versions(&topology, backend.as_ref()).await;
     publish_isolation(&topology, backend.as_ref()).await;
 
+    let energy_store = EnergyStore::ensure(&js, config.topology.replicas).await?;
+    let energy = Arc::new(Energy::new(config.energy.clone(), energy_store.clone()));
     let consumer = consumer(&js, config.ack_wait).await?;
     probes.observe(metrics::Observed {
         client: js.client(),
@@ -162,6 +179,7 @@ pub async fn run_with_probes(
         ),
         stored: Default::default(),
         metrics: probes.metrics().clone(),
+        energy: energy.clone(),
     });
     let tasks = TaskTracker::new();
     let watcher_stop = CancellationToken::new();
@@ -173,11 +191,13 @@ pub async fn run_with_probes(
 
     let queue = Arc::new(FairQueue::default());
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let running = Arc::new(AtomicUsize::new(0));
     let dispatchers = [Kind::Program, Kind::Numeric].map(|kind| {
         tokio::spawn(dispatch(
             kind,
             queue.clone(),
             slots.clone(),
+            running.clone(),
             ctx.clone(),
             tasks.clone(),
         ))
@@ -188,14 +208,36 @@ pub async fn run_with_probes(
         watcher_stop.clone(),
     ));
     let counter = tokio::spawn(count_stored(ctx.clone(), watcher_stop.clone()));
+    let energy_tasks = [
+        tokio::spawn(energy.view.clone().follow(
+            energy_store.readings.clone(),
+            energy_store.nodes.clone(),
+            watcher_stop.clone(),
+        )),
+        tokio::spawn(energy::intake::take_in(
+            js.client(),
+            energy_store,
+            ctx.metrics.clone(),
+            watcher_stop.clone(),
+        )),
+        tokio::spawn({
+            let (energy, queue, stop) = (energy.clone(), queue.clone(), watcher_stop.clone());
+            let (concurrency, running) = (config.concurrency, running.clone());
+            let free =
+                move || concurrency.saturating_sub(running.load(Ordering::Relaxed) + queue.held());
+            async move { energy.keep_present(concurrency, free, stop).await }
+        }),
+    ];
     tracing::info!(
         concurrency = config.concurrency,
         lookahead = config.lookahead,
         backend = ctx.backend.name(),
+        node = %energy.config.node,
+        placement = ?energy.config.placement,
         "middleware pulling jobs"
     );
     probes.set_pulling(true);
-    pull(&consumer, &queue, config.lookahead, &tasks, &shutdown).await;
+    pull(&consumer, &queue, config.lookahead, &ctx, &tasks, &shutdown).await;
     probes.set_pulling(false);
     tracing::info!(
         grace_s = config.grace.as_secs(),
@@ -216,6 +258,9 @@ pub async fn run_with_probes(
     watcher.await.ok();
     keeper.await.ok();
     counter.await.ok();
+    for task in energy_tasks {
+        task.await.ok();
+    }
     Ok(())
 }
 
@@ -236,26 +281,43 @@ async fn count_stored(ctx: Arc<Context>, stop: CancellationToken) {
 }
 
 /// Takes messages from the stream into `queue` while it holds fewer than `lookahead`, until
-/// `shutdown`. A message that is not a job message is terminated at once.
+/// `shutdown`. A message that is not a job message is terminated at once; a time-shiftable job
+/// that waits for renewable power goes back to the stream for a while (see [`energy`]). On a
+/// browner node than others with room, each pull waits a little first, and then takes only
+/// what is waiting, unless work was seen waiting in the stream (a backlog).
 async fn pull(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     queue: &FairQueue,
     lookahead: usize,
+    ctx: &Arc<Context>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
+    let mut backlog = false;
     while !shutdown.is_cancelled() {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             () = queue.wait_for_room(lookahead) => {}
         }
+        let hold = ctx.energy.hold_back(backlog);
+        if !hold.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(hold) => {}
+            }
+        }
         let room = lookahead
             .saturating_sub(queue.held())
             .clamp(1, MAX_PULL_BATCH);
+        let expires = if hold.is_zero() {
+            PULL_EXPIRES
+        } else {
+            HELD_BACK_PULL_EXPIRES
+        };
         let batch = consumer
             .fetch()
             .max_messages(room)
-            .expires(PULL_EXPIRES)
+            .expires(expires)
             .messages()
             .await;
         let mut batch = match batch {
@@ -266,27 +328,43 @@ async fn pull(
                 continue;
             }
         };
+        backlog = false;
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = batch.next() => next,
             };
             match next {
-                Some(Ok(msg)) => match serde_json::from_slice::<JobMessage>(&msg.payload) {
-                    Ok(mut job) => {
-                        job.request_id = request_id_of(&msg);
-                        queue.hold(Held { msg, job });
-                    }
-                    Err(e) => {
-                        tasks.spawn(delivery::terminate_undecodable(msg, e));
-                    }
-                },
+                Some(Ok(msg)) => {
+                    backlog = msg.info().is_ok_and(|info| info.pending > 0);
+                    take(msg, queue, ctx, tasks);
+                }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "pull batch ended with an error");
                     break;
                 }
                 None => break,
             }
+        }
+    }
+}
+
+/// A message just pulled: a job into `queue`, unless it waits for renewable power.
+fn take(msg: jetstream::Message, queue: &FairQueue, ctx: &Arc<Context>, tasks: &TaskTracker) {
+    match serde_json::from_slice::<JobMessage>(&msg.payload) {
+        Ok(mut job) => {
+            job.request_id = request_id_of(&msg);
+            if let Some(schedule) = job.schedule
+                && let Shift::Wait(wait) = ctx.energy.shift(schedule.not_after)
+            {
+                tasks.spawn(delivery::wait_for_power(ctx.clone(), msg, job, wait));
+                return;
+            }
+            queue.hold(Held { msg, job });
+            ctx.energy.room_changed();
+        }
+        Err(e) => {
+            tasks.spawn(delivery::terminate_undecodable(msg, e));
         }
     }
 }
@@ -299,11 +377,13 @@ fn request_id_of(msg: &jetstream::Message) -> Option<RequestId> {
 }
 
 /// Starts the jobs of `kind` that `queue` hands out, each once it has a slot: one of `slots`
-/// for a program, a numeric slot for a numeric problem. Ends when the queue is closed.
+/// for a program, a numeric slot for a numeric problem; counts the programs `running`. Ends
+/// when the queue is closed.
 async fn dispatch(
     kind: Kind,
     queue: Arc<FairQueue>,
     slots: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
     ctx: Arc<Context>,
     tasks: TaskTracker,
 ) {
@@ -319,12 +399,20 @@ async fn dispatch(
         let Some(held) = queue.next(kind).await else {
             return;
         };
-        let (ctx, queue) = (ctx.clone(), queue.clone());
+        let (ctx, queue, running) = (ctx.clone(), queue.clone(), running.clone());
+        let program = kind == Kind::Program;
+        if program {
+            running.fetch_add(1, Ordering::Relaxed);
+        }
         tasks.spawn(async move {
             let user = held.job.user.clone();
-            delivery::handle(ctx, held.msg, held.job, kind).await;
+            delivery::handle(ctx.clone(), held.msg, held.job, kind).await;
             queue.finished(kind, &user);
             drop(permit);
+            if program {
+                running.fetch_sub(1, Ordering::Relaxed);
+                ctx.energy.room_changed();
+            }
         });
     }
 }

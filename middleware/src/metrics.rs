@@ -6,7 +6,7 @@
 //! Counted by the middleware that carried each job to its end, so that the sum over replicas
 //! is the service's. The consumer's backlog is the stream's, the same from every replica.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use axum::response::Response;
@@ -37,6 +37,21 @@ pub struct MiddlewareMetrics {
     consumer_pending: Gauge,
     consumer_ack_pending: Gauge,
     ready: Gauge,
+    telemetry: Family<OutcomeLabel, Counter>,
+    executor_cpu: Family<PowerLabels, Counter<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PowerLabels {
+    /// A node name (the operator's nodes: a bounded set).
+    node: String,
+    /// `renewable` or `grid`.
+    power: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +81,8 @@ impl Default for MiddlewareMetrics {
             consumer_pending: Gauge::default(),
             consumer_ack_pending: Gauge::default(),
             ready: Gauge::default(),
+            telemetry: Family::default(),
+            executor_cpu: Family::default(),
         };
         metrics.register();
         metrics
@@ -118,6 +135,20 @@ impl MiddlewareMetrics {
             self.consumer_pending.clone(),
         );
         registry.register(
+            "energy_readings",
+            "Energy telemetry readings this middleware took in, by outcome: kept, failed (NATS \
+             would not keep it), or why it was refused (node_name, too_large, not_json, \
+             out_of_range)",
+            self.telemetry.clone(),
+        );
+        registry.register(
+            "executor_cpu_seconds",
+            "CPU time of the executors of the jobs this middleware carried to their end, by \
+             node and by power: renewable (the node's renewable share when the job started) \
+             or grid (the rest, and all of it when the share was not known)",
+            self.executor_cpu.clone(),
+        );
+        registry.register(
             "consumer_ack_pending_messages",
             "Job messages delivered to middlewares and not yet acknowledged, when scraped",
             self.consumer_ack_pending.clone(),
@@ -136,8 +167,16 @@ impl MiddlewareMetrics {
         }
     }
 
+    /// A telemetry reading taken in, with its outcome's label.
+    pub fn telemetry(&self, outcome: &'static str) {
+        self.telemetry
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     /// `record` has ended (it is terminal).
     pub fn finished(&self, record: &JobRecord) {
+        self.count_cpu(record);
         let language = language_label(&record.language);
         let labels = FinishedLabels {
             language,
@@ -165,6 +204,22 @@ impl MiddlewareMetrics {
             if let Some(seconds) = seconds_between(from, to) {
                 histogram.get_or_create(&language).observe(seconds);
             }
+        }
+    }
+
+    /// The executor CPU time of `record` (ended), split by the renewable share of its node.
+    fn count_cpu(&self, record: &JobRecord) {
+        let (Some(cpu_ms), Some(node)) = (record.timings_ms.cpu, &record.node) else {
+            return;
+        };
+        let seconds = cpu_ms as f64 / 1000.0;
+        let renewable = seconds * record.renewable_share.map_or(0.0, |s| s.get());
+        for (power, part) in [("renewable", renewable), ("grid", seconds - renewable)] {
+            let labels = PowerLabels {
+                node: node.to_string(),
+                power,
+            };
+            self.executor_cpu.get_or_create(&labels).inc_by(part);
         }
     }
 

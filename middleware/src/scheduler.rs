@@ -260,6 +260,7 @@ mod tests {
     fn job(user: &str, n: usize, language: &str) -> JobMessage {
         let lang = cola_wire::language(&cola_wire::Language::parse(language).unwrap()).unwrap();
         JobMessage {
+            schedule: None,
             request_id: None,
             id: cola_wire::JobId::new(),
             user: UserId::parse(user).unwrap(),

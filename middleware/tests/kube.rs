@@ -198,6 +198,7 @@ async fn attached(config: KubeBackendConfig) -> (Arc<KubeBackend>, ApiServer, Te
 fn job() -> JobMessage {
     let lang = Language::parse("c").unwrap();
     JobMessage {
+        schedule: None,
         request_id: None,
         id: JobId::new(),
         user: UserId::parse("u0123456789abcdef").unwrap(),
@@ -363,6 +364,7 @@ async fn a_job_pod_is_created_watched_to_success_and_deleted() {
     assert_eq!(sent.work, Work::InputObject(object.clone()));
     assert_eq!(
         JobMessage {
+            schedule: None,
             work: job.work.clone(),
             ..sent
         },
@@ -898,6 +900,9 @@ async fn the_middleware_runs_jobs_through_pods_and_records_what_the_cluster_saw(
             ack_wait: Duration::from_secs(30),
             topology: TopologyConfig::default(),
             start_patience: Duration::ZERO,
+            energy: cola_middleware::energy::EnergyConfig::on(
+                cola_wire::energy::NodeName::parse("node-1").unwrap(),
+            ),
         },
         backend.clone(),
         shutdown.clone(),

@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{JobId, Language, Limits, RequestId, UserId};
+use crate::{
+    JobId, Language, Limits, RequestId, UserId,
+    energy::{NodeName, Schedule, Share, Waiting},
+};
 
 /// How much of stdout, stderr and compiler output a record and the API show inline.
 pub const PREVIEW_BYTES: usize = 64 * 1024;
@@ -124,6 +127,8 @@ pub struct JobMessage {
     /// be followed through every process's logs. The gateway sends it in the stream message's
     /// [`crate::names::REQUEST_ID_HEADER`]; the middleware sets it here for the executor.
     pub request_id: Option<RequestId>,
+    /// When the job may start, if it may wait for renewable power.
+    pub schedule: Option<Schedule>,
 }
 
 /// What a job works on: exactly one of these travels in its message.
@@ -179,6 +184,8 @@ struct MessageOnTheWire {
     problem: Option<Value>,
     #[serde(default)]
     request_id: Option<RequestId>,
+    #[serde(default)]
+    schedule: Option<Schedule>,
 }
 
 /// A [`JobMessage`] as JSON has it, borrowed for writing.
@@ -198,6 +205,8 @@ struct MessageToTheWire<'a> {
     problem: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a RequestId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a Schedule>,
 }
 
 impl TryFrom<MessageOnTheWire> for JobMessage {
@@ -219,6 +228,7 @@ impl TryFrom<MessageOnTheWire> for JobMessage {
             created_at: wire.created_at,
             work,
             request_id: wire.request_id,
+            schedule: wire.schedule,
         })
     }
 }
@@ -236,6 +246,7 @@ impl Serialize for JobMessage {
             input_object: self.work.input_object(),
             problem: self.work.problem(),
             request_id: self.request_id.as_ref(),
+            schedule: self.schedule.as_ref(),
         }
         .serialize(serializer)
     }
@@ -276,6 +287,9 @@ pub struct Timings {
     pub compile: Option<u64>,
     pub run: Option<u64>,
     pub total: Option<u64>,
+    /// CPU time of the compile and run steps together, as the executor measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
 }
 
 /// Which executor runs a job, so that another middleware replica can find it again.
@@ -342,6 +356,18 @@ pub struct JobRecord {
     /// `{root, f_root, iterations, converged}`), once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// When the job may start, if it may wait for renewable power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Why the queued job is held on purpose, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// The node the job ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeName>,
+    /// The renewable share of that node's power when the job started (none: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewable_share: Option<Share>,
 }
 
 /// How a job ends when the middleware (not its executor or solver) ends it: cancelled, or
@@ -403,6 +429,10 @@ impl JobRecord {
             executor: None,
             problem: msg.work.problem().cloned(),
             result: None,
+            schedule: msg.schedule,
+            waiting: None,
+            node: None,
+            renewable_share: None,
         }
     }
 
@@ -429,6 +459,7 @@ impl JobRecord {
         self.signal = report.signal;
         self.timings_ms.compile = report.timings_ms.compile;
         self.timings_ms.run = report.timings_ms.run;
+        self.timings_ms.cpu = report.timings_ms.cpu;
         self.stdout = preview(&report.stdout);
         self.stderr = preview(&report.stderr);
         self.compile_output = preview(&report.compile_output);
@@ -509,6 +540,7 @@ mod tests {
     #[test]
     fn problem_and_result_are_optional_on_the_wire() {
         let msg = JobMessage {
+            schedule: None,
             request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),
@@ -529,6 +561,7 @@ mod tests {
 
         let problem = serde_json::json!({"method": "bisection", "f": "x", "a": -1, "b": 1});
         let numeric = JobMessage {
+            schedule: None,
             language: Language::parse("numeric").unwrap(),
             work: Work::Problem(problem.clone()),
             ..msg
@@ -542,6 +575,7 @@ mod tests {
     #[test]
     fn a_message_carries_exactly_one_kind_of_work_under_its_own_name() {
         let msg = JobMessage {
+            schedule: None,
             request_id: None,
             id: JobId::new(),
             user: UserId::parse("alice").unwrap(),

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod energy;
 pub mod ids;
 pub mod isolation;
 pub mod job;
@@ -26,6 +27,8 @@ pub use languages::{FileNameError, LanguageDef, Runtime, language, languages};
 pub use limits::{LimitError, Limits, LimitsRequest};
 pub use names::JobKey;
 
+#[cfg(feature = "nats")]
+pub mod energy_store;
 #[cfg(feature = "nats")]
 pub mod frame;
 #[cfg(feature = "nats")]

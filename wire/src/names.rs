@@ -128,6 +128,37 @@ pub fn warm_subject(pod: &str) -> String {
     format!("cola-warm.{pod}")
 }
 
+/// Core NATS subjects devices publish energy telemetry on, one per node (`energy.<node>`, the
+/// MQTT topic `energy/<node>` through NATS's MQTT listener); outside [`STREAM_SUBJECTS`].
+pub const ENERGY_SUBJECTS: &str = "energy.*";
+
+/// `energy.<node>`: where the telemetry of `node` arrives.
+pub fn energy_subject(node: &crate::energy::NodeName) -> String {
+    format!("energy.{node}")
+}
+
+/// The node a telemetry subject names (`energy.<node>`), unchecked.
+pub fn node_of_energy_subject(subject: &str) -> Option<&str> {
+    subject.strip_prefix("energy.")
+}
+
+/// Queue group of the middlewares that take telemetry in: each reading is kept once.
+pub const ENERGY_INTAKE_GROUP: &str = "cola-energy-intake";
+/// KV bucket with each node's latest energy reading, key the node name, with a TTL.
+pub const ENERGY_BUCKET: &str = "cola-energy";
+/// KV bucket with each middleware's presence on its node, key the node name, with a short TTL.
+pub const NODES_BUCKET: &str = "cola-nodes";
+/// The stream that keeps the readings of the last day (for the `/energy` chart).
+pub const ENERGY_HISTORY_STREAM: &str = "COLA_ENERGY";
+
+/// `cola-energy-history.<node>`: where the readings of `node` are kept for the chart.
+pub fn energy_history_subject(node: &crate::energy::NodeName) -> String {
+    format!("cola-energy-history.{node}")
+}
+
+/// Every subject of [`ENERGY_HISTORY_STREAM`].
+pub const ENERGY_HISTORY_SUBJECTS: &str = "cola-energy-history.*";
+
 /// `<user>/<job-id>-input.zip`: where inputs too large for one message are kept.
 pub fn input_object(user: &UserId, id: &JobId) -> String {
     format!("{}/{}-input.zip", user.as_str(), id)

@@ -84,6 +84,7 @@ async fn a_transition_from_a_known_revision_writes_once_or_falls_back() {
     let nats = TestNats::start().await;
     let jobs = &nats.topology.jobs;
     let msg = JobMessage {
+        schedule: None,
         work: cola_wire::Work::Problem(serde_json::json!({"method": "bisection"})),
         ..message("numeric")
     };
@@ -163,6 +164,7 @@ async fn an_object_put_in_one_round_trip_reads_back_as_usual() {
 /// A message of alice's for a job in `language`, with the first language's default limits.
 fn message(language: &str) -> JobMessage {
     JobMessage {
+        schedule: None,
         request_id: None,
         id: JobId::new(),
         user: UserId::parse("alice").unwrap(),

@@ -17,6 +17,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => {
             let config = cola_gateway::GatewayConfig {
                 start_patience: args.start.patience(),
+                energy_fresh_for: args.energy_fresh_for,
                 ..services::gateway_config(&args.gateway, &args.quotas, &args.nats.nats_url, false)?
             };
             cola_gateway::run(config, shutdown_on_signal()).await?;

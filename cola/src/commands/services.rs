@@ -12,14 +12,16 @@ use cola_middleware::docker::{DockerBackend, DockerConfig};
 use cola_middleware::kube::{self, KubeBackend, KubeBackendConfig, SecretKeyRef};
 use cola_middleware::{
     Backend, MiddlewareConfig,
+    energy::{EnergyConfig, Placement, Policy},
     process::{ProcessBackend, ProcessBackendConfig},
 };
+use cola_wire::energy::{NodeName, Share};
 use cola_wire::nats::{Topology, TopologyConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     BackendFlags, BackendKind, DockerFlags, ExecutorArgs, GatewayFlags, KubeFlags, MiddlewareFlags,
-    QuotaFlags, SandboxFlags,
+    PlacementFlags, PlacementKind, QuotaFlags, SandboxFlags,
 };
 
 /// The gateway's configuration; `dev` offers the "continue as local developer" login.
@@ -74,6 +76,41 @@ pub fn topology_config(
     })
 }
 
+/// Where this middleware is and how it places jobs.
+pub fn energy_config(flags: &PlacementFlags) -> anyhow::Result<EnergyConfig> {
+    let node = match &flags.node_name {
+        Some(name) => NodeName::parse(name).with_context(|| format!("--node-name {name:?}"))?,
+        None => host_node_name()?,
+    };
+    let green_share = Share::new(flags.green_share)
+        .map_err(|_| anyhow::anyhow!("--green-share must be from 0 to 1"))?;
+    let mut config = EnergyConfig::on(node);
+    config.placement = match flags.placement {
+        PlacementKind::Energy => Placement::Energy,
+        PlacementKind::Blind => Placement::Blind,
+    };
+    config.fresh_for = flags.energy_fresh_for;
+    config.policy = Policy {
+        max_delay: flags.placement_max_delay,
+        green_share,
+        recheck: flags.shift_recheck,
+    };
+    Ok(config)
+}
+
+/// This machine's node name: its host name, made a valid node name.
+fn host_node_name() -> anyhow::Result<NodeName> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .context("cannot read the host name: give --node-name")?;
+    NodeName::from_host(host.trim()).with_context(|| {
+        format!(
+            "the host name {:?} makes no node name: give --node-name",
+            host.trim()
+        )
+    })
+}
+
 /// The middleware configuration and its backend. `go_cache` is a prepared warm Go build cache
 /// to share with executors of the process backend.
 pub async fn middleware(
@@ -96,6 +133,7 @@ pub async fn middleware(
         ack_wait: Duration::from_secs(flags.ack_wait_seconds),
         topology: topology_config(flags, quotas)?,
         start_patience: Duration::ZERO,
+        energy: energy_config(&flags.placement)?,
     };
     config.validate()?;
     let backend: Arc<dyn Backend> = match backend.backend {

@@ -4,7 +4,7 @@ use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path, time::D
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::kv;
-use cola_localnats::LocalServer;
+use cola_localnats::{LocalServer, MqttListener};
 use cola_wire::{UserId, nats::Topology};
 
 use super::{services, shutdown_on_signal};
@@ -25,9 +25,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = services::absolute(&args.data_dir)?;
     let topology_config = services::topology_config(&args.middleware, &args.quotas)?;
+    let mqtt = args.mqtt_listen.map(|listen| MqttListener {
+        listen,
+        password: args.mqtt_password.clone(),
+    });
+    let nats_config = match &mqtt {
+        Some(mqtt) => mqtt.config().context("--mqtt-listen")?,
+        None => String::new(),
+    };
 
-    let (nats_url, _server) =
-        connect_or_spawn(&args.nats.nats_url, &args.nats_server, &data_dir).await?;
+    let (nats_url, _server) = connect_or_spawn(
+        &args.nats.nats_url,
+        &args.nats_server,
+        &data_dir,
+        nats_config,
+    )
+    .await?;
+    if let Some(mqtt) = &mqtt {
+        eprintln!(
+            "energy telemetry over MQTT on {} (topic energy/<node>)",
+            mqtt.listen
+        );
+    }
     let client = async_nats::connect(&nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
@@ -56,6 +75,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let gateway = cola_gateway::GatewayConfig {
         nats_url: nats_url.clone(),
+        energy_fresh_for: args.middleware.placement.energy_fresh_for,
         ..gateway
     };
     let listen = gateway.listen;
@@ -98,18 +118,26 @@ fn prepare_go_cache(dir: &Path) -> Option<std::path::PathBuf> {
     }
 }
 
-/// Uses the NATS server at `url`, or spawns one with its store in the data dir when none
-/// answers there and the address is local.
+/// Uses the NATS server at `url`, or spawns one with its store in the data dir (and `extra`
+/// configuration) when none answers there and the address is local. A server that answers
+/// cannot take `extra`: that is an error.
 async fn connect_or_spawn(
     url: &str,
     binary: &Path,
     data_dir: &Path,
+    extra: String,
 ) -> anyhow::Result<(String, Option<LocalServer>)> {
     let probe = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_millis(500))
         .connect(url)
         .await;
     if probe.is_ok() {
+        if !extra.is_empty() {
+            bail!(
+                "--mqtt-listen configures the nats-server cola up starts, but one already answers \
+                 at {url}: give that server an mqtt block instead (see k8s/README.md)"
+            );
+        }
         return Ok((url.to_owned(), None));
     }
     let Some(port) = local_port(url) else {
@@ -117,7 +145,7 @@ async fn connect_or_spawn(
             "no NATS server answers at {url}, and it is not a local address where cola could start one"
         );
     };
-    let server = LocalServer::spawn(binary, &data_dir.join("nats"), port)
+    let server = LocalServer::spawn_with(binary, &data_dir.join("nats"), port, extra)
         .await
         .with_context(|| {
             format!(

@@ -385,6 +385,7 @@ impl JobSteps<'_> {
             };
             timings.compile = Some(compiled.millis);
             usage.compile = Some(compiled.usage);
+            timings.cpu = Some(usage.cpu_time_ms());
             if let Some(message) = compiled.failure {
                 let report = RunReport {
                     timings_ms: timings,
@@ -399,6 +400,7 @@ impl JobSteps<'_> {
         let outcome = sandbox.run(&run)?;
         timings.run = Some(millis(&outcome));
         usage.run = Some(step_usage(&outcome));
+        timings.cpu = Some(usage.cpu_time_ms());
         let verdict = self.judge_run(&outcome)?;
         let report = RunReport {
             exit_code: outcome.ending.exit_code(),

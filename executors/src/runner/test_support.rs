@@ -9,6 +9,7 @@ use crate::sandbox::SandboxConfig;
 pub(super) fn c_job() -> JobMessage {
     let c = &languages()[0];
     JobMessage {
+        schedule: None,
         request_id: None,
         id: cola_wire::JobId::new(),
         user: cola_wire::UserId::parse("tester").unwrap(),

@@ -63,6 +63,7 @@ impl TestJob {
         Self {
             lang,
             message: JobMessage {
+                schedule: None,
                 request_id: None,
                 id: JobId::new(),
                 user: UserId::parse("tester").unwrap(),

@@ -441,6 +441,7 @@ impl Submitted {
             args: Some(args),
             limits: Some(limits),
             problem: None,
+            schedule: None,
         };
         match request.clone().validate() {
             Ok(_) => Ok(request),

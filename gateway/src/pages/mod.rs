@@ -10,6 +10,7 @@
 //!   [`numeric_form`]: its numeric mode (a method and its parameters).
 //! - [`live`]: `/events`, Server-Sent Events of the user's job changes.
 //! - [`tokens`]: the personal API tokens page.
+//! - [`energy`]: the nodes' energy readings and a chart of the last hours.
 //! - [`view`]: what the templates show.
 //!
 //! Pages authenticate with the session cookie only and the JSON API with bearer tokens only:
@@ -17,6 +18,7 @@
 //! state-changing form carries the session's CSRF token, and comes from this site's origin.
 
 pub mod auth;
+pub mod energy;
 pub mod form;
 pub mod jobs;
 pub mod live;
@@ -54,6 +56,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}/plot.svg", get(jobs::plot_svg))
         .route("/events", get(live::events))
         .route("/tokens", get(tokens::page).post(tokens::create))
+        .route("/energy", get(energy::page))
         .route("/tokens/revoke", post(tokens::revoke))
         .route("/login", get(auth::login_page))
         .route("/auth/login", get(auth::start))

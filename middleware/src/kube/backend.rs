@@ -209,6 +209,10 @@ impl Backend for KubeBackend {
         NAME
     }
 
+    fn runs_executors_here(&self) -> bool {
+        false
+    }
+
     fn executors_waiting(&self) -> usize {
         self.warm.as_ref().map_or(0, |pool| pool.idle())
     }
@@ -343,6 +347,7 @@ fn probe_job() -> JobMessage {
     let language = cola_wire::Language::parse(lang.name).expect("a valid language name");
     JobMessage {
         request_id: None,
+        schedule: None,
         id: cola_wire::JobId::new(),
         user: cola_wire::UserId::parse("cola-check").expect("a valid user id"),
         limits: lang.default_limits,

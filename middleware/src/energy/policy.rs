@@ -1,0 +1,233 @@
+//! The placement policy, pure: from what is known about the nodes now, how long a middleware
+//! holds back its pull, whether a time-shiftable job starts or waits, and which nodes an
+//! executor Pod prefers. No I/O and no clock: every input is an argument, so every rule is
+//! unit-tested here.
+//!
+//! The guarantees:
+//! - **No more than `max_delay` of queue time for placement alone**: a middleware holds back
+//!   for at most `max_delay` before it pulls, and not at all when it is the greenest node with
+//!   room or when work is waiting in the stream (a backlog: every node works).
+//! - **A shiftable job always starts in time**: it waits only while no node is green enough and
+//!   its latest start ([`START_MARGIN`] before `not_after`) is ahead, and never past that.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cola_wire::energy::{NodeName, Share};
+
+/// How much greener another node must be for a middleware to hold back for it: readings
+/// differing less than this count as the same.
+pub const GREENER_BY: f64 = 0.05;
+/// How long before its `not_after` a waiting shiftable job is released, come what may (time
+/// for the queue, a pull and its executor's start).
+pub const START_MARGIN: Duration = Duration::from_secs(2);
+
+/// What is known now about one node with a middleware.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeState {
+    pub node: NodeName,
+    /// Its renewable share, from a fresh reading; `None`: unknown (grid power).
+    pub share: Option<Share>,
+    /// Jobs its middleware could start now.
+    pub free: u32,
+}
+
+impl NodeState {
+    fn share(&self) -> f64 {
+        self.share.map_or(0.0, Share::get)
+    }
+}
+
+/// The policy's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// The most queue time placement alone adds to a job.
+    pub max_delay: Duration,
+    /// The renewable share a shiftable job waits for.
+    pub green_share: Share,
+    /// How often a waiting shiftable job is looked at again.
+    pub recheck: Duration,
+}
+
+/// What to do with a time-shiftable job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shift {
+    /// Start it (a node is green enough, or its latest start has come).
+    Start,
+    /// Look at it again after this long.
+    Wait(Duration),
+}
+
+impl Policy {
+    /// How long the middleware of `me` waits before it pulls, with `nodes` as they are now
+    /// (`me` among them or not) and `backlog` when work waits in the stream: zero when no
+    /// other node with room is greener; otherwise a part of `max_delay` that grows with the
+    /// number of greener nodes with room (the greenest pulls at once, the next a little later,
+    /// the brownest last), so the greener a node the more of the work it takes.
+    pub fn hold_back(&self, me: &NodeName, nodes: &[NodeState], backlog: bool) -> Duration {
+        if backlog {
+            return Duration::ZERO;
+        }
+        let mine = nodes
+            .iter()
+            .find(|n| &n.node == me)
+            .map_or(0.0, NodeState::share);
+        let others: Vec<&NodeState> = nodes
+            .iter()
+            .filter(|n| &n.node != me && n.free > 0)
+            .collect();
+        let greener = others
+            .iter()
+            .filter(|n| n.share() > mine + GREENER_BY)
+            .count();
+        if greener == 0 {
+            return Duration::ZERO;
+        }
+        self.max_delay.mul_f64(greener as f64 / others.len() as f64)
+    }
+
+    /// Whether a job that may start as late as `not_after` starts `now`: when some node is at
+    /// least `green_share` renewable, or its latest start has come; else it waits (at most
+    /// `recheck`, and never past its latest start).
+    pub fn shift(
+        &self,
+        now: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+        nodes: &[NodeState],
+    ) -> Shift {
+        let latest_start = not_after - START_MARGIN;
+        let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
+            return Shift::Start;
+        };
+        if left.is_zero() || nodes.iter().any(|n| n.share() >= self.green_share.get()) {
+            return Shift::Start;
+        }
+        Shift::Wait(left.min(self.recheck))
+    }
+}
+
+/// The weight (1 to 100) of a Kubernetes preferred node affinity term for each node with a
+/// fresh reading above zero, greener higher: the scheduler then places an executor Pod on the
+/// greenest node that has room, and on any node when none of them has.
+pub fn node_weights(readings: &[(NodeName, Share)]) -> Vec<(NodeName, i32)> {
+    readings
+        .iter()
+        .filter(|(_, share)| share.get() > 0.0)
+        .map(|(node, share)| (node.clone(), 1 + (share.get() * 99.0).round() as i32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, share: Option<f64>, free: u32) -> NodeState {
+        NodeState {
+            node: NodeName::parse(name).unwrap(),
+            share: share.map(|s| Share::new(s).unwrap()),
+            free,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            max_delay: Duration::from_millis(200),
+            green_share: Share::new(0.5).unwrap(),
+            recheck: Duration::from_secs(30),
+        }
+    }
+
+    fn me(name: &str) -> NodeName {
+        NodeName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_greenest_node_pulls_at_once_and_the_others_in_order() {
+        let nodes = [
+            node("a", Some(0.9), 1),
+            node("b", Some(0.5), 1),
+            node("c", None, 1),
+        ];
+        let p = policy();
+        assert_eq!(p.hold_back(&me("a"), &nodes, false), Duration::ZERO);
+        assert_eq!(
+            p.hold_back(&me("b"), &nodes, false),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            p.hold_back(&me("c"), &nodes, false),
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn never_more_than_the_most_delay() {
+        let mut nodes: Vec<NodeState> = (0..20)
+            .map(|i| node(&format!("n{i}"), Some(0.04 * i as f64 + 0.1), 3))
+            .collect();
+        nodes.push(node("me", Some(0.0), 1));
+        assert_eq!(
+            policy().hold_back(&me("me"), &nodes, false),
+            Duration::from_millis(200)
+        );
+        // Not among the nodes (no presence yet): holds back as a node without power would.
+        assert!(policy().hold_back(&me("x"), &nodes, false) <= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_backlog_makes_every_node_work() {
+        let nodes = [node("a", Some(1.0), 1), node("b", Some(0.0), 1)];
+        assert_eq!(policy().hold_back(&me("b"), &nodes, true), Duration::ZERO);
+    }
+
+    #[test]
+    fn full_nodes_and_near_equal_shares_are_not_waited_for() {
+        let full = [node("a", Some(1.0), 0), node("b", Some(0.0), 1)];
+        assert_eq!(policy().hold_back(&me("b"), &full, false), Duration::ZERO);
+        let close = [node("a", Some(0.52), 1), node("b", Some(0.5), 1)];
+        assert_eq!(policy().hold_back(&me("b"), &close, false), Duration::ZERO);
+        // Nobody knows anything: everybody pulls.
+        let unknown = [node("a", None, 1), node("b", None, 1)];
+        assert_eq!(
+            policy().hold_back(&me("b"), &unknown, false),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_shiftable_job_waits_for_green_power_until_its_latest_start() {
+        let p = policy();
+        let now = Utc::now();
+        let grey = [node("a", Some(0.2), 1), node("b", None, 1)];
+        let hour = now + chrono::Duration::hours(1);
+        assert_eq!(p.shift(now, hour, &grey), Shift::Wait(p.recheck));
+        // Near its deadline: waits only up to its latest start.
+        let soon = now + chrono::Duration::seconds(10);
+        assert_eq!(
+            p.shift(now, soon, &grey),
+            Shift::Wait(Duration::from_secs(8))
+        );
+        // At or past its latest start: starts.
+        assert_eq!(
+            p.shift(now, now + chrono::Duration::seconds(2), &grey),
+            Shift::Start
+        );
+        assert_eq!(
+            p.shift(now, now - chrono::Duration::seconds(1), &grey),
+            Shift::Start
+        );
+        // A node green enough (full or not: placement then prefers it): starts.
+        let green = [node("a", Some(0.5), 0), node("b", None, 1)];
+        assert_eq!(p.shift(now, hour, &green), Shift::Start);
+    }
+
+    #[test]
+    fn pods_prefer_greener_nodes() {
+        let readings = [
+            (me("a"), Share::new(1.0).unwrap()),
+            (me("b"), Share::new(0.25).unwrap()),
+            (me("c"), Share::ZERO),
+        ];
+        assert_eq!(node_weights(&readings), [(me("a"), 100), (me("b"), 26)]);
+    }
+}
