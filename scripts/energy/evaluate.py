@@ -282,9 +282,10 @@ def svg_plot(trace, blind: RunFigures, aware: RunFigures) -> str:
     colour = {n: NODE_COLOURS[i % len(NODE_COLOURS)] for i, n in enumerate(nodes)}
     width, left, right = 900, 70, 150
     plot_w = width - left - right
-    panels = [("Renewable share per node (trace)", 40, 170), ("Energy-blind: CPU-seconds started per simulated hour", 260, 170),
-              ("Energy-aware: CPU-seconds started per simulated hour", 480, 170)]
-    height = 700
+    panels = [("Renewable share per node (the trace)", 64, 170),
+              ("Energy-blind: CPU-seconds started per simulated hour, by node", 294, 170),
+              ("Energy-aware: CPU-seconds started per simulated hour, by node", 524, 170)]
+    height = 750
     x = lambda minute: left + plot_w * minute / make_trace.MINUTES_PER_DAY  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="sans-serif" font-size="12">',
