@@ -340,7 +340,8 @@ def svg_plot(trace, blind: RunFigures, aware: RunFigures) -> str:
     for i, node in enumerate(nodes):
         y = panels[0][1] + 22 + 20 * i
         out.append(f'<rect x="{lx}" y="{y - 10}" width="14" height="12" fill="{colour[node]}"/>')
-        out.append(f'<text x="{lx + 20}" y="{y}">{escape(node)}</text>')
+        label = node if node != "?" else "? (view names no node)"
+        out.append(f'<text x="{lx + 20}" y="{y}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
