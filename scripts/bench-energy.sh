@@ -113,6 +113,7 @@ run_mode() {
   mqtt=$(free_port)
   for node in a b c; do health[$node]=$(free_port); done
   url="http://127.0.0.1:$http"
+  rm -rf "$dir" "$OUT/$name.jsonl" "$OUT/replay-$name.csv"
   mkdir -p "$dir/data-a" "$dir/data-b" "$dir/data-c"
   local placement=(--placement "$mode" --energy-fresh-for "$FRESH_FOR" --placement-max-delay "$MAX_DELAY"
     --shift-recheck "$RECHECK" --green-share "$GREEN_SHARE" --concurrency "$CONCURRENCY"
@@ -169,6 +170,10 @@ for mode in $MODES; do
   esac
 done
 
+if [ ! -s "$OUT/blind.jsonl" ] || [ ! -s "$OUT/aware.jsonl" ]; then
+  echo "bench-energy: MODES=\"$MODES\": no comparison without both runs; results in $OUT"
+  exit 0
+fi
 check=()
 [ "${CHECK:-0}" = 1 ] && check=(--check)
 python3 scripts/energy/evaluate.py --blind "$OUT/blind.jsonl" --aware "$OUT/aware.jsonl" \
