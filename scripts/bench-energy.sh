@@ -106,7 +106,7 @@ wait_ready() {
 
 # One run: MODE is cola's --placement (blind or energy); its results are named NAME.
 run_mode() {
-  local mode=$1 name=$2 dir="$OUT/$1" http nats mqtt url token node
+  local mode=$1 name=$2 dir="$OUT/$1" http nats mqtt url token_file node
   local -A health
   http=$(free_port)
   nats=$(free_port)
@@ -127,8 +127,8 @@ run_mode() {
   PIDS+=("$!")
   wait_ready "$url/readyz" "${PIDS[0]}" "$dir/cola-a.log"
   for _ in $(seq 1 100); do [ -s "$dir/data-a/dev-token" ] && break; sleep 0.1; done
-  token="$dir/data-a/dev-token"
-  [ -s "$token" ] || { echo "bench-energy: no dev token in $dir/data-a" >&2; exit 1; }
+  token_file="$dir/data-a/dev-token"
+  [ -s "$token_file" ] || { echo "bench-energy: no dev token in $dir/data-a" >&2; exit 1; }
   wait_ready "http://127.0.0.1:${health[a]}/readyz" "${PIDS[0]}" "$dir/cola-a.log"
   for node in b c; do
     RUST_LOG=$LOG "$COLA" middleware --data-dir "$dir/data-$node" --nats-url "nats://127.0.0.1:$nats" \
@@ -146,13 +146,13 @@ run_mode() {
   local replay_pid=$!
   PIDS+=("$replay_pid")
   local status=0
-  python3 scripts/energy/loadgen.py --url "$url" --token-file "$token" --jobs "$JOBS" --rate "$RATE" \
+  python3 scripts/energy/loadgen.py --url "$url" --token-file "$token_file" --jobs "$JOBS" --rate "$RATE" \
     --shiftable "$SHIFTABLE" --window-seconds "$WINDOW_S" --seed "$SEED" \
     --out "$OUT/$name.jsonl" 2> >(tee "$dir/loadgen.log" >&2) || status=$?
   wait "$replay_pid" || { cat "$dir/replay.log" >&2; echo "bench-energy: the replay failed ($mode)" >&2; exit 1; }
 
   # What cola itself says at the end: the nodes' last readings and each node's CPU by power.
-  curl -fsS -H "Authorization: Bearer $(tr -d '\n' <"$token")" "$url/api/v1/energy" >"$dir/energy.json" ||
+  curl -fsS -H "Authorization: Bearer $(tr -d '\n' <"$token_file")" "$url/api/v1/energy" >"$dir/energy.json" ||
     echo "bench-energy: GET /api/v1/energy failed ($mode)" >&2
   for node in a b c; do
     curl -fsS "http://127.0.0.1:${health[$node]}/metrics" | grep '^cola_executor_cpu_seconds_total' \

@@ -15,7 +15,6 @@ replay.py is checked against a real nats-server by check-replay.sh.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import shutil
