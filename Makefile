@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
-.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness images k8s-up k8s-down k8s-images k8s-deploy test-k8s bench-k8s
+.PHONY: run test setup build lint bench bench-numeric bench-docker bench-middleware bench-fairness bench-energy images k8s-up k8s-down k8s-images k8s-deploy test-k8s bench-k8s
 
 CARGO ?= cargo
 
@@ -46,6 +46,11 @@ bench-middleware: setup
 ## BENCHMARKS.md). COLA_UP_ARGS passes more arguments to `cola up` (e.g. quota flags).
 bench-fairness: setup
 	scripts/bench-fairness.sh
+
+## Energy-aware placement against energy-blind on a replayed solar day: three nodes, 1,000 jobs,
+## the telemetry through NATS's MQTT listener; figures and an SVG (see BENCHMARKS.md).
+bench-energy: setup
+	scripts/bench-energy.sh
 
 ## Build cola's images (service and one executor per language) into the local Docker daemon,
 ## making the Debian base locally when no registry answers (see docker/Dockerfile).
