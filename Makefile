@@ -19,12 +19,14 @@ lint:
 
 ## Run every test (formatting and lints first): the workspace against real NATS, bubblewrap,
 ## Docker and a browser; schemathesis against a live `cola up --dev` with its own OpenAPI
-## document (every check, a few minutes at most); then the Kubernetes manifests offline.
+## document (every check, a few minutes at most); then the Kubernetes manifests offline, the
+## alert rules, and the energy bench's trace, load and replay through a real MQTT client.
 test: setup lint
 	$(CARGO) test --workspace
 	scripts/test-openapi.sh
 	scripts/test-k8s-manifests.sh
 	scripts/test-monitoring.sh
+	scripts/test-energy.sh
 
 ## Measure latency and throughput against the targets (see BENCHMARKS.md).
 bench: build

@@ -21,7 +21,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-"$(dirname "$0")/apt-install.sh" prometheus:prometheus promtool:prometheus
+"$(dirname "$0")/apt-install.sh" prometheus:prometheus promtool:prometheus \
+  mosquitto_pub:mosquitto-clients
 
 nats_ok() {
   command -v nats-server >/dev/null || return 1

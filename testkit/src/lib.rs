@@ -12,7 +12,10 @@ use std::{
 
 use cola_localnats::write_config;
 pub use cola_localnats::{LocalServer, free_port};
-use cola_wire::nats::{Topology, TopologyConfig};
+use cola_wire::{
+    energy_store::EnergyStore,
+    nats::{Topology, TopologyConfig},
+};
 
 mod process;
 pub use process::process_cpu;
@@ -22,6 +25,8 @@ pub struct TestNats {
     pub server: LocalServer,
     pub client: async_nats::Client,
     pub topology: Topology,
+    /// The port of its MQTT listener, when it has one ([`TestNats::start_with_mqtt`]).
+    pub mqtt_port: Option<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,8 +39,30 @@ impl TestNats {
     /// Starts a server and creates the stream and buckets as `config` says (e.g. an object
     /// store of a few bytes, full at the first zip).
     pub async fn start_with(config: &TopologyConfig) -> Self {
+        Self::start_configured(config, None).await
+    }
+
+    /// Starts a server with an MQTT listener on loopback, as `cola up --mqtt-listen` does
+    /// (devices publish `energy/<node>` without credentials, and nothing else), and creates the
+    /// stream and buckets.
+    pub async fn start_with_mqtt() -> Self {
+        let port = free_port().expect("a free port");
+        Self::start_configured(&TopologyConfig::default(), Some(port)).await
+    }
+
+    async fn start_configured(config: &TopologyConfig, mqtt_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = LocalServer::spawn(&nats_server_binary(), &dir.path().join("nats"), 0)
+        let extra = match mqtt_port {
+            Some(port) => cola_localnats::MqttListener {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                password: None,
+            }
+            .config()
+            .expect("an MQTT configuration"),
+            None => String::new(),
+        };
+        let binary = nats_server_binary();
+        let server = LocalServer::spawn_with(&binary, &dir.path().join("nats"), 0, extra)
             .await
             .expect("start nats-server");
         let client = async_nats::connect(server.url())
@@ -45,10 +72,14 @@ impl TestNats {
         let topology = Topology::ensure(&js, config)
             .await
             .expect("create topology");
+        EnergyStore::ensure(&js, config.replicas)
+            .await
+            .expect("create the energy buckets");
         Self {
             server,
             client,
             topology,
+            mqtt_port,
             _dir: dir,
         }
     }
@@ -207,6 +238,9 @@ impl TestCluster {
             ..TopologyConfig::default()
         };
         Topology::ensure(&js, &config)
+            .await
+            .map_err(|e| e.to_string())?;
+        EnergyStore::ensure(&js, config.replicas)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

@@ -5,7 +5,7 @@ use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path, time::D
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::kv;
 use cola_localnats::{LocalServer, MqttListener};
-use cola_wire::{UserId, nats::Topology};
+use cola_wire::{UserId, energy_store::EnergyStore, nats::Topology};
 
 use super::{services, shutdown_on_signal};
 use crate::cli::{BackendKind, UpArgs};
@@ -50,7 +50,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let client = async_nats::connect(&nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
-    let topology = Topology::ensure(&async_nats::jetstream::new(client), &topology_config).await?;
+    let js = async_nats::jetstream::new(client);
+    let topology = Topology::ensure(&js, &topology_config).await?;
+    EnergyStore::ensure(&js, topology_config.replicas).await?;
 
     // The process backend's executors share a warm Go build cache; executor images have their
     // own.

@@ -57,6 +57,12 @@ impl Stack {
         stack
     }
 
+    /// NATS with an MQTT listener for energy telemetry (as `cola up --mqtt-listen`) and the
+    /// gateway, configured further by `configure`; no middleware yet.
+    pub async fn with_mqtt(configure: impl FnOnce(&mut cola_gateway::GatewayConfig)) -> Self {
+        Self::with_nats(TestNats::start_with_mqtt().await, configure).await
+    }
+
     /// NATS and the gateway only: jobs stay queued until a middleware starts.
     pub async fn without_middleware() -> Self {
         Self::without_middleware_with(|_| {}).await
@@ -122,6 +128,11 @@ impl Stack {
 
     /// Starts one more `cola middleware` process (3 s ack wait, so redelivery is quick).
     pub fn start_middleware(&mut self) {
+        self.start_middleware_with(&[]);
+    }
+
+    /// [`start_middleware`](Self::start_middleware), with `args` too.
+    pub fn start_middleware_with(&mut self, args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -129,6 +140,7 @@ impl Stack {
             .unwrap();
         let child = middleware_command(&self.nats.url(), &self.data_dir())
             .args(&self.middleware_args)
+            .args(args)
             .stderr(log)
             .spawn()
             .unwrap();

@@ -94,6 +94,7 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_the_router_serves() {
     let operations = operations(&doc);
     let expected: BTreeMap<String, BTreeSet<String>> = [
         ("/api/v1/languages", &["get"][..]),
+        ("/api/v1/energy", &["get"]),
         ("/api/v1/numeric/methods", &["get"]),
         ("/api/v1/jobs", &["get", "post"]),
         ("/api/v1/jobs/{id}", &["get"]),

@@ -272,12 +272,16 @@ async fn with_patience_the_gateway_waits_for_nats_and_the_job_store() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!gateway.is_finished(), "the gateway gave up");
     let client = async_nats::connect(server.url()).await.unwrap();
-    cola_wire::nats::Topology::ensure(
-        &async_nats::jetstream::new(client),
-        &cola_wire::nats::TopologyConfig::default(),
-    )
-    .await
-    .unwrap();
+    let js = async_nats::jetstream::new(client);
+    cola_wire::nats::Topology::ensure(&js, &cola_wire::nats::TopologyConfig::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!gateway.is_finished(), "the gateway gave up");
+    // The energy buckets come with the middleware too.
+    cola_wire::energy_store::EnergyStore::ensure(&js, 1)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let ready = async {
         loop {
