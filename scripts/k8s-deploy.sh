@@ -73,15 +73,23 @@ secret_value() {
   "$kubectl" -n "$1" get secret "$2" -o "jsonpath={.data.$3}" 2>/dev/null | base64 -d
 }
 if ! "$kubectl" -n cola get secret cola-nats-auth >/dev/null 2>&1; then
-  services=$(openssl rand -hex 32) executor=$(openssl rand -hex 32)
+  services=$(openssl rand -hex 32) executor=$(openssl rand -hex 32) telemetry=$(openssl rand -hex 32)
   "$kubectl" -n cola create secret generic cola-nats-auth \
-    --from-literal=services-password="$services" --from-literal=executor-password="$executor" >/dev/null
+    --from-literal=services-password="$services" --from-literal=executor-password="$executor" \
+    --from-literal=telemetry-password="$telemetry" >/dev/null
   "$kubectl" -n cola create secret generic cola-nats \
     --from-literal=url="nats://cola:$services@cola-nats.cola.svc.cluster.local:4222" >/dev/null
   say "created the Secrets cola-nats-auth and cola-nats"
 fi
 executor=$(secret_value cola cola-nats-auth executor-password)
 [ -n "$executor" ] || fail "the Secret cola-nats-auth has no executor-password"
+# A Secret made before energy telemetry has no password for the MQTT devices: one is added.
+if [ -z "$(secret_value cola cola-nats-auth telemetry-password)" ]; then
+  telemetry=$(openssl rand -hex 32)
+  "$kubectl" -n cola patch secret cola-nats-auth --type merge \
+    -p "{\"stringData\": {\"telemetry-password\": \"$telemetry\"}}" >/dev/null
+  say "added telemetry-password to the Secret cola-nats-auth"
+fi
 if ! "$kubectl" -n cola get secret cola-oidc >/dev/null 2>&1; then
   if [ "$overlay" = local-test-login ]; then
     client_id=cola-k8s-test client_secret=$(openssl rand -hex 32)

@@ -240,8 +240,9 @@ pub enum PlacementKind {
 
 #[derive(Debug, Args)]
 pub struct PlacementFlags {
-    /// The node this middleware runs on, as energy telemetry names it (default: the host
-    /// name; on Kubernetes the Pod's node, from the downward API).
+    /// The node this middleware runs on, as energy telemetry names it: `A-Z a-z 0-9 _ -`, a
+    /// dot becoming `_` (default: the host name up to its first dot; on Kubernetes the Pod's
+    /// node, from the downward API).
     #[arg(long, env = "COLA_NODE_NAME")]
     pub node_name: Option<String>,
     /// How jobs are placed.

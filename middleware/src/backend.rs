@@ -7,6 +7,7 @@
 //! [`Backend::outcome`], and the middleware reports it exactly as an executor would.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cola_wire::{
@@ -230,6 +231,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Starts an executor for `job` and returns how to find it again. Must be idempotent for a
     /// job id: launching a job whose executor exists returns (adopts) that executor.
+    /// Gives the backend the middleware's view of the nodes' power, for a backend that places
+    /// executors itself (Kubernetes: each Pod prefers the greenest nodes). The default ignores
+    /// it: executors run beside their middleware, which holds back its pulls instead.
+    fn place_with(&self, _energy: Arc<crate::energy::Energy>) {}
+
     /// Whether executors run on the middleware's own node (a process or a container beside
     /// it), so that a job's record names that node; not so for Pods, placed by their cluster.
     fn runs_executors_here(&self) -> bool {

@@ -152,12 +152,13 @@ pub async fn run_with_probes(
         .await?;
     probes.connected(&client);
     let js = jetstream::new(client);
+    let energy_store = EnergyStore::ensure(&js, config.topology.replicas).await?;
+    let energy = Arc::new(Energy::new(config.energy.clone(), energy_store.clone()));
+    backend.place_with(energy.clone());
     backend.attach(&topology).await?;
     publish_versions(&topology, backend.as_ref()).await;
     publish_isolation(&topology, backend.as_ref()).await;
 
-    let energy_store = EnergyStore::ensure(&js, config.topology.replicas).await?;
-    let energy = Arc::new(Energy::new(config.energy.clone(), energy_store.clone()));
     let consumer = consumer(&js, config.ack_wait).await?;
     probes.observe(metrics::Observed {
         client: js.client(),

@@ -1230,8 +1230,11 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = std::fs::read_to_string(root.join("k8s/base/config.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = cola_testkit::free_port().unwrap();
-    let conf = nats_conf_for_test(&manifest, port, &dir.path().join("store"));
+    let (port, mqtt_port) = (
+        cola_testkit::free_port().unwrap(),
+        cola_testkit::free_port().unwrap(),
+    );
+    let conf = nats_conf_for_test(&manifest, port, mqtt_port, &dir.path().join("store"));
     let conf_path = dir.path().join("nats.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut server = tokio::process::Command::new(cola_testkit::nats_server_binary())
@@ -1240,6 +1243,7 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
         .env("SERVER_NAME", "cola-nats-0")
         .env("NATS_SERVICES_PASSWORD", "services-secret")
         .env("NATS_EXECUTOR_PASSWORD", "executor-secret")
+        .env("NATS_TELEMETRY_PASSWORD", "telemetry-secret")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -1360,6 +1364,38 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
     let week = Duration::from_secs(7 * 24 * 3600);
     assert_eq!(topology.usage.stored(&job.user, week).await.unwrap(), 6);
 
+    // A device sends energy telemetry over MQTT (a real client, mosquitto_pub), and nothing
+    // else; its user cannot log in over plain NATS.
+    let mut telemetry = services.client().subscribe("energy.*").await.unwrap();
+    services.client().flush().await.unwrap();
+    let publish = |topic: &str, password: &str| {
+        std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string(), "-q", "1"])
+            .args(["-u", "cola-telemetry", "-P", password, "-t", topic])
+            .args(["-m", r#"{"renewable_share": 0.5}"#])
+            .output()
+            .expect("mosquitto_pub (Debian mosquitto-clients; scripts/setup.sh installs it)")
+    };
+    assert!(
+        publish("energy/node-1", "telemetry-secret")
+            .status
+            .success()
+    );
+    let reading = tokio::time::timeout(CALL_TIMEOUT, futures::StreamExt::next(&mut telemetry))
+        .await
+        .expect("the reading arrives")
+        .unwrap();
+    assert_eq!(reading.subject.as_str(), "energy.node-1");
+    assert!(!publish("energy/node-1", "wrong").status.success());
+    publish("cola/c/ada", "telemetry-secret");
+    assert!(
+        ConnectOptions::with_user_and_password("cola-telemetry".into(), "telemetry-secret".into())
+            .connect(&url)
+            .await
+            .is_err(),
+        "the devices' user is for MQTT only"
+    );
+
     // And nothing else: no API tokens, no job stream, no stream management.
     assert!(mine.tokens.get("secret-token").await.is_err());
     assert!(executor.get_stream(names::STREAM).await.is_err());
@@ -1389,7 +1425,12 @@ async fn the_manifests_nats_users_allow_an_executor_exactly_its_work() {
 
 /// The `nats.conf` of the manifest for one local server: no cluster, no monitoring port, a
 /// local listen address and store.
-fn nats_conf_for_test(manifest: &str, port: u16, store: &std::path::Path) -> String {
+fn nats_conf_for_test(
+    manifest: &str,
+    port: u16,
+    mqtt_port: u16,
+    store: &std::path::Path,
+) -> String {
     let start = manifest
         .find("  nats.conf: |\n")
         .expect("nats.conf in the ConfigMap")
@@ -1412,6 +1453,9 @@ fn nats_conf_for_test(manifest: &str, port: u16, store: &std::path::Path) -> Str
             continue;
         }
         out.push(match trimmed {
+            t if t.starts_with("listen:") && t.ends_with(":1883") => {
+                format!("listen: 127.0.0.1:{mqtt_port}")
+            }
             t if t.starts_with("listen:") => format!("listen: 127.0.0.1:{port}"),
             t if t.starts_with("store_dir:") => {
                 format!("store_dir: {:?}", store.display().to_string())

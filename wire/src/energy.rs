@@ -18,7 +18,7 @@ pub const MAX_TELEMETRY_BYTES: usize = 4096;
 /// Why a name or a reading is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnergyError {
-    #[error("not a node name (1 to 63 characters from A-Z a-z 0-9 _ -)")]
+    #[error("not a node name (1 to 253 characters from A-Z a-z 0-9 _ -)")]
     NodeName,
     #[error("the payload is larger than {MAX_TELEMETRY_BYTES} bytes")]
     TooLarge,
@@ -43,8 +43,10 @@ impl EnergyError {
     }
 }
 
-/// The name of a node (a machine a middleware runs on, or a Kubernetes node): 1 to 63
-/// characters from `A-Z a-z 0-9 _ -`, so it is one subject token and a KV key as it is.
+/// The name of a node (a machine a middleware runs on, or a Kubernetes node): 1 to 253
+/// characters from `A-Z a-z 0-9 _ -`, so it is one subject token and a KV key as it is. A
+/// Kubernetes node's name may have dots, which a subject token may not: its node name has `_`
+/// for each (`_` is never in a Kubernetes name), see [`NodeName::of_kubernetes_node`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NodeName(String);
@@ -52,15 +54,25 @@ pub struct NodeName(String);
 impl NodeName {
     pub fn parse(s: &str) -> Result<Self, EnergyError> {
         let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
-        if (1..=63).contains(&s.len()) && s.chars().all(safe) {
+        if (1..=253).contains(&s.len()) && s.chars().all(safe) {
             Ok(Self(s.to_owned()))
         } else {
             Err(EnergyError::NodeName)
         }
     }
 
+    /// The node name of the Kubernetes node `name` (`.` → `_`).
+    pub fn of_kubernetes_node(name: &str) -> Result<Self, EnergyError> {
+        Self::parse(&name.replace('.', "_"))
+    }
+
+    /// The Kubernetes node this names (`_` → `.`).
+    pub fn kubernetes_node(&self) -> String {
+        self.0.replace('_', ".")
+    }
+
     /// The node name made from a host name: cut at its first dot, characters other than
-    /// `A-Z a-z 0-9 _ -` replaced by `-`, at most 63; `None` when nothing is left.
+    /// `A-Z a-z 0-9 _ -` replaced by `-`, at most 253; `None` when nothing is left.
     pub fn from_host(host: &str) -> Option<Self> {
         let short = host.split('.').next().unwrap_or_default();
         let cleaned: String = short
@@ -69,7 +81,7 @@ impl NodeName {
                 'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
                 _ => '-',
             })
-            .take(63)
+            .take(253)
             .collect();
         Self::parse(&cleaned).ok()
     }
@@ -274,7 +286,7 @@ mod tests {
     #[test]
     fn node_names_are_short_safe_tokens() {
         assert!(NodeName::parse("node-a_1").is_ok());
-        for bad in ["", "a.b", "a b", "a>", "a*", &"x".repeat(64), "ä"] {
+        for bad in ["", "a.b", "a b", "a>", "a*", &"x".repeat(254), "ä"] {
             assert_eq!(NodeName::parse(bad), Err(EnergyError::NodeName), "{bad:?}");
         }
         assert_eq!(
@@ -285,6 +297,9 @@ mod tests {
         );
         assert_eq!(NodeName::from_host("we ird").unwrap().as_str(), "we-ird");
         assert_eq!(NodeName::from_host(""), None);
+        let node = NodeName::of_kubernetes_node("ip-10-0-0-1.ec2.internal").unwrap();
+        assert_eq!(node.as_str(), "ip-10-0-0-1_ec2_internal");
+        assert_eq!(node.kubernetes_node(), "ip-10-0-0-1.ec2.internal");
     }
 
     #[test]

@@ -79,7 +79,10 @@ pub fn topology_config(
 /// Where this middleware is and how it places jobs.
 pub fn energy_config(flags: &PlacementFlags) -> anyhow::Result<EnergyConfig> {
     let node = match &flags.node_name {
-        Some(name) => NodeName::parse(name).with_context(|| format!("--node-name {name:?}"))?,
+        // A Kubernetes node's name may have dots: they become `_`.
+        Some(name) => {
+            NodeName::of_kubernetes_node(name).with_context(|| format!("--node-name {name:?}"))?
+        }
         None => host_node_name()?,
     };
     let green_share = Share::new(flags.green_share)

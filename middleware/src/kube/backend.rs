@@ -13,7 +13,8 @@ use ::kube::{
 };
 use async_trait::async_trait;
 use cola_wire::{
-    ExecutorHandle, JobMessage, input_object::spill_inputs, languages::Runtime, nats::Topology,
+    ExecutorHandle, JobMessage, energy::NodeName, input_object::spill_inputs, languages::Runtime,
+    nats::Topology,
 };
 use k8s_openapi::api::core::v1::Pod;
 
@@ -26,7 +27,10 @@ use super::{
     spec,
     warm::WarmPool,
 };
-use crate::backend::{Backend, BackendError, ExecutorExit};
+use crate::{
+    backend::{Backend, BackendError, ExecutorExit},
+    energy::{Energy, Placement, policy::node_weights},
+};
 
 /// The largest job message (without its inputs) a Pod's environment carries: one environment
 /// string may not exceed 128 KiB (`MAX_ARG_STRLEN`).
@@ -44,6 +48,8 @@ pub struct KubeBackend {
     warm: Option<Arc<WarmPool>>,
     /// The task that keeps them, stopped when the backend is dropped or detached.
     warm_keeper: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The middleware's view of the nodes' power, once given: Pods prefer the greenest nodes.
+    energy: Arc<OnceLock<Arc<Energy>>>,
 }
 
 impl Drop for KubeBackend {
@@ -70,8 +76,9 @@ impl KubeBackend {
         config.validate()?;
         let pods = Api::namespaced(client, &config.namespace);
         let config = Arc::new(config);
-        let warm =
-            (config.warm_pods > 0).then(|| Arc::new(WarmPool::new(pods.clone(), config.clone())));
+        let energy = Arc::new(OnceLock::new());
+        let warm = (config.warm_pods > 0)
+            .then(|| Arc::new(WarmPool::new(pods.clone(), config.clone(), energy.clone())));
         Ok(Self {
             pods,
             config,
@@ -79,6 +86,7 @@ impl KubeBackend {
             sweeper: std::sync::Mutex::new(None),
             warm,
             warm_keeper: std::sync::Mutex::new(None),
+            energy,
         })
     }
 
@@ -87,9 +95,12 @@ impl KubeBackend {
         self.config.image_of(image)
     }
 
-    /// The Pod that runs `job` (with its message as `job_json`).
+    /// The Pod that runs `job` (with its message as `job_json`), preferring the greenest nodes
+    /// when the backend places by energy.
     pub fn pod_for(&self, job: &JobMessage, job_json: String) -> Result<Pod, BackendError> {
-        spec::pod_for(&self.config, job, job_json)
+        let mut pod = spec::pod_for(&self.config, job, job_json)?;
+        spec::prefer_nodes(&mut pod, &green_nodes(&self.energy));
+        Ok(pod)
     }
 
     /// Reconciles the Pods carrying cola's labels with the job records (see the module docs).
@@ -199,6 +210,8 @@ impl KubeBackend {
             pods: &self.pods,
             pending_timeout: self.config.pending_timeout,
             topology: self.topology.get(),
+            energy: self.energy.get().map(Arc::as_ref),
+            node_noted: Default::default(),
         }
     }
 }
@@ -211,6 +224,10 @@ impl Backend for KubeBackend {
 
     fn runs_executors_here(&self) -> bool {
         false
+    }
+
+    fn place_with(&self, energy: Arc<Energy>) {
+        let _ = self.energy.set(energy);
     }
 
     fn executors_waiting(&self) -> usize {
@@ -330,6 +347,17 @@ impl Backend for KubeBackend {
             .filter(|l| l.runtime == Runtime::Program)
             .map(|l| (l.name.to_owned(), self.image_of(l.image)))
             .collect()
+    }
+}
+
+/// The weights of the nodes a Pod made now prefers: none unless the middleware places by energy
+/// and has fresh readings.
+pub(super) fn green_nodes(energy: &OnceLock<Arc<Energy>>) -> Vec<(NodeName, i32)> {
+    match energy.get() {
+        Some(energy) if energy.config.placement == Placement::Energy => {
+            node_weights(&energy.fresh_shares(cola_wire::job::now()))
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -2,19 +2,26 @@
 //! watch ends, until the Pod has ended or is gone. On the way, what only the cluster saw is
 //! recorded, and a Pod that does not start within the pending timeout is ended and deleted.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use ::kube::api::{Api, WatchEvent, WatchParams};
-use cola_wire::{Reason, nats::Topology};
+use cola_wire::{Reason, Status, energy::NodeName, nats::Topology};
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
     classify::{PodState, classify, pending_for},
+    identity::job_key_of,
     pods::{delete_pod, get_pod},
     record::record_if_attached,
 };
-use crate::backend::{BackendError, ExecutorExit};
+use crate::{
+    backend::{BackendError, ExecutorExit},
+    energy::Energy,
+};
 
 /// Longest single watch request; the API server ends watches on its own schedule too.
 const WATCH_SECONDS: u32 = 290;
@@ -29,6 +36,10 @@ pub(super) struct Follower<'a> {
     pub pending_timeout: Duration,
     /// The job records, once the backend is attached.
     pub topology: Option<&'a Topology>,
+    /// The middleware's view of the nodes' power, once given.
+    pub energy: Option<&'a Energy>,
+    /// Whether the job's record names the Pod's node yet.
+    pub node_noted: AtomicBool,
 }
 
 impl Follower<'_> {
@@ -126,6 +137,7 @@ impl Follower<'_> {
     /// Acts on a Pod's state: `Some` once the executor has ended (after recording a failure the
     /// cluster saw, or killing a Pod that never started in time).
     async fn settle(&self, pod: &Pod) -> Result<Option<ExecutorExit>, BackendError> {
+        self.note_node(pod).await;
         match classify(pod) {
             PodState::Running => Ok(None),
             PodState::Ended(outcome) => {
@@ -138,6 +150,42 @@ impl Follower<'_> {
             }
             PodState::Pending(_) if pending_for(pod) < self.pending_timeout => Ok(None),
             PodState::Pending(why) => Ok(Some(self.end_never_started(pod, why).await)),
+        }
+    }
+
+    /// Writes the node the Pod was placed on, and its renewable share now, into the job's
+    /// record while the job runs (once; a Pod started ahead of its job is labelled with it a
+    /// moment after it took the job, and noted then).
+    async fn note_node(&self, pod: &Pod) {
+        if self.node_noted.load(Ordering::Relaxed) {
+            return;
+        }
+        let (Some(topology), Some(key)) = (self.topology, job_key_of(pod)) else {
+            return;
+        };
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            return;
+        };
+        let Ok(node) = NodeName::of_kubernetes_node(node) else {
+            return;
+        };
+        let share = self.energy.and_then(|e| {
+            e.view
+                .share(&node, cola_wire::job::now(), e.config.fresh_for)
+        });
+        let noted = topology
+            .jobs
+            .transition(&key, |r| {
+                r.status == Status::Running && r.node.is_none() && {
+                    r.node = Some(node.clone());
+                    r.renewable_share = share;
+                    true
+                }
+            })
+            .await;
+        match noted {
+            Ok(_) => self.node_noted.store(true, Ordering::Relaxed),
+            Err(e) => tracing::warn!(%key, error = %e, "cannot note the Pod's node in its record"),
         }
     }
 

@@ -14,12 +14,14 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cola_wire::{
-    JobKey, JobMessage, LanguageDef, Limits, job::deadline_of, language, languages::Runtime,
+    JobKey, JobMessage, LanguageDef, Limits, energy::NodeName, job::deadline_of, language,
+    languages::Runtime,
 };
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
-        Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+        NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSecurityContext, PodSpec,
+        PreferredSchedulingTerm, ResourceRequirements, SeccompProfile, SecretKeySelector,
         SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
     },
     apimachinery::pkg::{
@@ -240,6 +242,39 @@ fn pod_spec(config: &KubeBackendConfig, deadline_seconds: i64) -> PodSpec {
     }
 }
 
+/// Makes `pod` prefer the nodes of `weights` (node names and weights 1 to 100, greener
+/// higher; see [`crate::energy::policy::node_weights`]): preferred node affinity, so a Pod
+/// still goes wherever there is room when no preferred node has any. Terms set by the operator
+/// stay; these come after them.
+pub(super) fn prefer_nodes(pod: &mut Pod, weights: &[(NodeName, i32)]) {
+    if weights.is_empty() {
+        return;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let affinity = spec.affinity.get_or_insert_with(Default::default);
+    let nodes = affinity.node_affinity.get_or_insert_with(Default::default);
+    let preferred = nodes
+        .preferred_during_scheduling_ignored_during_execution
+        .get_or_insert_with(Vec::new);
+    preferred.extend(
+        weights
+            .iter()
+            .map(|(node, weight)| PreferredSchedulingTerm {
+                weight: *weight,
+                preference: NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec![node.kubernetes_node()]),
+                    }]),
+                    match_expressions: None,
+                },
+            }),
+    );
+}
+
 /// The Pod's `activeDeadlineSeconds` for a job's `deadline`. The middleware's own deadline runs
 /// from the launch and allows for the pending time
 /// ([`KubeBackend::start_allowance`](crate::Backend::start_allowance)); the Pod's from its start
@@ -404,4 +439,41 @@ fn volumes(areas: &WorkAreas) -> Vec<Volume> {
             ..Default::default()
         })
         .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_prefers_the_greener_nodes_by_their_kubernetes_names() {
+        let mut pod = Pod {
+            spec: Some(PodSpec::default()),
+            ..Pod::default()
+        };
+        prefer_nodes(&mut pod, &[]);
+        assert!(
+            pod.spec.as_ref().unwrap().affinity.is_none(),
+            "no readings: as before"
+        );
+        let node = |n: &str| NodeName::of_kubernetes_node(n).unwrap();
+        prefer_nodes(
+            &mut pod,
+            &[(node("worker-1.lan"), 100), (node("worker-2"), 26)],
+        );
+        let json = serde_json::to_value(&pod).unwrap();
+        let terms = &json["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+        assert_eq!(terms[0]["weight"], 100);
+        assert_eq!(
+            terms[0]["preference"]["matchFields"][0],
+            serde_json::json!({"key": "metadata.name", "operator": "In", "values": ["worker-1.lan"]})
+        );
+        assert_eq!(terms[1]["weight"], 26);
+        // Preferred, never required: a Pod still goes where there is room.
+        assert!(
+            json["spec"]["affinity"]["nodeAffinity"]
+                .get("requiredDuringSchedulingIgnoredDuringExecution")
+                .is_none()
+        );
+    }
 }

@@ -32,12 +32,13 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
+    backend::green_nodes,
     config::KubeBackendConfig,
     identity::{ANNOTATION_JOB_KEY, LABEL_JOB_ID, LABEL_USER_HASH, LABEL_WARM, user_hash},
     pods::delete_pod,
-    spec::{WARM_MESSAGE_BYTES, warm_pod_for},
+    spec::{WARM_MESSAGE_BYTES, prefer_nodes, warm_pod_for},
 };
-use crate::backend::BackendError;
+use crate::{backend::BackendError, energy::Energy};
 
 /// How long a warm Pod waits for a job before it is replaced.
 pub const WARM_LIFETIME: Duration = Duration::from_secs(600);
@@ -69,6 +70,8 @@ pub(super) struct WarmPool {
     idle: Mutex<HashMap<&'static str, VecDeque<WarmPod>>>,
     /// Wakes the refill task after a Pod was taken.
     taken: Notify,
+    /// The middleware's view of the nodes' power, once given: new Pods prefer the greenest.
+    energy: Arc<OnceLock<Arc<Energy>>>,
 }
 
 #[derive(Debug)]
@@ -90,8 +93,13 @@ enum HandOver {
 }
 
 impl WarmPool {
-    pub(super) fn new(pods: Api<Pod>, config: Arc<KubeBackendConfig>) -> Self {
+    pub(super) fn new(
+        pods: Api<Pod>,
+        config: Arc<KubeBackendConfig>,
+        energy: Arc<OnceLock<Arc<Energy>>>,
+    ) -> Self {
         Self {
+            energy,
             pods,
             config,
             nats: OnceLock::new(),
@@ -311,7 +319,8 @@ impl WarmPool {
             &uuid::Uuid::now_v7().simple().to_string()[20..]
         );
         let subject = names::warm_subject(&name);
-        let pod = warm_pod_for(&self.config, lang, &name, subject, WARM_LIFETIME);
+        let mut pod = warm_pod_for(&self.config, lang, &name, subject, WARM_LIFETIME);
+        prefer_nodes(&mut pod, &green_nodes(&self.energy));
         self.pods
             .create(&PostParams::default(), &pod)
             .await
