@@ -198,7 +198,10 @@ nats_port=$(free_port)
 nats_url=nats://$nats_host:$nats_port
 ip -o addr show | grep " $nats_host/" >/dev/null \
   || fail "$nats_host is no address of this machine (node 1's bridge): is the cluster up?"
-nats-server --jetstream --addr "$nats_host" --port "$nats_port" --store_dir "$work/nats" \
+# An explicit store limit, as `cola up`'s (cola-localnats): JetStream's default is 75% of the
+# disk free at start, which on a fuller disk is less than cola's buckets reserve.
+printf 'jetstream {\n  store_dir: "%s"\n  max_file_store: 16GB\n}\n' "$work/nats" >"$work/nats.conf"
+nats-server --addr "$nats_host" --port "$nats_port" -c "$work/nats.conf" \
   >"$work/nats.log" 2>&1 &
 nats_pid=$!
 for _ in $(seq 1 50); do
