@@ -49,8 +49,8 @@ pub struct LocalServer {
 /// The user MQTT devices log in as: it may only publish energy telemetry.
 pub const TELEMETRY_USER: &str = "cola-telemetry";
 
-/// NATS's own MQTT listener, for energy telemetry: devices publish `energy/<node>` (the NATS
-/// subject `energy.<node>`) and nothing else. On a loopback address they may come without
+/// NATS's own MQTT listener, for devices that may publish `subjects` (e.g. `energy.*`, the MQTT
+/// topics `energy/<node>`) and nothing else. On a loopback address they may come without
 /// credentials; elsewhere they log in as [`TELEMETRY_USER`] with `password`, which is then
 /// required. Every other client keeps connecting as before, without credentials (as the
 /// server's `no_auth_user`), over plain NATS only.
@@ -58,6 +58,8 @@ pub const TELEMETRY_USER: &str = "cola-telemetry";
 pub struct MqttListener {
     pub listen: SocketAddr,
     pub password: Option<String>,
+    /// What devices may publish (a NATS subject, wildcards allowed).
+    pub subjects: String,
 }
 
 impl MqttListener {
@@ -97,7 +99,7 @@ impl MqttListener {
              \x20 users: [\n\
              \x20   {{user: cola, password: {local}, allowed_connection_types: [\"STANDARD\"]}}\n\
              \x20   {{user: {telemetry}, password: {device}, allowed_connection_types: [\"MQTT\"], \
-             permissions: {{publish: {{allow: [\"energy.*\"]}}, subscribe: {{deny: [\">\"]}}}}}}\n\
+             permissions: {{publish: {{allow: [{subjects}]}}, subscribe: {{deny: [\">\"]}}}}}}\n\
              \x20 ]\n\
              }}\n\
              no_auth_user: cola\n\
@@ -109,6 +111,7 @@ impl MqttListener {
             telemetry = quote(TELEMETRY_USER),
             device = quote(&telemetry_password),
             listen = quote(&self.listen.to_string()),
+            subjects = quote(&self.subjects),
         ))
     }
 }
@@ -300,6 +303,7 @@ mod tests {
         let loopback = MqttListener {
             listen: "127.0.0.1:1883".parse().unwrap(),
             password: None,
+            subjects: "energy.*".into(),
         };
         let text = loopback.config().unwrap();
         assert!(text.contains(r#"listen: "127.0.0.1:1883""#), "{text}");
@@ -311,6 +315,7 @@ mod tests {
         let open = MqttListener {
             listen: "0.0.0.0:1883".parse().unwrap(),
             password: None,
+            subjects: "energy.*".into(),
         };
         assert!(
             open.config()

@@ -56,6 +56,7 @@ impl TestNats {
             Some(port) => cola_localnats::MqttListener {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 password: None,
+                subjects: cola_wire::names::ENERGY_SUBJECTS.into(),
             }
             .config()
             .expect("an MQTT configuration"),

@@ -28,6 +28,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mqtt = args.mqtt_listen.map(|listen| MqttListener {
         listen,
         password: args.mqtt_password.clone(),
+        subjects: cola_wire::names::ENERGY_SUBJECTS.into(),
     });
     let nats_config = match &mqtt {
         Some(mqtt) => mqtt.config().context("--mqtt-listen")?,

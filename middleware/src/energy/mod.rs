@@ -11,7 +11,13 @@ pub mod intake;
 pub mod policy;
 pub mod view;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use cola_wire::{
@@ -95,6 +101,9 @@ pub struct Energy {
     pub view: Arc<NodesView>,
     /// Rung when this middleware's room may have changed.
     room_changed: Notify,
+    /// Whether a cluster places the executors (Kubernetes): then any node with a reading can
+    /// run a job, not only those with a middleware.
+    cluster_places: AtomicBool,
 }
 
 impl Energy {
@@ -104,7 +113,13 @@ impl Energy {
             store,
             view: Arc::default(),
             room_changed: Notify::new(),
+            cluster_places: AtomicBool::new(false),
         }
+    }
+
+    /// A cluster places this middleware's executors (see [`Energy::shift`]).
+    pub fn placed_by_cluster(&self) {
+        self.cluster_places.store(true, Ordering::Relaxed);
     }
 
     /// The nodes with a middleware as they are now.
@@ -136,14 +151,27 @@ impl Energy {
         }
     }
 
-    /// Whether a job that may start as late as `not_after` starts now (see [`Policy::shift`]);
-    /// always when blind.
+    /// Whether a job that may start as late as `not_after` starts now (see [`Policy::shift`]):
+    /// with the nodes that have a middleware, or every node with a reading when a cluster
+    /// places the executors; always when blind.
     pub fn shift(&self, not_after: DateTime<Utc>) -> Shift {
         match self.config.placement {
             Placement::Blind => Shift::Start,
             Placement::Energy => {
                 let now = cola_wire::job::now();
-                self.config.policy.shift(now, not_after, &self.nodes(now))
+                let nodes = if self.cluster_places.load(Ordering::Relaxed) {
+                    self.fresh_shares(now)
+                        .into_iter()
+                        .map(|(node, share)| NodeState {
+                            node,
+                            share: Some(share),
+                            free: 1,
+                        })
+                        .collect()
+                } else {
+                    self.nodes(now)
+                };
+                self.config.policy.shift(now, not_after, &nodes)
             }
         }
     }

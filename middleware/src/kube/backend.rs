@@ -227,6 +227,7 @@ impl Backend for KubeBackend {
     }
 
     fn place_with(&self, energy: Arc<Energy>) {
+        energy.placed_by_cluster();
         let _ = self.energy.set(energy);
     }
 
