@@ -32,21 +32,7 @@ requirements=(
   "PyYAML>=6,<7"
 )
 
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "k8s manifests: installing python3-venv" >&2
-  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null
-fi
-
-stamp="$tools/requirements.txt"
-if [ ! -x "$tools/bin/python" ] || ! printf '%s\n' "${requirements[@]}" | cmp -s - "$stamp"; then
-  echo "k8s manifests: installing ${requirements[*]} into $tools" >&2
-  rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
-  printf '%s\n' "${requirements[@]}" > "$stamp"
-fi
+"$root/scripts/python-venv.sh" "$tools" "${requirements[@]}"
 
 # KEDA's schema, from the versions locked in k8s/tests/package-lock.json (npm ci, once per lock).
 "$root/scripts/apt-install.sh" node:nodejs npm:npm

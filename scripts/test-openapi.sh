@@ -27,20 +27,7 @@ artifacts=${COLA_TEST_ARTIFACTS:-$root/target/test-artifacts}/openapi
 requirements=("schemathesis==4.32.5")
 
 "$root/scripts/apt-install.sh" curl:curl
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "openapi: installing python3-venv" >&2
-  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null
-fi
-stamp="$tools/requirements.txt"
-if [ ! -x "$tools/bin/schemathesis" ] || ! printf '%s\n' "${requirements[@]}" | cmp -s - "$stamp"; then
-  echo "openapi: installing ${requirements[*]} into $tools" >&2
-  rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
-  printf '%s\n' "${requirements[@]}" > "$stamp"
-fi
+"$root/scripts/python-venv.sh" "$tools" "${requirements[@]}"
 command -v nats-server >/dev/null || "$root/scripts/setup.sh"
 
 cd "$root"

@@ -12,21 +12,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${COLA_ENERGY_VENV:-$root/target/energy-venv}
 requirements=("paho-mqtt==2.2.0")
 
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "energy-venv: installing python3-venv" >&2
-  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null
-fi
-
-stamp="$venv/requirements.txt"
-if [ ! -x "$venv/bin/python" ] || ! printf '%s\n' "${requirements[@]}" | cmp -s - "$stamp"; then
-  echo "energy-venv: installing ${requirements[*]} into $venv" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
-  printf '%s\n' "${requirements[@]}" >"$stamp"
-fi
+"$root/scripts/python-venv.sh" "$venv" "${requirements[@]}"
 "$venv/bin/python" -c 'import paho.mqtt.client' || {
   echo "energy-venv: paho-mqtt does not import in $venv" >&2
   exit 1
