@@ -23,7 +23,8 @@
 # default 2s = 24 simulated minutes), RECHECK (--shift-recheck, default 500ms = 6 simulated
 # minutes), MAX_DELAY (--placement-max-delay, default 200ms: latency is real time, not scaled),
 # GREEN_SHARE (--green-share, default 0.5).
-# Other settings (environment): SEED (default 14: the same arrivals in both modes), MODES
+# Other settings (environment): LOOKAHEAD (--lookahead of every node, default 1), SEED (default
+# 14: the same arrivals in both modes), MODES
 # (default "blind energy"), CHECK=1 (exit 1 when a target is missed), KEEP=1 (keep the data dirs),
 # LOG (RUST_LOG, default info), COLA_BIN (that cola binary instead of building this checkout's
 # release one), OUT (default a new /tmp/cola-bench-energy.* dir).
@@ -36,6 +37,7 @@ SHIFTABLE=${SHIFTABLE:-0.3}
 WINDOW_SIM_HOURS=${WINDOW_SIM_HOURS:-6}
 SEED=${SEED:-14}
 CONCURRENCY=${CONCURRENCY:-1}
+LOOKAHEAD=${LOOKAHEAD:-1}
 FRESH_FOR=${FRESH_FOR:-2s}
 RECHECK=${RECHECK:-500ms}
 MAX_DELAY=${MAX_DELAY:-200ms}
@@ -115,8 +117,11 @@ run_mode() {
   url="http://127.0.0.1:$http"
   rm -rf "$dir" "$OUT/$name.jsonl" "$OUT/replay-$name.csv"
   mkdir -p "$dir/data-a" "$dir/data-b" "$dir/data-c"
+  # --lookahead 1 (LOOKAHEAD): a node takes one job beyond its free slot, not the whole queue
+  # (README, "Energy-aware placement").
   local placement=(--placement "$mode" --energy-fresh-for "$FRESH_FOR" --placement-max-delay "$MAX_DELAY"
     --shift-recheck "$RECHECK" --green-share "$GREEN_SHARE" --concurrency "$CONCURRENCY"
+    --lookahead "$LOOKAHEAD"
     # One user submits everything: the quotas are not what is measured.
     --max-unfinished-per-user 100000 --submissions-per-minute 1000000)
 
