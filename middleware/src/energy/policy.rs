@@ -86,9 +86,10 @@ impl Policy {
         self.max_delay.mul_f64(greener as f64 / others.len() as f64)
     }
 
-    /// Whether a job that may start as late as `not_after` starts `now`: when some node is at
-    /// least `green_share` renewable, or its latest start has come; else it waits (at most
-    /// `recheck`, and never past its latest start).
+    /// Whether a job that may start as late as `not_after` starts `now`: when some node at
+    /// least `green_share` renewable has room (jobs that waited for the sun then start as the
+    /// green nodes free up, not all at once), or its latest start has come; else it waits (at
+    /// most `recheck`, and never past its latest start).
     pub fn shift(
         &self,
         now: DateTime<Utc>,
@@ -99,7 +100,10 @@ impl Policy {
         let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
             return Shift::Start;
         };
-        if left.is_zero() || nodes.iter().any(|n| n.share() >= self.green_share.get()) {
+        let green_with_room = nodes
+            .iter()
+            .any(|n| n.share() >= self.green_share.get() && n.free > 0);
+        if left.is_zero() || green_with_room {
             return Shift::Start;
         }
         Shift::Wait(left.min(self.recheck))
@@ -216,9 +220,12 @@ mod tests {
             p.shift(now, now - chrono::Duration::seconds(1), &grey),
             Shift::Start
         );
-        // A node green enough (full or not: placement then prefers it): starts.
-        let green = [node("a", Some(0.5), 0), node("b", None, 1)];
+        // A node green enough with room: starts (placement then prefers that node).
+        let green = [node("a", Some(0.5), 1), node("b", None, 1)];
         assert_eq!(p.shift(now, hour, &green), Shift::Start);
+        // Green but full: waits for it to free up.
+        let busy = [node("a", Some(0.9), 0), node("b", None, 1)];
+        assert_eq!(p.shift(now, hour, &busy), Shift::Wait(p.recheck));
     }
 
     #[test]
