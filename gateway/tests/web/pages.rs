@@ -179,6 +179,7 @@ async fn every_answer_carries_the_security_headers() {
         "/",
         "/login",
         "/tokens",
+        "/energy",
         "/no/such/page",
         "/api/v1/jobs",
         "/static/app.js",
@@ -571,5 +572,59 @@ async fn live_events_end_when_the_session_is_gone_elsewhere() {
         live.ends_within(Duration::from_secs(10)).await,
         "the stream outlived its session: {}",
         live.seen
+    );
+}
+
+/// `/energy`: every node's latest reading (a stale one marked so) and the chart of the last
+/// hours, drawn on the server; the readings are machines', shown to any logged-in person.
+#[tokio::test]
+async fn the_energy_page_shows_every_nodes_reading_and_its_chart() {
+    use cola_wire::{
+        energy::{EnergyReading, NodeName, Telemetry},
+        energy_store::EnergyStore,
+    };
+
+    let web = Web::start(|c| c.energy_fresh_for = Duration::from_secs(60)).await;
+    let mut browser = logged_in(&web).await;
+    let empty = browser.get("/energy").await;
+    assert_eq!(empty.status, 200);
+    assert!(
+        empty.body.contains("No node has reported yet"),
+        "{}",
+        empty.body
+    );
+
+    let js = async_nats::jetstream::new(web.nats.client.clone());
+    let store = EnergyStore::open(&js).await.unwrap();
+    let now = cola_wire::job::now();
+    for (node, payload, age_s) in [
+        (
+            "lab-1",
+            r#"{"renewable_share": 0.8, "solar_w": 1200, "battery_pct": 64}"#,
+            10,
+        ),
+        ("lab-2", r#"{"renewable_share": 0.1}"#, 600),
+    ] {
+        let reading = EnergyReading::new(
+            NodeName::parse(node).unwrap(),
+            Telemetry::parse(payload.as_bytes()).unwrap(),
+            now - chrono::Duration::seconds(age_s),
+        );
+        store.put_reading(&reading).await.unwrap();
+        store.append_history(&reading).await.unwrap();
+    }
+    let page = browser.get("/energy").await;
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    for shown in ["lab-1", "80%", "1200 W", "64%", "lab-2", "10%"] {
+        assert!(body.contains(shown), "{shown} not on the page: {body}");
+    }
+    assert_eq!(body.matches("stale: counts as grid").count(), 1, "{body}");
+    assert_eq!(body.matches("<polyline").count(), 2, "{body}");
+    assert!(body.contains("(1 readings)"), "{body}");
+    // Drawn by the server: no script, no inline style.
+    assert!(
+        !body.contains("<script>") && !body.contains("style="),
+        "{body}"
     );
 }
