@@ -138,8 +138,13 @@ impl Energy {
         self.view.fresh_shares(now, self.config.fresh_for)
     }
 
-    /// How long to wait before pulling (see [`Policy::hold_back`]); zero when blind.
+    /// How long to wait before pulling (see [`Policy::hold_back`]); zero when blind, and when a
+    /// cluster places the executors (which middleware takes a job does not decide where it
+    /// runs: its Pod prefers the greenest nodes wherever it comes from).
     pub fn hold_back(&self, backlog: bool) -> Duration {
+        if self.cluster_places.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         match self.config.placement {
             Placement::Blind => Duration::ZERO,
             Placement::Energy => {
