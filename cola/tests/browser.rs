@@ -659,6 +659,7 @@ async fn the_api_reference_shows_every_operation_under_the_sites_policy() {
     assert_eq!(
         listed,
         [
+            "GET /api/v1/energy",
             "GET /api/v1/jobs",
             "GET /api/v1/jobs/{id}",
             "GET /api/v1/jobs/{id}/output.zip",
