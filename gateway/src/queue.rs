@@ -45,29 +45,24 @@ pub async fn enqueue(
             "the problem statement is too large",
         ));
     }
-    let mut undo = Undo {
-        jobs: &topology.jobs,
-        outputs: &topology.outputs,
-        key: &key,
-        input_object: None,
-    };
     let revision = match topology.jobs.create(&key, &record).await {
         Ok(revision) => revision,
         Err(error) => {
             // A create whose answer was lost (a timeout while a cluster elects a new leader)
             // may have been written all the same: remove it, so no record is left queued
             // without a message. The key is this job's own (a fresh id).
-            undo.run().await;
+            Undo::new(topology, &key, None).run().await;
             return Err(error.into());
         }
     };
 
     let inline_bytes = message.work.inputs().map_or(0, |i| i.content_bytes());
+    let mut input_object = None;
     if inline_bytes > config.inline_input_bytes || payload.len() > MAX_INLINE_MESSAGE_BYTES {
         match spill_inputs(&topology.outputs, &mut message).await {
-            Ok(name) => undo.input_object = name,
+            Ok(name) => input_object = name,
             Err(error) => {
-                undo.run().await;
+                Undo::new(topology, &key, None).run().await;
                 return Err(GatewayError::backend("store input zip", error));
             }
         }
@@ -75,7 +70,7 @@ pub async fn enqueue(
     }
 
     if let Err(error) = publish(topology, &message, (revision, request_id), payload).await {
-        undo.run().await;
+        Undo::new(topology, &key, input_object).run().await;
         return Err(match error {
             Refused::UserFull => quotas.unfinished_refusal(),
             Refused::StreamFull => GatewayError::QueueFull,
@@ -208,10 +203,10 @@ fn encode(message: &JobMessage) -> Vec<u8> {
 }
 
 /// What to take back when a job cannot be queued.
-struct Undo<'a> {
-    jobs: &'a JobStore,
-    outputs: &'a ObjectStore,
-    key: &'a JobKey,
+struct Undo {
+    jobs: JobStore,
+    outputs: ObjectStore,
+    key: JobKey,
     input_object: Option<String>,
 }
 
@@ -219,19 +214,40 @@ struct Undo<'a> {
 /// new leader for the bucket after losing a node (a few seconds).
 const UNDO_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl Undo<'_> {
-    async fn run(&self) {
-        // The failure that brought us here (a node lost, the bucket without a leader for a
-        // moment) often fails the removal too: a record left behind would stay `queued`
-        // forever, with no message to end it. Try again until it goes.
+impl Undo {
+    fn new(topology: &Topology, key: &JobKey, input_object: Option<String>) -> Self {
+        Self {
+            jobs: topology.jobs.clone(),
+            outputs: topology.outputs.clone(),
+            key: key.clone(),
+            input_object,
+        }
+    }
+
+    /// Takes back what was written. One attempt is made before the request is answered (it
+    /// almost always succeeds, and the client then finds no trace of the job); when it fails,
+    /// the rest goes on in the background, so the client hears of the failure at once rather
+    /// than after the rollback's patience.
+    async fn run(self) {
+        if self.jobs.remove(&self.key).await.is_ok() {
+            self.remove_input_object().await;
+            return;
+        }
+        tokio::spawn(self.run_patiently());
+    }
+
+    /// The failure that brought us here (a node lost, the bucket without a leader for a
+    /// moment) often fails the removal too: a record left behind would stay `queued` forever,
+    /// with no message to end it. Try again until it goes.
+    async fn run_patiently(self) {
         let start = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(100);
         loop {
-            match self.jobs.remove(self.key).await {
+            tokio::time::sleep(pause).await;
+            match self.jobs.remove(&self.key).await {
                 Ok(()) => break,
                 Err(error) if start.elapsed() < UNDO_PATIENCE => {
                     tracing::warn!(%error, key = %self.key, "cannot roll back the record of a job that was not queued yet; retrying");
-                    tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
                 Err(error) => {
@@ -240,6 +256,10 @@ impl Undo<'_> {
                 }
             }
         }
+        self.remove_input_object().await;
+    }
+
+    async fn remove_input_object(&self) {
         if let Some(name) = &self.input_object
             && let Err(error) = self.outputs.delete(name).await
         {

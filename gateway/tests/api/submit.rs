@@ -3,8 +3,10 @@
 use cola_wire::{
     InputFile, Inputs, JobId, Status, Work, input_object::fetch_inputs, languages, names,
 };
+use futures::StreamExt;
 use reqwest::{Method, header};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use crate::support::{Gateway, HELLO_C, json_of};
 
@@ -329,6 +331,45 @@ async fn every_bad_submission_is_refused_with_its_field_and_nothing_is_queued() 
     .await;
     assert_eq!(status, 201);
     assert_eq!(gw.queue_state().await.messages, 1);
+}
+
+/// When even the rollback fails (the bucket without a leader, here: gone), the client hears of
+/// the failure at once, and the rollback goes on in the background until the bucket is back.
+#[tokio::test]
+async fn a_rollback_that_has_to_wait_does_not_hold_the_answer() {
+    let gw = Gateway::start().await;
+    let alice = gw.user("alice").await;
+    let js = gw.js();
+    js.delete_key_value(names::JOBS_BUCKET).await.unwrap();
+    // Less than the rollback's patience (30 s): an answer that waited for it fails here.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        gw.submit(&alice, json!({"language": "c", "source": HELLO_C})),
+    )
+    .await
+    .expect("the answer waited for the rollback");
+    assert_eq!(answer.status(), 503);
+
+    // The bucket comes back: the record's key is purged in it, though nobody asks any more.
+    cola_wire::nats::Topology::ensure(&js, &cola_wire::nats::TopologyConfig::default())
+        .await
+        .unwrap();
+    let jobs = js.get_key_value(names::JOBS_BUCKET).await.unwrap();
+    let mut changes = jobs.watch_all_from_revision(1).await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("no rollback after the bucket came back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        change.operation,
+        async_nats::jetstream::kv::Operation::Purge
+    );
+    assert!(
+        change.key.starts_with(&format!("{}.", alice.user.as_str())),
+        "{}",
+        change.key
+    );
 }
 
 #[tokio::test]
