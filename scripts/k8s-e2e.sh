@@ -48,6 +48,7 @@ fail() {
     echo "--- the end of $(basename "$log"):" >&2
     tail -n 15 "$log" >&2
   done
+  [ -z "${kubectl:-}" ] || "$root/scripts/k8s-local/diagnose.sh" "$kubectl" >&2 2>&1 || true
   exit 1
 }
 

@@ -36,6 +36,7 @@ fail() {
     echo "--- the end of $(basename "$log"):" >&2
     tail -n 20 "$log" >&2
   done
+  [ -z "${kubectl:-}" ] || "$root/scripts/k8s-local/diagnose.sh" "$kubectl" >&2 2>&1 || true
   exit 1
 }
 
