@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
 # Energy-aware placement against energy-blind, on the same solar day (issue 14; see BENCHMARKS.md,
-# "Energy-aware placement"). For each mode, blind then energy, a fresh stack on free ports:
+# "Energy-aware placement"). For each run (MODES: blind, energy, energy, blind), a fresh stack on free ports:
 #   - node a: a release `cola up --dev --mqtt-listen 127.0.0.1:<port> --node-name a` (gateway,
 #     middleware, and the nats-server it spawns, with its MQTT listener);
 #   - nodes b and c: `cola middleware --node-name b|c` against the same NATS, each with its own
-#     data dir; every node has --concurrency 1 (CONCURRENCY), so the three nodes' single slots
-#     compete for the jobs;
+#     data dir; every node has --concurrency 2 (CONCURRENCY): two jobs at a time, as a
+#     small node would run, so a node's room is something to compete for;
 #   - the trace (scripts/energy/solar-trace.csv) replayed through MQTT (replay.py, paho-mqtt)
 #     from 00:00 at SPEED x (default 720: the day in 120 s), and at the same time JOBS C jobs
 #     (default 1,000) with Poisson arrivals spread over the simulated day, a share SHIFTABLE
 #     (default 0.3) of them time-shiftable by WINDOW_SIM_HOURS (default 6) simulated hours
 #     (loadgen.py, which waits until every job has ended);
-# then compares the two runs with scripts/energy/evaluate.py: renewable share of executor
+# then compares the modes (each over its runs) with scripts/energy/evaluate.py: renewable share of executor
 # CPU-seconds (target >= 1.5x blind), p95 latency of non-shiftable jobs (<= 1.10x), every
 # shiftable job started by its not_after; the table on standard output, everything in OUT:
-# blind.jsonl / aware.jsonl (job views), replay-*.csv (wall time of each simulated step),
-# energy.svg (the simulated day), figures.json, and per mode (OUT/blind, OUT/energy) its logs,
+# blind-N.jsonl / aware-N.jsonl (job views of the N-th run of each mode), replay-*.csv (wall
+# time of each simulated step), energy.svg (the simulated day, CPU-seconds summed over a mode's
+# runs), figures.json, and per run (OUT/blind-1, OUT/aware-1, ...) its logs,
 # its `GET /api/v1/energy` at the end (energy.json) and each node's
 # cola_executor_cpu_seconds_total (cpu-<node>.prom).
 #
-# Placement flags, scaled for SPEED 720 (a reading every 0.42 s): FRESH_FOR (--energy-fresh-for,
-# default 2s = 24 simulated minutes), RECHECK (--shift-recheck, default 500ms = 6 simulated
-# minutes), MAX_DELAY (--placement-max-delay, default 200ms: latency is real time, not scaled),
+# Placement flags, scaled to SPEED (at 720 a reading every 0.42 s): FRESH_FOR (--energy-fresh-for,
+# default 24 simulated minutes: 2s at 720), RECHECK (--shift-recheck, default 6 simulated
+# minutes: 500ms at 720), MAX_DELAY (--placement-max-delay, default 200ms: latency is real time, not scaled),
 # GREEN_SHARE (--green-share, default 0.5).
 # Other settings (environment): LOOKAHEAD (--lookahead of every node, default 1), SEED (default
-# 14: the same arrivals in both modes), MODES
-# (default "blind energy"), CHECK=1 (exit 1 when a target is missed), KEEP=1 (keep the data dirs),
+# 14: the same arrivals in every run), MODES (default "blind energy energy blind": the runs in
+# that order, each mode's figures over all its runs), CHECK=1 (exit 1 when a target is missed), KEEP=1 (keep the data dirs),
 # LOG (RUST_LOG, default info), COLA_BIN (that cola binary instead of building this checkout's
 # release one), OUT (default a new /tmp/cola-bench-energy.* dir).
 set -euo pipefail
@@ -36,13 +37,14 @@ JOBS=${JOBS:-1000}
 SHIFTABLE=${SHIFTABLE:-0.3}
 WINDOW_SIM_HOURS=${WINDOW_SIM_HOURS:-6}
 SEED=${SEED:-14}
-CONCURRENCY=${CONCURRENCY:-1}
+CONCURRENCY=${CONCURRENCY:-2}
 LOOKAHEAD=${LOOKAHEAD:-1}
-FRESH_FOR=${FRESH_FOR:-2s}
-RECHECK=${RECHECK:-500ms}
+# 24 and 6 simulated minutes, in wall milliseconds at SPEED.
+FRESH_FOR=${FRESH_FOR:-$((24 * 60 * 1000 / SPEED))ms}
+RECHECK=${RECHECK:-$((6 * 60 * 1000 / SPEED))ms}
 MAX_DELAY=${MAX_DELAY:-200ms}
 GREEN_SHARE=${GREEN_SHARE:-0.5}
-MODES=${MODES:-blind energy}
+MODES=${MODES:-blind energy energy blind}
 LOG=${LOG:-info}
 OUT=${OUT:-$(mktemp -d /tmp/cola-bench-energy.XXXXXX)}
 mkdir -p "$OUT"
@@ -108,7 +110,7 @@ wait_ready() {
 
 # One run: MODE is cola's --placement (blind or energy); its results are named NAME.
 run_mode() {
-  local mode=$1 name=$2 dir="$OUT/$1" http nats mqtt url token_file node
+  local mode=$1 name=$2 dir="$OUT/$2" http nats mqtt url token_file node
   local -A health
   http=$(free_port)
   nats=$(free_port)
@@ -167,21 +169,31 @@ run_mode() {
   [ "$status" = 0 ] || { echo "bench-energy: loadgen failed ($mode), see $dir/loadgen.log" >&2; exit 1; }
 }
 
+# The runs alternate (default blind, energy, energy, blind): the machine's speed drifts between
+# minutes, and each mode's figures are taken over all of its runs.
+declare -A runs_of=([blind]=0 [energy]=0)
+runs=()
 for mode in $MODES; do
   case $mode in
-    blind) run_mode blind blind ;;
-    energy) run_mode energy aware ;;
+    blind) name=blind ;;
+    energy) name=aware ;;
     *) echo "bench-energy: MODES: unknown mode $mode (blind, energy)" >&2; exit 2 ;;
   esac
+  runs_of[$mode]=$((runs_of[$mode] + 1))
+  name=$name-${runs_of[$mode]}
+  run_mode "$mode" "$name"
+  runs+=("$name")
 done
 
-if [ ! -s "$OUT/blind.jsonl" ] || [ ! -s "$OUT/aware.jsonl" ]; then
-  echo "bench-energy: MODES=\"$MODES\": no comparison without both runs; results in $OUT"
+if [ "${runs_of[blind]}" = 0 ] || [ "${runs_of[energy]}" = 0 ]; then
+  echo "bench-energy: MODES=\"$MODES\": no comparison without both modes; results in $OUT"
   exit 0
 fi
-check=()
-[ "${CHECK:-0}" = 1 ] && check=(--check)
-python3 scripts/energy/evaluate.py --blind "$OUT/blind.jsonl" --aware "$OUT/aware.jsonl" \
-  --blind-replay "$OUT/replay-blind.csv" --aware-replay "$OUT/replay-aware.csv" \
-  --svg "$OUT/energy.svg" --json "$OUT/figures.json" "${check[@]}"
+evaluate=()
+for name in "${runs[@]}"; do
+  mode=${name%-*}
+  evaluate+=(--"$mode" "$OUT/$name.jsonl" --"$mode"-replay "$OUT/replay-$name.csv")
+done
+[ "${CHECK:-0}" = 1 ] && evaluate+=(--check)
+python3 scripts/energy/evaluate.py "${evaluate[@]}" --svg "$OUT/energy.svg" --json "$OUT/figures.json"
 echo "bench-energy: results in $OUT"

@@ -150,9 +150,19 @@ def read_results(path: Path) -> list[dict]:
     return jobs
 
 
-def figures(name: str, jobs: list[dict], clock: ReplayClock, trace) -> RunFigures:
+def figures(name: str, runs: list[tuple[list[dict], ReplayClock]], trace) -> RunFigures:
+    """The figures of one mode over its runs (each run's jobs with its own replay clock)."""
     run = RunFigures(name)
     latencies, held = [], []
+    for jobs, clock in runs:
+        add_jobs(run, jobs, clock, trace, latencies, held)
+    run.latency_jobs = len(latencies)
+    run.p50_ms, run.p95_ms = nearest_rank(latencies, 0.50), nearest_rank(latencies, 0.95)
+    run.held_p50_ms, run.held_max_ms = nearest_rank(held, 0.50), max(held) if held else None
+    return run
+
+
+def add_jobs(run: RunFigures, jobs: list[dict], clock: ReplayClock, trace, latencies: list[float], held: list[float]) -> None:
     for job in jobs:
         meta = job["loadgen"]
         run.retries_429 += int(meta.get("retries_429") or 0)
@@ -200,10 +210,13 @@ def figures(name: str, jobs: list[dict], clock: ReplayClock, trace) -> RunFigure
                 held.append((started - created) * 1000.0)
         elif created is not None and finished is not None:
             latencies.append((finished - created) * 1000.0)
-    run.latency_jobs = len(latencies)
-    run.p50_ms, run.p95_ms = nearest_rank(latencies, 0.50), nearest_rank(latencies, 0.95)
-    run.held_p50_ms, run.held_max_ms = nearest_rank(held, 0.50), max(held) if held else None
-    return run
+
+
+def read_runs(results: list[Path], replays: list[Path]) -> list[tuple[list[dict], ReplayClock]]:
+    """Each run's results with its replay log (as many of one as of the other)."""
+    if len(results) != len(replays):
+        raise ValueError(f"{len(results)} results files but {len(replays)} replay logs: one of each per run")
+    return [(read_results(r), ReplayClock(c)) for r, c in zip(results, replays)]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -354,10 +367,11 @@ def nice_step(raw: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blind", type=Path, required=True, help="results of the energy-blind run")
-    parser.add_argument("--aware", type=Path, required=True, help="results of the energy-aware run")
-    parser.add_argument("--blind-replay", type=Path, required=True, help="replay log of the energy-blind run")
-    parser.add_argument("--aware-replay", type=Path, required=True, help="replay log of the energy-aware run")
+    # Each option once per run, in the same order: the n-th replay log goes with the n-th results.
+    parser.add_argument("--blind", type=Path, action="append", required=True, help="results of an energy-blind run")
+    parser.add_argument("--aware", type=Path, action="append", required=True, help="results of an energy-aware run")
+    parser.add_argument("--blind-replay", type=Path, action="append", required=True, help="replay log of an energy-blind run")
+    parser.add_argument("--aware-replay", type=Path, action="append", required=True, help="replay log of an energy-aware run")
     parser.add_argument("--trace", type=Path, default=make_trace.DEFAULT_OUT)
     parser.add_argument("--svg", type=Path, help="write the plot here")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -365,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         trace = make_trace.read_trace(args.trace)
-        blind = figures("blind", read_results(args.blind), ReplayClock(args.blind_replay), trace)
-        aware = figures("aware", read_results(args.aware), ReplayClock(args.aware_replay), trace)
+        blind = figures("blind", read_runs(args.blind, args.blind_replay), trace)
+        aware = figures("aware", read_runs(args.aware, args.aware_replay), trace)
     except (OSError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2

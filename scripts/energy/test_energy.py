@@ -168,8 +168,8 @@ class Evaluate(unittest.TestCase):
             job("w4", node="b", share=1.0, cpu=500, started_min=770, shiftable=True, not_after_min=760),  # late
         ]
         clock = evaluate.ReplayClock(self.replay)
-        b = evaluate.figures("blind", [dict(j) for j in blind], clock, self.trace)
-        w = evaluate.figures("aware", [dict(j) for j in aware], clock, self.trace)
+        b = evaluate.figures("blind", [([dict(j) for j in blind], clock)], self.trace)
+        w = evaluate.figures("aware", [([dict(j) for j in aware], clock)], self.trace)
         self.assertAlmostEqual(b.share, (0.25 * 1 + 0.25 * 3) / 6.5)
         self.assertAlmostEqual(w.share, (0.75 * 4 + 0.5 * 2 + 0.5) / 6.5)
         self.assertEqual((b.cpu_fallback_jobs, b.share_unknown_jobs, w.cpu_fallback_jobs), (1, 1, 0))
