@@ -99,16 +99,25 @@ fn free_port() -> u16 {
     cola_testkit::free_port().unwrap()
 }
 
-async fn metrics(stack: &Stack, port: u16) -> String {
-    stack
-        .http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// The middleware's metrics once they include `sample` (a job's metrics are counted just
+/// after its terminal record is written, which is what the job's view waited for).
+async fn metrics_with(stack: &Stack, port: u16, sample: &str) -> String {
+    for _ in 0..100 {
+        let text = stack
+            .http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(sample) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {sample} in the metrics after 5 s");
 }
 
 /// The value of the sample `name` (with its labels, as exposed) in `text`.
@@ -153,7 +162,7 @@ async fn telemetry_over_mqtt_reaches_the_api_and_the_job_view() {
     let cpu_ms = view["timings_ms"]["cpu"].as_u64().unwrap();
     assert!(cpu_ms > 0, "{view}");
 
-    let text = metrics(&stack, health).await;
+    let text = metrics_with(&stack, health, "power=\"grid\"").await;
     let counted = |outcome: &str| {
         sample(
             &text,

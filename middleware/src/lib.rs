@@ -193,6 +193,11 @@ pub async fn run_with_probes(
     let queue = Arc::new(FairQueue::default());
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let running = Arc::new(AtomicUsize::new(0));
+    // Program slots neither running nor promised to a job already pulled.
+    let free_slots = {
+        let (queue, running, concurrency) = (queue.clone(), running.clone(), config.concurrency);
+        move || concurrency.saturating_sub(running.load(Ordering::Relaxed) + queue.held())
+    };
     let dispatchers = [Kind::Program, Kind::Numeric].map(|kind| {
         tokio::spawn(dispatch(
             kind,
@@ -222,10 +227,8 @@ pub async fn run_with_probes(
             watcher_stop.clone(),
         )),
         tokio::spawn({
-            let (energy, queue, stop) = (energy.clone(), queue.clone(), watcher_stop.clone());
-            let (concurrency, running) = (config.concurrency, running.clone());
-            let free =
-                move || concurrency.saturating_sub(running.load(Ordering::Relaxed) + queue.held());
+            let (energy, stop, free) = (energy.clone(), watcher_stop.clone(), free_slots.clone());
+            let concurrency = config.concurrency;
             async move { energy.keep_present(concurrency, free, stop).await }
         }),
     ];
@@ -238,7 +241,17 @@ pub async fn run_with_probes(
         "middleware pulling jobs"
     );
     probes.set_pulling(true);
-    pull(&consumer, &queue, config.lookahead, &ctx, &tasks, &shutdown).await;
+    let free_slots = || u32::try_from(free_slots()).unwrap_or(u32::MAX);
+    pull(
+        &consumer,
+        &queue,
+        config.lookahead,
+        free_slots,
+        &ctx,
+        &tasks,
+        &shutdown,
+    )
+    .await;
     probes.set_pulling(false);
     tracing::info!(
         grace_s = config.grace.as_secs(),
@@ -284,12 +297,14 @@ async fn count_stored(ctx: Arc<Context>, stop: CancellationToken) {
 /// Takes messages from the stream into `queue` while it holds fewer than `lookahead`, until
 /// `shutdown`. A message that is not a job message is terminated at once; a time-shiftable job
 /// that waits for renewable power goes back to the stream for a while (see [`energy`]). On a
-/// browner node than others with room, each pull waits a little first, and then takes only
-/// what is waiting, unless work was seen waiting in the stream (a backlog).
+/// browner node than others with room, or without a free slot (`free_slots`) while another
+/// node has room, each pull waits a little first, and then takes only what is waiting, unless
+/// work was seen waiting in the stream (a backlog).
 async fn pull(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     queue: &FairQueue,
     lookahead: usize,
+    free_slots: impl Fn() -> u32 + Copy,
     ctx: &Arc<Context>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
@@ -300,20 +315,17 @@ async fn pull(
             _ = shutdown.cancelled() => return,
             () = queue.wait_for_room(lookahead) => {}
         }
-        let hold = ctx.energy.hold_back(backlog);
-        if !hold.is_zero() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(hold) => {}
-            }
-        }
+        let held_back = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            held_back = ctx.energy.wait_before_pull(free_slots, backlog) => held_back,
+        };
         let room = lookahead
             .saturating_sub(queue.held())
             .clamp(1, MAX_PULL_BATCH);
-        let expires = if hold.is_zero() {
-            PULL_EXPIRES
-        } else {
+        let expires = if held_back {
             HELD_BACK_PULL_EXPIRES
+        } else {
+            PULL_EXPIRES
         };
         let batch = consumer
             .fetch()

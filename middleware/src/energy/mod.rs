@@ -36,7 +36,7 @@ use crate::MiddlewareError;
 /// each time its room runs out or comes back.
 const PRESENT_EVERY: Duration = Duration::from_secs(2);
 /// The least time between two presence updates.
-const PRESENT_AT_MOST_EVERY: Duration = Duration::from_millis(50);
+const PRESENT_AT_MOST_EVERY: Duration = Duration::from_millis(10);
 
 /// Whether placement follows the energy telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,10 +138,11 @@ impl Energy {
         self.view.fresh_shares(now, self.config.fresh_for)
     }
 
-    /// How long to wait before pulling (see [`Policy::hold_back`]); zero when blind, and when a
-    /// cluster places the executors (which middleware takes a job does not decide where it
-    /// runs: its Pod prefers the greenest nodes wherever it comes from).
-    pub fn hold_back(&self, backlog: bool) -> Duration {
+    /// How long to wait before pulling with `free_here` slots free (see
+    /// [`Policy::hold_back`]); zero when blind, and when a cluster places the executors (which
+    /// middleware takes a job does not decide where it runs: its Pod prefers the greenest nodes
+    /// wherever it comes from).
+    pub fn hold_back(&self, free_here: u32, backlog: bool) -> Duration {
         if self.cluster_places.load(Ordering::Relaxed) {
             return Duration::ZERO;
         }
@@ -151,32 +152,56 @@ impl Energy {
                 let nodes = self.nodes(cola_wire::job::now());
                 self.config
                     .policy
-                    .hold_back(&self.config.node, &nodes, backlog)
+                    .hold_back(&self.config.node, free_here, &nodes, backlog)
             }
         }
     }
 
-    /// Whether a job that may start as late as `not_after` starts now (see [`Policy::shift`]):
-    /// with the nodes that have a middleware, or every node with a reading when a cluster
-    /// places the executors; always when blind.
+    /// Waits before a pull for as long as [`Energy::hold_back`] says, counted from the call,
+    /// looking again each time the view of the nodes or this node's room (`free_here`)
+    /// changes: a busy greener node frees the pull at once. Returns whether it waited at all.
+    pub async fn wait_before_pull(&self, free_here: impl Fn() -> u32, backlog: bool) -> bool {
+        let start = tokio::time::Instant::now();
+        let mut waited = false;
+        loop {
+            let changed = self.view.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let until = start + self.hold_back(free_here(), backlog);
+            if until <= tokio::time::Instant::now() {
+                return waited;
+            }
+            waited = true;
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(until) => return waited,
+            }
+        }
+    }
+
+    /// Whether a job that may start as late as `not_after` starts here now (see
+    /// [`Policy::shift`]): with the nodes that have a middleware, or every node with a reading
+    /// when a cluster places the executors; always when blind.
     pub fn shift(&self, not_after: DateTime<Utc>) -> Shift {
         match self.config.placement {
             Placement::Blind => Shift::Start,
             Placement::Energy => {
                 let now = cola_wire::job::now();
-                let nodes = if self.cluster_places.load(Ordering::Relaxed) {
-                    self.fresh_shares(now)
+                if self.cluster_places.load(Ordering::Relaxed) {
+                    let nodes: Vec<_> = self
+                        .fresh_shares(now)
                         .into_iter()
                         .map(|(node, share)| NodeState {
                             node,
                             share: Some(share),
                             free: 1,
                         })
-                        .collect()
-                } else {
-                    self.nodes(now)
-                };
-                self.config.policy.shift(now, not_after, &nodes)
+                        .collect();
+                    return self.config.policy.shift(now, not_after, None, &nodes);
+                }
+                let nodes = self.nodes(now);
+                let here = Some(&self.config.node);
+                self.config.policy.shift(now, not_after, here, &nodes)
             }
         }
     }
@@ -184,6 +209,7 @@ impl Energy {
     /// This middleware's room may have changed (a job started or ended).
     pub fn room_changed(&self) {
         self.room_changed.notify_one();
+        self.view.changed.notify_waiters();
     }
 
     /// Tells the other middlewares this one is there, with `slots` jobs at once and the

@@ -5,10 +5,12 @@
 //!
 //! The guarantees:
 //! - **No more than `max_delay` of queue time for placement alone**: a middleware holds back
-//!   for at most `max_delay` before it pulls, and not at all when it is the greenest node with
-//!   room or when work is waiting in the stream (a backlog: every node works).
-//! - **A shiftable job always starts in time**: it waits only while no node is green enough and
-//!   its latest start ([`START_MARGIN`] before `not_after`) is ahead, and never past that.
+//!   for at most `max_delay` before it pulls, and not at all when it has room and is the
+//!   greenest node with room, or when work is waiting in the stream (a backlog: every node
+//!   works).
+//! - **A shiftable job always starts in time**: it waits only while its latest start
+//!   ([`START_MARGIN`] before `not_after`) is ahead and the node it reached is not green
+//!   enough, and never past that.
 
 use std::time::Duration;
 
@@ -21,6 +23,9 @@ pub const GREENER_BY: f64 = 0.05;
 /// How long before its `not_after` a waiting shiftable job is released, come what may (time
 /// for the queue, a pull and its executor's start).
 pub const START_MARGIN: Duration = Duration::from_secs(2);
+/// How long a shiftable job that reached a node not green enough, while a green node has
+/// room, goes back to the stream for: long enough for the green node's pull to take it.
+pub const HAND_OVER_AFTER: Duration = Duration::from_millis(100);
 
 /// What is known now about one node with a middleware.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,12 +64,20 @@ pub enum Shift {
 }
 
 impl Policy {
-    /// How long the middleware of `me` waits before it pulls, with `nodes` as they are now
-    /// (`me` among them or not) and `backlog` when work waits in the stream: zero when no
-    /// other node with room is greener; otherwise a part of `max_delay` that grows with the
-    /// number of greener nodes with room (the greenest pulls at once, the next a little later,
-    /// the brownest last), so the greener a node the more of the work it takes.
-    pub fn hold_back(&self, me: &NodeName, nodes: &[NodeState], backlog: bool) -> Duration {
+    /// How long the middleware of `me`, with `free_here` slots free, waits before it pulls,
+    /// with `nodes` as they are now (`me` among them or not) and `backlog` when work waits in
+    /// the stream: zero when no other node with room is better; otherwise a part of
+    /// `max_delay` that grows with the number of better nodes with room (the greenest pulls at
+    /// once, the next a little later, the brownest last), so the greener a node the more of
+    /// the work it takes. Another node with room is better when it is greener, or when this
+    /// one has no free slot (what it pulled would wait for one while that node is idle).
+    pub fn hold_back(
+        &self,
+        me: &NodeName,
+        free_here: u32,
+        nodes: &[NodeState],
+        backlog: bool,
+    ) -> Duration {
         if backlog {
             return Duration::ZERO;
         }
@@ -76,37 +89,47 @@ impl Policy {
             .iter()
             .filter(|n| &n.node != me && n.free > 0)
             .collect();
-        let greener = others
+        let better = others
             .iter()
-            .filter(|n| n.share() > mine + GREENER_BY)
+            .filter(|n| free_here == 0 || n.share() > mine + GREENER_BY)
             .count();
-        if greener == 0 {
+        if better == 0 {
             return Duration::ZERO;
         }
-        self.max_delay.mul_f64(greener as f64 / others.len() as f64)
+        self.max_delay.mul_f64(better as f64 / others.len() as f64)
     }
 
-    /// Whether a job that may start as late as `not_after` starts `now`: when some node at
-    /// least `green_share` renewable has room (jobs that waited for the sun then start as the
-    /// green nodes free up, not all at once), or its latest start has come; else it waits (at
-    /// most `recheck`, and never past its latest start).
+    /// Whether a job that may start as late as `not_after`, and reached the middleware of
+    /// `here` (`None`: it does not matter which, a cluster places the job), starts `now`:
+    /// - when its latest start has come, wherever it is;
+    /// - when `here` is at least `green_share` renewable;
+    /// - when some other node that green has room, it goes back for [`HAND_OVER_AFTER`] for
+    ///   that node to take (with `here` `None`: it starts, and its Pod prefers that node);
+    /// - else it waits (at most `recheck`), so jobs that waited for the sun start as the green
+    ///   nodes free up, not all at once. Never past its latest start.
     pub fn shift(
         &self,
         now: DateTime<Utc>,
         not_after: DateTime<Utc>,
+        here: Option<&NodeName>,
         nodes: &[NodeState],
     ) -> Shift {
         let latest_start = not_after - START_MARGIN;
         let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
             return Shift::Start;
         };
+        let green = |n: &&NodeState| n.share() >= self.green_share.get();
+        let green_here = here.is_some_and(|me| nodes.iter().filter(green).any(|n| &n.node == me));
         let green_with_room = nodes
             .iter()
-            .any(|n| n.share() >= self.green_share.get() && n.free > 0);
-        if left.is_zero() || green_with_room {
-            return Shift::Start;
+            .filter(green)
+            .any(|n| n.free > 0 && Some(&n.node) != here);
+        match (left.is_zero() || green_here, green_with_room) {
+            (true, _) => Shift::Start,
+            (false, true) if here.is_none() => Shift::Start,
+            (false, true) => Shift::Wait(left.min(HAND_OVER_AFTER)),
+            (false, false) => Shift::Wait(left.min(self.recheck)),
         }
-        Shift::Wait(left.min(self.recheck))
     }
 }
 
@@ -153,13 +176,13 @@ mod tests {
             node("c", None, 1),
         ];
         let p = policy();
-        assert_eq!(p.hold_back(&me("a"), &nodes, false), Duration::ZERO);
+        assert_eq!(p.hold_back(&me("a"), 1, &nodes, false), Duration::ZERO);
         assert_eq!(
-            p.hold_back(&me("b"), &nodes, false),
+            p.hold_back(&me("b"), 1, &nodes, false),
             Duration::from_millis(100)
         );
         assert_eq!(
-            p.hold_back(&me("c"), &nodes, false),
+            p.hold_back(&me("c"), 1, &nodes, false),
             Duration::from_millis(200)
         );
     }
@@ -171,29 +194,58 @@ mod tests {
             .collect();
         nodes.push(node("me", Some(0.0), 1));
         assert_eq!(
-            policy().hold_back(&me("me"), &nodes, false),
+            policy().hold_back(&me("me"), 1, &nodes, false),
             Duration::from_millis(200)
         );
         // Not among the nodes (no presence yet): holds back as a node without power would.
-        assert!(policy().hold_back(&me("x"), &nodes, false) <= Duration::from_millis(200));
+        assert!(policy().hold_back(&me("x"), 1, &nodes, false) <= Duration::from_millis(200));
     }
 
     #[test]
     fn a_backlog_makes_every_node_work() {
         let nodes = [node("a", Some(1.0), 1), node("b", Some(0.0), 1)];
-        assert_eq!(policy().hold_back(&me("b"), &nodes, true), Duration::ZERO);
+        assert_eq!(
+            policy().hold_back(&me("b"), 1, &nodes, true),
+            Duration::ZERO
+        );
     }
 
     #[test]
     fn full_nodes_and_near_equal_shares_are_not_waited_for() {
         let full = [node("a", Some(1.0), 0), node("b", Some(0.0), 1)];
-        assert_eq!(policy().hold_back(&me("b"), &full, false), Duration::ZERO);
+        assert_eq!(
+            policy().hold_back(&me("b"), 1, &full, false),
+            Duration::ZERO
+        );
         let close = [node("a", Some(0.52), 1), node("b", Some(0.5), 1)];
-        assert_eq!(policy().hold_back(&me("b"), &close, false), Duration::ZERO);
+        assert_eq!(
+            policy().hold_back(&me("b"), 1, &close, false),
+            Duration::ZERO
+        );
         // Nobody knows anything: everybody pulls.
         let unknown = [node("a", None, 1), node("b", None, 1)];
         assert_eq!(
-            policy().hold_back(&me("b"), &unknown, false),
+            policy().hold_back(&me("b"), 1, &unknown, false),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_node_without_a_free_slot_leaves_the_work_to_one_with_room() {
+        let nodes = [node("a", Some(1.0), 0), node("b", Some(0.0), 1)];
+        // The greenest node, busy: what it pulled would wait for a slot while b is idle.
+        assert_eq!(
+            policy().hold_back(&me("a"), 0, &nodes, false),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            policy().hold_back(&me("a"), 1, &nodes, false),
+            Duration::ZERO
+        );
+        // Nobody else has room: it pulls.
+        let all_busy = [node("a", Some(1.0), 0), node("b", Some(0.0), 0)];
+        assert_eq!(
+            policy().hold_back(&me("a"), 0, &all_busy, false),
             Duration::ZERO
         );
     }
@@ -202,30 +254,38 @@ mod tests {
     fn a_shiftable_job_waits_for_green_power_until_its_latest_start() {
         let p = policy();
         let now = Utc::now();
+        let b = me("b");
         let grey = [node("a", Some(0.2), 1), node("b", None, 1)];
         let hour = now + chrono::Duration::hours(1);
-        assert_eq!(p.shift(now, hour, &grey), Shift::Wait(p.recheck));
+        assert_eq!(p.shift(now, hour, Some(&b), &grey), Shift::Wait(p.recheck));
         // Near its deadline: waits only up to its latest start.
         let soon = now + chrono::Duration::seconds(10);
         assert_eq!(
-            p.shift(now, soon, &grey),
+            p.shift(now, soon, Some(&b), &grey),
             Shift::Wait(Duration::from_secs(8))
         );
-        // At or past its latest start: starts.
+        // At or past its latest start: starts, wherever it is.
+        for late in [
+            now + chrono::Duration::seconds(2),
+            now - chrono::Duration::seconds(1),
+        ] {
+            assert_eq!(p.shift(now, late, Some(&b), &grey), Shift::Start);
+        }
+        // Green enough here: starts.
+        let green_b = [node("a", Some(0.2), 1), node("b", Some(0.5), 1)];
+        assert_eq!(p.shift(now, hour, Some(&b), &green_b), Shift::Start);
+        // Green elsewhere, with room: goes back for that node to take it; a cluster places it
+        // (its Pod prefers that node).
+        let green_a = [node("a", Some(0.5), 1), node("b", None, 1)];
         assert_eq!(
-            p.shift(now, now + chrono::Duration::seconds(2), &grey),
-            Shift::Start
+            p.shift(now, hour, Some(&b), &green_a),
+            Shift::Wait(HAND_OVER_AFTER)
         );
-        assert_eq!(
-            p.shift(now, now - chrono::Duration::seconds(1), &grey),
-            Shift::Start
-        );
-        // A node green enough with room: starts (placement then prefers that node).
-        let green = [node("a", Some(0.5), 1), node("b", None, 1)];
-        assert_eq!(p.shift(now, hour, &green), Shift::Start);
-        // Green but full: waits for it to free up.
+        assert_eq!(p.shift(now, hour, None, &green_a), Shift::Start);
+        // Green elsewhere but full: waits for it to free up.
         let busy = [node("a", Some(0.9), 0), node("b", None, 1)];
-        assert_eq!(p.shift(now, hour, &busy), Shift::Wait(p.recheck));
+        assert_eq!(p.shift(now, hour, Some(&b), &busy), Shift::Wait(p.recheck));
+        assert_eq!(p.shift(now, hour, None, &busy), Shift::Wait(p.recheck));
     }
 
     #[test]

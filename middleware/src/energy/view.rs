@@ -16,6 +16,7 @@ use cola_wire::{
 };
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::policy::NodeState;
@@ -28,6 +29,8 @@ const REWATCH_AFTER: Duration = Duration::from_secs(1);
 pub struct NodesView {
     readings: RwLock<HashMap<NodeName, EnergyReading>>,
     presences: RwLock<HashMap<NodeName, NodePresence>>,
+    /// Rung (to every waiter) when a reading or a presence changed, or this middleware's room.
+    pub changed: Notify,
 }
 
 impl NodesView {
@@ -82,12 +85,20 @@ impl NodesView {
     ) {
         let view = self.clone();
         let readings = follow_bucket(readings, stop.clone(), move |key, value| {
-            let mut map = view.readings.write().expect("not poisoned");
-            update(&mut map, key, value);
+            update(
+                &mut view.readings.write().expect("not poisoned"),
+                key,
+                value,
+            );
+            view.changed.notify_waiters();
         });
         let presences = follow_bucket(presences, stop, move |key, value| {
-            let mut map = self.presences.write().expect("not poisoned");
-            update(&mut map, key, value);
+            update(
+                &mut self.presences.write().expect("not poisoned"),
+                key,
+                value,
+            );
+            self.changed.notify_waiters();
         });
         tokio::join!(readings, presences);
     }
