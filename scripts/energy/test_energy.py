@@ -154,6 +154,20 @@ class Evaluate(unittest.TestCase):
         self.assertAlmostEqual(clock.minute(wall_at(720)), 720.0, delta=0.02)
         self.assertAlmostEqual(clock.minute(T0 + 300 * STEP_S), 1500.0, delta=0.02)  # runs on after the replay
 
+    def test_the_best_placement_takes_the_greenest_node_and_moment_within_reach(self) -> None:
+        clock = evaluate.ReplayClock(self.replay)
+        at = lambda minute: max(make_trace.share_at(self.trace, n, minute) for n in self.trace)  # noqa: E731
+        # Not shiftable: the greenest node when it came.
+        self.assertAlmostEqual(evaluate.best_share(self.trace, clock, wall_at(600), None), at(600))
+        # Shiftable from 05:00 to 09:00: the best moment up to its latest start (2 s before
+        # not_after: 24 simulated minutes at 720x).
+        best = max(at(m) for m in range(300, 540 - 24 + 1, 5))
+        self.assertAlmostEqual(evaluate.best_share(self.trace, clock, wall_at(300), wall_at(540)), best)
+        self.assertGreater(best, at(300))
+        # Outside the replayed day, or never submitted: nothing.
+        self.assertEqual(evaluate.best_share(self.trace, clock, wall_at(2000), None), 0.0)
+        self.assertEqual(evaluate.best_share(self.trace, clock, None, None), 0.0)
+
     def test_known_runs_give_known_figures(self) -> None:
         blind = [
             job("b1", node="a", share=0.25, cpu=1000, started_min=600, latency_s=0.100),
