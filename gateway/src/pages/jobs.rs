@@ -20,7 +20,7 @@ use crate::{
     GatewayError,
     jobs::{self as api, DEFAULT_PAGE_SIZE},
     pages::{
-        Chrome, PageError, PageForm, PageJobId, SignedIn,
+        Chrome, PageError, PageForm, PageJobId, SignedIn, files,
         form::{self, FormView},
         numeric_form, render, see_other,
         view::{self, JobRow, Output},
@@ -331,9 +331,20 @@ pub const SVG_CONTENT_SECURITY_POLICY: &str =
 pub enum ZipListing {
     /// No zip (yet).
     None,
-    Files(Vec<(String, String)>),
+    Files(Vec<ZipFile>),
     /// Too large or unreadable: only the download.
     Unlisted(String),
+}
+
+/// A file in the output zip, as its job page lists it.
+pub struct ZipFile {
+    pub name: String,
+    /// Its size unpacked, for people.
+    pub size: String,
+    /// Its own page ([`files::show`]).
+    pub page_url: String,
+    /// Its download alone ([`files::download`]).
+    pub download_url: String,
 }
 
 /// `GET /jobs/{id}`.
@@ -448,7 +459,7 @@ fn signal_name(signal: i32) -> String {
 }
 
 /// The output zip's bytes, or why the page cannot look into it.
-async fn read_output_zip(app: &AppState, record: &JobRecord) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_output_zip(app: &AppState, record: &JobRecord) -> Result<Vec<u8>, String> {
     let name = names::output_object(&record.user, &record.id);
     let object = match app.topology.outputs.get(name.as_str()).await {
         Ok(object) => object,
@@ -481,14 +492,22 @@ fn zip_listing(record: &JobRecord, zip: &Result<Vec<u8>, String>) -> ZipListing 
         Ok(bytes) => bytes,
         Err(why) => return ZipListing::Unlisted(why.clone()),
     };
-    let files = (|| -> zip::result::ZipResult<Vec<(String, String)>> {
+    let files = (|| -> zip::result::ZipResult<Vec<ZipFile>> {
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes))?;
-        (0..archive.len())
-            .map(|i| {
-                let entry = archive.by_index_raw(i)?;
-                Ok((entry.name().to_owned(), view::bytes(entry.size())))
-            })
-            .collect()
+        let mut files = Vec::with_capacity(archive.len());
+        for i in 0..archive.len() {
+            let entry = archive.by_index_raw(i)?;
+            if entry.is_dir() {
+                continue;
+            }
+            files.push(ZipFile {
+                name: entry.name().to_owned(),
+                size: view::bytes(entry.size()),
+                page_url: files::page_url(&record.id, entry.name()),
+                download_url: files::download_url(&record.id, entry.name()),
+            });
+        }
+        Ok(files)
     })();
     match files {
         Ok(files) => ZipListing::Files(files),

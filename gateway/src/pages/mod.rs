@@ -5,7 +5,8 @@
 //!   [`prelogin`]: the signed cookie that carries a login until it is done (nothing anonymous
 //!   is stored).
 //! - [`site`]: the `Host` and `Origin` checks in front of every page (DNS rebinding).
-//! - [`jobs`]: the job list with the submit form, a job's page, cancel, the zip download.
+//! - [`jobs`]: the job list with the submit form, a job's page, cancel, the zip download;
+//!   [`files`]: one file of the zip, shown or downloaded alone.
 //! - [`form`]: the submit form: multipart parsing, validation errors next to their fields;
 //!   [`numeric_form`]: its numeric mode (a method and its parameters).
 //! - [`live`]: `/events`, Server-Sent Events of the user's job changes.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod energy;
+pub mod files;
 pub mod form;
 pub mod jobs;
 pub mod live;
@@ -54,6 +56,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/output.zip", get(jobs::output_zip))
         .route("/jobs/{id}/plot.svg", get(jobs::plot_svg))
+        .route("/jobs/{id}/files/{*name}", get(files::show))
+        .route("/jobs/{id}/download/{*name}", get(files::download))
         .route("/events", get(live::events))
         .route("/tokens", get(tokens::page).post(tokens::create))
         .route("/energy", get(energy::page))

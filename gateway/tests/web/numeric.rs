@@ -2,8 +2,6 @@
 //! a submitted form becomes a problem (or comes back with the error next to its field), and a
 //! numeric job's page shows its problem, result, table and plot.
 
-use std::io::Write as _;
-
 use axum::http::header;
 use cola_wire::{JobId, Status, UserId, names, nats::Transition};
 use serde_json::json;
@@ -193,20 +191,9 @@ async fn a_numeric_job_page_shows_its_problem_result_table_and_plot() {
     let statement = cola_numeric::example(cola_numeric::Method::Bisection);
     let problem = cola_numeric::parse_problem(&statement).unwrap();
     let solution = cola_numeric::solve(&problem, &cola_numeric::Budget::unlimited());
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, content) in solution.files(&statement) {
-        zip.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(&content).unwrap();
-    }
-    let zip = zip.finish().unwrap().into_inner();
-    let object = names::output_object(&dev(), &id);
-    web.nats
-        .topology
-        .outputs
-        .put(object.as_str(), &mut zip.as_slice())
-        .await
-        .unwrap();
+    let object = web
+        .store_output_zip(&dev(), id, solution.files(&statement))
+        .await;
     let ended = web
         .nats
         .topology

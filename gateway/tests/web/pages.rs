@@ -1,7 +1,7 @@
 //! The pages of a logged-in person: submit form, job list, job page, cancel, download, tokens,
 //! live events; CSRF, security headers and other people's jobs.
 
-use std::{io::Write as _, time::Duration};
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -340,18 +340,9 @@ async fn a_job_page_shows_escaped_output_and_other_people_get_404() {
     assert!(!page.body.contains("id=\"download\""));
 
     // The middleware's part: the job ends with output and a zip.
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    zip.start_file("stdout.txt", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    zip.write_all(b"<script>alert(1)</script>\n").unwrap();
-    let zip = zip.finish().unwrap().into_inner();
-    let object = names::output_object(&dev(), &id);
-    web.nats
-        .topology
-        .outputs
-        .put(object.as_str(), &mut zip.as_slice())
-        .await
-        .unwrap();
+    let object = web
+        .store_output_zip(&dev(), id, [("stdout.txt", b"<script>alert(1)</script>\n")])
+        .await;
     finish(&web, &dev(), id, |r| {
         r.stdout = "<script>alert(1)</script>\n".into();
         r.exit_code = Some(3);
@@ -627,4 +618,84 @@ async fn the_energy_page_shows_every_nodes_reading_and_its_chart() {
         !body.contains("<script>") && !body.contains("style="),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn each_file_of_the_zip_is_shown_escaped_or_downloaded_alone() {
+    let web = Web::start(|_| {}).await;
+    let mut browser = logged_in(&web).await;
+    let id = submit(&mut browser, &[("language", "c"), ("source", PROGRAM)]).await;
+    let big: String = "0123456789abcdef\n".repeat(20_000); // 340 KB: more than a page shows
+    let entries: [(&str, &[u8]); 3] = [
+        ("stdout.txt", b"<script>alert(1)</script>\n"),
+        ("out/data.bin", b"\x00\x01\x02binary"),
+        ("out/big text.txt", big.as_bytes()),
+    ];
+    let object = web.store_output_zip(&dev(), id, entries).await;
+    finish(&web, &dev(), id, |r| {
+        r.output_object = Some(object.clone());
+        r.finish(Status::Succeeded, None, cola_wire::job::now());
+        true
+    })
+    .await;
+
+    // The job page links each file's page and its download.
+    let page = browser.get(&format!("/jobs/{id}")).await;
+    for link in [
+        format!("href=\"/jobs/{id}/files/stdout.txt\""),
+        format!("href=\"/jobs/{id}/download/out/data.bin\""),
+        format!("href=\"/jobs/{id}/files/out/big%20text.txt\""),
+    ] {
+        assert!(page.body.contains(&link), "{link} in {}", page.body);
+    }
+
+    // Text, escaped.
+    let text = browser.get(&format!("/jobs/{id}/files/stdout.txt")).await;
+    assert_eq!(text.status, 200, "{}", text.body);
+    assert!(
+        text.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+    );
+    assert!(!text.body.contains("<script>alert"));
+    assert!(!text.body.contains("id=\"file-truncated\""));
+    // Not text: named, not shown.
+    let binary = browser.get(&format!("/jobs/{id}/files/out/data.bin")).await;
+    assert_eq!(binary.status, 200);
+    assert!(binary.body.contains("id=\"file-binary\""));
+    assert!(!binary.body.contains("id=\"file-text\""));
+    // Large: the beginning, and the download has it all.
+    let large = browser
+        .get(&format!("/jobs/{id}/files/out/big%20text.txt"))
+        .await;
+    assert_eq!(large.status, 200);
+    assert!(large.body.contains("id=\"file-truncated\""));
+    assert!(large.body.len() < big.len());
+    let download = browser
+        .get(&format!("/jobs/{id}/download/out/big%20text.txt"))
+        .await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.body, big);
+    assert_eq!(
+        download.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"big_text.txt\""
+    );
+    assert_eq!(
+        download.headers[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+
+    // Only the zip's own entries, only one's own jobs.
+    let bobs = submit_by_api(&web, &UserId::parse("bob").unwrap()).await;
+    for path in [
+        format!("/jobs/{id}/files/missing.txt"),
+        format!("/jobs/{id}/files/out"),
+        format!("/jobs/{id}/files/../stdout.txt"),
+        format!("/jobs/{id}/download/%2e%2e/stdout.txt"),
+        format!("/jobs/{bobs}/files/stdout.txt"),
+        format!("/jobs/{bobs}/download/stdout.txt"),
+        "/jobs/not-a-job/files/stdout.txt".to_owned(),
+    ] {
+        let answer = browser.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+    }
 }

@@ -74,6 +74,32 @@ impl Web {
         }
         live
     }
+
+    /// Stores `user`'s job `id`'s output zip with `entries` (as the middleware does); the
+    /// object's name.
+    pub async fn store_output_zip<N: AsRef<str>, C: AsRef<[u8]>>(
+        &self,
+        user: &cola_wire::UserId,
+        id: cola_wire::JobId,
+        entries: impl IntoIterator<Item = (N, C)>,
+    ) -> String {
+        use std::io::Write as _;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, content) in entries {
+            zip.start_file(name.as_ref(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(content.as_ref()).unwrap();
+        }
+        let zip = zip.finish().unwrap().into_inner();
+        let object = cola_wire::names::output_object(user, &id);
+        self.nats
+            .topology
+            .outputs
+            .put(object.as_str(), &mut zip.as_slice())
+            .await
+            .unwrap();
+        object
+    }
 }
 
 impl Web {
