@@ -133,7 +133,12 @@ fn start_chromedriver(port: u16) -> Guard {
 
 /// A fresh headless Chromium with its own profile and download directory.
 async fn browser(driver: u16, profile: &Path, downloads: &Path) -> Client {
-    let args = [
+    browser_with(driver, profile, downloads, &[]).await
+}
+
+/// [`browser`] with more Chromium flags.
+async fn browser_with(driver: u16, profile: &Path, downloads: &Path, extra: &[&str]) -> Client {
+    let mut args = vec![
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -143,8 +148,10 @@ async fn browser(driver: u16, profile: &Path, downloads: &Path) -> Client {
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1280,1000",
-        &format!("--user-data-dir={}", profile.display()),
     ];
+    let profile = format!("--user-data-dir={}", profile.display());
+    args.push(&profile);
+    args.extend_from_slice(extra);
     let capabilities = json!({
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -435,17 +442,7 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
         .click()
         .await
         .unwrap();
-    let zip_path = downloads.join(format!("{id}-output.zip"));
-    let start = Instant::now();
-    while !zip_path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no {} in {:?}",
-            zip_path.display(),
-            std::fs::read_dir(&downloads).unwrap().collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let zip_path = downloaded(&downloads, &format!("{id}-output.zip")).await;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     let mut stdout = String::new();
     zip.by_name("stdout.txt")
@@ -454,6 +451,67 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
         .unwrap();
     assert_eq!(stdout, "hello from the browser: 42\n");
 
+    // Each file of the zip has its own page, and downloads alone.
+    alice
+        .find(Locator::Css("#zip-files a[href$='/files/stdout.txt']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .for_element(Locator::Css("#file-text"))
+        .await
+        .unwrap();
+    assert_eq!(
+        path_of(&alice).await,
+        format!("/jobs/{id}/files/stdout.txt")
+    );
+    assert!(
+        text_of(&alice, "#file-text")
+            .await
+            .contains("hello from the browser: 42")
+    );
+    screenshot(&alice, "file-page.png").await;
+    alice
+        .find(Locator::Css("#download-file"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let file = downloaded(&downloads, "stdout.txt").await;
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap(),
+        "hello from the browser: 42\n"
+    );
+
+    // In the system's dark colour scheme, the same page is dark.
+    let dark = browser_with(
+        driver_port,
+        &scratch.path().join("alice-dark"),
+        &downloads,
+        &[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ],
+    )
+    .await;
+    log_in(&dark, base, "alice").await;
+    dark.goto(&format!("{base}/jobs/{id}")).await.unwrap();
+    let background = dark
+        .execute(
+            "return [matchMedia('(prefers-color-scheme: dark)').matches, \
+             getComputedStyle(document.body).backgroundColor];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, json!([true, "rgb(24, 22, 20)"]));
+    screenshot(&dark, "job-page-dark.png").await;
+    dark.close().await.unwrap();
+
     // Bob logs in elsewhere and cannot see Alice's job.
     let bob = browser(driver_port, &scratch.path().join("bob"), &downloads).await;
     log_in(&bob, base, "bob").await;
@@ -461,7 +519,11 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
         !bob.source().await.unwrap().contains(&id),
         "Alice's job is not on Bob's list"
     );
-    for path in [format!("/jobs/{id}"), format!("/jobs/{id}/output.zip")] {
+    for path in [
+        format!("/jobs/{id}"),
+        format!("/jobs/{id}/output.zip"),
+        format!("/jobs/{id}/files/stdout.txt"),
+    ] {
         bob.goto(&format!("{base}{path}")).await.unwrap();
         assert_eq!(text_of(&bob, "h1").await, "Not found", "{path}");
     }
@@ -511,6 +573,22 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
             .starts_with("/login")
     );
     alice.close().await.unwrap();
+}
+
+/// The file `name` once the browser has downloaded it into `downloads` (within 20 s).
+async fn downloaded(downloads: &Path, name: &str) -> PathBuf {
+    let path = downloads.join(name);
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {} in {:?}",
+            path.display(),
+            std::fs::read_dir(downloads).unwrap().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    path
 }
 
 async fn displayed(client: &Client, css: &str) -> bool {
