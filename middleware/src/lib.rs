@@ -241,12 +241,15 @@ pub async fn run_with_probes(
         "middleware pulling jobs"
     );
     probes.set_pulling(true);
-    let free_slots = || u32::try_from(free_slots()).unwrap_or(u32::MAX);
+    let room = || energy::Room {
+        free: u32::try_from(free_slots()).unwrap_or(u32::MAX),
+        slots: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+    };
     pull(
         &consumer,
         &queue,
         config.lookahead,
-        free_slots,
+        room,
         &ctx,
         &tasks,
         &shutdown,
@@ -297,14 +300,14 @@ async fn count_stored(ctx: Arc<Context>, stop: CancellationToken) {
 /// Takes messages from the stream into `queue` while it holds fewer than `lookahead`, until
 /// `shutdown`. A message that is not a job message is terminated at once; a time-shiftable job
 /// that waits for renewable power goes back to the stream for a while (see [`energy`]). On a
-/// browner node than others with room, or without a free slot (`free_slots`) while another
+/// browner node than others with room, or without a free slot (`room_here`) while another
 /// node has room, each pull waits a little first, and then takes only what is waiting, unless
 /// work was seen waiting in the stream (a backlog).
 async fn pull(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     queue: &FairQueue,
     lookahead: usize,
-    free_slots: impl Fn() -> u32 + Copy,
+    room_here: impl Fn() -> energy::Room + Copy,
     ctx: &Arc<Context>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
@@ -317,7 +320,7 @@ async fn pull(
         }
         let held_back = tokio::select! {
             _ = shutdown.cancelled() => return,
-            held_back = ctx.energy.wait_before_pull(free_slots, backlog) => held_back,
+            held_back = ctx.energy.wait_before_pull(|| room_here().free, backlog) => held_back,
         };
         let room = lookahead
             .saturating_sub(queue.held())
@@ -350,7 +353,7 @@ async fn pull(
             match next {
                 Some(Ok(msg)) => {
                     backlog = msg.info().is_ok_and(|info| info.pending > 0);
-                    take(msg, queue, ctx, tasks);
+                    take(msg, queue, room_here(), ctx, tasks);
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "pull batch ended with an error");
@@ -363,12 +366,18 @@ async fn pull(
 }
 
 /// A message just pulled: a job into `queue`, unless it waits for renewable power.
-fn take(msg: jetstream::Message, queue: &FairQueue, ctx: &Arc<Context>, tasks: &TaskTracker) {
+fn take(
+    msg: jetstream::Message,
+    queue: &FairQueue,
+    room: energy::Room,
+    ctx: &Arc<Context>,
+    tasks: &TaskTracker,
+) {
     match serde_json::from_slice::<JobMessage>(&msg.payload) {
         Ok(mut job) => {
             job.request_id = request_id_of(&msg);
             if let Some(schedule) = job.schedule
-                && let Shift::Wait(wait) = ctx.energy.shift(schedule.not_after)
+                && let Shift::Wait(wait) = ctx.energy.shift(schedule.not_after, room)
             {
                 tasks.spawn(delivery::wait_for_power(ctx.clone(), msg, job, wait));
                 return;

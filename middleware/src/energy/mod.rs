@@ -27,7 +27,7 @@ use cola_wire::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use policy::{NodeState, Policy, Shift};
+pub use policy::{NodeState, Policy, Room, Shift};
 pub use view::NodesView;
 
 use crate::MiddlewareError;
@@ -179,10 +179,11 @@ impl Energy {
         }
     }
 
-    /// Whether a job that may start as late as `not_after` starts here now (see
-    /// [`Policy::shift`]): with the nodes that have a middleware, or every node with a reading
-    /// when a cluster places the executors; always when blind.
-    pub fn shift(&self, not_after: DateTime<Utc>) -> Shift {
+    /// Whether a job that may start as late as `not_after` starts here, with this
+    /// middleware's `room`, now (see [`Policy::shift`]): with the nodes that have a
+    /// middleware, or every node with a reading when a cluster places the executors; always
+    /// when blind.
+    pub fn shift(&self, not_after: DateTime<Utc>, room: Room) -> Shift {
         match self.config.placement {
             Placement::Blind => Shift::Start,
             Placement::Energy => {
@@ -195,12 +196,13 @@ impl Energy {
                             node,
                             share: Some(share),
                             free: 1,
+                            slots: 1,
                         })
                         .collect();
                     return self.config.policy.shift(now, not_after, None, &nodes);
                 }
                 let nodes = self.nodes(now);
-                let here = Some(&self.config.node);
+                let here = Some((&self.config.node, room));
                 self.config.policy.shift(now, not_after, here, &nodes)
             }
         }

@@ -35,11 +35,35 @@ pub struct NodeState {
     pub share: Option<Share>,
     /// Jobs its middleware could start now.
     pub free: u32,
+    /// Jobs its middleware runs at once.
+    pub slots: u32,
 }
 
 impl NodeState {
     fn share(&self) -> f64 {
         self.share.map_or(0.0, Share::get)
+    }
+
+    fn room(&self) -> Room {
+        Room {
+            free: self.free,
+            slots: self.slots,
+        }
+    }
+}
+
+/// A middleware's room: its free slots, of all it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub free: u32,
+    pub slots: u32,
+}
+
+impl Room {
+    /// Whether work that can wait may take a slot: one stays free for work that cannot, unless
+    /// there is only one.
+    pub fn spare(self) -> bool {
+        self.free > 1 || (self.slots <= 1 && self.free > 0)
     }
 }
 
@@ -100,35 +124,46 @@ impl Policy {
     }
 
     /// Whether a job that may start as late as `not_after`, and reached the middleware of
-    /// `here` (`None`: it does not matter which, a cluster places the job), starts `now`:
+    /// `here` with its room (`None`: it does not matter which, a cluster places the job),
+    /// starts `now`:
     /// - when its latest start has come, wherever it is;
-    /// - when `here` is at least `green_share` renewable;
-    /// - when some other node that green has room, it goes back for [`HAND_OVER_AFTER`] for
-    ///   that node to take (with `here` `None`: it starts, and its Pod prefers that node);
+    /// - when `here` is at least `green_share` renewable and has a slot to spare (work that
+    ///   cannot wait keeps the last one, see [`Room::spare`]);
+    /// - when some other node that green has a slot to spare, it goes back for
+    ///   [`HAND_OVER_AFTER`] for that node to take (with `here` `None`: it starts when any
+    ///   green node has room, and its Pod prefers the greenest);
     /// - else it waits (at most `recheck`), so jobs that waited for the sun start as the green
     ///   nodes free up, not all at once. Never past its latest start.
     pub fn shift(
         &self,
         now: DateTime<Utc>,
         not_after: DateTime<Utc>,
-        here: Option<&NodeName>,
+        here: Option<(&NodeName, Room)>,
         nodes: &[NodeState],
     ) -> Shift {
         let latest_start = not_after - START_MARGIN;
         let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
             return Shift::Start;
         };
-        let green = |n: &&NodeState| n.share() >= self.green_share.get();
-        let green_here = here.is_some_and(|me| nodes.iter().filter(green).any(|n| &n.node == me));
-        let green_with_room = nodes
+        if left.is_zero() {
+            return Shift::Start;
+        }
+        let mut green = nodes.iter().filter(|n| n.share() >= self.green_share.get());
+        let Some((me, room)) = here else {
+            return match green.any(|n| n.free > 0) {
+                true => Shift::Start,
+                false => Shift::Wait(left.min(self.recheck)),
+            };
+        };
+        let green_here = nodes
             .iter()
-            .filter(green)
-            .any(|n| n.free > 0 && Some(&n.node) != here);
-        match (left.is_zero() || green_here, green_with_room) {
-            (true, _) => Shift::Start,
-            (false, true) if here.is_none() => Shift::Start,
-            (false, true) => Shift::Wait(left.min(HAND_OVER_AFTER)),
-            (false, false) => Shift::Wait(left.min(self.recheck)),
+            .any(|n| &n.node == me && n.share() >= self.green_share.get());
+        if green_here && room.spare() {
+            return Shift::Start;
+        }
+        match green.any(|n| &n.node != me && n.room().spare()) {
+            true => Shift::Wait(left.min(HAND_OVER_AFTER)),
+            false => Shift::Wait(left.min(self.recheck)),
         }
     }
 }
@@ -148,11 +183,13 @@ pub fn node_weights(readings: &[(NodeName, Share)]) -> Vec<(NodeName, i32)> {
 mod tests {
     use super::*;
 
+    /// A node with one slot, `free` of it free.
     fn node(name: &str, share: Option<f64>, free: u32) -> NodeState {
         NodeState {
             node: NodeName::parse(name).unwrap(),
             share: share.map(|s| Share::new(s).unwrap()),
             free,
+            slots: 1,
         }
     }
 
@@ -250,6 +287,8 @@ mod tests {
         );
     }
 
+    const ONE_FREE: Room = Room { free: 1, slots: 1 };
+
     #[test]
     fn a_shiftable_job_waits_for_green_power_until_its_latest_start() {
         let p = policy();
@@ -257,11 +296,14 @@ mod tests {
         let b = me("b");
         let grey = [node("a", Some(0.2), 1), node("b", None, 1)];
         let hour = now + chrono::Duration::hours(1);
-        assert_eq!(p.shift(now, hour, Some(&b), &grey), Shift::Wait(p.recheck));
+        assert_eq!(
+            p.shift(now, hour, Some((&b, ONE_FREE)), &grey),
+            Shift::Wait(p.recheck)
+        );
         // Near its deadline: waits only up to its latest start.
         let soon = now + chrono::Duration::seconds(10);
         assert_eq!(
-            p.shift(now, soon, Some(&b), &grey),
+            p.shift(now, soon, Some((&b, ONE_FREE)), &grey),
             Shift::Wait(Duration::from_secs(8))
         );
         // At or past its latest start: starts, wherever it is.
@@ -269,23 +311,67 @@ mod tests {
             now + chrono::Duration::seconds(2),
             now - chrono::Duration::seconds(1),
         ] {
-            assert_eq!(p.shift(now, late, Some(&b), &grey), Shift::Start);
+            assert_eq!(
+                p.shift(now, late, Some((&b, ONE_FREE)), &grey),
+                Shift::Start
+            );
         }
         // Green enough here: starts.
         let green_b = [node("a", Some(0.2), 1), node("b", Some(0.5), 1)];
-        assert_eq!(p.shift(now, hour, Some(&b), &green_b), Shift::Start);
+        assert_eq!(
+            p.shift(now, hour, Some((&b, ONE_FREE)), &green_b),
+            Shift::Start
+        );
         // Green elsewhere, with room: goes back for that node to take it; a cluster places it
         // (its Pod prefers that node).
         let green_a = [node("a", Some(0.5), 1), node("b", None, 1)];
         assert_eq!(
-            p.shift(now, hour, Some(&b), &green_a),
+            p.shift(now, hour, Some((&b, ONE_FREE)), &green_a),
             Shift::Wait(HAND_OVER_AFTER)
         );
         assert_eq!(p.shift(now, hour, None, &green_a), Shift::Start);
         // Green elsewhere but full: waits for it to free up.
         let busy = [node("a", Some(0.9), 0), node("b", None, 1)];
-        assert_eq!(p.shift(now, hour, Some(&b), &busy), Shift::Wait(p.recheck));
+        assert_eq!(
+            p.shift(now, hour, Some((&b, ONE_FREE)), &busy),
+            Shift::Wait(p.recheck)
+        );
         assert_eq!(p.shift(now, hour, None, &busy), Shift::Wait(p.recheck));
+    }
+
+    #[test]
+    fn a_shiftable_job_leaves_a_green_nodes_last_slot_to_work_that_cannot_wait() {
+        let p = policy();
+        let now = Utc::now();
+        let hour = now + chrono::Duration::hours(1);
+        let (a, b) = (me("a"), me("b"));
+        let two_slots = |name: &str, share: f64, free: u32| NodeState {
+            slots: 2,
+            ..node(name, Some(share), free)
+        };
+        let nodes = [two_slots("a", 0.9, 1), two_slots("b", 0.9, 2)];
+        let room = |free| Room { free, slots: 2 };
+        // Green here with a slot to spare: starts.
+        assert_eq!(
+            p.shift(now, hour, Some((&b, room(2))), &nodes),
+            Shift::Start
+        );
+        // Green here, but its last free slot: goes back for b, which has two.
+        assert_eq!(
+            p.shift(now, hour, Some((&a, room(1))), &nodes),
+            Shift::Wait(HAND_OVER_AFTER)
+        );
+        // Nobody green has a slot to spare: waits, and starts in time all the same.
+        let busy = [two_slots("a", 0.9, 1), two_slots("b", 0.9, 1)];
+        assert_eq!(
+            p.shift(now, hour, Some((&a, room(1))), &busy),
+            Shift::Wait(p.recheck)
+        );
+        assert_eq!(p.shift(now, now, Some((&a, room(1))), &busy), Shift::Start);
+        // A node with a single slot lends it.
+        assert!(Room { free: 1, slots: 1 }.spare());
+        assert!(!Room { free: 0, slots: 1 }.spare());
+        assert!(!Room { free: 1, slots: 4 }.spare());
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl NodesView {
                 node: p.node.clone(),
                 share: self.share(&p.node, now, fresh_for),
                 free: p.free,
+                slots: p.slots,
             })
             .collect()
     }
