@@ -245,7 +245,9 @@ fn pod_spec(config: &KubeBackendConfig, deadline_seconds: i64) -> PodSpec {
 /// Makes `pod` prefer the nodes of `weights` (node names and weights 1 to 100, greener
 /// higher; see [`crate::energy::policy::node_weights`]): preferred node affinity, so a Pod
 /// still goes wherever there is room when no preferred node has any. Terms set by the operator
-/// stay; these come after them.
+/// stay; these come after them. The Pod then no longer spreads across nodes (the scheduler
+/// scores that spread above node affinity: measured on the local cluster, executor Pods
+/// alternated between a sunny and a dark node); placement decides where it goes.
 pub(super) fn prefer_nodes(pod: &mut Pod, weights: &[(NodeName, i32)]) {
     if weights.is_empty() {
         return;
@@ -253,6 +255,12 @@ pub(super) fn prefer_nodes(pod: &mut Pod, weights: &[(NodeName, i32)]) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
+    if let Some(constraints) = spec.topology_spread_constraints.as_mut() {
+        constraints.retain(|c| c != &spread_across_nodes());
+        if constraints.is_empty() {
+            spec.topology_spread_constraints = None;
+        }
+    }
     let affinity = spec.affinity.get_or_insert_with(Default::default);
     let nodes = affinity.node_affinity.get_or_insert_with(Default::default);
     let preferred = nodes
@@ -444,17 +452,30 @@ fn volumes(areas: &WorkAreas) -> Vec<Volume> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::SecretKeyRef;
 
     #[test]
     fn a_pod_prefers_the_greener_nodes_by_their_kubernetes_names() {
         let mut pod = Pod {
-            spec: Some(PodSpec::default()),
+            spec: Some(pod_spec(
+                &KubeBackendConfig::new(
+                    "cola-executors",
+                    SecretKeyRef {
+                        name: "cola-executor-nats".into(),
+                        key: "url".into(),
+                    },
+                ),
+                60,
+            )),
             ..Pod::default()
         };
         prefer_nodes(&mut pod, &[]);
-        assert!(
-            pod.spec.as_ref().unwrap().affinity.is_none(),
-            "no readings: as before"
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.affinity.is_none(), "no readings: as before");
+        assert_eq!(
+            spec.topology_spread_constraints,
+            Some(vec![spread_across_nodes()]),
+            "no readings: spread across nodes"
         );
         let node = |n: &str| NodeName::of_kubernetes_node(n).unwrap();
         prefer_nodes(
@@ -469,6 +490,11 @@ mod tests {
             serde_json::json!({"key": "metadata.name", "operator": "In", "values": ["worker-1.lan"]})
         );
         assert_eq!(terms[1]["weight"], 26);
+        // Placement, not the spread, decides where it goes.
+        assert!(
+            json["spec"].get("topologySpreadConstraints").is_none(),
+            "{json}"
+        );
         // Preferred, never required: a Pod still goes where there is room.
         assert!(
             json["spec"]["affinity"]["nodeAffinity"]
