@@ -173,6 +173,22 @@ async fn browser_with(driver: u16, profile: &Path, downloads: &Path, extra: &[&s
         .expect("a WebDriver session with Chromium")
 }
 
+/// Clicks the element `click`, then waits for the element `appears`.
+async fn click_then_wait(client: &Client, click: &str, appears: &str) {
+    client
+        .find(Locator::Css(click))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css(appears))
+        .await
+        .unwrap();
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -452,18 +468,12 @@ async fn a_person_logs_in_runs_a_program_watches_it_and_downloads_its_output() {
     assert_eq!(stdout, "hello from the browser: 42\n");
 
     // Each file of the zip has its own page, and downloads alone.
-    alice
-        .find(Locator::Css("#zip-files a[href$='/files/stdout.txt']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    alice
-        .wait()
-        .for_element(Locator::Css("#file-text"))
-        .await
-        .unwrap();
+    click_then_wait(
+        &alice,
+        "#zip-files a[href$='/files/stdout.txt']",
+        "#file-text",
+    )
+    .await;
     assert_eq!(
         path_of(&alice).await,
         format!("/jobs/{id}/files/stdout.txt")

@@ -10,7 +10,7 @@
 //!   works).
 //! - **A shiftable job always starts in time**: it waits only while its latest start
 //!   ([`START_MARGIN`] before `not_after`) is ahead and the node it reached is not green
-//!   enough, and never past that.
+//!   enough or has no slot to spare, and never past that.
 
 use std::time::Duration;
 
