@@ -6,8 +6,11 @@
 #   - nodes b and c: `cola middleware --node-name b|c` against the same NATS, each with its own
 #     data dir; every node has --concurrency 2 (CONCURRENCY): two jobs at a time, as a
 #     small node would run, so a node's room is something to compete for;
-#   - the trace (scripts/energy/solar-trace.csv) replayed through MQTT (replay.py, paho-mqtt)
-#     from 00:00 at SPEED x (default 720: the day in 120 s), and at the same time JOBS C jobs
+#   - the day before (scripts/energy/solar-trace-yesterday.csv: the same nodes, other clouds)
+#     replayed through MQTT (replay.py, paho-mqtt) at SPEED x, without jobs: the middlewares'
+#     forecast (--forecast-period, one simulated day) needs a yesterday;
+#   - then the day (scripts/energy/solar-trace.csv) replayed the same way from 00:00 at SPEED x
+#     (default 720: the day in 120 s), and at the same time JOBS C jobs
 #     (default 1,000) with Poisson arrivals spread over the simulated day, a share SHIFTABLE
 #     (default 0.3) of them time-shiftable by WINDOW_SIM_HOURS (default 6) simulated hours
 #     (loadgen.py, which waits until every job has ended);
@@ -22,7 +25,8 @@
 #
 # Placement flags, scaled to SPEED (at 720 a reading every 0.42 s): FRESH_FOR (--energy-fresh-for,
 # default 24 simulated minutes: 2s at 720), RECHECK (--shift-recheck, default 6 simulated
-# minutes: 500ms at 720), MAX_DELAY (--placement-max-delay, default 200ms: latency is real time, not scaled),
+# minutes: 500ms at 720), FORECAST_PERIOD (--forecast-period, default a simulated day: 120s at
+# 720; 0: no forecast, and no yesterday replayed), MAX_DELAY (--placement-max-delay, default 200ms: latency is real time, not scaled),
 # GREEN_SHARE (--green-share, default 0.8: with 0.5, jobs shifted to the morning start as soon as
 # a node passes half renewable, and even perfect placement would reach only 1.48x on this trace).
 # Other settings (environment): LOOKAHEAD (--lookahead of every node, default 1), SEED (default
@@ -43,6 +47,7 @@ LOOKAHEAD=${LOOKAHEAD:-1}
 # 24 and 6 simulated minutes, in wall milliseconds at SPEED.
 FRESH_FOR=${FRESH_FOR:-$((24 * 60 * 1000 / SPEED))ms}
 RECHECK=${RECHECK:-$((6 * 60 * 1000 / SPEED))ms}
+FORECAST_PERIOD=${FORECAST_PERIOD:-$((24 * 3600 * 1000 / SPEED))ms}
 MAX_DELAY=${MAX_DELAY:-200ms}
 GREEN_SHARE=${GREEN_SHARE:-0.8}
 MODES=${MODES:-blind energy energy blind}
@@ -66,7 +71,7 @@ else
 fi
 up_help=$("$COLA" up --help)
 middleware_help=$("$COLA" middleware --help)
-for flag in --mqtt-listen --node-name --placement --energy-fresh-for --placement-max-delay --shift-recheck --green-share; do
+for flag in --mqtt-listen --node-name --placement --energy-fresh-for --placement-max-delay --shift-recheck --green-share --forecast-period; do
   grep -q -e "$flag" <<<"$up_help" ||
     { echo "bench-energy: $COLA up has no $flag (issue 14's placement is not in this binary)" >&2; exit 2; }
   [ "$flag" = --mqtt-listen ] || grep -q -e "$flag" <<<"$middleware_help" ||
@@ -123,7 +128,8 @@ run_mode() {
   # --lookahead 1 (LOOKAHEAD): a node takes one job beyond its free slot, not the whole queue
   # (README, "Energy-aware placement").
   local placement=(--placement "$mode" --energy-fresh-for "$FRESH_FOR" --placement-max-delay "$MAX_DELAY"
-    --shift-recheck "$RECHECK" --green-share "$GREEN_SHARE" --concurrency "$CONCURRENCY"
+    --shift-recheck "$RECHECK" --green-share "$GREEN_SHARE" --forecast-period "$FORECAST_PERIOD"
+    --concurrency "$CONCURRENCY"
     --lookahead "$LOOKAHEAD"
     # One user submits everything: the quotas are not what is measured.
     --max-unfinished-per-user 100000 --submissions-per-minute 1000000)
@@ -146,9 +152,17 @@ run_mode() {
     wait_ready "http://127.0.0.1:${health[$node]}/readyz" "$!" "$dir/cola-$node.log"
   done
 
-  echo "== $mode: the day: replay at ${SPEED}x and $JOBS jobs"
   local credentials=()
   [ -z "${COLA_MQTT_PASSWORD:-}" ] || credentials=(--username cola-telemetry)
+  if [ "${FORECAST_PERIOD%ms}" != 0 ] && [ "$FORECAST_PERIOD" != 0 ]; then
+    echo "== $mode: the day before: replay at ${SPEED}x, no jobs"
+    "$PY" scripts/energy/replay.py --trace scripts/energy/solar-trace-yesterday.csv --port "$mqtt" \
+      --speed "$SPEED" "${credentials[@]}" --log "$dir/replay-yesterday.csv" >"$dir/replay-yesterday.log" 2>&1 ||
+      { cat "$dir/replay-yesterday.log" >&2; echo "bench-energy: the replay of the day before failed ($mode)" >&2; exit 1; }
+    # Its last step lasts one step too: the day begins a day after the day before did.
+    sleep "$(python3 -c "import sys; print(300 / float(sys.argv[1]))" "$SPEED")"
+  fi
+  echo "== $mode: the day: replay at ${SPEED}x and $JOBS jobs"
   "$PY" scripts/energy/replay.py --port "$mqtt" --speed "$SPEED" "${credentials[@]}" \
     --log "$OUT/replay-$name.csv" >"$dir/replay.log" 2>&1 &
   local replay_pid=$!

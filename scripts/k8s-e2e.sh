@@ -20,7 +20,14 @@
 #      they ended is reported;
 #   7. with COLA_KUBE_WARM_PODS=1 on the middleware, C, Go and JavaScript jobs with default
 #      limits run in Pods started ahead of them (no Pod is made for them), the pool refills, and
-#      with the setting back at 0 the stopping middlewares delete their warm Pods.
+#      with the setting back at 0 the stopping middlewares delete their warm Pods;
+#   8. executor Pods follow the sun: with readings published over MQTT (mosquitto_pub as
+#      cola-telemetry, through the Service cola-nats's mqtt port) saying node 1 is renewable and
+#      node 2 is not, every one of SUN_JOBS jobs (default 10, one after another) runs on node 1,
+#      each job's view naming the node and its share; with the shares swapped, every one on node
+#      2; then a burst of SUN_BURST jobs (default 40) at once while node 2 is the sunny one: every
+#      job succeeds, those node 2 had no room for made again without the requirement (counted
+#      from the middlewares' logs).
 # Fails loudly at the first check that does not hold.
 #
 # Usage: scripts/k8s-e2e.sh   (COLA_K8S_BURST=N, COLA_K8S_NODE_BURST=N for other burst sizes,
@@ -35,6 +42,9 @@ gateway_port=8080
 base=http://localhost:$gateway_port
 issuer=http://localhost:$provider_port
 burst=${COLA_K8S_BURST:-200}
+sun_jobs=${SUN_JOBS:-10}
+sun_burst=${SUN_BURST:-40}
+mqtt_port=18830
 node_burst=${COLA_K8S_NODE_BURST:-100}
 stopped_node=cola-node-2
 
@@ -52,7 +62,8 @@ fail() {
   exit 1
 }
 
-"$root/scripts/apt-install.sh" curl:curl jq:jq node:nodejs npm:npm python3:python3
+"$root/scripts/apt-install.sh" curl:curl jq:jq node:nodejs npm:npm python3:python3 \
+  mosquitto_pub:mosquitto-clients
 export KUBECONFIG=$state/admin.kubeconfig
 kubectl=$root/target/k8s-kubectl/bin/kubectl
 [ -x "$kubectl" ] || kubectl=$state/bin/kubectl
@@ -60,13 +71,14 @@ kubectl=$root/target/k8s-kubectl/bin/kubectl
 "$kubectl" -n cola get deployment cola-gateway >/dev/null 2>&1 \
   || fail "cola is not deployed: run \`make k8s-deploy\` first"
 
-provider_pid="" forward_pid="" node_forward_pid="" kubelet_stopped=0 warm_set=0
+provider_pid="" forward_pid="" node_forward_pid="" mqtt_forward_pid="" kubelet_stopped=0 warm_set=0
 cleanup() {
   [ "$kubelet_stopped" = 0 ] || "$root/scripts/k8s-local.sh" kubelet-start "$stopped_node" || true
   [ "$warm_set" = 0 ] || "$kubectl" -n cola set env deployment/cola-middleware COLA_KUBE_WARM_PODS=0 >/dev/null || true
   [ -z "$provider_pid" ] || kill "$provider_pid" 2>/dev/null || true
   [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
   [ -z "$node_forward_pid" ] || kill "$node_forward_pid" 2>/dev/null || true
+  [ -z "$mqtt_forward_pid" ] || kill "$mqtt_forward_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -405,4 +417,68 @@ for _ in $(seq 1 60); do
 done
 [ "$(warm_pods "")" = 0 ] || fail "warm Pods are left after the middleware stopped keeping them: $("$kubectl" -n cola-executors get pods)"
 say "7. with COLA_KUBE_WARM_PODS=0 the stopping middlewares deleted their warm Pods"
+
+# 8. Executor Pods follow the sun.
+telemetry_password=$("$kubectl" -n cola get secret cola-nats-auth -o jsonpath='{.data.telemetry-password}' | base64 -d)
+[ -n "$telemetry_password" ] || fail "the Secret cola-nats-auth has no telemetry-password"
+setsid "$kubectl" -n cola port-forward svc/cola-nats "$mqtt_port:mqtt" >"$work/mqtt-port-forward.log" 2>&1 &
+mqtt_forward_pid=$!
+# sunny NODE: publishes NODE 100% renewable and the other node 0%, through MQTT.
+sunny() {
+  local node share
+  for node in cola-node-1 cola-node-2; do
+    share=0.0
+    [ "$node" = "$1" ] && share=1.0
+    for _ in $(seq 1 50); do
+      mosquitto_pub -h 127.0.0.1 -p "$mqtt_port" -u cola-telemetry -P "$telemetry_password" -q 1 \
+        -t "energy/$node" -m "{\"renewable_share\": $share}" 2>>"$work/mosquitto.log" && continue 2
+      sleep 0.2
+    done
+    fail "cannot publish the reading of $node over MQTT"
+  done
+  # The middlewares take readings in from their watch of cola-energy: a moment.
+  sleep 2
+}
+# sun_follows NODE: SUN_JOBS C jobs one after another all run on NODE, which their views name
+# with its share.
+sun_follows() {
+  local node=$1 id view where on=0
+  for _ in $(seq 1 "$sun_jobs"); do
+    id=$(submit alice "$job_json")
+    [ -n "$id" ] || fail "the API did not take a job while $node is sunny"
+    view=$(wait_job alice "$id")
+    [ "$(jq -r .status <<<"$view")" = succeeded ] || fail "a job ended $(jq -c '{status, reason, message}' <<<"$view")"
+    where=$(jq -r '"\(.node) \(.renewable_share)"' <<<"$view")
+    echo "$id $where" >>"$work/sun.log"
+    [ "$where" = "${node//./_} 1" ] && on=$((on + 1))
+  done
+  [ "$on" = "$sun_jobs" ] || fail "with $node sunny, $on of $sun_jobs jobs ran there: $(cut -d' ' -f2- "$work/sun.log" | sort | uniq -c | tr '\n' ';')"
+  say "8. with $node 100% renewable and the other node 0%: $on of $sun_jobs jobs ran on $node"
+}
+sunny cola-node-1
+sun_follows cola-node-1
+: >"$work/sun.log"
+sunny cola-node-2
+sun_follows cola-node-2
+# A burst at once: node 2 fills up, and what it has no room for goes elsewhere.
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+owner=()
+started=$(date +%s)
+for _ in $(seq 1 "$sun_burst"); do
+  id=$(submit alice "$job_json")
+  [ -n "$id" ] || fail "the API did not take a job of the sunny burst ($(tail -c 300 "$work/submit.json"))"
+  owner[$id]=alice
+done
+problems=()
+ended 8
+[ ${#problems[@]} = 0 ] || fail "$(printf '%s; ' "${problems[@]}")"
+declare -A burst_nodes=()
+for id in "${!owner[@]}"; do
+  where=$(wait_job alice "$id" | jq -r '.node // "unknown"')
+  burst_nodes[$where]=$(( ${burst_nodes[$where]:-0} + 1 ))
+done
+remade=$("$kubectl" -n cola logs -l app.kubernetes.io/name=cola-middleware -c middleware --since-time="$since" --tail=-1 2>/dev/null \
+  | grep -c "executor Pod made again" || true)
+say "8. a burst of $sun_burst with cola-node-2 sunny: $(for n in "${!burst_nodes[@]}"; do echo "$n ${burst_nodes[$n]}"; done | sort | paste -sd, -);" \
+  "$remade Pods made again without the requirement (no room on the sunny node)"
 say "passed"

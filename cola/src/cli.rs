@@ -260,6 +260,11 @@ pub struct PlacementFlags {
     /// How often a time-shiftable job waiting for renewable power is looked at again.
     #[arg(long, env = "COLA_SHIFT_RECHECK", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shift_recheck: Duration,
+    /// After how long the nodes' renewable shares are expected to come again (a day): a
+    /// time-shiftable job waits for no more than the same hours brought that long ago (0: no
+    /// forecast, it waits for --green-share alone).
+    #[arg(long, env = "COLA_FORECAST_PERIOD", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub forecast_period: Duration,
 }
 
 /// Where the middleware runs jobs.

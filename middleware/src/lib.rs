@@ -215,11 +215,12 @@ pub async fn run_with_probes(
     ));
     let counter = tokio::spawn(count_stored(ctx.clone(), watcher_stop.clone()));
     let energy_tasks = [
-        tokio::spawn(energy.view.clone().follow(
-            energy_store.readings.clone(),
-            energy_store.nodes.clone(),
-            watcher_stop.clone(),
-        )),
+        tokio::spawn(
+            energy
+                .view
+                .clone()
+                .follow(energy_store.clone(), watcher_stop.clone()),
+        ),
         tokio::spawn(energy::intake::take_in(
             js.client(),
             energy_store,

@@ -1787,3 +1787,99 @@ async fn warm_create(api: &mut ApiServer) -> (Value, String) {
     reply.send_response(response(201, &pod));
     (pod, name)
 }
+
+/// The Pod the backend makes for `job`, required on the node `worker-1`, that the scheduler
+/// found no room for.
+fn required_but_unschedulable(backend: &KubeBackend, job: &JobMessage, version: &str) -> Value {
+    let mut pod = existing_pod(
+        backend,
+        job,
+        version,
+        json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity."
+        }]}),
+    );
+    pod["spec"]["affinity"] = json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["worker-1"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["worker-1"]}]}}]
+    }});
+    pod
+}
+
+#[tokio::test]
+async fn a_pod_required_on_green_nodes_without_room_is_made_again_preferring_them() {
+    let (backend, mut api, nats) = attached(config()).await;
+    let job = job();
+    running_record(&nats.topology, &job).await;
+    let wait = wait_in_background(&backend, handle_of(&job));
+    let stuck = required_but_unschedulable(&backend, &job, "4");
+    api.get(&job, stuck.clone()).await;
+    // Deleted only as it was seen: had it been placed meanwhile, it would stay.
+    let call = api
+        .next(Method::DELETE, &format!("{PODS}/{}", pod_name(&job)))
+        .await;
+    let (options, reply) = call.body().await;
+    assert_eq!(options["gracePeriodSeconds"], 0);
+    assert_eq!(
+        options["preconditions"],
+        json!({"resourceVersion": "4", "uid": stuck["metadata"]["uid"]})
+    );
+    reply.send_response(response(
+        200,
+        &json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+    ));
+    // Made again under the same name (taken for a moment), preferring the green node only.
+    let call = api.next(Method::POST, PODS).await;
+    call.respond(409, api_status(409, "AlreadyExists", "pods already exists"));
+    let again = api.create(&job, 201, None).await;
+    let affinity = &again["spec"]["affinity"]["nodeAffinity"];
+    assert!(
+        affinity
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .is_none(),
+        "{affinity}"
+    );
+    assert_eq!(
+        affinity["preferredDuringSchedulingIgnoredDuringExecution"],
+        stuck["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    );
+    assert_eq!(again["spec"]["containers"], stuck["spec"]["containers"]);
+    assert!(again["metadata"].get("resourceVersion").is_none());
+    assert!(again["metadata"].get("uid").is_none());
+    // Then followed as any Pod.
+    api.get(
+        &job,
+        with_status(&again, "7", terminated("Succeeded", 0, "Completed")),
+    )
+    .await;
+    let exit = wait.await.unwrap().unwrap();
+    assert!(exit.description.contains("exited with code 0"), "{exit:?}");
+    api.quiet().await;
+}
+
+#[tokio::test]
+async fn a_required_pod_placed_meanwhile_is_left_to_run() {
+    let (backend, mut api, nats) = attached(config()).await;
+    let job = job();
+    running_record(&nats.topology, &job).await;
+    let wait = wait_in_background(&backend, handle_of(&job));
+    api.get(&job, required_but_unschedulable(&backend, &job, "4"))
+        .await;
+    // Its version moved on: the delete's precondition fails, and the Pod is read again.
+    let call = api
+        .next(Method::DELETE, &format!("{PODS}/{}", pod_name(&job)))
+        .await;
+    call.respond(
+        409,
+        api_status(409, "Conflict", "Precondition failed: ResourceVersion in precondition: 4, ResourceVersion in object meta: 5"),
+    );
+    let mut placed = required_but_unschedulable(&backend, &job, "5");
+    placed["status"] = terminated("Succeeded", 0, "Completed");
+    api.get(&job, placed).await;
+    let exit = wait.await.unwrap().unwrap();
+    assert!(exit.description.contains("exited with code 0"), "{exit:?}");
+    api.quiet().await;
+}

@@ -8,7 +8,10 @@ minutes, columns
 
 Run `python3 scripts/energy/make_trace.py` to make it again: the model is seeded (`--seed`,
 default 14), so the file comes out byte for byte the same (scripts/energy/test_energy.py checks
-that the shipped file is what this script makes). Standard library only.
+that the shipped file is what this script makes). The day before it, `solar-trace-yesterday.csv`
+(the same model and nodes, other clouds: seed 13), is what the bench replays first, for the
+middlewares' forecast to have a yesterday: `python3 scripts/energy/make_trace.py --yesterday`.
+Standard library only.
 
 The model, per node, at minute m of the day (hour h = m / 60):
 
@@ -42,6 +45,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "solar-trace.csv"
+DEFAULT_SEED = 14
+YESTERDAY_OUT = HERE / "solar-trace-yesterday.csv"
+YESTERDAY_SEED = 13
 COLUMNS = ["minute_of_day", "node", "renewable_share", "solar_w", "battery_pct", "carbon_g_per_kwh"]
 STEP_MINUTES = 5
 MINUTES_PER_DAY = 24 * 60
@@ -215,13 +221,17 @@ def summary(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=14, help="the clouds' seed (default 14)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    parser.add_argument("--seed", type=int, help=f"the clouds' seed (default {DEFAULT_SEED})")
+    parser.add_argument("--out", type=Path, help=f"default {DEFAULT_OUT}")
+    parser.add_argument("--yesterday", action="store_true",
+                        help=f"the day before: seed {YESTERDAY_SEED}, default out {YESTERDAY_OUT}")
     parser.add_argument("--quiet", action="store_true", help="print no summary")
     args = parser.parse_args(argv)
-    rows = write_trace(args.out, args.seed)
+    seed = args.seed if args.seed is not None else YESTERDAY_SEED if args.yesterday else DEFAULT_SEED
+    out = args.out or (YESTERDAY_OUT if args.yesterday else DEFAULT_OUT)
+    rows = write_trace(out, seed)
     if not args.quiet:
-        print(f"wrote {len(rows)} readings to {args.out}")
+        print(f"wrote {len(rows)} readings to {out}")
         print(summary(rows))
     return 0
 

@@ -53,6 +53,11 @@ class MakeTrace(unittest.TestCase):
         other = self.dir / "other.csv"
         make_trace.main(["--out", str(other), "--seed", "15", "--quiet"])
         self.assertNotEqual(first.read_bytes(), other.read_bytes(), "the seed changes nothing")
+        yesterday = self.dir / "yesterday.csv"
+        make_trace.main(["--out", str(yesterday), "--yesterday", "--quiet"])
+        self.assertEqual(yesterday.read_bytes(), make_trace.YESTERDAY_OUT.read_bytes(),
+                         "scripts/energy/solar-trace-yesterday.csv is not what make_trace.py --yesterday makes")
+        self.assertNotEqual(first.read_bytes(), yesterday.read_bytes(), "yesterday is today")
 
     def test_readings_are_in_bounds_and_dark_at_night(self) -> None:
         trace = make_trace.read_trace(make_trace.DEFAULT_OUT)

@@ -98,6 +98,7 @@ pub fn energy_config(flags: &PlacementFlags) -> anyhow::Result<EnergyConfig> {
         green_share,
         recheck: flags.shift_recheck,
     };
+    config.forecast_period = Some(flags.forecast_period).filter(|p| !p.is_zero());
     Ok(config)
 }
 

@@ -3,10 +3,12 @@
 //! renewable share and of the middlewares that have room ([`view`]), tells the others it is
 //! there ([`Energy::keep_present`]), and places work with one pure policy ([`policy`]):
 //! a middleware on a browner node holds back its pulls while the queue is short, a
-//! time-shiftable job waits for a green node until shortly before its deadline, and an executor
-//! Pod prefers the greenest nodes. With `--placement blind` nothing is held back and nothing
+//! time-shiftable job waits for a green node until shortly before its deadline (for no more sun
+//! than the same hours brought a day before: [`forecast`]), and an executor Pod prefers the
+//! greenest nodes. With `--placement blind` nothing is held back and nothing
 //! waits; the telemetry is still taken in, and the accounting still done.
 
+pub mod forecast;
 pub mod intake;
 pub mod policy;
 pub mod view;
@@ -56,12 +58,15 @@ pub struct EnergyConfig {
     /// How long a reading counts (an older one is stale: grid power).
     pub fresh_for: Duration,
     pub policy: Policy,
+    /// After how long each node's renewable share is expected to come again (a day), for the
+    /// forecast; `None`: no forecast (shiftable jobs wait for `green_share` alone).
+    pub forecast_period: Option<Duration>,
 }
 
 impl EnergyConfig {
     /// The defaults: energy-aware, on `node`, readings fresh for 5 minutes, at most 200 ms of
-    /// placement delay, shiftable jobs waiting for a 50% renewable node and looked at every
-    /// 30 s.
+    /// placement delay, shiftable jobs waiting for a 50% renewable node (or less, when the same
+    /// hours a day before had less) and looked at every 30 s.
     pub fn on(node: NodeName) -> Self {
         Self {
             node,
@@ -72,6 +77,7 @@ impl EnergyConfig {
                 green_share: Share::new(0.5).expect("a share"),
                 recheck: Duration::from_secs(30),
             },
+            forecast_period: Some(Duration::from_secs(86_400)),
         }
     }
 
@@ -89,6 +95,11 @@ impl EnergyConfig {
             || self.policy.recheck > Duration::from_secs(3600)
         {
             return bad("--shift-recheck must be between 100ms and 1h");
+        }
+        if self.forecast_period.is_some_and(|p| {
+            p < Duration::from_secs(10) || p > cola_wire::energy_store::HISTORY_AGE
+        }) {
+            return bad("--forecast-period must be 0 (no forecast) or between 10s and 24h");
         }
         Ok(())
     }
@@ -109,11 +120,11 @@ pub struct Energy {
 impl Energy {
     pub fn new(config: EnergyConfig, store: EnergyStore) -> Self {
         Self {
-            config,
             store,
-            view: Arc::default(),
+            view: Arc::new(NodesView::new(config.forecast_period)),
             room_changed: Notify::new(),
             cluster_places: AtomicBool::new(false),
+            config,
         }
     }
 
@@ -181,31 +192,35 @@ impl Energy {
 
     /// Whether a job that may start as late as `not_after` starts here, with this
     /// middleware's `room`, now (see [`Policy::shift`]): with the nodes that have a
-    /// middleware, or every node with a reading when a cluster places the executors; always
-    /// when blind.
+    /// middleware, or every node with a reading when a cluster places the executors, and what
+    /// those nodes' shares did over the same stretch a period before; always when blind.
     pub fn shift(&self, not_after: DateTime<Utc>, room: Room) -> Shift {
-        match self.config.placement {
-            Placement::Blind => Shift::Start,
-            Placement::Energy => {
-                let now = cola_wire::job::now();
-                if self.cluster_places.load(Ordering::Relaxed) {
-                    let nodes: Vec<_> = self
-                        .fresh_shares(now)
-                        .into_iter()
-                        .map(|(node, share)| NodeState {
-                            node,
-                            share: Some(share),
-                            free: 1,
-                            slots: 1,
-                        })
-                        .collect();
-                    return self.config.policy.shift(now, not_after, None, &nodes);
-                }
-                let nodes = self.nodes(now);
-                let here = Some((&self.config.node, room));
-                self.config.policy.shift(now, not_after, here, &nodes)
-            }
+        if self.config.placement == Placement::Blind {
+            return Shift::Start;
         }
+        let now = cola_wire::job::now();
+        let cluster_places = self.cluster_places.load(Ordering::Relaxed);
+        let nodes: Vec<_> = match cluster_places {
+            true => self
+                .fresh_shares(now)
+                .into_iter()
+                .map(|(node, share)| NodeState {
+                    node,
+                    share: Some(share),
+                    free: 1,
+                    slots: 1,
+                })
+                .collect(),
+            false => self.nodes(now),
+        };
+        let latest_start = not_after - policy::START_MARGIN;
+        let forecast = self.view.forecast(now, latest_start, |node| {
+            cluster_places || nodes.iter().any(|n| &n.node == node)
+        });
+        let here = (!cluster_places).then_some((&self.config.node, room));
+        self.config
+            .policy
+            .shift(now, not_after, here, &nodes, forecast)
     }
 
     /// This middleware's room may have changed (a job started or ended).

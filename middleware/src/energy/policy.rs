@@ -23,6 +23,9 @@ pub const GREENER_BY: f64 = 0.05;
 /// How long before its `not_after` a waiting shiftable job is released, come what may (time
 /// for the queue, a pull and its executor's start).
 pub const START_MARGIN: Duration = Duration::from_secs(2);
+/// How much below the best share the forecast promises before its deadline a shiftable job
+/// still takes (days differ: yesterday's best is a guide, not a promise).
+pub const BELOW_FORECAST: f64 = 0.1;
 /// How long a shiftable job that reached a node not green enough, while a green node has
 /// room, goes back to the stream for: long enough for the green node's pull to take it.
 pub const HAND_OVER_AFTER: Duration = Duration::from_millis(100);
@@ -123,12 +126,21 @@ impl Policy {
         self.max_delay.mul_f64(better as f64 / others.len() as f64)
     }
 
+    /// The share a shiftable job waits for: `green_share`, or, when the `forecast` (the best
+    /// share expected before its latest start) is lower, a little less than the forecast: no
+    /// job waits for sun its window will not see.
+    pub fn wanted_share(&self, forecast: Option<Share>) -> f64 {
+        let green = self.green_share.get();
+        forecast.map_or(green, |best| green.min(best.get() - BELOW_FORECAST))
+    }
+
     /// Whether a job that may start as late as `not_after`, and reached the middleware of
     /// `here` with its room (`None`: it does not matter which, a cluster places the job),
-    /// starts `now`:
+    /// starts `now`, a node being green when its share is at least
+    /// [`Policy::wanted_share`] with the `forecast`:
     /// - when its latest start has come, wherever it is;
-    /// - when `here` is at least `green_share` renewable and has a slot to spare (work that
-    ///   cannot wait keeps the last one, see [`Room::spare`]);
+    /// - when `here` is green and has a slot to spare (work that cannot wait keeps the last
+    ///   one, see [`Room::spare`]);
     /// - when some other node that green has a slot to spare, it goes back for
     ///   [`HAND_OVER_AFTER`] for that node to take (with `here` `None`: it starts when any
     ///   green node has room, and its Pod prefers the greenest);
@@ -140,6 +152,7 @@ impl Policy {
         not_after: DateTime<Utc>,
         here: Option<(&NodeName, Room)>,
         nodes: &[NodeState],
+        forecast: Option<Share>,
     ) -> Shift {
         let latest_start = not_after - START_MARGIN;
         let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
@@ -148,16 +161,15 @@ impl Policy {
         if left.is_zero() {
             return Shift::Start;
         }
-        let mut green = nodes.iter().filter(|n| n.share() >= self.green_share.get());
+        let wanted = self.wanted_share(forecast);
+        let mut green = nodes.iter().filter(|n| n.share() >= wanted);
         let Some((me, room)) = here else {
             return match green.any(|n| n.free > 0) {
                 true => Shift::Start,
                 false => Shift::Wait(left.min(self.recheck)),
             };
         };
-        let green_here = nodes
-            .iter()
-            .any(|n| &n.node == me && n.share() >= self.green_share.get());
+        let green_here = nodes.iter().any(|n| &n.node == me && n.share() >= wanted);
         if green_here && room.spare() {
             return Shift::Start;
         }
@@ -176,6 +188,22 @@ pub fn node_weights(readings: &[(NodeName, Share)]) -> Vec<(NodeName, i32)> {
         .iter()
         .filter(|(_, share)| share.get() > 0.0)
         .map(|(node, share)| (node.clone(), 1 + (share.get() * 99.0).round() as i32))
+        .collect()
+}
+
+/// The nodes an executor Pod is required to run on while they have room: those within
+/// [`GREENER_BY`] of the greenest fresh reading. None when no reading is above that (nothing is
+/// greener than grid power by enough to matter). A node without a fresh reading is never among
+/// them: it counts as grid power.
+pub fn required_nodes(readings: &[(NodeName, Share)]) -> Vec<NodeName> {
+    let best = readings.iter().map(|(_, s)| s.get()).fold(0.0, f64::max);
+    if best <= GREENER_BY {
+        return Vec::new();
+    }
+    readings
+        .iter()
+        .filter(|(_, share)| share.get() >= best - GREENER_BY)
+        .map(|(node, _)| node.clone())
         .collect()
 }
 
@@ -297,13 +325,13 @@ mod tests {
         let grey = [node("a", Some(0.2), 1), node("b", None, 1)];
         let hour = now + chrono::Duration::hours(1);
         assert_eq!(
-            p.shift(now, hour, Some((&b, ONE_FREE)), &grey),
+            p.shift(now, hour, Some((&b, ONE_FREE)), &grey, None),
             Shift::Wait(p.recheck)
         );
         // Near its deadline: waits only up to its latest start.
         let soon = now + chrono::Duration::seconds(10);
         assert_eq!(
-            p.shift(now, soon, Some((&b, ONE_FREE)), &grey),
+            p.shift(now, soon, Some((&b, ONE_FREE)), &grey, None),
             Shift::Wait(Duration::from_secs(8))
         );
         // At or past its latest start: starts, wherever it is.
@@ -312,31 +340,34 @@ mod tests {
             now - chrono::Duration::seconds(1),
         ] {
             assert_eq!(
-                p.shift(now, late, Some((&b, ONE_FREE)), &grey),
+                p.shift(now, late, Some((&b, ONE_FREE)), &grey, None),
                 Shift::Start
             );
         }
         // Green enough here: starts.
         let green_b = [node("a", Some(0.2), 1), node("b", Some(0.5), 1)];
         assert_eq!(
-            p.shift(now, hour, Some((&b, ONE_FREE)), &green_b),
+            p.shift(now, hour, Some((&b, ONE_FREE)), &green_b, None),
             Shift::Start
         );
         // Green elsewhere, with room: goes back for that node to take it; a cluster places it
         // (its Pod prefers that node).
         let green_a = [node("a", Some(0.5), 1), node("b", None, 1)];
         assert_eq!(
-            p.shift(now, hour, Some((&b, ONE_FREE)), &green_a),
+            p.shift(now, hour, Some((&b, ONE_FREE)), &green_a, None),
             Shift::Wait(HAND_OVER_AFTER)
         );
-        assert_eq!(p.shift(now, hour, None, &green_a), Shift::Start);
+        assert_eq!(p.shift(now, hour, None, &green_a, None), Shift::Start);
         // Green elsewhere but full: waits for it to free up.
         let busy = [node("a", Some(0.9), 0), node("b", None, 1)];
         assert_eq!(
-            p.shift(now, hour, Some((&b, ONE_FREE)), &busy),
+            p.shift(now, hour, Some((&b, ONE_FREE)), &busy, None),
             Shift::Wait(p.recheck)
         );
-        assert_eq!(p.shift(now, hour, None, &busy), Shift::Wait(p.recheck));
+        assert_eq!(
+            p.shift(now, hour, None, &busy, None),
+            Shift::Wait(p.recheck)
+        );
     }
 
     #[test]
@@ -353,25 +384,90 @@ mod tests {
         let room = |free| Room { free, slots: 2 };
         // Green here with a slot to spare: starts.
         assert_eq!(
-            p.shift(now, hour, Some((&b, room(2))), &nodes),
+            p.shift(now, hour, Some((&b, room(2))), &nodes, None),
             Shift::Start
         );
         // Green here, but its last free slot: goes back for b, which has two.
         assert_eq!(
-            p.shift(now, hour, Some((&a, room(1))), &nodes),
+            p.shift(now, hour, Some((&a, room(1))), &nodes, None),
             Shift::Wait(HAND_OVER_AFTER)
         );
         // Nobody green has a slot to spare: waits, and starts in time all the same.
         let busy = [two_slots("a", 0.9, 1), two_slots("b", 0.9, 1)];
         assert_eq!(
-            p.shift(now, hour, Some((&a, room(1))), &busy),
+            p.shift(now, hour, Some((&a, room(1))), &busy, None),
             Shift::Wait(p.recheck)
         );
-        assert_eq!(p.shift(now, now, Some((&a, room(1))), &busy), Shift::Start);
+        assert_eq!(
+            p.shift(now, now, Some((&a, room(1))), &busy, None),
+            Shift::Start
+        );
         // A node with a single slot lends it.
         assert!(Room { free: 1, slots: 1 }.spare());
         assert!(!Room { free: 0, slots: 1 }.spare());
         assert!(!Room { free: 1, slots: 4 }.spare());
+    }
+
+    #[test]
+    fn a_shiftable_job_waits_for_no_more_sun_than_the_forecast_promises() {
+        let p = Policy {
+            green_share: Share::new(0.8).unwrap(),
+            ..policy()
+        };
+        let now = Utc::now();
+        let evening = now + chrono::Duration::hours(6);
+        let b = me("b");
+        let fading = [node("a", Some(0.2), 1), node("b", Some(0.45), 1)];
+        // No forecast: waits for 80%, which this evening will not bring.
+        assert_eq!(
+            p.shift(now, evening, Some((&b, ONE_FREE)), &fading, None),
+            Shift::Wait(p.recheck)
+        );
+        // Yesterday's evening never passed 50%: 45% now is as good as it gets.
+        let forecast = Some(Share::new(0.5).unwrap());
+        assert_eq!(
+            p.shift(now, evening, Some((&b, ONE_FREE)), &fading, forecast),
+            Shift::Start
+        );
+        // On a node browner than that, it goes back for b.
+        let a = me("a");
+        assert_eq!(
+            p.shift(now, evening, Some((&a, ONE_FREE)), &fading, forecast),
+            Shift::Wait(HAND_OVER_AFTER)
+        );
+        // A night with no sun before the deadline: starts at once, anywhere.
+        let dark = [node("a", Some(0.0), 1), node("b", None, 1)];
+        assert_eq!(
+            p.shift(now, evening, Some((&b, ONE_FREE)), &dark, Some(Share::ZERO)),
+            Shift::Start
+        );
+        // A forecast above the threshold changes nothing: the threshold is enough.
+        assert!((p.wanted_share(Some(Share::new(1.0).unwrap())) - 0.8).abs() < 1e-9);
+        assert_eq!(
+            p.shift(
+                now,
+                evening,
+                Some((&b, ONE_FREE)),
+                &fading,
+                Some(Share::new(1.0).unwrap())
+            ),
+            Shift::Wait(p.recheck)
+        );
+    }
+
+    #[test]
+    fn pods_are_required_on_the_greenest_nodes() {
+        let share = |s| Share::new(s).unwrap();
+        let readings = [
+            (me("a"), share(0.9)),
+            (me("b"), share(0.87)),
+            (me("c"), share(0.3)),
+        ];
+        assert_eq!(required_nodes(&readings), [me("a"), me("b")]);
+        // Night everywhere: nothing.
+        let dark = [(me("a"), Share::ZERO), (me("b"), share(0.04))];
+        assert!(required_nodes(&dark).is_empty());
+        assert!(required_nodes(&[]).is_empty());
     }
 
     #[test]

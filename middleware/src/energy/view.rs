@@ -1,6 +1,7 @@
 //! The middleware's live view of the nodes: every node's latest reading and every
 //! middleware's presence, kept current by watching the buckets `cola-energy` and `cola-nodes`
-//! (never read per job).
+//! (never read per job), and the readings of the last period for the [`Forecast`] (loaded from
+//! the stream `COLA_ENERGY` at the start, then from the watch).
 
 use std::{
     collections::HashMap,
@@ -12,28 +13,84 @@ use async_nats::jetstream::kv::{self, Operation};
 use chrono::{DateTime, Utc};
 use cola_wire::{
     energy::{EnergyReading, NodeName, NodePresence, Share},
-    energy_store::PRESENCE_TTL,
+    energy_store::{EnergyStore, PRESENCE_TTL},
 };
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::policy::NodeState;
+use super::{forecast::Forecast, policy::NodeState};
 
 /// How long a watch that ended waits before it is made again.
 const REWATCH_AFTER: Duration = Duration::from_secs(1);
+/// The most readings of the last period loaded at the start.
+const LOAD_AT_MOST: usize = 200_000;
 
 /// What the middleware knows about the nodes now.
 #[derive(Default)]
 pub struct NodesView {
     readings: RwLock<HashMap<NodeName, EnergyReading>>,
     presences: RwLock<HashMap<NodeName, NodePresence>>,
+    /// The readings of the last period (`None`: no forecast).
+    forecast: Option<RwLock<Forecast>>,
     /// Rung (to every waiter) when a reading or a presence changed, or this middleware's room.
     pub changed: Notify,
 }
 
 impl NodesView {
+    /// A view that keeps a forecast over `forecast_period` (`None`: none).
+    pub fn new(forecast_period: Option<Duration>) -> Self {
+        Self {
+            forecast: forecast_period.map(|period| RwLock::new(Forecast::new(period))),
+            ..Self::default()
+        }
+    }
+
+    /// The highest share any node that `counts` is expected to reach from `now` to `until`
+    /// (see [`Forecast::best_between`]); `None` without a forecast, or without readings from a
+    /// period ago.
+    pub fn forecast(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        counts: impl Fn(&NodeName) -> bool,
+    ) -> Option<Share> {
+        let forecast = self.forecast.as_ref()?.read().expect("not poisoned");
+        forecast.best_between(now, until, counts)
+    }
+
+    fn remember(&self, reading: &EnergyReading) {
+        if let Some(forecast) = &self.forecast {
+            forecast.write().expect("not poisoned").record(
+                &reading.node,
+                reading.updated_at,
+                reading.renewable_share,
+            );
+        }
+    }
+
+    /// Loads the readings kept in the last period (the stream keeps one per node every
+    /// [`super::intake::HISTORY_EVERY`]) into the forecast.
+    async fn load_history(&self, store: &EnergyStore, period: Duration) {
+        let since = cola_wire::job::now()
+            - chrono::Duration::from_std(period).unwrap_or(chrono::TimeDelta::MAX);
+        match store.history(since, LOAD_AT_MOST).await {
+            Ok(readings) => {
+                for reading in &readings {
+                    self.remember(reading);
+                }
+                tracing::debug!(
+                    readings = readings.len(),
+                    "forecast: the last period loaded"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the last period's energy readings; the forecast starts empty")
+            }
+        }
+    }
+
     /// The nodes with a middleware, with their fresh shares (`fresh_for` at `now`). A presence
     /// not refreshed within [`PRESENCE_TTL`] is gone (the bucket drops it without telling its
     /// watchers).
@@ -77,23 +134,24 @@ impl NodesView {
         shares
     }
 
-    /// Keeps the view current from `readings` and `presences` until `stop`.
-    pub async fn follow(
-        self: Arc<Self>,
-        readings: kv::Store,
-        presences: kv::Store,
-        stop: CancellationToken,
-    ) {
+    /// Keeps the view current from `store` (the latest readings, the presences, and at the
+    /// start the last period's readings) until `stop`.
+    pub async fn follow(self: Arc<Self>, store: EnergyStore, stop: CancellationToken) {
+        if let Some(forecast) = &self.forecast {
+            let period = forecast.read().expect("not poisoned").period();
+            self.load_history(&store, period).await;
+        }
         let view = self.clone();
-        let readings = follow_bucket(readings, stop.clone(), move |key, value| {
-            update(
-                &mut view.readings.write().expect("not poisoned"),
-                key,
-                value,
-            );
+        let readings = follow_bucket(store.readings, stop.clone(), move |key, value| {
+            let mut readings = view.readings.write().expect("not poisoned");
+            update(&mut readings, key, value);
+            if let Some(reading) = NodeName::parse(key).ok().and_then(|n| readings.get(&n)) {
+                view.remember(reading);
+            }
+            drop(readings);
             view.changed.notify_waiters();
         });
-        let presences = follow_bucket(presences, stop, move |key, value| {
+        let presences = follow_bucket(store.nodes, stop, move |key, value| {
             update(
                 &mut self.presences.write().expect("not poisoned"),
                 key,

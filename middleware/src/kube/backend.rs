@@ -13,7 +13,10 @@ use ::kube::{
 };
 use async_trait::async_trait;
 use cola_wire::{
-    ExecutorHandle, JobMessage, energy::NodeName, input_object::spill_inputs, languages::Runtime,
+    ExecutorHandle, JobMessage,
+    energy::{NodeName, Share},
+    input_object::spill_inputs,
+    languages::Runtime,
     nats::Topology,
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -29,7 +32,10 @@ use super::{
 };
 use crate::{
     backend::{Backend, BackendError, ExecutorExit},
-    energy::{Energy, Placement, policy::node_weights},
+    energy::{
+        Energy, Placement,
+        policy::{node_weights, required_nodes},
+    },
 };
 
 /// The largest job message (without its inputs) a Pod's environment carries: one environment
@@ -95,11 +101,14 @@ impl KubeBackend {
         self.config.image_of(image)
     }
 
-    /// The Pod that runs `job` (with its message as `job_json`), preferring the greenest nodes
-    /// when the backend places by energy.
+    /// The Pod that runs `job` (with its message as `job_json`), when the backend places by
+    /// energy preferring the greener nodes, and required on the greenest while they have room
+    /// (the follower makes it again without the requirement when they have none).
     pub fn pod_for(&self, job: &JobMessage, job_json: String) -> Result<Pod, BackendError> {
         let mut pod = spec::pod_for(&self.config, job, job_json)?;
-        spec::prefer_nodes(&mut pod, &green_nodes(&self.energy));
+        let shares = energy_shares(&self.energy);
+        spec::prefer_nodes(&mut pod, &node_weights(&shares));
+        spec::require_nodes(&mut pod, &required_nodes(&shares));
         Ok(pod)
     }
 
@@ -351,12 +360,13 @@ impl Backend for KubeBackend {
     }
 }
 
-/// The weights of the nodes a Pod made now prefers: none unless the middleware places by energy
-/// and has fresh readings.
-pub(super) fn green_nodes(energy: &OnceLock<Arc<Energy>>) -> Vec<(NodeName, i32)> {
+/// Every node's fresh renewable share, when the middleware places by energy (otherwise none):
+/// what the Pods made now prefer ([`node_weights`]) and, made for their job, are required on
+/// ([`required_nodes`]).
+pub(super) fn energy_shares(energy: &OnceLock<Arc<Energy>>) -> Vec<(NodeName, Share)> {
     match energy.get() {
         Some(energy) if energy.config.placement == Placement::Energy => {
-            node_weights(&energy.fresh_shares(cola_wire::job::now()))
+            energy.fresh_shares(cola_wire::job::now())
         }
         _ => Vec::new(),
     }

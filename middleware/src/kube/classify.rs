@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cola_wire::Reason;
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodStatus};
 
 use super::identity::{COMPILE_CONTAINER, CONTAINER};
 
@@ -214,15 +214,23 @@ fn executor_failed(name: &str, phase: &str, states: &Containers) -> Option<PodEn
     })
 }
 
-/// What keeps a pending Pod from starting, if anything but the usual start-up: unschedulable,
-/// or its container waiting for a reason such as `ErrImagePull`.
-fn what_blocks(status: &PodStatus, states: &Containers) -> Option<String> {
-    let unschedulable = status.conditions.iter().flatten().find(|c| {
+/// Whether the scheduler found no node for `pod` (yet).
+pub(super) fn is_unschedulable(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(unschedulable).is_some()
+}
+
+fn unschedulable(status: &PodStatus) -> Option<&PodCondition> {
+    status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
-    });
-    if let Some(c) = unschedulable {
+    })
+}
+
+/// What keeps a pending Pod from starting, if anything but the usual start-up: unschedulable,
+/// or its container waiting for a reason such as `ErrImagePull`.
+fn what_blocks(status: &PodStatus, states: &Containers) -> Option<String> {
+    if let Some(c) = unschedulable(status) {
         return Some(format!(
             "unschedulable: {}",
             clip(c.message.as_deref().unwrap_or_default(), DETAIL_BYTES)

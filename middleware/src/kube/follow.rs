@@ -7,16 +7,17 @@ use std::{
     time::Duration,
 };
 
-use ::kube::api::{Api, WatchEvent, WatchParams};
+use ::kube::api::{Api, DeleteParams, PostParams, Preconditions, WatchEvent, WatchParams};
 use cola_wire::{Reason, Status, energy::NodeName, nats::Topology};
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{
-    classify::{PodState, classify, pending_for},
-    identity::job_key_of,
+    classify::{PodState, classify, is_unschedulable, pending_for},
+    identity::{NAME, job_key_of},
     pods::{delete_pod, get_pod},
     record::record_if_attached,
+    spec,
 };
 use crate::{
     backend::{BackendError, ExecutorExit},
@@ -28,6 +29,10 @@ const WATCH_SECONDS: u32 = 290;
 /// Consecutive API failures tolerated while following a Pod, with a doubling pause.
 const API_ATTEMPTS: u32 = 5;
 const API_FIRST_PAUSE: Duration = Duration::from_millis(200);
+/// How often, and how far apart, a Pod made again without its node requirement is created
+/// while its name is still taken.
+const RECREATE_ATTEMPTS: u32 = 40;
+const RECREATE_PAUSE: Duration = Duration::from_millis(50);
 
 /// Follows the Pods of one namespace to their end.
 pub(super) struct Follower<'a> {
@@ -57,6 +62,9 @@ impl Follower<'_> {
                 }
             };
             failures = Failures::default();
+            if self.relax_if_stuck(&pod).await? {
+                continue;
+            }
             if let Some(exit) = self.settle(&pod).await? {
                 return Ok(exit);
             }
@@ -101,6 +109,9 @@ impl Follower<'_> {
             };
             match next {
                 Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                    if self.relax_if_stuck(&pod).await? {
+                        return Ok(None);
+                    }
                     if let Some(exit) = self.settle(&pod).await? {
                         return Ok(Some(exit));
                     }
@@ -205,6 +216,54 @@ impl Follower<'_> {
             tracing::warn!(pod = name, error = %e, "cannot delete a Pod that never started");
         }
         ExecutorExit { description }
+    }
+
+    /// Makes a Pod required on the greenest nodes (see [`spec::require_nodes`]) again without
+    /// the requirement when the scheduler finds no room on them: deleted only as it was seen
+    /// (a precondition on its version: one placed meanwhile stays, and runs), then created
+    /// again under the same name, preferring them only. `true` when the Pod is to be read
+    /// again (made again, or changed or gone meanwhile).
+    async fn relax_if_stuck(&self, pod: &Pod) -> Result<bool, BackendError> {
+        if !spec::requires_nodes(pod) || !is_unschedulable(pod) {
+            return Ok(false);
+        }
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let only_as_seen = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                resource_version: pod.metadata.resource_version.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+            ..DeleteParams::background()
+        };
+        match self.pods.delete(name, &only_as_seen).await {
+            Ok(_) => {}
+            Err(::kube::Error::Api(s)) if s.code == 409 || s.is_not_found() => return Ok(true),
+            Err(e) => return Err(BackendError::kube(format!("delete Pod {name}"), e)),
+        }
+        let again = spec::relaxed(pod);
+        for _ in 0..RECREATE_ATTEMPTS {
+            match self.pods.create(&PostParams::default(), &again).await {
+                Ok(_) => {
+                    tracing::info!(
+                        pod = name,
+                        "no room on the greenest nodes: executor Pod made again, preferring them"
+                    );
+                    return Ok(true);
+                }
+                // The name is still taken for a moment.
+                Err(::kube::Error::Api(s)) if s.code == 409 => {
+                    tokio::time::sleep(RECREATE_PAUSE).await;
+                }
+                Err(e) => return Err(BackendError::kube(format!("create Pod {name} again"), e)),
+            }
+        }
+        Err(BackendError::Conflict {
+            backend: NAME,
+            message: format!(
+                "Pod {name}, deleted to be made again without its node requirement, kept its name"
+            ),
+        })
     }
 
     /// When a Pod that has not started yet runs out of time (`None` once it runs).

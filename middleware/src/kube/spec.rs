@@ -20,7 +20,7 @@ use cola_wire::{
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference,
-        NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSecurityContext, PodSpec,
+        NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSecurityContext, PodSpec,
         PreferredSchedulingTerm, ResourceRequirements, SeccompProfile, SecretKeySelector,
         SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
     },
@@ -283,6 +283,65 @@ pub(super) fn prefer_nodes(pod: &mut Pod, weights: &[(NodeName, i32)]) {
     );
 }
 
+/// Makes `pod` run only on `nodes` (see [`crate::energy::policy::required_nodes`]): a
+/// required node affinity term, which the operator's node selector still narrows. For while
+/// those nodes have room: one that the scheduler finds none on is made again by [`relaxed`],
+/// with its preferences only.
+pub(super) fn require_nodes(pod: &mut Pod, nodes: &[NodeName]) {
+    let Some(spec) = pod.spec.as_mut().filter(|_| !nodes.is_empty()) else {
+        return;
+    };
+    let affinity = spec.affinity.get_or_insert_with(Default::default);
+    let node_affinity = affinity.node_affinity.get_or_insert_with(Default::default);
+    node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+        node_selector_terms: vec![NodeSelectorTerm {
+            match_fields: Some(vec![NodeSelectorRequirement {
+                key: "metadata.name".into(),
+                operator: "In".into(),
+                values: Some(nodes.iter().map(NodeName::kubernetes_node).collect()),
+            }]),
+            match_expressions: None,
+        }],
+    });
+}
+
+/// Whether `pod` is required on the greenest nodes (see [`require_nodes`]).
+pub(super) fn requires_nodes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .is_some_and(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .is_some()
+        })
+}
+
+/// `pod` as it was asked for, without the requirement of [`require_nodes`] (its preferences
+/// stay): what is created again in its place when no node it was required on has room.
+pub(super) fn relaxed(pod: &Pod) -> Pod {
+    let mut spec = pod.spec.clone();
+    if let Some(node_affinity) = spec
+        .as_mut()
+        .and_then(|s| s.affinity.as_mut())
+        .and_then(|a| a.node_affinity.as_mut())
+    {
+        node_affinity.required_during_scheduling_ignored_during_execution = None;
+    }
+    Pod {
+        metadata: ObjectMeta {
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+            owner_references: pod.metadata.owner_references.clone(),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
 /// The Pod's `activeDeadlineSeconds` for a job's `deadline`. The middleware's own deadline runs
 /// from the launch and allows for the pending time
 /// ([`KubeBackend::start_allowance`](crate::Backend::start_allowance)); the Pod's from its start
@@ -495,11 +554,35 @@ mod tests {
             json["spec"].get("topologySpreadConstraints").is_none(),
             "{json}"
         );
-        // Preferred, never required: a Pod still goes where there is room.
-        assert!(
-            json["spec"]["affinity"]["nodeAffinity"]
-                .get("requiredDuringSchedulingIgnoredDuringExecution")
-                .is_none()
+        assert!(!requires_nodes(&pod));
+        // Required on the greenest, for as long as they have room.
+        require_nodes(&mut pod, &[node("worker-1.lan"), node("worker-2")]);
+        assert!(requires_nodes(&pod));
+        let json = serde_json::to_value(&pod).unwrap();
+        assert_eq!(
+            json["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"],
+            serde_json::json!({"nodeSelectorTerms": [{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": ["worker-1.lan", "worker-2"]}]}]})
         );
+        // When they have none: the same Pod, asked for again, preferring them only.
+        pod.metadata.name = Some("cola-job-x".into());
+        pod.metadata.resource_version = Some("42".into());
+        pod.metadata.uid = Some("u".into());
+        pod.status = Some(Default::default());
+        let again = relaxed(&pod);
+        assert!(!requires_nodes(&again));
+        assert_eq!(again.metadata.name.as_deref(), Some("cola-job-x"));
+        assert_eq!(again.metadata.labels, pod.metadata.labels);
+        assert!(again.metadata.resource_version.is_none() && again.metadata.uid.is_none());
+        assert!(again.status.is_none());
+        let again = serde_json::to_value(&again).unwrap();
+        assert_eq!(
+            again["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+            json["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        );
+        // Nothing to require: nothing changes.
+        let mut plain = relaxed(&pod);
+        require_nodes(&mut plain, &[]);
+        assert!(!requires_nodes(&plain));
     }
 }

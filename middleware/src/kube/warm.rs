@@ -32,13 +32,16 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
-    backend::green_nodes,
+    backend::energy_shares,
     config::KubeBackendConfig,
     identity::{ANNOTATION_JOB_KEY, LABEL_JOB_ID, LABEL_USER_HASH, LABEL_WARM, user_hash},
     pods::delete_pod,
     spec::{WARM_MESSAGE_BYTES, prefer_nodes, warm_pod_for},
 };
-use crate::{backend::BackendError, energy::Energy};
+use crate::{
+    backend::BackendError,
+    energy::{Energy, policy::node_weights},
+};
 
 /// How long a warm Pod waits for a job before it is replaced.
 pub const WARM_LIFETIME: Duration = Duration::from_secs(600);
@@ -320,7 +323,7 @@ impl WarmPool {
         );
         let subject = names::warm_subject(&name);
         let mut pod = warm_pod_for(&self.config, lang, &name, subject, WARM_LIFETIME);
-        prefer_nodes(&mut pod, &green_nodes(&self.energy));
+        prefer_nodes(&mut pod, &node_weights(&energy_shares(&self.energy)));
         self.pods
             .create(&PostParams::default(), &pod)
             .await
