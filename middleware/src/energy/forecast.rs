@@ -72,33 +72,40 @@ impl Forecast {
         self.first_slice = Some(self.first_slice.map_or(slice, |first| first.min(slice)));
     }
 
-    /// The highest share any node that `counts` is expected to reach from `now` to `until`:
-    /// the highest it reached over the same stretch one period before (the reading in force
-    /// at its start, and every one within), the stretch cut at `now`. `None` when the readings
-    /// do not go back that far.
-    pub fn best_between(
+    /// What is expected of the nodes that `counts` from `now` to `until`: what they did over
+    /// the same stretch one period before (the reading in force at its start, and every one
+    /// within), the stretch cut at `now`. `None` when the readings do not go back that far.
+    pub fn outlook(
         &self,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         counts: impl Fn(&NodeName) -> bool,
-    ) -> Option<Share> {
+    ) -> Option<Outlook> {
         let from = self.slice_of(self.period_ago(now));
         let to = self.slice_of(self.period_ago(until).min(now)).max(from);
         if self.first_slice? > from + FIRST_READING_WITHIN_SLICES {
             return None;
         }
-        let best = self
-            .seen
-            .iter()
-            .filter(|(node, _)| counts(node))
-            .filter_map(|(_, slices)| {
-                let at_start = slices.range(..=from).next_back().map(|(_, &s)| s);
-                let within = slices.range(from + 1..to + 1).map(|(_, &s)| s);
-                at_start.into_iter().chain(within).reduce(f64::max)
-            })
-            .fold(0.0, f64::max);
-        Share::new(best).ok()
+        let (mut at_start, mut best) = (0.0_f64, 0.0_f64);
+        for (_, slices) in self.seen.iter().filter(|(node, _)| counts(node)) {
+            let start = slices.range(..=from).next_back().map_or(0.0, |(_, &s)| s);
+            let within = slices.range(from + 1..to + 1).map(|(_, &s)| s);
+            at_start = at_start.max(start);
+            best = best.max(within.fold(start, f64::max));
+        }
+        Some(Outlook {
+            now: Share::new(at_start).ok()?,
+            best: Share::new(best).ok()?,
+        })
     }
+}
+
+/// What the forecast expects of a stretch of time: the highest share any node is expected to
+/// have at its start, and at any moment of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outlook {
+    pub now: Share,
+    pub best: Share,
 }
 
 #[cfg(test)]
@@ -117,6 +124,18 @@ mod tests {
 
     fn node(name: &str) -> NodeName {
         NodeName::parse(name).unwrap()
+    }
+
+    impl Forecast {
+        /// The best share expected from `now` to `until`.
+        fn best_between(
+            &self,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+            counts: impl Fn(&NodeName) -> bool,
+        ) -> Option<Share> {
+            self.outlook(now, until, counts).map(|o| o.best)
+        }
     }
 
     /// Yesterday (day 0) as readings every 5 minutes: `a` follows `shape`, `b` is always dark.
@@ -149,6 +168,12 @@ mod tests {
         // At 16:00 with until 22:00: no more than what 16:00 had.
         let best = f.best_between(at(40.0), at(46.0), all).unwrap().get();
         assert!((best - sunny(16.0)).abs() < 0.01, "{best}");
+        // ... which is no better than its start: nothing to wait for.
+        let outlook = f.outlook(at(40.0), at(46.0), all).unwrap();
+        assert_eq!(outlook.now, outlook.best);
+        // At 07:00 the best is ahead.
+        let outlook = f.outlook(at(31.0), at(37.0), all).unwrap();
+        assert!(outlook.best.get() > outlook.now.get() + 0.5, "{outlook:?}");
         // At night with until before sunrise: nothing.
         assert_eq!(f.best_between(at(44.0), at(49.0), all), Some(Share::ZERO));
         // Only the dark node counts: nothing either.

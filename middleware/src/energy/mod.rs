@@ -4,7 +4,8 @@
 //! there ([`Energy::keep_present`]), and places work with one pure policy ([`policy`]):
 //! a middleware on a browner node holds back its pulls while the queue is short, a
 //! time-shiftable job waits for a green node until shortly before its deadline (for no more sun
-//! than the same hours brought a day before: [`forecast`]), and an executor Pod prefers the
+//! than the same hours brought a day before, and not at all when they held nothing better than
+//! their start: [`forecast`]), and an executor Pod prefers the
 //! greenest nodes. With `--placement blind` nothing is held back and nothing
 //! waits; the telemetry is still taken in, and the accounting still done.
 

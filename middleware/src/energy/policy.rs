@@ -17,14 +17,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cola_wire::energy::{NodeName, Share};
 
+use super::forecast::Outlook;
+
 /// How much greener another node must be for a middleware to hold back for it: readings
 /// differing less than this count as the same.
 pub const GREENER_BY: f64 = 0.05;
+/// How much greener a node without a free slot must be for a middleware with one to hold back
+/// for it all the same.
+pub const MUCH_GREENER: f64 = 0.25;
 /// How long before its `not_after` a waiting shiftable job is released, come what may (time
 /// for the queue, a pull and its executor's start).
 pub const START_MARGIN: Duration = Duration::from_secs(2);
-/// How much below the best share the forecast promises before its deadline a shiftable job
-/// still takes (days differ: yesterday's best is a guide, not a promise).
+/// How much below the best share the forecast holds before its deadline a shiftable job still
+/// takes, and how much better than now the forecast must be for it to wait (days differ:
+/// yesterday is a guide, not a promise).
 pub const BELOW_FORECAST: f64 = 0.1;
 /// How long a shiftable job that reached a node not green enough, while a green node has
 /// room, goes back to the stream for: long enough for the green node's pull to take it.
@@ -93,11 +99,13 @@ pub enum Shift {
 impl Policy {
     /// How long the middleware of `me`, with `free_here` slots free, waits before it pulls,
     /// with `nodes` as they are now (`me` among them or not) and `backlog` when work waits in
-    /// the stream: zero when no other node with room is better; otherwise a part of
-    /// `max_delay` that grows with the number of better nodes with room (the greenest pulls at
-    /// once, the next a little later, the brownest last), so the greener a node the more of
-    /// the work it takes. Another node with room is better when it is greener, or when this
-    /// one has no free slot (what it pulled would wait for one while that node is idle).
+    /// the stream: zero when no other node is better; otherwise a part of `max_delay` that
+    /// grows with the number of better nodes (the greenest pulls at once, the next a little
+    /// later, the brownest last), so the greener a node the more of the work it takes.
+    /// Another node with room is better when it is greener, or when this one has no free slot
+    /// (what it pulled would wait for one while that node is idle); one without room, when it
+    /// is [`MUCH_GREENER`] and this one has room (a slot there frees within the wait more
+    /// often than not, and the wait looks again at every change).
     pub fn hold_back(
         &self,
         me: &NodeName,
@@ -112,13 +120,17 @@ impl Policy {
             .iter()
             .find(|n| &n.node == me)
             .map_or(0.0, NodeState::share);
+        let much_greener = |n: &NodeState| n.share() > mine + MUCH_GREENER;
         let others: Vec<&NodeState> = nodes
             .iter()
-            .filter(|n| &n.node != me && n.free > 0)
+            .filter(|n| &n.node != me && (n.free > 0 || much_greener(n)))
             .collect();
         let better = others
             .iter()
-            .filter(|n| free_here == 0 || n.share() > mine + GREENER_BY)
+            .filter(|n| match n.free {
+                0 => free_here > 0,
+                _ => free_here == 0 || n.share() > mine + GREENER_BY,
+            })
             .count();
         if better == 0 {
             return Duration::ZERO;
@@ -126,12 +138,23 @@ impl Policy {
         self.max_delay.mul_f64(better as f64 / others.len() as f64)
     }
 
-    /// The share a shiftable job waits for: `green_share`, or, when the `forecast` (the best
-    /// share expected before its latest start) is lower, a little less than the forecast: no
-    /// job waits for sun its window will not see.
-    pub fn wanted_share(&self, forecast: Option<Share>) -> f64 {
+    /// The share a shiftable job waits for, with `best_now` the greenest node's share now:
+    /// - without a forecast, `green_share`;
+    /// - when the forecast (what the same stretch brought a period before) holds nothing
+    ///   better than its start, to within [`BELOW_FORECAST`]: nothing better is coming, so the
+    ///   greenest nodes now (within [`GREENER_BY`] of `best_now`, and never more than
+    ///   `green_share`);
+    /// - else `green_share`, or a little less than the best the forecast holds when that is
+    ///   lower: no job waits for sun its window will not see.
+    pub fn wanted_share(&self, forecast: Option<Outlook>, best_now: f64) -> f64 {
         let green = self.green_share.get();
-        forecast.map_or(green, |best| green.min(best.get() - BELOW_FORECAST))
+        match forecast {
+            None => green,
+            Some(o) if o.best.get() <= o.now.get() + BELOW_FORECAST => {
+                green.min(best_now - GREENER_BY)
+            }
+            Some(o) => green.min(o.best.get() - BELOW_FORECAST),
+        }
     }
 
     /// Whether a job that may start as late as `not_after`, and reached the middleware of
@@ -152,7 +175,7 @@ impl Policy {
         not_after: DateTime<Utc>,
         here: Option<(&NodeName, Room)>,
         nodes: &[NodeState],
-        forecast: Option<Share>,
+        forecast: Option<Outlook>,
     ) -> Shift {
         let latest_start = not_after - START_MARGIN;
         let Ok(left) = latest_start.signed_duration_since(now).to_std() else {
@@ -161,7 +184,8 @@ impl Policy {
         if left.is_zero() {
             return Shift::Start;
         }
-        let wanted = self.wanted_share(forecast);
+        let best_now = nodes.iter().map(NodeState::share).fold(0.0, f64::max);
+        let wanted = self.wanted_share(forecast, best_now);
         let mut green = nodes.iter().filter(|n| n.share() >= wanted);
         let Some((me, room)) = here else {
             return match green.any(|n| n.free > 0) {
@@ -277,9 +301,34 @@ mod tests {
 
     #[test]
     fn full_nodes_and_near_equal_shares_are_not_waited_for() {
-        let full = [node("a", Some(1.0), 0), node("b", Some(0.0), 1)];
+        let full = [node("a", Some(0.2), 0), node("b", Some(0.0), 1)];
         assert_eq!(
             policy().hold_back(&me("b"), 1, &full, false),
+            Duration::ZERO
+        );
+        // Unless it is much greener: then for a while (its slot frees more often than not).
+        let full_of_sun = [
+            node("a", Some(1.0), 0),
+            node("b", Some(0.0), 1),
+            node("c", Some(0.0), 1),
+        ];
+        assert_eq!(
+            policy().hold_back(&me("b"), 1, &full_of_sun, false),
+            Duration::from_millis(100)
+        );
+        // Full here too: not for a, only for c, which has room.
+        assert_eq!(
+            policy().hold_back(&me("b"), 0, &full_of_sun, false),
+            Duration::from_millis(100)
+        );
+        let both_full = [node("a", Some(1.0), 0), node("b", Some(0.0), 1)];
+        assert_eq!(
+            policy().hold_back(&me("b"), 0, &both_full, false),
+            Duration::ZERO
+        );
+        // Nor under a backlog.
+        assert_eq!(
+            policy().hold_back(&me("b"), 1, &full_of_sun, true),
             Duration::ZERO
         );
         let close = [node("a", Some(0.52), 1), node("b", Some(0.5), 1)];
@@ -409,14 +458,21 @@ mod tests {
     }
 
     #[test]
-    fn a_shiftable_job_waits_for_no_more_sun_than_the_forecast_promises() {
+    fn a_shiftable_job_waits_for_no_more_sun_than_the_forecast_holds() {
         let p = Policy {
             green_share: Share::new(0.8).unwrap(),
             ..policy()
         };
+        let share = |s| Share::new(s).unwrap();
+        let outlook = |now, best| {
+            Some(Outlook {
+                now: share(now),
+                best: share(best),
+            })
+        };
         let now = Utc::now();
         let evening = now + chrono::Duration::hours(6);
-        let b = me("b");
+        let (a, b) = (me("a"), me("b"));
         let fading = [node("a", Some(0.2), 1), node("b", Some(0.45), 1)];
         // No forecast: waits for 80%, which this evening will not bring.
         assert_eq!(
@@ -424,35 +480,61 @@ mod tests {
             Shift::Wait(p.recheck)
         );
         // Yesterday's evening never passed 50%: 45% now is as good as it gets.
-        let forecast = Some(Share::new(0.5).unwrap());
-        assert_eq!(
-            p.shift(now, evening, Some((&b, ONE_FREE)), &fading, forecast),
-            Shift::Start
-        );
-        // On a node browner than that, it goes back for b.
-        let a = me("a");
-        assert_eq!(
-            p.shift(now, evening, Some((&a, ONE_FREE)), &fading, forecast),
-            Shift::Wait(HAND_OVER_AFTER)
-        );
-        // A night with no sun before the deadline: starts at once, anywhere.
-        let dark = [node("a", Some(0.0), 1), node("b", None, 1)];
-        assert_eq!(
-            p.shift(now, evening, Some((&b, ONE_FREE)), &dark, Some(Share::ZERO)),
-            Shift::Start
-        );
-        // A forecast above the threshold changes nothing: the threshold is enough.
-        assert!((p.wanted_share(Some(Share::new(1.0).unwrap())) - 0.8).abs() < 1e-9);
         assert_eq!(
             p.shift(
                 now,
                 evening,
                 Some((&b, ONE_FREE)),
                 &fading,
-                Some(Share::new(1.0).unwrap())
+                outlook(0.3, 0.5)
+            ),
+            Shift::Start
+        );
+        // Yesterday's evening was at its best at its start, sunnier than today: nothing better
+        // is coming, the greenest node now takes it...
+        assert_eq!(
+            p.shift(
+                now,
+                evening,
+                Some((&b, ONE_FREE)),
+                &fading,
+                outlook(0.95, 0.99)
+            ),
+            Shift::Start
+        );
+        // ... and a browner one hands it over.
+        assert_eq!(
+            p.shift(
+                now,
+                evening,
+                Some((&a, ONE_FREE)),
+                &fading,
+                outlook(0.95, 0.99)
+            ),
+            Shift::Wait(HAND_OVER_AFTER)
+        );
+        // A night with no sun before the deadline: starts at once, anywhere.
+        let dark = [node("a", Some(0.0), 1), node("b", None, 1)];
+        assert_eq!(
+            p.shift(now, evening, Some((&b, ONE_FREE)), &dark, outlook(0.0, 0.0)),
+            Shift::Start
+        );
+        // Before dawn, with full sun ahead: waits for the threshold, as without a forecast.
+        assert_eq!(
+            p.shift(
+                now,
+                evening,
+                Some((&b, ONE_FREE)),
+                &fading,
+                outlook(0.1, 1.0)
             ),
             Shift::Wait(p.recheck)
         );
+        assert!((p.wanted_share(outlook(0.1, 1.0), 0.45) - 0.8).abs() < 1e-9);
+        assert!((p.wanted_share(outlook(0.1, 0.6), 0.45) - 0.5).abs() < 1e-9);
+        assert!((p.wanted_share(outlook(0.9, 0.9), 1.0) - 0.8).abs() < 1e-9);
+        assert!((p.wanted_share(outlook(0.9, 0.9), 0.45) - 0.4).abs() < 1e-9);
+        assert!((p.wanted_share(None, 0.45) - 0.8).abs() < 1e-9);
     }
 
     #[test]

@@ -20,7 +20,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{forecast::Forecast, policy::NodeState};
+use super::{
+    forecast::{Forecast, Outlook},
+    policy::NodeState,
+};
 
 /// How long a watch that ended waits before it is made again.
 const REWATCH_AFTER: Duration = Duration::from_secs(1);
@@ -47,17 +50,16 @@ impl NodesView {
         }
     }
 
-    /// The highest share any node that `counts` is expected to reach from `now` to `until`
-    /// (see [`Forecast::best_between`]); `None` without a forecast, or without readings from a
-    /// period ago.
+    /// What is expected of the nodes that `counts` from `now` to `until` (see
+    /// [`Forecast::outlook`]); `None` without a forecast, or without readings from a period ago.
     pub fn forecast(
         &self,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         counts: impl Fn(&NodeName) -> bool,
-    ) -> Option<Share> {
+    ) -> Option<Outlook> {
         let forecast = self.forecast.as_ref()?.read().expect("not poisoned");
-        forecast.best_between(now, until, counts)
+        forecast.outlook(now, until, counts)
     }
 
     fn remember(&self, reading: &EnergyReading) {
