@@ -3,7 +3,7 @@
 //! `mosquitto-clients`), the gateway and real `cola middleware` processes: telemetry in through
 //! MQTT, kept per node, shown by `GET /api/v1/energy` and in the job view; stale and malformed
 //! telemetry; the greener node taking the work unless there is a backlog; time shifting with
-//! its deadline.
+//! its deadline, and with a forecast from the last period's readings.
 
 mod common;
 
@@ -296,15 +296,6 @@ async fn a_time_shiftable_job_waits_for_renewable_power_and_starts_in_time() {
     energy_until(&stack, &token, |n| share_of(n, "a") == Some(0.1)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let shiftable = |not_after: DateTime<Utc>| {
-        json!({
-            "language": "c",
-            "source": "int main(void) { return 0; }\n",
-            "schedule": {"not_after": not_after.to_rfc3339()},
-        })
-    };
-    let waiting = |v: &Value| v["waiting"] == "renewable_power";
-
     // No green node: it waits, and starts before its deadline all the same.
     let not_after = Utc::now() + chrono::Duration::seconds(7);
     let (status, view) = stack.submit(&token, shiftable(not_after), 0).await;
@@ -396,6 +387,64 @@ async fn a_time_shiftable_job_waits_for_renewable_power_and_starts_in_time() {
     });
     let (status, answer) = stack.submit(&token, numeric, 0).await;
     assert_eq!(status, 400, "{answer}");
+}
+
+/// A C job that may start as late as `not_after`.
+fn shiftable(not_after: DateTime<Utc>) -> Value {
+    json!({
+        "language": "c",
+        "source": "int main(void) { return 0; }\n",
+        "schedule": {"not_after": not_after.to_rfc3339()},
+    })
+}
+
+/// Whether a job view says it waits for renewable power.
+fn waiting(view: &Value) -> bool {
+    view["waiting"] == "renewable_power"
+}
+
+#[tokio::test]
+async fn a_shiftable_job_does_not_wait_for_sun_the_same_hours_a_period_ago_did_not_bring() {
+    let mut stack = Stack::with_mqtt(|_| {}).await;
+    stack.start_middleware_with(&[
+        "--node-name",
+        "a",
+        "--shift-recheck",
+        "300ms",
+        "--forecast-period",
+        "10s",
+    ]);
+    let token = stack.token("ada").await;
+    nodes_present(&stack, &["a"]).await;
+    report(&stack, "a", 0.3);
+    energy_until(&stack, &token, |n| share_of(n, "a") == Some(0.3)).await;
+
+    // The readings do not go back a period yet: no forecast, so the job waits for 50%.
+    let (status, view) = stack
+        .submit(
+            &token,
+            shiftable(Utc::now() + chrono::Duration::minutes(10)),
+            0,
+        )
+        .await;
+    assert_eq!(status, 201, "{view}");
+    let id = view["id"].as_str().unwrap().to_owned();
+    stack
+        .wait_for(&token, &id, Duration::from_secs(5), waiting)
+        .await;
+    // Once they do, they say the last period never passed 30%: nothing better is coming, so
+    // it starts on the greenest node now, ten minutes before it had to.
+    let view = stack
+        .wait_terminal(&token, &id, Duration::from_secs(20))
+        .await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["renewable_share"], 0.3);
+    let waited =
+        parse(view["started_at"].as_str().unwrap()) - parse(view["created_at"].as_str().unwrap());
+    assert!(
+        waited > chrono::Duration::seconds(7) && waited < chrono::Duration::seconds(15),
+        "waited {waited} (a period is 10 s)"
+    );
 }
 
 fn parse(text: &str) -> DateTime<Utc> {
