@@ -82,7 +82,8 @@ k8s-deploy:
 ## (a Pod, 4 Pods spread 2 and 2, a job as a Pod), the deployment, a person's journey through
 ## port-forward (login with the test provider, C, Go, JavaScript and numeric jobs, zips), and the
 ## end-to-end checks (spread, Pod hardening, limit reasons, NATS permissions, a 200-job burst
-## with a middleware Pod deleted, a 100-job burst with a kubelet stopped, Pods started ahead).
+## with a middleware Pod deleted, a 100-job burst with a kubelet stopped, Pods started ahead,
+## executor Pods following the sun from readings over MQTT).
 test-k8s:
 	scripts/k8s-smoke.sh
 	scripts/k8s-deploy.sh
